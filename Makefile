@@ -1,0 +1,105 @@
+# dfm — one build for libdfm, the programs, the tests and the docs.
+#   make            build bin/dfm-* (and the CUDA objects when nvcc exists)
+#   make test       unit tests + pipeline tests     (SAN=1: under ASan + UBSan)
+#   make demo       the main job on generated media
+#   make bench      benchmarks against baselines run in the same invocation
+#   make install    PREFIX=/usr/local
+PREFIX  ?= /usr/local
+SAN     ?= 0
+BUILD   := build$(if $(filter 1,$(SAN)),-san,)
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
+
+PKGS    := libarchive msgpack libzstd libturbojpeg libavformat libavcodec libswscale libavutil libcjson
+DEPS_OK := $(shell pkg-config --exists $(PKGS) 2>/dev/null && command -v ffmpeg >/dev/null && echo yes)
+
+CC      ?= cc
+OPT     ?= -O2
+CFLAGS  += $(OPT) -g -std=c11 -D_GNU_SOURCE -pthread -Wall -Wextra -Wno-unused-parameter \
+           -Wshadow -Wno-sign-compare -Wno-format-truncation -fno-strict-aliasing -DDFM_VERSION='"$(VERSION)"' \
+           -Ilib -Ikernels $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
+ifeq ($(SAN),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+# CUDA: compiled in every build where nvcc exists (DESIGN.md §5).
+NVCC    ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+ifneq ($(NVCC),)
+CU_SRC  := $(wildcard kernels/cuda/*.cu)
+CU_OBJ  := $(CU_SRC:%.cu=$(BUILD)/%.o)
+CFLAGS  += -DDFM_HAVE_CUDA=1 -I$(CUDA_HOME)/include
+LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart
+NVFLAGS ?= -O2 -std=c++17 -Ilib -Ikernels -Xcompiler -fPIC \
+           -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+endif
+
+LIB_SRC := $(sort $(wildcard lib/*/*.c kernels/cpu/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CMD_SRC := $(sort $(wildcard cmd/*.c))
+BINS    := $(CMD_SRC:cmd/%.c=bin/%)
+TEST_SRC:= $(sort $(wildcard tests/unit/*.c))
+TEST_OBJ:= $(TEST_SRC:%.c=$(BUILD)/%.o)
+LIBDFM  := $(BUILD)/libdfm.a
+ifeq ($(SAN),1)
+BINDIR  := $(BUILD)/bin
+else
+BINDIR  := bin
+endif
+BINS    := $(CMD_SRC:cmd/%.c=$(BINDIR)/%)
+
+.PHONY: all test demo bench install clean fixtures
+ifneq ($(DEPS_OK),yes)
+# A fresh machine: install what is missing, then run the same goal again.
+all test demo bench install:
+	@echo "dfm: build dependencies missing; running scripts/install-deps.sh" >&2
+	@scripts/install-deps.sh
+	@$(MAKE) --no-print-directory $@
+else
+all: $(BINS) $(BINDIR)/dfm-unit-tests
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/kernels/cuda/%.o: kernels/cuda/%.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+$(LIBDFM): $(LIB_OBJ) $(CU_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BINDIR)/%: $(BUILD)/cmd/%.o $(LIBDFM)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $< $(LIBDFM) $(LDLIBS) -o $@
+
+$(BINDIR)/dfm-unit-tests: $(TEST_OBJ) $(LIBDFM)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $(TEST_OBJ) $(LIBDFM) $(LDLIBS) -o $@
+
+test: all
+	@tests/run.sh $(BINDIR) $(if $(filter 1,$(SAN)),unit,all)
+
+demo: all
+	@scripts/demo.sh
+
+bench: all
+	@scripts/bench.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 man/man1/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 man/man5/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+
+endif
+
+fixtures:
+	@scripts/make-fixtures.sh
+
+clean:
+	rm -rf build build-san bin
+
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(CMD_SRC:%.c=$(BUILD)/%.d)

@@ -1,0 +1,34 @@
+/* cli.h — what every program's main() shares: --help/--version, exit codes, number and size
+ * parsing with clear errors, the "no binary to a terminal" rule, and EPIPE/SIGPIPE handling.
+ * Option tables themselves live in each cmd/dfm-*.c (getopt_long).
+ */
+#ifndef DFM_BASE_CLI_H
+#define DFM_BASE_CLI_H
+#include <stdint.h>
+
+enum { DFM_EXIT_OK = 0, DFM_EXIT_FAIL = 1, DFM_EXIT_USAGE = 2 };
+
+/* Print "prog: error: <msg>" and "hint: try 'prog --help'" and exit 2. */
+_Noreturn void dfm_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Print "prog VERSION" (+ build info) on stdout and exit 0. */
+_Noreturn void dfm_print_version(void);
+
+/* Parsers: on bad input they call dfm_usage_error naming the option. */
+long dfm_parse_long(const char *opt, const char *s, long min, long max);
+double dfm_parse_double(const char *opt, const char *s, double min, double max);
+/* "1000", "64K", "1.5M", "1G", "2GiB" (binary multiples) -> bytes. */
+uint64_t dfm_parse_size(const char *opt, const char *s);
+/* "640x480" -> w, h (both >= 1). */
+void dfm_parse_wxh(const char *opt, const char *s, int *w, int *h);
+/* Match s against a NULL-terminated list; returns the index or dies naming the choices. */
+int dfm_parse_choice(const char *opt, const char *s, const char *const *choices);
+
+/* Refuse to write binary data to a terminal (exit 2 with a hint) unless force. */
+void dfm_check_binary_stdout(int force);
+/* Ignore SIGPIPE so writes return EPIPE; dfm_exit_pipe() then exits quietly (status 141). */
+void dfm_cli_init(const char *prog);
+_Noreturn void dfm_exit_pipe(void);
+/* Close stdout and report a write error; returns the exit status to use. */
+int dfm_close_stdout(int status);
+
+#endif

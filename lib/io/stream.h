@@ -1,0 +1,45 @@
+/* stream.h — reading and writing the sample stream in either framing (DESIGN.md §2,
+ * formats/sample-stream.md):
+ *   msgpack : a sequence of msgpack maps, one per sample: "__key__" -> str, field -> bin
+ *             ("txt" and "json" may also arrive as str; both are accepted).
+ *   tar     : WebDataset members KEY.FIELD in sample order (ustar/pax), optionally zstd (.tar.zst);
+ *             concatenated tar files are read through.
+ * The reader detects the framing from the first bytes (zstd magic, tar "ustar" magic or a
+ * msgpack map byte) — never from a file name. Each reader holds O(one sample) of memory.
+ *
+ * Not here: what fields mean (npy.h, sample.h JSON helpers), shard rolling (dfm-shard).
+ */
+#ifndef DFM_IO_STREAM_H
+#define DFM_IO_STREAM_H
+#include <stdint.h>
+#include "io/sample.h"
+
+typedef enum { DFM_FRAMING_MSGPACK = 0, DFM_FRAMING_TAR = 1 } dfm_framing;
+
+typedef struct dfm_reader dfm_reader;
+
+/* Open `path` ("-" = stdin). max_sample_bytes bounds one sample (0 = default 4 GiB); a larger
+ * record is an error naming its key when known. */
+int dfm_reader_open(dfm_reader **r, const char *path, uint64_t max_sample_bytes);
+/* Read the next sample into s (cleared first). Returns 1 = got one, 0 = end of stream,
+ * < 0 = error (message via dfm_errmsg(); the stream cannot continue). */
+int dfm_reader_next(dfm_reader *r, dfm_sample *s);
+dfm_framing dfm_reader_framing(const dfm_reader *r); /* valid after the first next() */
+int dfm_reader_compressed(const dfm_reader *r);       /* 1 if zstd-compressed */
+void dfm_reader_close(dfm_reader *r);
+
+typedef struct dfm_writer dfm_writer;
+
+/* Write samples to fd (not closed by the writer) or to a file path. For tar, zstd_level > 0
+ * compresses with zstd at that level (level 0 = plain tar). Tar members: KEY.FIELD in the order
+ * the fields are stored, mode 0444, mtime 0, uid/gid 0, no user/group names, pax only when a
+ * name needs it — the same samples give byte-identical output. */
+int dfm_writer_open_fd(dfm_writer **w, int fd, dfm_framing framing, int zstd_level);
+int dfm_writer_put(dfm_writer *w, const dfm_sample *s);
+/* Bytes handed to the output so far (compressed bytes when compressing, after flush). */
+uint64_t dfm_writer_bytes(const dfm_writer *w);
+/* Flush and finish (tar end blocks, zstd epilogue); returns < 0 on a write error, DFM_E_PIPE
+ * when the reader went away. Frees w in every case. */
+int dfm_writer_close(dfm_writer *w);
+
+#endif

@@ -1,0 +1,45 @@
+/* image.h — still-image decode to 8-bit RGB.
+ *
+ * JPEG goes through TurboJPEG (with the EXIF orientation applied); PNG, WebP and BMP through
+ * libavcodec, decoded from memory. Every result is packed RGB, 3 bytes a pixel, rows
+ * top-to-bottom: grey is expanded, 16-bit is reduced to 8-bit, alpha is composited on white.
+ * A declared size over max_pixels is refused before any pixel buffer is allocated.
+ * Not here: resizing (resample.h), video (video.h), file discovery.
+ */
+#ifndef DFM_MEDIA_IMAGE_H
+#define DFM_MEDIA_IMAGE_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int w, h;
+    uint8_t *rgb; /* w*h*3 bytes, malloc'd; owned by the image */
+} dfm_image;
+
+typedef enum { DFM_IMG_UNKNOWN, DFM_IMG_JPEG, DFM_IMG_PNG, DFM_IMG_WEBP, DFM_IMG_BMP } dfm_img_type;
+
+/* Sniff the container from the first bytes (not the file name). */
+dfm_img_type dfm_image_sniff(const uint8_t *data, size_t len);
+const char *dfm_image_type_name(dfm_img_type t); /* "jpeg", "png", ... */
+
+typedef struct {
+    dfm_img_type type;
+    int src_w, src_h;    /* size as stored, before orientation */
+    int orientation;     /* EXIF orientation 1..8 applied (1 = none) */
+    int had_alpha;       /* composited on white */
+    int bit_depth;       /* 8 or 16 per channel as stored */
+} dfm_image_meta;
+
+/* Decode an image held in memory. max_pixels = 0 means no limit. Errors: DFM_E_FORMAT for
+ * empty, truncated or corrupt data, DFM_E_LIMIT for an image over max_pixels,
+ * DFM_E_UNSUPPORTED for e.g. animated WebP. meta may be NULL. */
+int dfm_image_decode(const uint8_t *data, size_t len, uint64_t max_pixels, dfm_image *out,
+                     dfm_image_meta *meta);
+void dfm_image_free(dfm_image *img);
+
+/* EXIF orientation (1..8) found in a JPEG's APP1 segment, 1 when absent or unreadable. */
+int dfm_jpeg_exif_orientation(const uint8_t *data, size_t len);
+/* Apply an EXIF orientation to packed RGB: returns a new buffer (malloc'd) and the new size. */
+int dfm_rgb_orient(const uint8_t *src, int w, int h, int orientation, uint8_t **dst, int *dw, int *dh);
+
+#endif

@@ -1,0 +1,83 @@
+/* test_base.c — base layer and sample: errors, buffers, keys, JSON field. */
+#include "test.h"
+#include "base/buf.h"
+#include "base/error.h"
+#include "io/sample.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+
+TEST(error_message)
+{
+    CHECK_EQ(dfm_fail(DFM_E_FORMAT, "bad %s", "thing"), DFM_E_FORMAT);
+    CHECK_STR(dfm_errmsg(), "bad thing");
+    dfm_fail_ctx(DFM_E_FORMAT, "file '%s'", "x");
+    CHECK_STR(dfm_errmsg(), "file 'x': bad thing");
+}
+
+TEST(buf_append_printf)
+{
+    dfm_buf b = {0};
+    CHECK_EQ(dfm_buf_append(&b, "ab", 2), 0);
+    CHECK_EQ(dfm_buf_printf(&b, "%d-%s", 42, "z"), 0);
+    CHECK_EQ(b.len, 6);
+    CHECK_STR((char *)b.data, "ab42-z");
+    for (int i = 0; i < 10000; i++) dfm_buf_append(&b, "x", 1);
+    CHECK_EQ(b.len, 10006);
+    dfm_buf_free(&b);
+}
+
+TEST(key_escape_roundtrip)
+{
+    const char *cases[] = {"dir/clip.mp4", "a b.c%d@e", "snow_fox-1", "ünï/cödé.jpg", ""};
+    const char *want[] = {"dir%2Fclip%2Emp4", "a%20b%2Ec%25d%40e", "snow_fox-1",
+                          "ünï%2Fcödé%2Ejpg", ""};
+    for (int i = 0; i < 5; i++) {
+        char *k = dfm_key_escape(cases[i]);
+        CHECK_STR(k, want[i]);
+        CHECK(!strchr(k, '.') && !strchr(k, '/') && !strchr(k, '@'));
+        char *u = dfm_key_unescape(k);
+        CHECK_STR(u, cases[i]);
+        free(k);
+        free(u);
+    }
+}
+
+TEST(sample_fields)
+{
+    dfm_sample s;
+    dfm_sample_init(&s);
+    dfm_sample_set_key(&s, "k1");
+    dfm_sample_set_str(&s, "txt", "hello");
+    dfm_sample_set(&s, "frames.npy", "\x93NUMPY", 6);
+    dfm_sample_set_str(&s, "txt", "hi");
+    CHECK_EQ(s.n, 2);
+    CHECK_STR((char *)dfm_sample_get(&s, "txt")->data, "hi");
+    CHECK_EQ(dfm_sample_bytes(&s), 8);
+    dfm_sample t;
+    dfm_sample_init(&t);
+    CHECK_EQ(dfm_sample_copy(&t, &s), 0);
+    CHECK_STR(t.key, "k1");
+    dfm_sample_del(&s, "txt");
+    CHECK(dfm_sample_get(&s, "txt") == NULL);
+    CHECK(dfm_sample_get(&t, "txt") != NULL);
+    dfm_sample_free(&s);
+    dfm_sample_free(&t);
+}
+
+TEST(sample_json_field)
+{
+    dfm_sample s;
+    dfm_sample_init(&s);
+    cJSON *j = NULL;
+    CHECK_EQ(dfm_sample_json(&s, &j), 0);
+    cJSON_AddNumberToObject(j, "width", 640);
+    CHECK_EQ(dfm_sample_set_json(&s, j), 0);
+    cJSON_Delete(j);
+    CHECK_STR((char *)dfm_sample_get(&s, "json")->data, "{\"width\":640}");
+    dfm_sample_set_str(&s, "json", "[1,2]");
+    CHECK_EQ(dfm_sample_json(&s, &j), DFM_E_FORMAT);
+    dfm_sample_set_str(&s, "json", "{\"a\":");
+    CHECK_EQ(dfm_sample_json(&s, &j), DFM_E_FORMAT);
+    dfm_sample_free(&s);
+}
