@@ -23,4 +23,10 @@ typedef enum {
 int dfm_resample_rgb8(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh, int rw,
                       int rh, int left, int top, dfm_filter filter, int threads);
 
+/* Which implementation runs: "avx2" (chosen at run time when the CPU has it) or "scalar".
+ * Both produce identical bytes. dfm_resample_set_simd(0) forces the scalar path (tests,
+ * benchmarks); not thread-safe against concurrent resamples. */
+const char *dfm_resample_impl(void);
+void dfm_resample_set_simd(int enable);
+
 #endif

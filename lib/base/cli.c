@@ -1,8 +1,10 @@
 /* cli.c — shared command-line plumbing (see cli.h). */
 #include "base/cli.h"
+#include "base/error.h"
 #include "base/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -146,4 +148,53 @@ int dfm_close_stdout(int status)
         return status ? status : DFM_EXIT_FAIL;
     }
     return status;
+}
+
+uint64_t dfm_parse_count(const char *opt, const char *s)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || v < 0 || !isfinite(v))
+        dfm_usage_error("option '%s' wants a count such as 100M, not '%s'", opt, s);
+    if (*end == 'k' || *end == 'K') v *= 1e3, end++;
+    else if (*end == 'm' || *end == 'M') v *= 1e6, end++;
+    else if (*end == 'g' || *end == 'G') v *= 1e9, end++;
+    if (*end || v < 1 || v > 1e18) dfm_usage_error("option '%s': cannot use '%s'", opt, s);
+    return (uint64_t)v;
+}
+
+int dfm_output_open(dfm_output *o, const char *path, int force)
+{
+    memset(o, 0, sizeof *o);
+    if (!path || !strcmp(path, "-")) {
+        dfm_check_binary_stdout(force);
+        o->fd = 1;
+        return 0;
+    }
+    size_t n = strlen(path) + 5;
+    o->path = strdup(path);
+    o->tmp = malloc(n);
+    if (!o->path || !o->tmp) return dfm_fail(DFM_E_NOMEM, "out of memory");
+    snprintf(o->tmp, n, "%s.tmp", path);
+    o->fd = open(o->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (o->fd < 0) return dfm_fail(DFM_E_IO, "cannot create '%s': %s", o->tmp, strerror(errno));
+    return 0;
+}
+
+int dfm_output_close(dfm_output *o, int failed)
+{
+    int rc = 0;
+    if (!o->path) return 0;
+    if (!failed && fsync(o->fd) != 0)
+        rc = dfm_fail(DFM_E_IO, "cannot write '%s': %s", o->tmp, strerror(errno));
+    if (close(o->fd) != 0 && !rc)
+        rc = dfm_fail(DFM_E_IO, "cannot write '%s': %s", o->tmp, strerror(errno));
+    if (!failed && !rc && rename(o->tmp, o->path) != 0)
+        rc = dfm_fail(DFM_E_IO, "cannot rename '%s' to '%s': %s", o->tmp, o->path, strerror(errno));
+    if (failed || rc) unlink(o->tmp);
+    free(o->path);
+    free(o->tmp);
+    memset(o, 0, sizeof *o);
+    return rc;
 }

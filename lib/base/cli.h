@@ -31,4 +31,18 @@ _Noreturn void dfm_exit_pipe(void);
 /* Close stdout and report a write error; returns the exit status to use. */
 int dfm_close_stdout(int status);
 
+
+/* "100M", "2.5K", "1e8", "12000000" -> a count (decimal multiples K=1e3, M=1e6, G=1e9). */
+uint64_t dfm_parse_count(const char *opt, const char *s);
+
+/* Program output: stdout, or a file written as FILE.tmp and renamed into place on success. */
+typedef struct {
+    int fd;
+    char *path, *tmp; /* NULL for stdout */
+} dfm_output;
+/* path NULL or "-" = stdout (refused when it is a terminal unless force). */
+int dfm_output_open(dfm_output *o, const char *path, int force);
+/* failed = 0: fsync and rename the .tmp into place; failed = 1: remove the .tmp.
+ * stdout is flushed/closed by dfm_close_stdout at exit instead. */
+int dfm_output_close(dfm_output *o, int failed);
 #endif

@@ -23,7 +23,9 @@ const char *dfm_npy_descr(dfm_npy_dtype t); /* "|u1", "<i4", ... */
 /* Parse a .npy held in memory; out->data aliases buf. Rejects Fortran order, big-endian,
  * unsupported dtypes, truncated data and trailing garbage. */
 int dfm_npy_parse(const uint8_t *buf, size_t len, dfm_npy *out);
-/* Build a complete .npy (header + copy of data) in a malloc'd buffer. */
+/* Build a complete .npy (header + copy of data) in a malloc'd buffer; one zero byte follows
+ * *out_len, so the buffer can go straight to dfm_sample_set_owned(). Headers are byte-identical
+ * to numpy's np.save (numpy >= 1.24). */
 int dfm_npy_build(dfm_npy_dtype t, int ndim, const int64_t *shape, const void *data,
                   uint8_t **out, size_t *out_len);
 /* Header only: writes the header for (t, shape) into a malloc'd buffer of *hdr_len bytes, so a

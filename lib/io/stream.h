@@ -16,6 +16,8 @@
 
 typedef enum { DFM_FRAMING_MSGPACK = 0, DFM_FRAMING_TAR = 1 } dfm_framing;
 
+const char *dfm_framing_name(dfm_framing f); /* "msgpack" or "tar" */
+
 typedef struct dfm_reader dfm_reader;
 
 /* Open `path` ("-" = stdin). max_sample_bytes bounds one sample (0 = default 4 GiB); a larger
@@ -35,6 +37,17 @@ typedef struct dfm_writer dfm_writer;
  * the fields are stored, mode 0444, mtime 0, uid/gid 0, no user/group names, pax only when a
  * name needs it — the same samples give byte-identical output. */
 int dfm_writer_open_fd(dfm_writer **w, int fd, dfm_framing framing, int zstd_level);
+/* The same for a path ("-" = stdout). A regular file is written as "<path>.tmp", fsynced and
+ * renamed to `path` by a successful dfm_writer_close (removed on failure), so a file under its
+ * final name is always complete; an existing non-regular file (FIFO, /dev/null) is written
+ * directly. zstd_level > 0 compresses the msgpack framing too. */
+int dfm_writer_open(dfm_writer **w, const char *path, dfm_framing framing, int zstd_level);
+/* Append one sample and hand its bytes to the output (a streaming filter's reader sees each
+ * sample as soon as it is put). Keys and field names must survive both framings: a key that is
+ * empty, has a '.' in its last '/'-component, an empty, "." or ".." component, or looks like
+ * `__*__`, and a field name that is empty, has '/' or upper-case ASCII, or looks like `__*__`,
+ * give DFM_E_ARG before anything is written (the writer stays usable). Output errors are sticky:
+ * every later call returns the same code (DFM_E_PIPE when the reader went away). */
 int dfm_writer_put(dfm_writer *w, const dfm_sample *s);
 /* Bytes handed to the output so far (compressed bytes when compressing, after flush). */
 uint64_t dfm_writer_bytes(const dfm_writer *w);

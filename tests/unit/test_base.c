@@ -81,3 +81,19 @@ TEST(sample_json_field)
     CHECK_EQ(dfm_sample_json(&s, &j), DFM_E_FORMAT);
     dfm_sample_free(&s);
 }
+
+#include "base/strset.h"
+TEST(strset_add_has)
+{
+    dfm_strset s = {0};
+    char k[32];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(k, sizeof k, "key%d", i);
+        CHECK_EQ(dfm_strset_add(&s, k), 1);
+    }
+    CHECK_EQ(dfm_strset_add(&s, "key7"), 0);
+    CHECK(dfm_strset_has(&s, "key999"));
+    CHECK(!dfm_strset_has(&s, "key1000"));
+    CHECK_EQ(s.n, 1000);
+    dfm_strset_free(&s);
+}

@@ -1,0 +1,123 @@
+/* dfm-shard — write a sample stream into numbered WebDataset tar shards with an index, or
+ * (--cat) stream shards back out. Thin: the work is lib/io/shard.c and lib/io/stream_map.c. */
+#include "base/cli.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "io/describe.h"
+#include "io/shard.h"
+#include "io/stream_map.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char usage[] =
+    "usage: dfm-shard -o PATTERN [options] [INPUT...] < samples\n"
+    "       dfm-shard --cat [options] SHARD... > samples\n"
+    "       dfm-shard --list [SHARD...]\n"
+    "Split a sample stream (msgpack or tar, from INPUT files or stdin) into WebDataset tar\n"
+    "shards named by PATTERN, e.g. out/train-%06d.tar or out/train-%06d.tar.zst, with\n"
+    "index.json beside them; or stream shards back out with --cat.\n"
+    "\n"
+    "  -o, --output PATTERN        shard names: one %d-style number, ending .tar or .tar.zst\n"
+    "  --max-count N               samples per shard (default 1000)\n"
+    "  --max-size SIZE             bytes per shard, e.g. 500M, 1G (default 1G)\n"
+    "  --by-bucket                 one series per bucket: DIR/WxHxF/NAME-%06d.tar\n"
+    "  --zstd-level N              compression level for .tar.zst (default 3)\n"
+    "  --cat                       read SHARD... (tar, tar.zst or msgpack) and write one stream\n"
+    "  --format msgpack|tar|tar.zst  framing for --cat output (default msgpack)\n"
+    "  --list                      print one text line per sample (key, captions, json, array\n"
+    "                              shapes) from SHARD... or stdin, in any framing\n"
+    "  --strict                    stop at the first bad input (exit 1)\n"
+    "  --force                     binary output to a terminal (--cat)\n"
+    "  -q, --quiet                 no progress line\n"
+    "  -h, --help                  this help;  --version  print the version\n";
+
+enum { O_MAXC = 256, O_MAXS, O_BYB, O_ZL, O_CAT, O_LIST, O_FORMAT, O_STRICT, O_FORCE, O_VERSION };
+static const struct option longopts[] = {
+    {"output", 1, 0, 'o'},     {"max-count", 1, 0, O_MAXC}, {"max-size", 1, 0, O_MAXS},
+    {"by-bucket", 0, 0, O_BYB}, {"zstd-level", 1, 0, O_ZL}, {"cat", 0, 0, O_CAT}, {"list", 0, 0, O_LIST},
+    {"format", 1, 0, O_FORMAT}, {"strict", 0, 0, O_STRICT}, {"force", 0, 0, O_FORCE},
+    {"quiet", 0, 0, 'q'},      {"help", 0, 0, 'h'},         {"version", 0, 0, O_VERSION},
+    {0, 0, 0, 0}};
+
+static int put(void *ctx, const dfm_sample *s) { return dfm_sharder_put(ctx, s); }
+
+static int list(void *ctx, const dfm_sample *s)
+{
+    dfm_buf *b = ctx;
+    b->len = 0;
+    int rc = dfm_sample_describe(s, b);
+    if (!rc && fwrite(b->data, 1, b->len, stdout) != b->len) {
+        if (errno == EPIPE) dfm_exit_pipe();
+        rc = dfm_fail(DFM_E_IO, "writing the listing failed: %s", strerror(errno));
+    }
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    dfm_cli_init(argv[0]);
+    dfm_shard_opts so = {.max_count = 1000, .max_size = 1ULL << 30, .zstd_level = 3};
+    dfm_map_opts mo = {.progress = "samples"};
+    int cat = 0, listing = 0, c, format = 0;
+    static const char *const formats[] = {"msgpack", "tar", "tar.zst", NULL};
+    while ((c = getopt_long(argc, argv, "o:qh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'o': so.pattern = optarg; break;
+        case O_MAXC: so.max_count = (uint64_t)dfm_parse_long("--max-count", optarg, 1, 1L << 40); break;
+        case O_MAXS: so.max_size = dfm_parse_size("--max-size", optarg); break;
+        case O_BYB: so.by_bucket = 1; break;
+        case O_ZL: so.zstd_level = (int)dfm_parse_long("--zstd-level", optarg, 1, 22); break;
+        case O_CAT: cat = 1; break;
+        case O_LIST: listing = 1; break;
+        case O_FORMAT: format = dfm_parse_choice("--format", optarg, formats); break;
+        case O_STRICT: mo.strict = 1; break;
+        case O_FORCE: mo.force = 1; break;
+        case 'q': dfm_log_set_quiet(1); break;
+        case 'h': fputs(usage, stdout); return dfm_close_stdout(0);
+        case O_VERSION: dfm_print_version();
+        default: dfm_usage_error("unknown option");
+        }
+    }
+    dfm_counts counts;
+    dfm_counts_init(&counts);
+    if (listing) {
+        if (so.pattern || cat) dfm_usage_error("--list prints text; it takes no -o or --cat");
+        dfm_buf b = {0};
+        mo.sink = list;
+        mo.sink_ctx = &b;
+        int status = dfm_stream_map(&mo, argv + optind, argc - optind, NULL, NULL, &counts);
+        dfm_buf_free(&b);
+        status = dfm_close_stdout(status);
+        dfm_summary(&counts, NULL);
+        return status;
+    }
+    if (cat) {
+        if (so.pattern) dfm_usage_error("--cat writes a stream to stdout; it takes no -o PATTERN");
+        if (optind >= argc) dfm_usage_error("--cat needs at least one SHARD");
+        mo.framing = format ? DFM_FRAMING_TAR : DFM_FRAMING_MSGPACK;
+        mo.zstd_level = format == 2 ? 3 : 0;
+        int status = dfm_stream_map(&mo, argv + optind, argc - optind, NULL, NULL, &counts);
+        dfm_summary(&counts, NULL);
+        return status;
+    }
+    if (!so.pattern) dfm_usage_error("no output pattern: use -o out/train-%%06d.tar");
+    dfm_sharder *sh;
+    if (dfm_sharder_new(&sh, &so)) dfm_usage_error("%s", dfm_errmsg());
+    mo.sink = put;
+    mo.sink_ctx = sh;
+    int status = dfm_stream_map(&mo, argv + optind, argc - optind, NULL, NULL, &counts);
+    int nshards = 0;
+    if (dfm_sharder_close(sh, status != 0 && mo.strict, &nshards)) {
+        dfm_log_error("%s", dfm_errmsg());
+        status = DFM_EXIT_FAIL;
+    }
+    char extra[64];
+    snprintf(extra, sizeof extra, "%d shards", nshards);
+    dfm_summary(&counts, extra);
+    return status;
+}

@@ -1,0 +1,208 @@
+/* ingest.c — media file -> samples (see ingest.h).
+ * ref: NeMo AutoModel tools/diffusion/processors/base_video.py load_video_frames (spread mode,
+ *      frames mode); diffusion-pipe models/base.py PreprocessMediaFile (fps, begin/middle). */
+#include "data/ingest.h"
+#include "base/buf.h"
+#include "base/error.h"
+#include "io/npy.h"
+#include "media/image.h"
+#include "media/video.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void dfm_ingest_opts_default(dfm_ingest_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->max_frames = 129;
+    o->max_pixels = 100000000ULL;
+    o->max_bytes = 1ULL << 30;
+}
+
+/* A frames.npy field of F frames of HxWx3 taken from `rgb` (F*H*W*3 bytes). */
+static int set_frames(dfm_sample *s, const uint8_t *rgb, int64_t F, int H, int W)
+{
+    int64_t shape[4] = {F, H, W, 3};
+    uint8_t *npy;
+    size_t len;
+    int rc = dfm_npy_build(DFM_NPY_U8, 4, shape, rgb, &npy, &len);
+    if (rc) return rc;
+    return dfm_sample_set_owned(s, "frames.npy", npy, len);
+}
+
+static char *make_key(const char *name, int caption_i, int64_t frame)
+{
+    char *esc = dfm_key_escape(name);
+    if (!esc) return NULL;
+    char suffix[64] = "";
+    if (caption_i > 0) snprintf(suffix, sizeof suffix, "@c%d", caption_i);
+    if (frame >= 0) snprintf(suffix + strlen(suffix), sizeof suffix - strlen(suffix), "@f%lld",
+                             (long long)frame);
+    size_t n = strlen(esc) + strlen(suffix) + 1;
+    char *key = dfm_malloc(n);
+    if (key) snprintf(key, n, "%s%s", esc, suffix);
+    free(esc);
+    return key;
+}
+
+typedef struct {
+    const char *name;
+    const char *kind;
+    int width, height;
+    int64_t source_frames;
+    double source_fps, fps;
+    const dfm_captions *caps;
+    cJSON *extra; /* media-specific fields, copied into each sample's json */
+} meta_common;
+
+/* Build and emit the sample(s) for one clip (or one frame) under every caption. */
+static int emit_all(const meta_common *m, const uint8_t *rgb, int64_t F, const int64_t *idx,
+                    int64_t frame_key, dfm_emit_fn emit, void *ctx, int *count)
+{
+    for (int c = 0; c < m->caps->n; c++) {
+        dfm_sample s;
+        dfm_sample_init(&s);
+        char *key = make_key(m->name, c, frame_key);
+        int rc = key ? dfm_sample_set_key(&s, key) : DFM_E_NOMEM;
+        free(key);
+        if (!rc) rc = dfm_sample_set_str(&s, "txt", m->caps->text[c]);
+        if (!rc) rc = set_frames(&s, rgb, F, m->height, m->width);
+        cJSON *j = rc ? NULL : cJSON_CreateObject();
+        if (!rc && !j) rc = dfm_fail(DFM_E_NOMEM, "out of memory");
+        if (!rc) {
+            cJSON_AddStringToObject(j, "source", m->name);
+            cJSON_AddStringToObject(j, "media", m->kind);
+            cJSON_AddNumberToObject(j, "width", m->width);
+            cJSON_AddNumberToObject(j, "height", m->height);
+            cJSON_AddNumberToObject(j, "frames", (double)F);
+            cJSON_AddNumberToObject(j, "source_frames", (double)m->source_frames);
+            if (m->source_fps > 0) cJSON_AddNumberToObject(j, "source_fps", m->source_fps);
+            if (m->fps > 0) cJSON_AddNumberToObject(j, "fps", m->fps);
+            cJSON *arr = cJSON_AddArrayToObject(j, "frame_indices");
+            for (int64_t i = 0; arr && i < F; i++)
+                cJSON_AddItemToArray(arr, cJSON_CreateNumber((double)idx[i]));
+            cJSON_AddStringToObject(j, "caption_source", m->caps->source);
+            if (m->caps->n > 1) cJSON_AddNumberToObject(j, "caption_index", c);
+            for (cJSON *e = m->extra ? m->extra->child : NULL; e; e = e->next)
+                cJSON_AddItemToObject(j, e->string, cJSON_Duplicate(e, 1));
+            rc = dfm_sample_set_json(&s, j);
+            cJSON_Delete(j);
+        }
+        if (!rc) {
+            rc = emit(ctx, &s);
+            if (!rc) (*count)++;
+        }
+        dfm_sample_free(&s);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static int ingest_image(const dfm_ingest_opts *o, const char *path, meta_common *m,
+                        dfm_emit_fn emit, void *ctx)
+{
+    dfm_buf file = {0};
+    int rc = dfm_read_file(path, o->max_bytes, &file);
+    if (rc) return rc;
+    if (file.len == 0) {
+        dfm_buf_free(&file);
+        return dfm_fail(DFM_E_FORMAT, "empty file");
+    }
+    dfm_image img = {0};
+    dfm_image_meta im = {0};
+    rc = dfm_image_decode(file.data, file.len, o->max_pixels, &img, &im);
+    dfm_buf_free(&file);
+    if (rc) return rc;
+    m->width = img.w;
+    m->height = img.h;
+    m->source_frames = 1;
+    cJSON_AddStringToObject(m->extra, "format", dfm_image_type_name(im.type));
+    if (im.orientation > 1) cJSON_AddNumberToObject(m->extra, "exif_orientation", im.orientation);
+    if (im.had_alpha) cJSON_AddBoolToObject(m->extra, "alpha_composited", 1);
+    int64_t idx0 = 0;
+    int count = 0;
+    rc = emit_all(m, img.rgb, 1, &idx0, -1, emit, ctx, &count);
+    dfm_image_free(&img);
+    return rc ? rc : count;
+}
+
+static int ingest_video(const dfm_ingest_opts *o, const char *path, meta_common *m,
+                        dfm_emit_fn emit, void *ctx)
+{
+    dfm_video *v;
+    int rc = dfm_video_open(&v, path, o->threads, o->max_pixels);
+    if (rc) return rc;
+    const dfm_video_info *vi = dfm_video_get_info(v);
+    m->width = vi->width;
+    m->height = vi->height;
+    m->source_frames = vi->nframes;
+    m->source_fps = vi->fps;
+    m->fps = o->fps > 0 ? o->fps : vi->fps;
+    cJSON_AddStringToObject(m->extra, "codec", vi->codec);
+    if (vi->duration > 0) cJSON_AddNumberToObject(m->extra, "duration", vi->duration);
+    if (vi->nframes < 1) {
+        dfm_video_close(v);
+        return dfm_fail(DFM_E_FORMAT, "video has no frames");
+    }
+    if (o->fps > 0 && !(vi->fps > 0)) {
+        dfm_video_close(v);
+        return dfm_fail(DFM_E_FORMAT, "--fps needs the source frame rate, which this file lacks");
+    }
+    int want = o->frames;
+    if (o->mode == DFM_INGEST_FRAMES && want == 0) want = 10;
+    int64_t *idx = NULL;
+    int n = dfm_frames_select(vi->nframes, vi->fps, o->fps, want,
+                              o->mode == DFM_INGEST_FRAMES ? 0 : o->max_frames,
+                              o->mode == DFM_INGEST_FRAMES ? DFM_CLIP_SPREAD : o->clip, &idx);
+    if (n <= 0) {
+        dfm_video_close(v);
+        free(idx);
+        return n < 0 ? n : dfm_fail(DFM_E_FORMAT, "no frames selected");
+    }
+    uint8_t *rgb = NULL;
+    rc = dfm_video_read(v, idx, n, &rgb);
+    dfm_video_close(v);
+    if (rc) {
+        free(idx);
+        return rc;
+    }
+    int count = 0;
+    if (o->mode == DFM_INGEST_VIDEO) {
+        rc = emit_all(m, rgb, n, idx, -1, emit, ctx, &count);
+    } else {
+        size_t fsz = (size_t)m->width * m->height * 3;
+        cJSON_AddNumberToObject(m->extra, "frames_extracted", n);
+        cJSON *fi = cJSON_AddNumberToObject(m->extra, "frame_index", 0);
+        for (int i = 0; i < n && !rc; i++) {
+            if (i > 0 && idx[i] == idx[i - 1]) continue; /* one sample per distinct frame */
+            cJSON_SetNumberValue(fi, (double)idx[i]);
+            rc = emit_all(m, rgb + (size_t)i * fsz, 1, &idx[i], idx[i], emit, ctx, &count);
+        }
+    }
+    free(rgb);
+    free(idx);
+    return rc ? rc : count;
+}
+
+int dfm_ingest_file(const dfm_ingest_opts *o, dfm_captioner *cap, const char *path,
+                    const char *name, dfm_media_kind kind, dfm_emit_fn emit, void *ctx)
+{
+    dfm_captions caps = {0};
+    int rc = dfm_captions_find(cap, path, &caps);
+    if (rc) return rc;
+    meta_common m = {.name = name, .kind = dfm_media_kind_name(kind), .caps = &caps};
+    m.extra = cJSON_CreateObject();
+    if (!m.extra) {
+        dfm_captions_free(&caps);
+        return dfm_fail(DFM_E_NOMEM, "out of memory");
+    }
+    cJSON_AddStringToObject(m.extra, "mode", o->mode == DFM_INGEST_FRAMES ? "frames" : "video");
+    if (kind == DFM_MEDIA_IMAGE) rc = ingest_image(o, path, &m, emit, ctx);
+    else if (kind == DFM_MEDIA_VIDEO) rc = ingest_video(o, path, &m, emit, ctx);
+    else rc = dfm_fail(DFM_E_UNSUPPORTED, "not an image or video");
+    cJSON_Delete(m.extra);
+    dfm_captions_free(&caps);
+    return rc;
+}

@@ -1,0 +1,42 @@
+/* ingest.h — one media file in, one or more samples out: the work of dfm-decode.
+ *
+ * Decodes an image or a video, picks the frames (frames.h), finds the caption(s) (captions.h)
+ * and builds samples with `txt`, `frames.npy` (uint8 [F,H,W,3]) and `json`. A file with several
+ * captions (captions.json) gives one sample per caption; `--mode frames` gives one sample per
+ * frame. Keys: dfm_key_escape(name) plus "@c<i>" for caption i > 0 and "@f<index>" per frame.
+ * Not here: walking directories (discover.h), stream framing (io/stream.h), buckets.
+ */
+#ifndef DFM_DATA_INGEST_H
+#define DFM_DATA_INGEST_H
+#include <stdint.h>
+#include "data/captions.h"
+#include "data/discover.h"
+#include "data/frames.h"
+#include "io/sample.h"
+
+typedef enum { DFM_INGEST_VIDEO = 0, DFM_INGEST_FRAMES } dfm_ingest_mode;
+
+typedef struct {
+    dfm_ingest_mode mode;
+    int frames;           /* frames wanted; 0 = all (video mode) or 10 (frames mode) */
+    int max_frames;       /* cap when frames = 0 (default 129) */
+    dfm_clip_mode clip;   /* spread (default), begin, middle */
+    double fps;           /* resample to this rate by index first; 0 = keep */
+    uint64_t max_pixels;  /* refuse inputs whose frames are larger (default 100 MP) */
+    uint64_t max_bytes;   /* refuse image files larger than this (default 1 GiB) */
+    int threads;          /* decoder threads (0 = one per core) */
+} dfm_ingest_opts;
+
+void dfm_ingest_opts_default(dfm_ingest_opts *o);
+
+/* Called for each sample built. The sample is reused after the call returns; the callee may
+ * take fields out of it. Return 0 to go on, < 0 to stop. */
+typedef int (*dfm_emit_fn)(void *ctx, dfm_sample *s);
+
+/* Ingest the file at `path` (source name `name`, see discover.h). Returns the number of samples
+ * emitted, or a negative code with the reason in dfm_errmsg() (the file is then skipped; no
+ * sample of it was emitted). A negative return from emit is passed through. */
+int dfm_ingest_file(const dfm_ingest_opts *o, dfm_captioner *cap, const char *path,
+                    const char *name, dfm_media_kind kind, dfm_emit_fn emit, void *ctx);
+
+#endif

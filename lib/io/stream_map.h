@@ -1,0 +1,37 @@
+/* stream_map.h — the main loop of every stream -> stream filter (dfm-bucket, dfm-shard --cat,
+ * later dfm-vae-encode and dfm-text-encode): read samples from the inputs (files or stdin, any
+ * framing), apply a function to each, write the survivors, report bad samples with their key and
+ * go on (or stop under --strict), and return the exit status.
+ */
+#ifndef DFM_IO_STREAM_MAP_H
+#define DFM_IO_STREAM_MAP_H
+#include <stdint.h>
+#include "base/log.h"
+#include "io/sample.h"
+#include "io/stream.h"
+
+/* Transform one sample in place. 0 = write it; < 0 = skip it (reason in dfm_errmsg()).
+ * DFM_E_NOMEM and DFM_E_PIPE stop the run. */
+typedef int (*dfm_map_fn)(void *ctx, dfm_sample *s);
+/* Take a finished sample instead of the output stream (e.g. into shards). < 0 stops the run. */
+typedef int (*dfm_sink_fn)(void *ctx, const dfm_sample *s);
+
+typedef struct {
+    const char *output;      /* NULL or "-" = stdout; else written as .tmp and renamed */
+    dfm_framing framing;     /* output framing */
+    int zstd_level;          /* tar only; 0 = none */
+    int force;               /* allow binary to a terminal */
+    int strict;              /* first bad sample stops the run (exit 1) */
+    uint64_t max_sample;     /* reader limit per sample (0 = default) */
+    const char *progress;    /* what the progress line counts, e.g. "samples" */
+    dfm_sink_fn sink;        /* when set, samples go here and no output stream is opened */
+    void *sink_ctx;
+} dfm_map_opts;
+
+/* inputs: n paths ("-" = stdin); n = 0 reads stdin. fn may be NULL (copy through).
+ * Returns the exit status (0, 1); the caller prints the summary (dfm_summary). Exits quietly
+ * on a closed output pipe. */
+int dfm_stream_map(const dfm_map_opts *o, char **inputs, int n, dfm_map_fn fn, void *ctx,
+                   dfm_counts *counts);
+
+#endif

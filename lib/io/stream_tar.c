@@ -1,0 +1,304 @@
+/* stream_tar.c — the tar framing of the sample stream (WebDataset, formats/sample-stream.md §3),
+ * through libarchive.
+ *
+ * Reading follows the reference reader (webdataset tariterators.py): only regular files count;
+ * names whose first path component is `__*__` are metadata and skipped; a member name splits at
+ * the first dot of its last path component into key and field (lower-cased); names without a dot
+ * are skipped; adjacent members with the same key form one sample; the same field twice in one
+ * sample is an error. libarchive reads from our byte source (so the detection bytes and zstd
+ * decompression stay ours) with tar:read_concatenated_archives, so `cat a.tar b.tar |` works.
+ * Grouping needs one member of lookahead: the header of the first member of the next sample is
+ * read, and its data is read when that sample is.
+ *
+ * Writing produces pax_restricted (plain ustar unless a name needs pax) members KEY.FIELD, mode
+ * 0444, mtime 0, uid/gid 0, no user/group names, no block padding: byte-identical output for the
+ * same samples whether the fd is a pipe or a file.
+ *
+ * Not here: detection (stream.c), zstd (stream_bytes.c), key validation (stream.c).
+ */
+#include "io/stream_impl.h"
+#include "base/buf.h"
+#include "base/error.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TAR_READ_CHUNK (256u << 10)
+
+struct dfm_tar_reader {
+    dfm_src *src;
+    struct archive *a;
+    uint8_t *rbuf;
+    uint64_t max;
+    int err;          /* sticky */
+    int src_err;      /* error code of the byte source, when it failed under libarchive */
+    int done;         /* libarchive reported the end */
+    int pending;      /* a member header is read, its data not yet */
+    char *pkey, *pfield;
+    int64_t psize;
+};
+
+static la_ssize_t read_cb(struct archive *a, void *ud, const void **buf)
+{
+    dfm_tar_reader *r = ud;
+    long n = dfm_src_read(r->src, r->rbuf, TAR_READ_CHUNK);
+    if (n < 0) {
+        r->src_err = (int)n;
+        archive_set_error(a, EIO, "%s", dfm_errmsg());
+        return -1;
+    }
+    *buf = r->rbuf;
+    return n;
+}
+
+/* The error for a failed libarchive call: the byte source's own error when it was the cause. */
+static int tar_error(dfm_tar_reader *r, const char *what)
+{
+    if (r->src_err) return r->err = r->src_err;
+    const char *msg = archive_error_string(r->a);
+    return r->err = dfm_fail(DFM_E_FORMAT, "tar '%s': %s: %s", dfm_src_name(r->src), what,
+                             msg ? msg : "unknown error");
+}
+
+int dfm_tar_reader_new(dfm_tar_reader **out, dfm_src *src, uint64_t max_sample_bytes)
+{
+    *out = NULL;
+    dfm_tar_reader *r = dfm_calloc(1, sizeof *r);
+    if (!r) return DFM_E_NOMEM;
+    r->src = src;
+    r->max = max_sample_bytes;
+    r->rbuf = dfm_malloc(TAR_READ_CHUNK);
+    r->a = archive_read_new();
+    if (!r->rbuf || !r->a) {
+        dfm_tar_reader_free(r);
+        return dfm_fail(DFM_E_NOMEM, "out of memory (tar reader)");
+    }
+    if (archive_read_support_format_tar(r->a) != ARCHIVE_OK ||
+        archive_read_set_options(r->a, "tar:read_concatenated_archives") != ARCHIVE_OK) {
+        int rc = dfm_fail(DFM_E_UNSUPPORTED, "libarchive: %s", archive_error_string(r->a));
+        dfm_tar_reader_free(r);
+        return rc;
+    }
+    if (archive_read_open(r->a, r, NULL, read_cb, NULL) != ARCHIVE_OK) {
+        int rc = tar_error(r, "cannot open");
+        dfm_tar_reader_free(r);
+        return rc;
+    }
+    *out = r;
+    return 0;
+}
+
+void dfm_tar_reader_free(dfm_tar_reader *r)
+{
+    if (!r) return;
+    if (r->a) archive_read_free(r->a);
+    free(r->rbuf);
+    free(r->pkey);
+    free(r->pfield);
+    free(r);
+}
+
+/* WebDataset's skip_meta: the name matches `__[^/]*__($|/)`. */
+static int is_meta_name(const char *name)
+{
+    if (strncmp(name, "__", 2)) return 0;
+    size_t seg = strcspn(name, "/");
+    return seg >= 4 && name[seg - 1] == '_' && name[seg - 2] == '_';
+}
+
+static void drop_pending(dfm_tar_reader *r)
+{
+    free(r->pkey);
+    free(r->pfield);
+    r->pkey = r->pfield = NULL;
+    r->pending = 0;
+}
+
+/* Read headers up to the next member that belongs to a sample and make it pending.
+ * Returns 1, 0 at the end of the archive(s), or < 0. */
+static int advance(dfm_tar_reader *r)
+{
+    for (;;) {
+        struct archive_entry *e;
+        int rc = archive_read_next_header(r->a, &e);
+        if (rc == ARCHIVE_EOF) {
+            r->done = 1;
+            return 0;
+        }
+        if (rc < ARCHIVE_WARN) return tar_error(r, "reading a member header");
+        if (archive_entry_filetype(e) != AE_IFREG || archive_entry_hardlink(e)) continue;
+        const char *name = archive_entry_pathname_utf8(e);
+        if (!name) name = archive_entry_pathname(e);
+        if (!name || is_meta_name(name)) continue;
+        const char *slash = strrchr(name, '/');
+        const char *base = slash ? slash + 1 : name;
+        const char *dot = strchr(base, '.');
+        if (!dot || dot == base || dot[1] == 0) continue; /* no key or no field: not a sample */
+        r->pkey = dfm_strndup(name, (size_t)(dot - name));
+        r->pfield = dfm_strdup(dot + 1);
+        if (!r->pkey || !r->pfield) {
+            drop_pending(r);
+            return r->err = DFM_E_NOMEM;
+        }
+        for (char *p = r->pfield; *p; p++)
+            if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
+        r->psize = archive_entry_size(e);
+        r->pending = 1;
+        return 1;
+    }
+}
+
+/* Read the pending member's data into field pfield of s; *total counts the sample's bytes. */
+static int take_pending(dfm_tar_reader *r, dfm_sample *s, uint64_t *total)
+{
+    if (r->psize < 0)
+        return r->err = dfm_fail(DFM_E_FORMAT, "tar '%s': member '%s.%s' has no size",
+                                 dfm_src_name(r->src), r->pkey, r->pfield);
+    uint64_t size = (uint64_t)r->psize;
+    *total += size;
+    if ((r->max && *total > r->max) || size > (uint64_t)SIZE_MAX - 1)
+        return r->err = dfm_fail(DFM_E_LIMIT, "sample '%s' is larger than the limit of %llu bytes",
+                                 r->pkey, (unsigned long long)r->max);
+    uint8_t *data = dfm_malloc((size_t)size + 1);
+    if (!data) return r->err = DFM_E_NOMEM;
+    size_t got = 0;
+    while (got < size) {
+        la_ssize_t n = archive_read_data(r->a, data + got, (size_t)size - got);
+        if (n <= 0) {
+            free(data);
+            if (n == 0)
+                return r->err = dfm_fail(DFM_E_FORMAT, "tar '%s': member '%s.%s' is truncated",
+                                         dfm_src_name(r->src), r->pkey, r->pfield);
+            return tar_error(r, "reading a member");
+        }
+        got += (size_t)n;
+    }
+    data[size] = 0;
+    int rc = dfm_sample_set_owned(s, r->pfield, data, (size_t)size);
+    drop_pending(r);
+    return rc ? (r->err = rc) : 0;
+}
+
+int dfm_tar_reader_next(dfm_tar_reader *r, dfm_sample *s)
+{
+    dfm_sample_clear(s);
+    if (r->err) return r->err;
+    if (!r->pending) {
+        if (r->done) return 0;
+        int rc = advance(r);
+        if (rc <= 0) return rc;
+    }
+    int rc = dfm_sample_set_key(s, r->pkey);
+    uint64_t total = 0;
+    if (!rc) rc = take_pending(r, s, &total);
+    while (!rc) {
+        rc = advance(r);
+        if (rc == 0) return 1; /* end of the archive ends the sample */
+        if (rc < 0) break;
+        if (strcmp(r->pkey, s->key)) return 1; /* the next sample starts: keep it pending */
+        if (dfm_sample_get(s, r->pfield)) {
+            rc = r->err = dfm_fail(DFM_E_FORMAT, "sample '%s': duplicate field '%s' in tar '%s'",
+                                   s->key, r->pfield, dfm_src_name(r->src));
+            break;
+        }
+        rc = take_pending(r, s, &total);
+    }
+    dfm_sample_clear(s);
+    return r->err = rc;
+}
+
+/* ---- writing -------------------------------------------------------------------------- */
+
+struct dfm_tar_writer {
+    struct archive *a;
+    struct archive_entry *e;
+    dfm_sink *k;
+    dfm_buf name;
+};
+
+static la_ssize_t write_cb(struct archive *a, void *ud, const void *buf, size_t n)
+{
+    dfm_sink *k = ud;
+    if (dfm_sink_write(k, buf, n)) {
+        archive_set_error(a, EIO, "%s", dfm_errmsg());
+        return -1;
+    }
+    return (la_ssize_t)n;
+}
+
+static int write_error(dfm_tar_writer *w, const char *what)
+{
+    if (dfm_sink_error(w->k)) return dfm_sink_error(w->k);
+    const char *msg = archive_error_string(w->a);
+    return dfm_fail(DFM_E_IO, "tar writer: %s: %s", what, msg ? msg : "unknown error");
+}
+
+int dfm_tar_writer_new(dfm_tar_writer **out, dfm_sink *k)
+{
+    *out = NULL;
+    dfm_tar_writer *w = dfm_calloc(1, sizeof *w);
+    if (!w) return DFM_E_NOMEM;
+    w->k = k;
+    w->a = archive_write_new();
+    w->e = archive_entry_new();
+    if (!w->a || !w->e) {
+        if (w->a) archive_write_free(w->a);
+        if (w->e) archive_entry_free(w->e);
+        free(w);
+        return dfm_fail(DFM_E_NOMEM, "out of memory (tar writer)");
+    }
+    /* no blocking: every byte goes straight to the sink, and nothing pads the last block */
+    if (archive_write_set_format_pax_restricted(w->a) != ARCHIVE_OK ||
+        archive_write_set_bytes_per_block(w->a, 0) != ARCHIVE_OK ||
+        archive_write_open(w->a, k, NULL, write_cb, NULL) != ARCHIVE_OK) {
+        int rc = write_error(w, "cannot start");
+        archive_write_free(w->a);
+        archive_entry_free(w->e);
+        free(w);
+        return rc;
+    }
+    *out = w;
+    return 0;
+}
+
+int dfm_tar_writer_put(dfm_tar_writer *w, const dfm_sample *s)
+{
+    for (int i = 0; i < s->n; i++) {
+        const dfm_field *f = &s->fields[i];
+        w->name.len = 0;
+        if (dfm_buf_printf(&w->name, "%s.%s", s->key, f->name)) return DFM_E_NOMEM;
+        struct archive_entry *e = w->e;
+        archive_entry_clear(e);
+        archive_entry_set_pathname_utf8(e, (const char *)w->name.data);
+        archive_entry_set_size(e, (la_int64_t)f->len);
+        archive_entry_set_filetype(e, AE_IFREG);
+        archive_entry_set_perm(e, 0444);
+        archive_entry_set_mtime(e, 0, 0);
+        archive_entry_set_uid(e, 0);
+        archive_entry_set_gid(e, 0);
+        if (archive_write_header(w->a, e) < ARCHIVE_WARN) return write_error(w, "member header");
+        size_t done = 0;
+        while (done < f->len) {
+            la_ssize_t n = archive_write_data(w->a, f->data + done, f->len - done);
+            if (n <= 0) return write_error(w, "member data");
+            done += (size_t)n;
+        }
+        if (archive_write_finish_entry(w->a) < ARCHIVE_WARN) return write_error(w, "member end");
+    }
+    return 0;
+}
+
+int dfm_tar_writer_close(dfm_tar_writer *w)
+{
+    if (!w) return 0;
+    int rc = 0;
+    if (archive_write_close(w->a) != ARCHIVE_OK) rc = write_error(w, "closing");
+    archive_write_free(w->a);
+    archive_entry_free(w->e);
+    dfm_buf_free(&w->name);
+    free(w);
+    return rc;
+}

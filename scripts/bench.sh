@@ -1,0 +1,62 @@
+#!/bin/sh
+# make bench — dfm-decode | dfm-bucket --preset 512p against the NeMo-way Python baseline
+# (scripts/bench_baseline.py) on the same generated inputs, in one invocation. Prints
+# throughput, the ratio and peak memory. Inputs: 200 1920x1080 JPEGs (BENCH_IMAGES to change)
+# and 4 1080p H.264 clips of 49 frames.
+set -eu
+top=$(cd "$(dirname "$0")/.." && pwd)
+bin="$top/bin"
+work="$top/bench-out"
+nimg=${BENCH_IMAGES:-200}
+mkdir -p "$work/img" "$work/vid"
+ff() { ffmpeg -nostdin -hide_banner -loglevel error -y "$@"; }
+if [ "$(ls "$work/img" | wc -l)" -ne "$nimg" ]; then
+  echo "bench: generating $nimg 1920x1080 JPEGs" >&2
+  rm -f "$work/img"/*
+  ff -f lavfi -i "testsrc2=size=1920x1080:rate=25,noise=alls=12:allf=t" -frames:v "$nimg" -q:v 2 "$work/img/im%04d.jpg"
+fi
+for i in 1 2 3 4; do
+  [ -f "$work/vid/clip$i.mp4" ] || ff -f lavfi -i "testsrc2=size=1920x1080:rate=24,noise=alls=8:allf=t,hue=H=$i*t" \
+    -frames:v 49 -c:v libx264 -preset fast -pix_fmt yuv420p "$work/vid/clip$i.mp4"
+done
+have_py=1
+python3 -c "import PIL, numpy" 2>/dev/null || have_py=0
+have_cv=1
+python3 -c "import cv2, numpy" 2>/dev/null || have_cv=0
+
+# run NAME CMD... : time a command with GNU time, print "seconds maxrss_kib"
+run() {
+  /usr/bin/time -f "%e %M" -o "$work/time" sh -c "$1" > "$work/out" 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
+  cat "$work/time"
+}
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo
+printf "%-44s %10s %10s %9s\n" "images: $nimg x 1920x1080 JPEG -> 512p" "images/s" "peak MiB" "ratio"
+set -- $(run "'$bin/dfm-decode' -q '$work/img' | '$bin/dfm-bucket' -q --preset 512p > /dev/null")
+dfm_s=$1 dfm_kb=$2
+dfm_ips=$(echo "$nimg $dfm_s" | awk '{printf "%.1f", $1/$2}')
+if [ $have_py = 1 ]; then
+  set -- $(run "python3 '$top/scripts/bench_baseline.py' images '$work/img'")
+  py_s=$(cat "$work/out" | awk '{print $3}') py_kb=$2
+  py_ips=$(echo "$nimg $py_s" | awk '{printf "%.1f", $1/$2}')
+  printf "%-44s %10s %10s %9s\n" "  python PIL (NeMo resize_and_crop)" "$py_ips" "$((py_kb / 1024))" "1.00x"
+fi
+ratio=$( [ $have_py = 1 ] && echo "$dfm_ips $py_ips" | awk '{printf "%.2fx", $1/$2}' || echo "n/a")
+printf "%-44s %10s %10s %9s\n" "  dfm-decode | dfm-bucket" "$dfm_ips" "$((dfm_kb / 1024))" "$ratio"
+echo "  (dfm peak is the larger of the two processes)"
+echo
+nfr=$((4 * 49))
+printf "%-44s %10s %10s %9s\n" "videos: 4 x 49 frames 1080p H.264 -> 512p" "frames/s" "peak MiB" "ratio"
+set -- $(run "'$bin/dfm-decode' -q '$work/vid' | '$bin/dfm-bucket' -q --preset 512p --frame-rule none > /dev/null")
+dfm_s=$1 dfm_kb=$2
+dfm_fps=$(echo "$nfr $dfm_s" | awk '{printf "%.1f", $1/$2}')
+if [ $have_cv = 1 ]; then
+  set -- $(run "python3 '$top/scripts/bench_baseline.py' videos '$work/vid'")
+  py_s=$(cat "$work/out" | awk '{print $3}') py_kb=$2
+  py_fps=$(echo "$nfr $py_s" | awk '{printf "%.1f", $1/$2}')
+  printf "%-44s %10s %10s %9s\n" "  python OpenCV (NeMo load_video_frames)" "$py_fps" "$((py_kb / 1024))" "1.00x"
+  ratio=$(echo "$dfm_fps $py_fps" | awk '{printf "%.2fx", $1/$2}')
+else
+  ratio="n/a (pip install opencv-python-headless)"
+fi
+printf "%-44s %10s %10s %9s\n" "  dfm-decode | dfm-bucket" "$dfm_fps" "$((dfm_kb / 1024))" "$ratio"

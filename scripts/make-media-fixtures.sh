@@ -1,0 +1,123 @@
+#!/bin/sh
+# make-media-fixtures.sh — regenerate tests/fixtures/media/: tiny images and videos for the
+# media unit tests (test_image.c, test_video.c) and Pillow reference outputs for the resampler
+# (test_resample.c). Needs the ffmpeg CLI (libx264, libwebp) and python3 with Pillow + numpy.
+# Python is only used here, never at test time. The output is committed; run this only to
+# change the fixtures. Total size stays well under 300 KB.
+set -eu
+cd "$(dirname "$0")/.."
+OUT=tests/fixtures/media
+mkdir -p "$OUT"
+FF="ffmpeg -hide_banner -loglevel error -y -threads 1"
+
+# ---- videos ---------------------------------------------------------------------------------
+# 64x48, 20 frames at 10 fps; frame N is a flat colour R = 8 + 12 N, G = 200 - 8 N, B = 60 so a
+# decoded frame tells its index. H.264 with B-frames (reordering) and short GOPs.
+SRC="color=c=black:s=64x48:r=10:d=2,format=rgb24,geq=r='8+12*N':g='200-8*N':b='60'"
+X264="-c:v libx264 -preset medium -crf 8 -g 8 -bf 2 -pix_fmt yuv420p -x264-params threads=1"
+$FF -f lavfi -i "$SRC" $X264 -movflags +faststart "$OUT/clip.mp4"
+# Matroska stores no frame count: exercises the counting pass.
+$FF -f lavfi -i "$SRC" $X264 "$OUT/clip.mkv"
+# Display-matrix rotation: quadrants (TL red, TR green, BL blue, BR white) stored 64x48, 3
+# frames, tagged rotate=90 (players show it turned 90 degrees clockwise, 48x64).
+QUAD="color=c=white:s=64x48:r=10:d=0.3,format=rgb24,geq=r='if(lt(Y,24),if(lt(X,32),255,0),if(lt(X,32),0,255))':g='if(lt(Y,24),if(lt(X,32),0,255),if(lt(X,32),0,255))':b='if(lt(Y,24),0,255)'"
+$FF -f lavfi -i "$QUAD" $X264 "$OUT/tmp_quad.mp4"
+$FF -i "$OUT/tmp_quad.mp4" -c copy -metadata:s:v:0 rotate=90 "$OUT/clip_rot90.mp4"
+rm -f "$OUT/tmp_quad.mp4"
+
+# ---- images through FFmpeg ------------------------------------------------------------------
+# 16x8: left half (255,0,0), right half (0,0,255)
+HALVES="color=c=black:s=16x8:d=1,format=rgb24,geq=r='if(lt(X,8),255,0)':g='0':b='if(lt(X,8),0,255)'"
+$FF -f lavfi -i "$HALVES" -frames:v 1 -pix_fmt bgr24 "$OUT/halves.bmp"
+$FF -f lavfi -i "$HALVES" -frames:v 1 -c:v libwebp -lossless 1 "$OUT/halves_lossless.webp"
+$FF -f lavfi -i "$HALVES" -frames:v 1 -c:v libwebp -quality 90 "$OUT/halves_lossy.webp"
+# 16-bit RGB PNG: (0x1234, 0x8080, 0xffff) everywhere -> 8-bit about (18, 128, 255)
+$FF -f lavfi -i "color=c=0x1280ff:s=8x4:d=1,format=rgb48be,geq=r='4660':g='32896':b='65535'" \
+    -frames:v 1 -pix_fmt rgb48be "$OUT/rgb16.png"
+# two-frame animated WebP
+$FF -f lavfi -i "color=c=red:s=8x8:r=2:d=1,format=rgb24,geq=r='55+N*200':g='0':b='0'" -c:v libwebp_anim -lossless 1 -loop 0 "$OUT/anim.webp"
+
+# ---- everything that needs Pillow -----------------------------------------------------------
+python3 - "$OUT" <<'EOF'
+import io, os, struct, sys
+import numpy as np
+from PIL import Image, ImageOps
+out = sys.argv[1]
+
+def quadrants(w, h):
+    a = np.zeros((h, w, 3), np.uint8)
+    a[:h//2, :w//2] = (255, 0, 0)      # TL red
+    a[:h//2, w//2:] = (0, 255, 0)      # TR green
+    a[h//2:, :w//2] = (0, 0, 255)      # BL blue
+    a[h//2:, w//2:] = (255, 255, 255)  # BR white
+    return a
+
+# JPEG stored 64x32 with EXIF orientation 6 (displayed rotated 90 degrees clockwise, 32x64).
+exif = Image.Exif()
+exif[0x0112] = 6
+Image.fromarray(quadrants(64, 32)).save(f"{out}/orient6.jpg", quality=95, exif=exif.tobytes())
+# Pillow's decode of it after exif_transpose: the parity reference for the JPEG path.
+im = ImageOps.exif_transpose(Image.open(f"{out}/orient6.jpg")).convert("RGB")
+assert im.size == (32, 64), im.size
+open(f"{out}/orient6_pil.rgb", "wb").write(im.tobytes())
+# Greyscale JPEG and a CMYK (Adobe) JPEG, which TurboJPEG cannot turn into RGB.
+Image.fromarray(np.full((8, 16), 77, np.uint8)).save(f"{out}/grey.jpg", quality=100)
+Image.fromarray(quadrants(16, 8)).convert("CMYK").save(f"{out}/cmyk.jpg", quality=95)
+# Pillow's RGB view of the CMYK file, for the fallback's test.
+open(f"{out}/cmyk_pil.rgb", "wb").write(Image.open(f"{out}/cmyk.jpg").convert("RGB").tobytes())
+
+# dfm_rgb_orient reference: a 3x2 image through ImageOps.exif_transpose for orientations 1..8.
+tiny = np.arange(18, dtype=np.uint8).reshape(2, 3, 3) * 10 + 5
+with open(f"{out}/orient_tiny.bin", "wb") as f:
+    f.write(tiny.tobytes())
+    for o in range(1, 9):
+        b = io.BytesIO()
+        e = Image.Exif(); e[0x0112] = o
+        Image.fromarray(tiny).save(b, "PNG", exif=e.tobytes())
+        t = ImageOps.exif_transpose(Image.open(b))
+        a = np.asarray(t.convert("RGB"))
+        f.write(struct.pack("<ii", a.shape[1], a.shape[0]))
+        f.write(a.tobytes())
+
+# PNGs: RGBA with partial alpha, grey 8-bit, grey 16-bit, palette with transparency.
+rgba = np.zeros((8, 16, 4), np.uint8)
+rgba[:, :8] = (255, 0, 0, 128)   # half-transparent red
+rgba[:, 8:] = (0, 0, 0, 0)       # fully transparent -> white
+rgba[7, :] = (0, 0, 255, 255)    # opaque blue bottom row
+Image.fromarray(rgba).save(f"{out}/alpha.png")
+Image.fromarray(np.full((4, 8), 100, np.uint8)).save(f"{out}/grey8.png")
+Image.frombytes("I;16", (8, 4), np.full((4, 8), 0x8000, "<u2").tobytes()).save(f"{out}/grey16.png")
+pal = Image.frombytes("P", (4, 2), bytes([0, 1, 1, 0] * 2))
+pal.putpalette([0, 255, 0, 255, 0, 255] + [0] * 762)
+pal.save(f"{out}/pal_trns.png", transparency=0)  # index 0 transparent -> white, 1 magenta
+
+# Resample references: a 97x61 random image and Pillow resizes of it. Index lines:
+#   filter rw rh left top dw dh offset   (offset into resample_ref.bin)
+rng = np.random.default_rng(1234)
+src = rng.integers(0, 256, (61, 97, 3), dtype=np.uint8)
+# Smooth areas too, so not every pixel overshoots: blend noise with a gradient on the right.
+g = np.linspace(0, 255, 48)[None, :, None]
+src[:, 49:] = (src[:, 49:] * 0.3 + g * 0.7).astype(np.uint8)
+open(f"{out}/resample_src.rgb", "wb").write(src.tobytes())
+im = Image.fromarray(src)
+filters = {"lanczos": Image.LANCZOS, "bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR,
+           "area": Image.BOX}
+cases = [  # (rw, rh, left, top, dw, dh)
+    (40, 25, 0, 0, 40, 25),      # downscale x2.4
+    (64, 40, 8, 0, 48, 40),      # cover + centre crop to 48x40
+    (211, 133, 90, 50, 40, 30),  # upscale, window in the middle
+    (5, 3, 0, 0, 5, 3),          # extreme downscale
+    (97, 30, 10, 0, 40, 30),     # vertical only, with a column crop
+    (50, 61, 5, 5, 30, 40),      # horizontal only, with a crop
+    (97, 61, 3, 4, 20, 10),      # identity size: a plain crop
+]
+index, blob = [], bytearray()
+for name, flt in filters.items():
+    for rw, rh, l, t, dw, dh in cases:
+        r = im.resize((rw, rh), flt).crop((l, t, l + dw, t + dh))
+        index.append(f"{name} {rw} {rh} {l} {t} {dw} {dh} {len(blob)}")
+        blob += r.tobytes()
+open(f"{out}/resample_ref.bin", "wb").write(bytes(blob))
+open(f"{out}/resample_ref.txt", "w").write("\n".join(index) + "\n")
+EOF
+du -cb "$OUT"/* | tail -1 >&2

@@ -1,0 +1,14 @@
+# tests/lib.sh — helpers for the pipeline tests (sourced). Each test runs in its own temp
+# directory with bin/ on PATH; $DFM_TEST_MEDIA/media holds scripts/gen-media.sh output.
+set -eu
+M="$DFM_TEST_MEDIA/media"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+# expect_eq WHAT GOT WANT
+expect_eq() { [ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"; }
+# expect_grep PATTERN FILE — FILE has a line matching the extended regex
+expect_grep() { grep -Eq -- "$1" "$2" || { cat "$2" >&2; fail "no line matching '$1' in $2"; }; }
+expect_no_grep() { ! grep -Eq -- "$1" "$2" || { cat "$2" >&2; fail "unexpected '$1' in $2"; }; }
+# lines FILE — number of lines
+lines() { wc -l < "$1" | tr -d ' '; }
+# field KEY NAME LISTFILE — value of field NAME of sample KEY in a --list listing
+field() { awk -F '\t' -v k="$1" -v f="$2" '$1 == k { for (i = 2; i <= NF; i++) if (index($i, f "=") == 1) { print substr($i, length(f) + 2); exit } }' "$3"; }

@@ -1,0 +1,42 @@
+# Bad files are reported with path and reason; the others go through; --strict stops with 1.
+. "$DFM_TOP/tests/lib.sh"
+dfm-decode "$M/bad" "$M/images/fox_in_snow.jpg" "$M/no/such/file.jpg" > out 2>err
+expect_eq "exit status" $? 0
+expect_grep "error: skipping '.*bad/empty.jpg': .*empty" err
+expect_grep "error: skipping '.*bad/truncated.png'" err
+expect_grep "error: skipping '.*bad/garbage.mp4'" err
+expect_grep "error: skipping '.*no/such/file.jpg'" err
+expect_grep 'read 5, written 1, skipped 4' err
+expect_eq "good sample kept" "$(dfm-shard --list out 2>/dev/null | cut -f1)" "fox_in_snow%2Ejpg"
+tail -n 1 err | grep -q 'read .* written .* skipped' || fail "summary is not the last line"
+set +e
+dfm-decode --strict "$M/bad" > out 2>err
+rc=$?
+set -e
+expect_eq "strict exit" $rc 1
+# Too large: --max-pixels-in
+dfm-decode --max-pixels-in 1000 "$M/images/fox_in_snow.jpg" > out 2>err
+expect_grep "skipping .*fox_in_snow.jpg" err
+expect_grep "skipped 1" err
+# A corrupt stream into dfm-bucket: clear error, exit 1, no crash.
+head -c 5000 /dev/urandom > junk
+set +e
+dfm-bucket junk > out 2>err; rc=$?
+set -e
+expect_eq "garbage stream exit" $rc 1
+expect_grep "error: cannot read 'junk'|error: input 'junk'" err
+# A truncated stream keeps the samples before the cut.
+dfm-decode "$M/images/wide" 2>/dev/null > full
+size=$(wc -c < full)
+head -c $((size - 100)) full > cut
+set +e
+dfm-shard --list cut > l 2>err; rc=$?
+set -e
+expect_eq "truncated exit" $rc 1
+expect_eq "kept before the cut" "$(lines l)" 1
+# Usage errors exit 2 with a hint.
+set +e
+dfm-bucket --preset 999p < /dev/null > /dev/null 2>err; rc=$?
+set -e
+expect_eq "usage exit" $rc 2
+expect_grep "hint: try 'dfm-bucket --help'" err
