@@ -186,23 +186,17 @@ static int ingest_video(const dfm_ingest_opts *o, const char *path, meta_common 
     return rc ? rc : count;
 }
 
-int dfm_ingest_file(const dfm_ingest_opts *o, dfm_captioner *cap, const char *path,
+int dfm_ingest_file(const dfm_ingest_opts *o, const dfm_captions *caps, const char *path,
                     const char *name, dfm_media_kind kind, dfm_emit_fn emit, void *ctx)
 {
-    dfm_captions caps = {0};
-    int rc = dfm_captions_find(cap, path, &caps);
-    if (rc) return rc;
-    meta_common m = {.name = name, .kind = dfm_media_kind_name(kind), .caps = &caps};
+    int rc;
+    meta_common m = {.name = name, .kind = dfm_media_kind_name(kind), .caps = caps};
     m.extra = cJSON_CreateObject();
-    if (!m.extra) {
-        dfm_captions_free(&caps);
-        return dfm_fail(DFM_E_NOMEM, "out of memory");
-    }
+    if (!m.extra) return dfm_fail(DFM_E_NOMEM, "out of memory");
     cJSON_AddStringToObject(m.extra, "mode", o->mode == DFM_INGEST_FRAMES ? "frames" : "video");
     if (kind == DFM_MEDIA_IMAGE) rc = ingest_image(o, path, &m, emit, ctx);
     else if (kind == DFM_MEDIA_VIDEO) rc = ingest_video(o, path, &m, emit, ctx);
     else rc = dfm_fail(DFM_E_UNSUPPORTED, "not an image or video");
     cJSON_Delete(m.extra);
-    dfm_captions_free(&caps);
     return rc;
 }

@@ -33,10 +33,12 @@ void dfm_ingest_opts_default(dfm_ingest_opts *o);
  * take fields out of it. Return 0 to go on, < 0 to stop. */
 typedef int (*dfm_emit_fn)(void *ctx, dfm_sample *s);
 
-/* Ingest the file at `path` (source name `name`, see discover.h). Returns the number of samples
- * emitted, or a negative code with the reason in dfm_errmsg() (the file is then skipped; no
- * sample of it was emitted). A negative return from emit is passed through. */
-int dfm_ingest_file(const dfm_ingest_opts *o, dfm_captioner *cap, const char *path,
+/* Ingest the file at `path` (source name `name`, see discover.h) under its captions (found with
+ * dfm_captions_find; kept apart so that lookups, which share a cache, stay on one thread while
+ * decoding runs on many). Thread-safe. Returns the number of samples emitted, or a negative code
+ * with the reason in dfm_errmsg() (the file is then skipped; no sample of it was emitted).
+ * A negative return from emit is passed through. */
+int dfm_ingest_file(const dfm_ingest_opts *o, const dfm_captions *caps, const char *path,
                     const char *name, dfm_media_kind kind, dfm_emit_fn emit, void *ctx);
 
 #endif
