@@ -36,7 +36,7 @@ static const char usage[] =
     "  -o, --output FILE           write to FILE (atomically) instead of stdout\n"
     "  --format msgpack|tar|tar.zst  stream framing (default msgpack)\n"
     "  --strict                    stop at the first bad sample (exit 1)\n"
-    "  --force                     binary output to a terminal\n"
+    "  --force                     binary data to or from a terminal\n"
     "  -j, --threads N             resampling threads (default: one per core)\n"
     "  -q, --quiet                 no progress line\n"
     "  -h, --help                  this help;  --version  print the version\n";
@@ -85,7 +85,7 @@ int main(int argc, char **argv)
     dfm_bucket_opts_default(&o);
     o.threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     dfm_map_opts mo = {.progress = "samples"};
-    int list = 0, c, budget_set = 0, format = 0;
+    int list = 0, c, budget_set = 0, format = 0, side_set = 0, methods = 0;
     static const char *const filters[] = {"lanczos", "bicubic", "bilinear", "area", NULL};
     static const char *const rules[] = {"4k+1", "none", NULL};
     static const char *const formats[] = {"msgpack", "tar", "tar.zst", NULL};
@@ -101,9 +101,9 @@ int main(int argc, char **argv)
             if (budget_set++) dfm_usage_error("--preset and --max-pixels exclude each other");
             break;
         case O_MULT: o.multiple = (int)dfm_parse_long("--multiple", optarg, 1, 1024); break;
-        case O_SIZE: dfm_parse_wxh("--size", optarg, &o.fixed_w, &o.fixed_h); o.method = DFM_BUCKETS_FIXED; break;
-        case O_RATIOS: parse_ratios(optarg, &o); break;
-        case O_SIDE: o.side = (int)dfm_parse_long("--side", optarg, 8, 65536); break;
+        case O_SIZE: methods++; dfm_parse_wxh("--size", optarg, &o.fixed_w, &o.fixed_h); o.method = DFM_BUCKETS_FIXED; break;
+        case O_RATIOS: methods++; parse_ratios(optarg, &o); break;
+        case O_SIDE: side_set = 1; o.side = (int)dfm_parse_long("--side", optarg, 8, 65536); break;
         case O_LIST: list = 1; break;
         case O_FILTER: o.filter = (dfm_filter)dfm_parse_choice("--filter", optarg, filters); break;
         case O_FRULE: o.frame_rule = (dfm_frame_rule)dfm_parse_choice("--frame-rule", optarg, rules); break;
@@ -119,6 +119,8 @@ int main(int argc, char **argv)
         default: dfm_usage_error("unknown option");
         }
     }
+    if (methods > 1) dfm_usage_error("--size and --ratios exclude each other");
+    if (side_set && o.method != DFM_BUCKETS_LOG) dfm_usage_error("--side goes with --ratios");
     if (budget_set && o.method != DFM_BUCKETS_NEMO)
         dfm_usage_error("--preset/--max-pixels are for NeMo buckets; not with --size or --ratios");
     if (o.method == DFM_BUCKETS_FIXED && (o.fixed_w % o.multiple || o.fixed_h % o.multiple))

@@ -16,7 +16,7 @@
 
 static const char usage[] =
     "usage: dfm-shard -o PATTERN [options] [INPUT...] < samples\n"
-    "       dfm-shard --cat [options] SHARD... > samples\n"
+    "       dfm-shard --cat [options] [SHARD...] > samples\n"
     "       dfm-shard --list [SHARD...]\n"
     "Split a sample stream (msgpack or tar, from INPUT files or stdin) into WebDataset tar\n"
     "shards named by PATTERN, e.g. out/train-%06d.tar or out/train-%06d.tar.zst, with\n"
@@ -27,7 +27,8 @@ static const char usage[] =
     "  --max-size SIZE             bytes per shard, e.g. 500M, 1G (default 1G)\n"
     "  --by-bucket                 one series per bucket: DIR/WxHxF/NAME-%06d.tar\n"
     "  --zstd-level N              compression level for .tar.zst (default 3)\n"
-    "  --cat                       read SHARD... (tar, tar.zst or msgpack) and write one stream\n"
+    "  --cat                       read SHARD... (tar, tar.zst or msgpack; stdin when none)\n"
+    "                              and write them as one stream\n"
     "  --format msgpack|tar|tar.zst  framing for --cat output (default msgpack)\n"
     "  --list                      print one text line per sample (key, captions, json, array\n"
     "                              shapes) from SHARD... or stdin, in any framing\n"
@@ -63,15 +64,15 @@ int main(int argc, char **argv)
     dfm_cli_init(argv[0]);
     dfm_shard_opts so = {.max_count = 1000, .max_size = 1ULL << 30, .zstd_level = 3};
     dfm_map_opts mo = {.progress = "samples"};
-    int cat = 0, listing = 0, c, format = 0;
+    int cat = 0, listing = 0, c, format = -1, shard_opts = 0;
     static const char *const formats[] = {"msgpack", "tar", "tar.zst", NULL};
     while ((c = getopt_long(argc, argv, "o:qh", longopts, NULL)) != -1) {
         switch (c) {
         case 'o': so.pattern = optarg; break;
-        case O_MAXC: so.max_count = (uint64_t)dfm_parse_long("--max-count", optarg, 1, 1L << 40); break;
-        case O_MAXS: so.max_size = dfm_parse_size("--max-size", optarg); break;
-        case O_BYB: so.by_bucket = 1; break;
-        case O_ZL: so.zstd_level = (int)dfm_parse_long("--zstd-level", optarg, 1, 22); break;
+        case O_MAXC: shard_opts = 1; so.max_count = (uint64_t)dfm_parse_long("--max-count", optarg, 1, 1L << 40); break;
+        case O_MAXS: shard_opts = 1; so.max_size = dfm_parse_size("--max-size", optarg); break;
+        case O_BYB: shard_opts = 1; so.by_bucket = 1; break;
+        case O_ZL: shard_opts = 1; so.zstd_level = (int)dfm_parse_long("--zstd-level", optarg, 1, 22); break;
         case O_CAT: cat = 1; break;
         case O_LIST: listing = 1; break;
         case O_FORMAT: format = dfm_parse_choice("--format", optarg, formats); break;
@@ -83,6 +84,11 @@ int main(int argc, char **argv)
         default: dfm_usage_error("unknown option");
         }
     }
+    if ((cat || listing) && shard_opts)
+        dfm_usage_error("--max-count, --max-size, --by-bucket and --zstd-level are for writing "
+                        "shards (-o), not for --cat or --list");
+    if (format >= 0 && !cat) dfm_usage_error("--format is for --cat output");
+    if (format < 0) format = 0;
     dfm_counts counts;
     dfm_counts_init(&counts);
     if (listing) {
@@ -98,7 +104,6 @@ int main(int argc, char **argv)
     }
     if (cat) {
         if (so.pattern) dfm_usage_error("--cat writes a stream to stdout; it takes no -o PATTERN");
-        if (optind >= argc) dfm_usage_error("--cat needs at least one SHARD");
         mo.framing = format ? DFM_FRAMING_TAR : DFM_FRAMING_MSGPACK;
         mo.zstd_level = format == 2 ? 3 : 0;
         int status = dfm_stream_map(&mo, argv + optind, argc - optind, NULL, NULL, &counts);
@@ -107,7 +112,12 @@ int main(int argc, char **argv)
     }
     if (!so.pattern) dfm_usage_error("no output pattern: use -o out/train-%%06d.tar");
     dfm_sharder *sh;
-    if (dfm_sharder_new(&sh, &so)) dfm_usage_error("%s", dfm_errmsg());
+    int rc = dfm_sharder_new(&sh, &so);
+    if (rc == DFM_E_ARG) dfm_usage_error("%s", dfm_errmsg());
+    if (rc) {
+        dfm_log_error("%s", dfm_errmsg());
+        return DFM_EXIT_FAIL;
+    }
     mo.sink = put;
     mo.sink_ctx = sh;
     int status = dfm_stream_map(&mo, argv + optind, argc - optind, NULL, NULL, &counts);
@@ -117,7 +127,7 @@ int main(int argc, char **argv)
         status = DFM_EXIT_FAIL;
     }
     char extra[64];
-    snprintf(extra, sizeof extra, "%d shards", nshards);
+    snprintf(extra, sizeof extra, "%d shard%s", nshards, nshards == 1 ? "" : "s");
     dfm_summary(&counts, extra);
     return status;
 }

@@ -19,7 +19,8 @@ $FF -f lavfi -i "$SRC" $X264 -movflags +faststart "$OUT/clip.mp4"
 # Matroska stores no frame count: exercises the counting pass.
 $FF -f lavfi -i "$SRC" $X264 "$OUT/clip.mkv"
 # Display-matrix rotation: quadrants (TL red, TR green, BL blue, BR white) stored 64x48, 3
-# frames, tagged rotate=90 (players show it turned 90 degrees clockwise, 48x64).
+# frames, remuxed with rotate=90, which FFmpeg 5.1 turns into a display matrix of +90 degrees
+# (counter-clockwise): the ffmpeg CLI shows it 48x64 with TL green, TR white, BL red, BR blue.
 QUAD="color=c=white:s=64x48:r=10:d=0.3,format=rgb24,geq=r='if(lt(Y,24),if(lt(X,32),255,0),if(lt(X,32),0,255))':g='if(lt(Y,24),if(lt(X,32),0,255),if(lt(X,32),0,255))':b='if(lt(Y,24),0,255)'"
 $FF -f lavfi -i "$QUAD" $X264 "$OUT/tmp_quad.mp4"
 $FF -i "$OUT/tmp_quad.mp4" -c copy -metadata:s:v:0 rotate=90 "$OUT/clip_rot90.mp4"

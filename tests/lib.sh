@@ -1,7 +1,10 @@
 # tests/lib.sh — helpers for the pipeline tests (sourced). Each test runs in its own temp
 # directory with bin/ on PATH; $DFM_TEST_MEDIA/media holds scripts/gen-media.sh output.
 set -eu
-M="$DFM_TEST_MEDIA/media"
+# media/ in the test's directory points at the generated media, so file arguments have short,
+# stable names (keys): media/videos/ocean_waves.mp4 -> media%2Fvideos%2Focean_waves%2Emp4
+ln -s "$DFM_TEST_MEDIA/media" media
+M=media
 fail() { echo "FAIL: $*" >&2; exit 1; }
 # expect_eq WHAT GOT WANT
 expect_eq() { [ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"; }

@@ -12,7 +12,7 @@ passed=0 failed=0 skipped=0
 log=$(mktemp)
 "$bindir/dfm-unit-tests" >"$log" 2>&1
 status=$?
-grep -v '^ok ' "$log" | grep -v 'passed, .* failed$' >&2 || true
+grep -E '^(FAIL|  )' "$log" >&2 || true
 line=$(tail -n 1 "$log")
 rm -f "$log"
 up=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p')

@@ -110,6 +110,9 @@ int dfm_bucketize(dfm_bucketer *b, dfm_sample *s)
     if (F > 1000000 || H > 65536 || W > 65536) return dfm_fail(DFM_E_LIMIT, "frames.npy is too large");
 
     int Ft = target_frames(&b->o, (int)F);
+    if (F > 1 && Ft == 1 && b->o.frame_rule == DFM_FRAMES_4K1)
+        return dfm_fail(DFM_E_SKIP, "clip of %lld frames is too short for the 4k+1 rule (a video "
+                                    "needs at least 5 frames)", (long long)F);
     if (Ft < 1) {
         if (b->o.frame_rule == DFM_FRAMES_LIST) {
             char list[256] = "";

@@ -186,6 +186,28 @@ static char *root_name(const char *arg)
     return dfm_strndup(arg + s, n);
 }
 
+/* The source name of a file argument: the path as given with leading "/", "./" and "../"
+ * components dropped and repeated slashes collapsed, so `find vids -type f | dfm-decode -` names
+ * files exactly as `dfm-decode vids` does. */
+static char *file_name(const char *arg)
+{
+    char *out = dfm_malloc(strlen(arg) + 1), *o = out;
+    if (!out) return NULL;
+    const char *p = arg;
+    for (;;) {
+        while (*p == '/') p++;
+        if (p[0] == '.' && (p[1] == '/' || (p[1] == '.' && p[2] == '/'))) {
+            p += p[1] == '/' ? 2 : 3;
+            continue;
+        }
+        break;
+    }
+    for (; *p; p++)
+        if (!(*p == '/' && o > out && o[-1] == '/')) *o++ = *p;
+    *o = 0;
+    return out;
+}
+
 // ref: NeMo AutoModel preprocessing_multiprocess.py (sorted rglob of the media dir)
 int dfm_walk(const char *arg, dfm_walk_fn fn, dfm_walk_warn_fn warn_fn, void *ctx)
 {
@@ -195,8 +217,11 @@ int dfm_walk(const char *arg, dfm_walk_fn fn, dfm_walk_warn_fn warn_fn, void *ct
     if (!S_ISDIR(st.st_mode)) {
         dfm_media_kind k = dfm_media_kind_of(arg);
         if (k == DFM_MEDIA_NONE || !S_ISREG(st.st_mode)) return 0;
-        const char *b = strrchr(arg, '/');
-        return fn(ctx, arg, b ? b + 1 : arg, k);
+        char *name = file_name(arg);
+        if (!name) return DFM_E_NOMEM;
+        int rc = fn(ctx, arg, name, k);
+        free(name);
+        return rc;
     }
     /* A directory: names are basename(D)/below. For ".", "..", "/" use the real path's last
      * component so the names still say where the files came from. */

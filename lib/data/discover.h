@@ -16,7 +16,8 @@ const char *dfm_media_kind_name(dfm_media_kind k); /* "image", "video" */
 
 /* Called for each media file found. `path` is openable; `name` is the stable source name used
  * for the sample key: for a directory argument D, basename(D) + "/" + the path below D; for a
- * file argument, its basename. Return 0 to go on, < 0 to stop the walk with that code. */
+ * file argument, the path as given without leading "/", "./" or "../" components (so a file listed
+ * by `find D` gets the same name as when D is walked). Return 0 to go on, < 0 to stop the walk with that code. */
 typedef int (*dfm_walk_fn)(void *ctx, const char *path, const char *name, dfm_media_kind kind);
 /* An unreadable sub-directory is reported through warn_fn (may be NULL) and skipped. A missing
  * or unreadable argument is an error (DFM_E_IO). A file argument that is not media is ignored. */

@@ -154,7 +154,7 @@ static int ingest_video(const dfm_ingest_opts *o, const char *path, meta_common 
     if (o->mode == DFM_INGEST_FRAMES && want == 0) want = 10;
     int64_t *idx = NULL;
     int n = dfm_frames_select(vi->nframes, vi->fps, o->fps, want,
-                              o->mode == DFM_INGEST_FRAMES ? 0 : o->max_frames,
+                              o->mode == DFM_INGEST_FRAMES || o->frames ? 0 : o->max_frames,
                               o->mode == DFM_INGEST_FRAMES ? DFM_CLIP_SPREAD : o->clip, &idx);
     if (n <= 0) {
         dfm_video_close(v);
@@ -173,7 +173,9 @@ static int ingest_video(const dfm_ingest_opts *o, const char *path, meta_common 
         rc = emit_all(m, rgb, n, idx, -1, emit, ctx, &count);
     } else {
         size_t fsz = (size_t)m->width * m->height * 3;
-        cJSON_AddNumberToObject(m->extra, "frames_extracted", n);
+        int distinct = 0;
+        for (int i = 0; i < n; i++) distinct += i == 0 || idx[i] != idx[i - 1];
+        cJSON_AddNumberToObject(m->extra, "frames_extracted", distinct);
         cJSON *fi = cJSON_AddNumberToObject(m->extra, "frame_index", 0);
         for (int i = 0; i < n && !rc; i++) {
             if (i > 0 && idx[i] == idx[i - 1]) continue; /* one sample per distinct frame */

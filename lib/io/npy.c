@@ -156,8 +156,11 @@ static int parse_header(const char *h, size_t n, dfm_npy *out)
             return dfm_fail(DFM_E_FORMAT, "npy header: expected a quoted key");
         if (!accept(&c, ':')) return dfm_fail(DFM_E_FORMAT, "npy header: expected ':' after '%s'", key);
         if (!strcmp(key, "descr") && !have_descr) {
+            skip_ws(&c);
+            if (c.p < c.end && *c.p == '[')
+                return dfm_fail(DFM_E_UNSUPPORTED, "npy: structured dtypes are not supported");
             if (parse_str(&c, descr, sizeof descr))
-                return dfm_fail(DFM_E_UNSUPPORTED, "npy: 'descr' is not a simple dtype string");
+                return dfm_fail(DFM_E_FORMAT, "npy header: bad 'descr' string");
             int rc = dtype_of(descr, &out->dtype);
             if (rc) return rc;
             have_descr = 1;
@@ -275,11 +278,10 @@ int dfm_npy_build(dfm_npy_dtype t, int ndim, const int64_t *shape, const void *d
     *out = NULL;
     *out_len = 0;
     uint8_t *h;
-    size_t hl, nbytes;
+    size_t hl, nbytes = 0;
     int rc = dfm_npy_header(t, ndim, shape, &h, &hl);
     if (rc) return rc;
-    count_bytes(t, ndim, shape, &nbytes);
-    if (nbytes > SIZE_MAX - hl - 1) {
+    if (count_bytes(t, ndim, shape, &nbytes) || nbytes > SIZE_MAX - hl - 1) {
         free(h);
         return dfm_fail(DFM_E_LIMIT, "npy: array too large");
     }

@@ -153,18 +153,33 @@ int dfm_sample_set_json(dfm_sample *s, const cJSON *obj)
 static int keep_byte(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '-' || c >= 0x80;
+           c == '-';
+}
+
+/* Length of a valid UTF-8 sequence (2..4 bytes, no overlongs or surrogates) at p, else 0. */
+static int utf8_len(const unsigned char *p)
+{
+    int n = p[0] >= 0xF0 && p[0] <= 0xF4 ? 4 : p[0] >= 0xE0 ? 3 : p[0] >= 0xC2 && p[0] < 0xE0 ? 2 : 0;
+    if (p[0] > 0xF4) n = 0;
+    for (int i = 1; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80) return 0;
+    if (n == 3 && ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] >= 0xA0))) return 0;
+    if (n == 4 && ((p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] >= 0x90))) return 0;
+    return n;
 }
 
 char *dfm_key_escape(const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
-    size_t n = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) n += keep_byte(*p) ? 1 : 3;
-    char *out = dfm_malloc(n + 1), *o = out;
+    char *out = dfm_malloc(strlen(s) * 3 + 1), *o = out;
     if (!out) return NULL;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (keep_byte(*p)) {
+        int u = *p >= 0x80 ? utf8_len(p) : 0;
+        if (u) {
+            memcpy(o, p, (size_t)u); /* valid UTF-8 stays readable */
+            o += u;
+            p += u - 1;
+        } else if (keep_byte(*p)) {
             *o++ = (char)*p;
         } else {
             *o++ = '%';

@@ -48,8 +48,9 @@ int dfm_sample_json(const dfm_sample *s, cJSON **out);
 int dfm_sample_set_json(dfm_sample *s, const cJSON *obj);
 
 /* Keys: a WebDataset key must not contain '.', and '/' would make directories inside tar.
- * dfm_key_escape() maps any string to a key: bytes in [A-Za-z0-9_-] and UTF-8 bytes >= 0x80 are
- * kept, everything else becomes %XX (upper-case hex). Injective, so distinct paths give distinct
+ * dfm_key_escape() maps any string to a key: bytes in [A-Za-z0-9_-] and valid UTF-8 sequences are
+ * kept, everything else (including bytes of invalid UTF-8) becomes %XX (upper-case hex), so every
+ * key is valid UTF-8. Injective, so distinct paths give distinct
  * keys; suffixes added after escaping (e.g. "@c1", "@f12") cannot collide with escaped text. */
 char *dfm_key_escape(const char *s);
 /* The inverse of dfm_key_escape for the escaped part (up to an unescaped '@'); malloc'd. */

@@ -4,6 +4,7 @@
 #include "io/shard.h"
 #include "base/buf.h"
 #include "base/error.h"
+#include "base/json.h"
 #include "io/stream.h"
 
 #include <cjson/cJSON.h>
@@ -22,6 +23,7 @@ typedef struct {
     int fd;
     char *path, *tmp;  /* of the open shard */
     uint64_t count;    /* samples in the open shard */
+    cJSON *pend_buckets, *pend_fields; /* histograms of the open shard, merged when it completes */
 } series;
 
 typedef struct {
@@ -38,7 +40,7 @@ struct dfm_sharder {
     int nser;
     done_shard *done;
     int ndone;
-    cJSON *buckets, *fields; /* histograms over written samples */
+    cJSON *buckets, *fields; /* histograms over the samples of complete shards */
     uint64_t total;
 };
 
@@ -173,7 +175,7 @@ static int write_index(dfm_sharder *s)
     cJSON_AddNumberToObject(d, "shards", s->ndone);
     cJSON_AddItemToObject(d, "buckets", cJSON_Duplicate(s->buckets, 1));
     cJSON_AddItemToObject(d, "fields", cJSON_Duplicate(s->fields, 1));
-    char *txt = cJSON_Print(j);
+    char *txt = dfm_json_pretty(j);
     cJSON_Delete(j);
     if (!txt) return dfm_fail(DFM_E_NOMEM, "out of memory");
     size_t n = strlen(s->dir) + 16;
@@ -181,14 +183,27 @@ static int write_index(dfm_sharder *s)
     int rc = path ? 0 : DFM_E_NOMEM;
     if (!rc) {
         snprintf(path, n, "%s/index.json", s->dir);
-        dfm_buf b = {0};
-        rc = dfm_buf_printf(&b, "%s\n", txt);
-        if (!rc) rc = dfm_write_file_atomic(path, b.data, b.len);
-        dfm_buf_free(&b);
+        rc = dfm_write_file_atomic(path, txt, strlen(txt));
     }
     free(path);
-    cJSON_free(txt);
+    free(txt);
     return rc;
+}
+
+static void count_in(cJSON *hist, const char *name)
+{
+    cJSON *c = cJSON_GetObjectItemCaseSensitive(hist, name);
+    if (c) cJSON_SetNumberValue(c, c->valuedouble + 1);
+    else cJSON_AddNumberToObject(hist, name, 1);
+}
+
+static void merge_hist(cJSON *into, const cJSON *from)
+{
+    for (const cJSON *e = from ? from->child : NULL; e; e = e->next) {
+        cJSON *c = cJSON_GetObjectItemCaseSensitive(into, e->string);
+        if (c) cJSON_SetNumberValue(c, c->valuedouble + e->valuedouble);
+        else cJSON_AddNumberToObject(into, e->string, e->valuedouble);
+    }
 }
 
 /* Close the open shard of a series; on success rename it into place and index it. */
@@ -216,6 +231,9 @@ static int finish_shard(dfm_sharder *s, series *x, int failed)
             d->url = dfm_strdup(x->path + strlen(s->dir) + 1);
             d->bucket = dfm_strdup(x->bucket);
             d->nsamples = x->count;
+            merge_hist(s->buckets, x->pend_buckets);
+            merge_hist(s->fields, x->pend_fields);
+            s->total += x->count;
             d->filesize = stat(x->path, &st) == 0 ? (uint64_t)st.st_size : 0;
             rc = d->url && d->bucket ? write_index(s) : DFM_E_NOMEM;
         }
@@ -225,6 +243,9 @@ static int finish_shard(dfm_sharder *s, series *x, int failed)
     free(x->tmp);
     x->path = x->tmp = NULL;
     x->count = 0;
+    cJSON_Delete(x->pend_buckets);
+    cJSON_Delete(x->pend_fields);
+    x->pend_buckets = x->pend_fields = NULL;
     return rc;
 }
 
@@ -245,18 +266,14 @@ static int open_shard(dfm_sharder *s, series *x)
     x->tmp = dfm_malloc(n);
     if (!x->path || !x->tmp) return DFM_E_NOMEM;
     snprintf(x->tmp, n, "%s.tmp", path);
+    x->pend_buckets = cJSON_CreateObject();
+    x->pend_fields = cJSON_CreateObject();
+    if (!x->pend_buckets || !x->pend_fields) return dfm_fail(DFM_E_NOMEM, "out of memory");
     x->fd = open(x->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (x->fd < 0) return dfm_fail(DFM_E_IO, "cannot create '%s': %s", x->tmp, strerror(errno));
     size_t pl = strlen(path);
     int zst = pl > 8 && !strcmp(path + pl - 8, ".tar.zst");
     return dfm_writer_open_fd(&x->w, x->fd, DFM_FRAMING_TAR, zst ? (s->o.zstd_level ? s->o.zstd_level : 3) : 0);
-}
-
-static void count_in(cJSON *hist, const char *name)
-{
-    cJSON *c = cJSON_GetObjectItemCaseSensitive(hist, name);
-    if (c) cJSON_SetNumberValue(c, c->valuedouble + 1);
-    else cJSON_AddNumberToObject(hist, name, 1);
 }
 
 int dfm_sharder_put(dfm_sharder *s, const dfm_sample *x)
@@ -274,9 +291,8 @@ int dfm_sharder_put(dfm_sharder *s, const dfm_sample *x)
     if (!rc) rc = dfm_writer_put(se->w, x);
     if (rc) return rc;
     se->count++;
-    s->total++;
-    count_in(s->buckets, bucket);
-    for (int i = 0; i < x->n; i++) count_in(s->fields, x->fields[i].name);
+    count_in(se->pend_buckets, bucket);
+    for (int i = 0; i < x->n; i++) count_in(se->pend_fields, x->fields[i].name);
     return 0;
 }
 

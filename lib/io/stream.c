@@ -202,11 +202,38 @@ static int has_upper(const char *s)
     return 0;
 }
 
+/* Well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
+static int utf8_ok(const char *str)
+{
+    const unsigned char *p = (const unsigned char *)str;
+    while (*p) {
+        unsigned c = *p, n, cp;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf) n = 1, cp = c & 0x1f;
+        else if (c >= 0xe0 && c <= 0xef) n = 2, cp = c & 0x0f;
+        else if (c >= 0xf0 && c <= 0xf4) n = 3, cp = c & 0x07;
+        else return 0;
+        for (unsigned i = 1; i <= n; i++) {
+            if ((p[i] & 0xc0) != 0x80) return 0;
+            cp = cp << 6 | (p[i] & 0x3f);
+        }
+        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+            (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+            return 0;
+        p += n + 1;
+    }
+    return 1;
+}
+
 /* The key and field names must survive both framings unchanged (stream.h). */
 static int validate(const dfm_sample *s)
 {
     if (!s->key || !s->key[0]) return dfm_fail(DFM_E_ARG, "a sample has no key");
     const char *k = s->key;
+    if (!utf8_ok(k)) return dfm_fail(DFM_E_ARG, "sample key '%s' is not valid UTF-8", k);
     if (k[0] == '/' || strstr(k, "//") || k[strlen(k) - 1] == '/')
         return dfm_fail(DFM_E_ARG, "sample key '%s': empty path component", k);
     for (const char *c = k; *c;) {
@@ -225,6 +252,7 @@ static int validate(const dfm_sample *s)
         const char *f = s->fields[i].name;
         size_t n = strlen(f);
         if (n == 0) return dfm_fail(DFM_E_ARG, "sample '%s': empty field name", k);
+        if (!utf8_ok(f)) return dfm_fail(DFM_E_ARG, "sample '%s': a field name is not UTF-8", k);
         if (strchr(f, '/') || has_upper(f))
             return dfm_fail(DFM_E_ARG,
                             "sample '%s': field name '%s' has '/' or upper-case letters", k, f);

@@ -1,7 +1,7 @@
 /* stream.h — reading and writing the sample stream in either framing (DESIGN.md §2,
  * formats/sample-stream.md):
  *   msgpack : a sequence of msgpack maps, one per sample: "__key__" -> str, field -> bin
- *             ("txt" and "json" may also arrive as str; both are accepted).
+ *             (a value may also arrive as str, e.g. "txt" from Python; it is accepted).
  *   tar     : WebDataset members KEY.FIELD in sample order (ustar/pax), optionally zstd (.tar.zst);
  *             concatenated tar files are read through.
  * The reader detects the framing from the first bytes (zstd magic, tar "ustar" magic or a
@@ -17,6 +17,9 @@
 typedef enum { DFM_FRAMING_MSGPACK = 0, DFM_FRAMING_TAR = 1 } dfm_framing;
 
 const char *dfm_framing_name(dfm_framing f); /* "msgpack" or "tar" */
+
+/* Fields in one sample, in either framing; more is DFM_E_LIMIT on reading. */
+#define DFM_STREAM_MAX_FIELDS 4096
 
 typedef struct dfm_reader dfm_reader;
 
@@ -43,8 +46,8 @@ int dfm_writer_open_fd(dfm_writer **w, int fd, dfm_framing framing, int zstd_lev
  * directly. zstd_level > 0 compresses the msgpack framing too. */
 int dfm_writer_open(dfm_writer **w, const char *path, dfm_framing framing, int zstd_level);
 /* Append one sample and hand its bytes to the output (a streaming filter's reader sees each
- * sample as soon as it is put). Keys and field names must survive both framings: a key that is
- * empty, has a '.' in its last '/'-component, an empty, "." or ".." component, or looks like
+ * sample as soon as it is put). Keys and field names must survive both framings: they must be
+ * valid UTF-8, and a key that is empty, has a '.' in its last '/'-component, an empty, "." or ".." component, or looks like
  * `__*__`, and a field name that is empty, has '/' or upper-case ASCII, or looks like `__*__`,
  * give DFM_E_ARG before anything is written (the writer stays usable). Output errors are sticky:
  * every later call returns the same code (DFM_E_PIPE when the reader went away). */

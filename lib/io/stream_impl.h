@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "io/sample.h"
+#include "io/stream.h"
 
 /* ---- byte source ---------------------------------------------------------------------- */
 

@@ -1,9 +1,15 @@
 /* stream_msgpack.c — the msgpack framing of the sample stream (formats/sample-stream.md §2):
  * a plain concatenation of msgpack maps, one per sample,
- *     {"__key__": str, "<field>": bin, ...}
- * Reading goes through msgpack-c's streaming unpacker fed from a dfm_src; payloads are copied
- * out of the unpacker's zone into the sample. Writing packs each sample straight into a dfm_sink
- * (every field as bin, so Python's msgpack gives bytes for every field, as WebDataset does).
+ *     {"__key__": str, "<field>": bin (or str), ...}
+ *
+ * Reading is a small bounded reader for exactly this shape, fed from a dfm_src: it checks each
+ * object header as it arrives, names the sample in every error, never allocates more than the
+ * bytes that actually arrived (a lying length cannot make it allocate), and reads each payload
+ * straight into the sample's field buffer. msgpack-c's general unpacker is not used for reading:
+ * it allocates from the element counts an input declares before the elements arrive (9 hostile
+ * bytes ask for 256 GiB) and holds a whole record in its own buffer before we copy it out.
+ * Writing packs each sample with msgpack-c's packer straight into a dfm_sink; every field is bin,
+ * so Python's msgpack gives bytes for every field, as WebDataset does.
  *
  * Not here: detection (stream.c), compression (stream_bytes.c), what fields mean.
  */
@@ -15,18 +21,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MP_READ_CHUNK (256u << 10)
-#define MP_SLACK (1u << 20) /* record bytes allowed beyond max_sample_bytes (names, headers) */
+#define MP_BUF (256u << 10)
+#define MP_MAX_NAME 4096    /* bytes in a field name */
 
 struct dfm_mp_reader {
     dfm_src *src;
-    msgpack_unpacker u;
-    msgpack_unpacked res;
+    uint8_t *buf;
+    size_t pos, len; /* unread bytes are buf[pos, len) */
     uint64_t max;
-    uint64_t nread; /* samples returned so far */
-    int eof, err;
-    int sniffed;    /* tried to find the key of the record being received */
-    char *partial_key;
+    uint64_t nread;  /* samples returned so far */
+    int err;
+    int eof;
 };
 
 int dfm_mp_reader_new(dfm_mp_reader **out, dfm_src *src, uint64_t max_sample_bytes)
@@ -34,11 +39,11 @@ int dfm_mp_reader_new(dfm_mp_reader **out, dfm_src *src, uint64_t max_sample_byt
     *out = NULL;
     dfm_mp_reader *r = dfm_calloc(1, sizeof *r);
     if (!r) return DFM_E_NOMEM;
-    if (!msgpack_unpacker_init(&r->u, MSGPACK_UNPACKER_INIT_BUFFER_SIZE)) {
+    r->buf = dfm_malloc(MP_BUF);
+    if (!r->buf) {
         free(r);
-        return dfm_fail(DFM_E_NOMEM, "out of memory (msgpack unpacker)");
+        return DFM_E_NOMEM;
     }
-    msgpack_unpacked_init(&r->res);
     r->src = src;
     r->max = max_sample_bytes;
     *out = r;
@@ -48,51 +53,108 @@ int dfm_mp_reader_new(dfm_mp_reader **out, dfm_src *src, uint64_t max_sample_byt
 void dfm_mp_reader_free(dfm_mp_reader *r)
 {
     if (!r) return;
-    msgpack_unpacked_destroy(&r->res);
-    msgpack_unpacker_destroy(&r->u);
-    free(r->partial_key);
+    free(r->buf);
     free(r);
 }
 
-static const char *type_name(msgpack_object_type t)
+/* ---- buffered input ------------------------------------------------------------------- */
+
+/* Make at least `need` (<= 16) bytes available. Returns 1, 0 at end of stream, or < 0. */
+static int fill(dfm_mp_reader *r, size_t need)
 {
-    switch (t) {
-    case MSGPACK_OBJECT_NIL: return "nil";
-    case MSGPACK_OBJECT_BOOLEAN: return "boolean";
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return "integer";
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: return "float";
-    case MSGPACK_OBJECT_STR: return "str";
-    case MSGPACK_OBJECT_ARRAY: return "array";
-    case MSGPACK_OBJECT_MAP: return "map";
-    case MSGPACK_OBJECT_BIN: return "bin";
-    case MSGPACK_OBJECT_EXT: return "ext";
+    while (r->len - r->pos < need) {
+        if (r->eof) return 0;
+        if (r->pos > 0) {
+            memmove(r->buf, r->buf + r->pos, r->len - r->pos);
+            r->len -= r->pos;
+            r->pos = 0;
+        }
+        long n = dfm_src_read(r->src, r->buf + r->len, MP_BUF - r->len);
+        if (n < 0) return (int)n;
+        if (n == 0) r->eof = 1;
+        r->len += (size_t)n;
     }
-    return "unknown type";
+    return 1;
 }
 
-/* Bytes of a str or bin object. */
-static void raw_of(const msgpack_object *o, const char **p, size_t *n)
+/* Read exactly n bytes into dst (NULL: skip them). Returns 1, 0 if the stream ended first, < 0. */
+static int take(dfm_mp_reader *r, uint8_t *dst, uint64_t n)
 {
-    if (o->type == MSGPACK_OBJECT_STR) {
-        *p = o->via.str.ptr;
-        *n = o->via.str.size;
-    } else {
-        *p = o->via.bin.ptr;
-        *n = o->via.bin.size;
+    size_t k = r->len - r->pos;
+    if (k > n) k = (size_t)n;
+    if (dst) memcpy(dst, r->buf + r->pos, k);
+    r->pos += k;
+    n -= k;
+    while (n > 0) { /* large payloads go straight from the source into dst */
+        if (r->eof) return 0;
+        uint8_t *to = dst ? dst + k : r->buf;
+        size_t want = dst ? (size_t)n : (n < MP_BUF ? (size_t)n : MP_BUF);
+        long got = dfm_src_read(r->src, to, want);
+        if (got < 0) return (int)got;
+        if (got == 0) r->eof = 1;
+        k += (size_t)got;
+        n -= (uint64_t)got;
     }
+    return 1;
 }
 
-static int is_raw(const msgpack_object *o)
+static uint64_t be(const uint8_t *p, int n)
 {
-    return o->type == MSGPACK_OBJECT_STR || o->type == MSGPACK_OBJECT_BIN;
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++) v = v << 8 | p[i];
+    return v;
 }
 
-static int str_eq(const msgpack_object *o, const char *s)
+/* ---- object headers ------------------------------------------------------------------- */
+
+enum { K_MAP, K_STR, K_BIN, K_OTHER };
+
+static const char *type_name(uint8_t b)
 {
-    size_t n = strlen(s);
-    return o->type == MSGPACK_OBJECT_STR && o->via.str.size == n && !memcmp(o->via.str.ptr, s, n);
+    if (b <= 0x7f || b >= 0xe0 || (b >= 0xcc && b <= 0xd3)) return "an integer";
+    if (b <= 0x8f || b == 0xde || b == 0xdf) return "a map";
+    if (b <= 0x9f || b == 0xdc || b == 0xdd) return "an array";
+    if (b <= 0xbf || (b >= 0xd9 && b <= 0xdb)) return "a str";
+    if (b >= 0xc4 && b <= 0xc6) return "a bin";
+    if (b == 0xc0) return "a nil";
+    if (b == 0xc2 || b == 0xc3) return "a boolean";
+    if (b == 0xca || b == 0xcb) return "a float";
+    if (b == 0xc1) return "the invalid byte 0xc1";
+    return "an ext";
+}
+
+/* Read one header: *kind, *n = element count (map) or byte length (str/bin), *tb = first byte.
+ * Returns 1, 0 at a clean end of stream (no byte read), or < 0 (-100: truncated). */
+static int header(dfm_mp_reader *r, int *kind, uint64_t *n, uint8_t *tb)
+{
+    int rc = fill(r, 1);
+    if (rc <= 0) return rc;
+    uint8_t b = r->buf[r->pos];
+    *tb = b;
+    int extra = 0;
+    *kind = K_OTHER;
+    if (b >= 0x80 && b <= 0x8f) *kind = K_MAP, *n = b & 0x0f;
+    else if (b >= 0xa0 && b <= 0xbf) *kind = K_STR, *n = b & 0x1f;
+    else if (b == 0xde || b == 0xdf) *kind = K_MAP, extra = b == 0xde ? 2 : 4;
+    else if (b >= 0xd9 && b <= 0xdb) *kind = K_STR, extra = 1 << (b - 0xd9);
+    else if (b >= 0xc4 && b <= 0xc6) *kind = K_BIN, extra = 1 << (b - 0xc4);
+    if (*kind == K_OTHER) return 1; /* the caller reports the type; we do not skip it */
+    rc = fill(r, 1 + (size_t)extra);
+    if (rc < 0) return rc;
+    if (rc == 0) return -100;
+    if (extra) *n = be(r->buf + r->pos + 1, extra);
+    r->pos += 1 + (size_t)extra;
+    return 1;
+}
+
+/* ---- records -------------------------------------------------------------------------- */
+
+/* "sample 'KEY'" once the key is known, else "msgpack record N" */
+static const char *who(const dfm_mp_reader *r, const dfm_sample *s, char *tmp, size_t n)
+{
+    if (s->key) snprintf(tmp, n, "sample '%s'", s->key);
+    else snprintf(tmp, n, "msgpack record %llu", (unsigned long long)r->nread);
+    return tmp;
 }
 
 /* Metadata entries other than __key__ ("__url__", "__local_path__", ...) are dropped. */
@@ -101,152 +163,121 @@ static int is_meta(const char *p, size_t n)
     return n >= 4 && p[0] == '_' && p[1] == '_' && p[n - 2] == '_' && p[n - 1] == '_';
 }
 
-/* Turn one unpacked record into s. */
-static int convert(dfm_mp_reader *r, const msgpack_object *o, dfm_sample *s)
+static int truncated(dfm_mp_reader *r)
 {
-    unsigned long long idx = (unsigned long long)r->nread;
-    if (o->type != MSGPACK_OBJECT_MAP)
-        return dfm_fail(DFM_E_FORMAT, "msgpack record %llu is a %s, not a map", idx,
-                        type_name(o->type));
-    const msgpack_object_kv *kv = o->via.map.ptr;
-    uint32_t n = o->via.map.size;
-    const msgpack_object *key = NULL;
-    for (uint32_t i = 0; i < n; i++)
-        if (str_eq(&kv[i].key, "__key__")) key = &kv[i].val;
-    if (!key) return dfm_fail(DFM_E_FORMAT, "msgpack record %llu has no '__key__'", idx);
-    if (!is_raw(key))
-        return dfm_fail(DFM_E_FORMAT, "msgpack record %llu: '__key__' is a %s, not a str", idx,
-                        type_name(key->type));
-    const char *kp;
-    size_t kn;
-    raw_of(key, &kp, &kn);
-    if (kn == 0 || memchr(kp, 0, kn))
-        return dfm_fail(DFM_E_FORMAT, "msgpack record %llu: '__key__' is empty or has a NUL byte",
-                        idx);
-    char *k = dfm_strndup(kp, kn);
-    if (!k) return DFM_E_NOMEM;
-    int rc = dfm_sample_set_key(s, k);
-    free(k);
-    if (rc) return rc;
-
-    uint64_t total = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        const msgpack_object *name = &kv[i].key, *val = &kv[i].val;
-        if (name->type != MSGPACK_OBJECT_STR)
-            return dfm_fail(DFM_E_FORMAT, "sample '%s': a field name is a msgpack %s, not a str",
-                            s->key, type_name(name->type));
-        const char *np = name->via.str.ptr;
-        size_t nn = name->via.str.size;
-        if (is_meta(np, nn)) continue; /* __key__ itself, and other metadata */
-        if (nn == 0 || memchr(np, 0, nn))
-            return dfm_fail(DFM_E_FORMAT, "sample '%s': a field name is empty or has a NUL byte",
-                            s->key);
-        char *nm = dfm_strndup(np, nn);
-        if (!nm) return DFM_E_NOMEM;
-        if (!is_raw(val)) {
-            rc = dfm_fail(DFM_E_FORMAT, "sample '%s': field '%s' is a msgpack %s, not bin or str",
-                          s->key, nm, type_name(val->type));
-        } else if (dfm_sample_get(s, nm)) {
-            rc = dfm_fail(DFM_E_FORMAT, "sample '%s': duplicate field '%s'", s->key, nm);
-        } else {
-            const char *vp;
-            size_t vn;
-            raw_of(val, &vp, &vn);
-            total += vn;
-            if (r->max && total > r->max)
-                rc = dfm_fail(DFM_E_LIMIT, "sample '%s' is larger than the limit of %llu bytes",
-                              s->key, (unsigned long long)r->max);
-            else
-                rc = dfm_sample_set(s, nm, vp, vn); /* copies out of the unpacker's zone */
-        }
-        free(nm);
-        if (rc) return rc;
-    }
-    return 0;
+    return dfm_fail(DFM_E_FORMAT, "'%s': truncated msgpack record after %llu samples",
+                    dfm_src_name(r->src), (unsigned long long)r->nread);
 }
 
-/* Best effort: the "__key__" of a record that is still arriving, for the limit message. At the
- * first CONTINUE of a record, its bytes from the start are still in the unpacker's buffer. */
-static void sniff_key(dfm_mp_reader *r)
+static int read_record(dfm_mp_reader *r, dfm_sample *s)
 {
-    r->sniffed = 1;
-    if (r->u.parsed == 0 || r->u.parsed > r->u.off) return;
-    const uint8_t *p = (const uint8_t *)r->u.buffer + (r->u.off - r->u.parsed);
-    size_t n = r->u.used - (r->u.off - r->u.parsed);
-    msgpack_unpacked tmp;
-    msgpack_unpacked_init(&tmp);
-    /* the map header, then the first key/value pair, parsed one object at a time */
-    size_t off = 0, hdr = 0;
-    if (n > 0 && (p[0] & 0xf0) == 0x80) hdr = 1;
-    else if (n > 0 && p[0] == 0xde) hdr = 3;
-    else if (n > 0 && p[0] == 0xdf) hdr = 5;
-    if (!hdr || n < hdr) goto done;
-    off = hdr;
-    if (msgpack_unpack_next(&tmp, (const char *)p, n, &off) != MSGPACK_UNPACK_SUCCESS ||
-        !str_eq(&tmp.data, "__key__"))
-        goto done;
-    if (msgpack_unpack_next(&tmp, (const char *)p, n, &off) != MSGPACK_UNPACK_SUCCESS ||
-        tmp.data.type != MSGPACK_OBJECT_STR)
-        goto done;
-    free(r->partial_key);
-    r->partial_key = dfm_strndup(tmp.data.via.str.ptr, tmp.data.via.str.size);
-done:
-    msgpack_unpacked_destroy(&tmp);
+    char w[600];
+    int kind = K_OTHER;
+    uint64_t count = 0, n = 0;
+    uint8_t tb = 0;
+    int rc = header(r, &kind, &count, &tb);
+    if (rc == 0) return 0;
+    if (rc == -100) return truncated(r);
+    if (rc < 0) return rc;
+    if (kind != K_MAP)
+        return dfm_fail(DFM_E_FORMAT, "'%s': msgpack record %llu is %s, not a map",
+                        dfm_src_name(r->src), (unsigned long long)r->nread, type_name(tb));
+    if (count > DFM_STREAM_MAX_FIELDS + 1)
+        return dfm_fail(DFM_E_LIMIT, "msgpack record %llu has %llu entries (at most %d fields)",
+                        (unsigned long long)r->nread, (unsigned long long)count,
+                        DFM_STREAM_MAX_FIELDS);
+    uint64_t total = 0;
+    char name[MP_MAX_NAME + 1];
+    for (uint64_t i = 0; i < count; i++) {
+        rc = header(r, &kind, &n, &tb);
+        if (rc == 0 || rc == -100) return truncated(r);
+        if (rc < 0) return rc;
+        if (kind != K_STR)
+            return dfm_fail(DFM_E_FORMAT, "%s: a field name is %s, not a str",
+                            who(r, s, w, sizeof w), type_name(tb));
+        if (n == 0 || n > MP_MAX_NAME)
+            return dfm_fail(DFM_E_FORMAT, "%s: a field name is empty or longer than %d bytes",
+                            who(r, s, w, sizeof w), MP_MAX_NAME);
+        rc = take(r, (uint8_t *)name, n);
+        if (rc == 0) return truncated(r);
+        if (rc < 0) return rc;
+        name[n] = 0;
+        if (memchr(name, 0, n))
+            return dfm_fail(DFM_E_FORMAT, "%s: a field name has a NUL byte", who(r, s, w, sizeof w));
+
+        rc = header(r, &kind, &n, &tb);
+        if (rc == 0 || rc == -100) return truncated(r);
+        if (rc < 0) return rc;
+        if (kind != K_STR && kind != K_BIN)
+            return dfm_fail(DFM_E_FORMAT, "%s: field '%s' is %s, not bin or str",
+                            who(r, s, w, sizeof w), name, type_name(tb));
+        int is_key = !strcmp(name, "__key__");
+        if (is_key && s->key)
+            return dfm_fail(DFM_E_FORMAT, "%s: duplicate '__key__'", who(r, s, w, sizeof w));
+        if (!is_key && !is_meta(name, strlen(name)) && dfm_sample_get(s, name))
+            return dfm_fail(DFM_E_FORMAT, "%s: duplicate field '%s'", who(r, s, w, sizeof w), name);
+        total += n;
+        if (r->max && total > r->max)
+            return dfm_fail(DFM_E_LIMIT, "%s is larger than the limit of %llu bytes",
+                            who(r, s, w, sizeof w), (unsigned long long)r->max);
+        if (!is_key && is_meta(name, strlen(name))) {
+            rc = take(r, NULL, n);
+            if (rc == 0) return truncated(r);
+            if (rc < 0) return rc;
+            continue;
+        }
+        if (n > (uint64_t)SIZE_MAX - 1) return dfm_fail(DFM_E_LIMIT, "field too large");
+        /* the bytes must arrive before we commit memory to them: read in bounded steps */
+        size_t cap = n < MP_BUF ? (size_t)n : MP_BUF, got = 0;
+        uint8_t *data = dfm_malloc(cap + 1);
+        if (!data) return DFM_E_NOMEM;
+        while (got < n) {
+            if (got == cap) {
+                cap = cap > (size_t)n / 2 ? (size_t)n : cap * 2;
+                uint8_t *nd = dfm_realloc(data, cap + 1);
+                if (!nd) {
+                    free(data);
+                    return DFM_E_NOMEM;
+                }
+                data = nd;
+            }
+            rc = take(r, data + got, cap - got);
+            if (rc <= 0) {
+                free(data);
+                return rc == 0 ? truncated(r) : rc;
+            }
+            got = cap;
+        }
+        data[n] = 0;
+        if (is_key) {
+            if (n == 0 || memchr(data, 0, (size_t)n)) {
+                free(data);
+                return dfm_fail(DFM_E_FORMAT, "msgpack record %llu: '__key__' is empty or has a NUL",
+                                (unsigned long long)r->nread);
+            }
+            s->key = (char *)data;
+            continue;
+        }
+        rc = dfm_sample_set_owned(s, name, data, (size_t)n);
+        if (rc) return rc;
+    }
+    if (!s->key)
+        return dfm_fail(DFM_E_FORMAT, "'%s': msgpack record %llu has no '__key__'",
+                        dfm_src_name(r->src), (unsigned long long)r->nread);
+    return 1;
 }
 
 int dfm_mp_reader_next(dfm_mp_reader *r, dfm_sample *s)
 {
     dfm_sample_clear(s);
     if (r->err) return r->err;
-    for (;;) {
-        msgpack_unpack_return ret = msgpack_unpacker_next(&r->u, &r->res);
-        if (ret == MSGPACK_UNPACK_SUCCESS) {
-            int rc = convert(r, &r->res.data, s);
-            /* drop the zone now: it may pin a large buffer */
-            msgpack_unpacked_destroy(&r->res);
-            msgpack_unpacked_init(&r->res);
-            r->sniffed = 0;
-            free(r->partial_key);
-            r->partial_key = NULL;
-            if (rc) {
-                dfm_sample_clear(s);
-                return r->err = rc;
-            }
-            r->nread++;
-            return 1;
-        }
-        if (ret == MSGPACK_UNPACK_PARSE_ERROR)
-            return r->err = dfm_fail(DFM_E_FORMAT, "'%s': not valid msgpack after %llu samples",
-                                     dfm_src_name(r->src), (unsigned long long)r->nread);
-        if (ret != MSGPACK_UNPACK_CONTINUE)
-            return r->err = dfm_fail(DFM_E_NOMEM, "out of memory unpacking msgpack record %llu",
-                                     (unsigned long long)r->nread);
-        size_t pending = msgpack_unpacker_message_size(&r->u);
-        if (r->eof) {
-            if (pending == 0) return 0;
-            return r->err = dfm_fail(DFM_E_FORMAT,
-                                     "'%s': truncated msgpack record after %llu samples "
-                                     "(%zu bytes of an incomplete record at the end)",
-                                     dfm_src_name(r->src), (unsigned long long)r->nread, pending);
-        }
-        if (!r->sniffed && r->u.parsed > 0) sniff_key(r);
-        if (r->max && pending > r->max + MP_SLACK) {
-            if (r->partial_key)
-                return r->err = dfm_fail(DFM_E_LIMIT,
-                                         "sample '%s' is larger than the limit of %llu bytes",
-                                         r->partial_key, (unsigned long long)r->max);
-            return r->err = dfm_fail(DFM_E_LIMIT,
-                                     "msgpack record %llu is larger than the limit of %llu bytes",
-                                     (unsigned long long)r->nread, (unsigned long long)r->max);
-        }
-        if (!msgpack_unpacker_reserve_buffer(&r->u, MP_READ_CHUNK))
-            return r->err = dfm_fail(DFM_E_NOMEM, "out of memory reading msgpack");
-        long got = dfm_src_read(r->src, msgpack_unpacker_buffer(&r->u),
-                                msgpack_unpacker_buffer_capacity(&r->u));
-        if (got < 0) return r->err = (int)got;
-        if (got == 0) r->eof = 1;
-        else msgpack_unpacker_buffer_consumed(&r->u, (size_t)got);
+    int rc = read_record(r, s);
+    if (rc < 0) {
+        dfm_sample_clear(s);
+        return r->err = rc;
     }
+    if (rc == 1) r->nread++;
+    return rc;
 }
 
 /* ---- writing -------------------------------------------------------------------------- */

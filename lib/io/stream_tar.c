@@ -23,10 +23,31 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
+#include <locale.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define TAR_READ_CHUNK (256u << 10)
+
+/* Member names are UTF-8 whatever the caller's locale: libarchive converts names through the
+ * current locale (and in the C locale 3.6.2 crashes writing a non-ASCII UTF-8 name), so every
+ * libarchive call here runs under a thread-local C.UTF-8 LC_CTYPE. That also makes the bytes we
+ * write independent of the environment. Without C.UTF-8, non-ASCII names are refused. */
+static locale_t g_utf8;
+static pthread_once_t g_utf8_once = PTHREAD_ONCE_INIT;
+static void utf8_init(void) { g_utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0); }
+
+static locale_t enter_utf8(void)
+{
+    pthread_once(&g_utf8_once, utf8_init);
+    return g_utf8 ? uselocale(g_utf8) : (locale_t)0;
+}
+
+static void leave_utf8(locale_t old)
+{
+    if (old) uselocale(old);
+}
 
 struct dfm_tar_reader {
     dfm_src *src;
@@ -54,6 +75,8 @@ static la_ssize_t read_cb(struct archive *a, void *ud, const void **buf)
     return n;
 }
 
+static void reader_free(dfm_tar_reader *r);
+
 /* The error for a failed libarchive call: the byte source's own error when it was the cause. */
 static int tar_error(dfm_tar_reader *r, const char *what)
 {
@@ -63,7 +86,7 @@ static int tar_error(dfm_tar_reader *r, const char *what)
                              msg ? msg : "unknown error");
 }
 
-int dfm_tar_reader_new(dfm_tar_reader **out, dfm_src *src, uint64_t max_sample_bytes)
+static int reader_new(dfm_tar_reader **out, dfm_src *src, uint64_t max_sample_bytes)
 {
     *out = NULL;
     dfm_tar_reader *r = dfm_calloc(1, sizeof *r);
@@ -73,25 +96,25 @@ int dfm_tar_reader_new(dfm_tar_reader **out, dfm_src *src, uint64_t max_sample_b
     r->rbuf = dfm_malloc(TAR_READ_CHUNK);
     r->a = archive_read_new();
     if (!r->rbuf || !r->a) {
-        dfm_tar_reader_free(r);
+        reader_free(r);
         return dfm_fail(DFM_E_NOMEM, "out of memory (tar reader)");
     }
     if (archive_read_support_format_tar(r->a) != ARCHIVE_OK ||
         archive_read_set_options(r->a, "tar:read_concatenated_archives") != ARCHIVE_OK) {
         int rc = dfm_fail(DFM_E_UNSUPPORTED, "libarchive: %s", archive_error_string(r->a));
-        dfm_tar_reader_free(r);
+        reader_free(r);
         return rc;
     }
     if (archive_read_open(r->a, r, NULL, read_cb, NULL) != ARCHIVE_OK) {
         int rc = tar_error(r, "cannot open");
-        dfm_tar_reader_free(r);
+        reader_free(r);
         return rc;
     }
     *out = r;
     return 0;
 }
 
-void dfm_tar_reader_free(dfm_tar_reader *r)
+static void reader_free(dfm_tar_reader *r)
 {
     if (!r) return;
     if (r->a) archive_read_free(r->a);
@@ -157,16 +180,29 @@ static int take_pending(dfm_tar_reader *r, dfm_sample *s, uint64_t *total)
     if (r->psize < 0)
         return r->err = dfm_fail(DFM_E_FORMAT, "tar '%s': member '%s.%s' has no size",
                                  dfm_src_name(r->src), r->pkey, r->pfield);
+    if (s->n >= DFM_STREAM_MAX_FIELDS)
+        return r->err = dfm_fail(DFM_E_LIMIT, "sample '%s' has more than %d fields", r->pkey,
+                                 DFM_STREAM_MAX_FIELDS);
     uint64_t size = (uint64_t)r->psize;
     *total += size;
     if ((r->max && *total > r->max) || size > (uint64_t)SIZE_MAX - 1)
         return r->err = dfm_fail(DFM_E_LIMIT, "sample '%s' is larger than the limit of %llu bytes",
                                  r->pkey, (unsigned long long)r->max);
-    uint8_t *data = dfm_malloc((size_t)size + 1);
+    /* grow with the data that actually arrives: a lying header cannot make us allocate */
+    size_t cap = size < TAR_READ_CHUNK ? (size_t)size : TAR_READ_CHUNK, got = 0;
+    uint8_t *data = dfm_malloc(cap + 1);
     if (!data) return r->err = DFM_E_NOMEM;
-    size_t got = 0;
     while (got < size) {
-        la_ssize_t n = archive_read_data(r->a, data + got, (size_t)size - got);
+        if (got == cap) {
+            cap = cap > (size_t)size / 2 ? (size_t)size : cap * 2;
+            uint8_t *nd = dfm_realloc(data, cap + 1);
+            if (!nd) {
+                free(data);
+                return r->err = DFM_E_NOMEM;
+            }
+            data = nd;
+        }
+        la_ssize_t n = archive_read_data(r->a, data + got, cap - got);
         if (n <= 0) {
             free(data);
             if (n == 0)
@@ -182,7 +218,7 @@ static int take_pending(dfm_tar_reader *r, dfm_sample *s, uint64_t *total)
     return rc ? (r->err = rc) : 0;
 }
 
-int dfm_tar_reader_next(dfm_tar_reader *r, dfm_sample *s)
+static int reader_next(dfm_tar_reader *r, dfm_sample *s)
 {
     dfm_sample_clear(s);
     if (r->err) return r->err;
@@ -236,7 +272,7 @@ static int write_error(dfm_tar_writer *w, const char *what)
     return dfm_fail(DFM_E_IO, "tar writer: %s: %s", what, msg ? msg : "unknown error");
 }
 
-int dfm_tar_writer_new(dfm_tar_writer **out, dfm_sink *k)
+static int writer_new(dfm_tar_writer **out, dfm_sink *k)
 {
     *out = NULL;
     dfm_tar_writer *w = dfm_calloc(1, sizeof *w);
@@ -264,15 +300,21 @@ int dfm_tar_writer_new(dfm_tar_writer **out, dfm_sink *k)
     return 0;
 }
 
-int dfm_tar_writer_put(dfm_tar_writer *w, const dfm_sample *s)
+static int writer_put(dfm_tar_writer *w, const dfm_sample *s)
 {
     for (int i = 0; i < s->n; i++) {
         const dfm_field *f = &s->fields[i];
         w->name.len = 0;
         if (dfm_buf_printf(&w->name, "%s.%s", s->key, f->name)) return DFM_E_NOMEM;
         struct archive_entry *e = w->e;
+        if (!g_utf8)
+            for (const char *c = (const char *)w->name.data; *c; c++)
+                if ((unsigned char)*c >= 0x80)
+                    return dfm_fail(DFM_E_UNSUPPORTED,
+                                    "sample '%s': non-ASCII tar names need the C.UTF-8 locale",
+                                    s->key);
         archive_entry_clear(e);
-        archive_entry_set_pathname_utf8(e, (const char *)w->name.data);
+        archive_entry_set_pathname(e, (const char *)w->name.data); /* UTF-8 under C.UTF-8 */
         archive_entry_set_size(e, (la_int64_t)f->len);
         archive_entry_set_filetype(e, AE_IFREG);
         archive_entry_set_perm(e, 0444);
@@ -291,7 +333,7 @@ int dfm_tar_writer_put(dfm_tar_writer *w, const dfm_sample *s)
     return 0;
 }
 
-int dfm_tar_writer_close(dfm_tar_writer *w)
+static int writer_close(dfm_tar_writer *w)
 {
     if (!w) return 0;
     int rc = 0;
@@ -300,5 +342,54 @@ int dfm_tar_writer_close(dfm_tar_writer *w)
     archive_entry_free(w->e);
     dfm_buf_free(&w->name);
     free(w);
+    return rc;
+}
+
+/* ---- entry points: every libarchive call runs under C.UTF-8 (see enter_utf8) ------------ */
+
+int dfm_tar_reader_new(dfm_tar_reader **out, dfm_src *src, uint64_t max_sample_bytes)
+{
+    locale_t old = enter_utf8();
+    int rc = reader_new(out, src, max_sample_bytes);
+    leave_utf8(old);
+    return rc;
+}
+
+void dfm_tar_reader_free(dfm_tar_reader *r)
+{
+    locale_t old = enter_utf8();
+    reader_free(r);
+    leave_utf8(old);
+}
+
+int dfm_tar_reader_next(dfm_tar_reader *r, dfm_sample *s)
+{
+    locale_t old = enter_utf8();
+    int rc = reader_next(r, s);
+    leave_utf8(old);
+    return rc;
+}
+
+int dfm_tar_writer_new(dfm_tar_writer **out, dfm_sink *k)
+{
+    locale_t old = enter_utf8();
+    int rc = writer_new(out, k);
+    leave_utf8(old);
+    return rc;
+}
+
+int dfm_tar_writer_put(dfm_tar_writer *w, const dfm_sample *s)
+{
+    locale_t old = enter_utf8();
+    int rc = writer_put(w, s);
+    leave_utf8(old);
+    return rc;
+}
+
+int dfm_tar_writer_close(dfm_tar_writer *w)
+{
+    locale_t old = enter_utf8();
+    int rc = writer_close(w);
+    leave_utf8(old);
     return rc;
 }

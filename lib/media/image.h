@@ -42,4 +42,15 @@ int dfm_jpeg_exif_orientation(const uint8_t *data, size_t len);
 /* Apply an EXIF orientation to packed RGB: returns a new buffer (malloc'd) and the new size. */
 int dfm_rgb_orient(const uint8_t *src, int w, int h, int orientation, uint8_t **dst, int *dw, int *dh);
 
+/* Shared by image and video decode: convert a decoded FFmpeg frame to packed RGB, dw*dh*3
+ * bytes at dst (scaled with bicubic when dw x dh differs from the frame). Colour matrix and
+ * range come from the frame (BT.601 when unspecified, full range for JPEG-range frames);
+ * alpha is composited on white, out = (c*a + 255*(255-a) + 127) / 255. *sws caches the
+ * converter between calls (sws_freeContext it when done); sws may be NULL. had_alpha (may be
+ * NULL) is set to 1 when some pixel was not opaque. */
+struct AVFrame;
+struct SwsContext;
+int dfm_av_frame_to_rgb(const struct AVFrame *f, struct SwsContext **sws, uint8_t *dst, int dw, int dh,
+                        int *had_alpha);
+
 #endif

@@ -7,7 +7,7 @@ expect_grep "error: skipping '.*bad/truncated.png'" err
 expect_grep "error: skipping '.*bad/garbage.mp4'" err
 expect_grep "error: skipping '.*no/such/file.jpg'" err
 expect_grep 'read 5, written 1, skipped 4' err
-expect_eq "good sample kept" "$(dfm-shard --list out 2>/dev/null | cut -f1)" "fox_in_snow%2Ejpg"
+expect_eq "good sample kept" "$(dfm-shard --list out 2>/dev/null | cut -f1)" "media%2Fimages%2Ffox_in_snow%2Ejpg"
 tail -n 1 err | grep -q 'read .* written .* skipped' || fail "summary is not the last line"
 set +e
 dfm-decode --strict "$M/bad" > out 2>err

@@ -23,7 +23,7 @@ echo "$j" | grep -q '"caption_source":"txt"' || fail "json caption_source: $j"
 # Alpha is composited on white: red at 50% over white is (255, 128±1, 128±1).
 dfm-decode "$M/images/alpha_badge.png" 2>/dev/null | dfm-shard --cat --format tar 2>/dev/null > a.tar
 tar -xf a.tar
-px=$(od -An -tu1 -j128 -N3 alpha_badge%2Epng.frames.npy | tr -s ' ')
+px=$(od -An -tu1 -j128 -N3 media%2Fimages%2Falpha_badge%2Epng.frames.npy | tr -s ' ')
 case "$px" in " 255 12"[78]" 12"[78]) ;; *) fail "alpha over white: got '$px'";; esac
 # The same input twice gives the same bytes (keys and fields are stable).
 dfm-decode "$M/images" 2>/dev/null | md5sum > h1
@@ -31,5 +31,5 @@ dfm-decode "$M/images" 2>/dev/null | md5sum > h2
 cmp -s h1 h2 || fail "decode output is not deterministic"
 # Paths from stdin, and a file given twice gets a unique key.
 printf '%s\n' "$M/images/tall_tree.png" "$M/images/tall_tree.png" | dfm-decode - 2>err | dfm-shard --list > l2
-expect_eq "stdin paths" "$(cut -f1 l2 | tr '\n' ' ')" "tall_tree%2Epng tall_tree%2Epng@dup2 "
+expect_eq "stdin paths" "$(cut -f1 l2 | tr '\n' ' ')" "media%2Fimages%2Ftall_tree%2Epng media%2Fimages%2Ftall_tree%2Epng@dup2 "
 expect_grep "duplicate key" err

@@ -20,8 +20,8 @@ cmp -s l0 l1 || fail "--cat does not give back the input"
 # concatenated tar files on stdin
 cat out/train-000000.tar out/train-000001.tar | dfm-shard --list > l2 2>/dev/null
 expect_eq "concatenated tar" "$(lines l2)" 10
-# --max-size rolls before a shard grows past the size (each 64x64 sample is ~12 KiB)
-dfm-shard -o sz/x-%03d.tar --max-size 30K s 2>/dev/null
+# --max-size rolls before a shard grows past the size (each 64x64 image sample is ~13 KiB)
+dfm-decode "$M/images" 2>/dev/null | dfm-bucket --size 64x64 2>/dev/null | dfm-shard -o sz/x-%03d.tar --max-size 30K 2>/dev/null
 n=$(ls sz/*.tar | wc -l)
 [ "$n" -ge 6 ] || fail "max-size: only $n shards"
 for f in sz/*.tar; do [ $(wc -c < "$f") -le 40000 ] || fail "$f too big"; done

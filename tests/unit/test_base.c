@@ -29,10 +29,11 @@ TEST(buf_append_printf)
 
 TEST(key_escape_roundtrip)
 {
-    const char *cases[] = {"dir/clip.mp4", "a b.c%d@e", "snow_fox-1", "ünï/cödé.jpg", ""};
+    const char *cases[] = {"dir/clip.mp4", "a b.c%d@e", "snow_fox-1", "ünï/cödé.jpg", "",
+                           "bad\xff\xc3(.jpg", "\xed\xa0\x80s"};
     const char *want[] = {"dir%2Fclip%2Emp4", "a%20b%2Ec%25d%40e", "snow_fox-1",
-                          "ünï%2Fcödé%2Ejpg", ""};
-    for (int i = 0; i < 5; i++) {
+                          "ünï%2Fcödé%2Ejpg", "", "bad%FF%C3%28%2Ejpg", "%ED%A0%80s"};
+    for (int i = 0; i < 7; i++) {
         char *k = dfm_key_escape(cases[i]);
         CHECK_STR(k, want[i]);
         CHECK(!strchr(k, '.') && !strchr(k, '/') && !strchr(k, '@'));

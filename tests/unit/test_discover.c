@@ -188,7 +188,7 @@ TEST(discover_file_args_and_errors)
     snprintf(p, sizeof p, "%s/c/z.mp4", root);
     CHECK_EQ(dfm_walk(p, on_file, NULL, &l), 0);
     CHECK_EQ(l.n, 1);
-    CHECK_STR(l.names[0], "z.mp4");
+    CHECK_STR(l.names[0], p[0] == '/' ? p + 1 : p); /* the path as given, leading '/' dropped */
     CHECK_STR(l.paths[0], p);
     CHECK_EQ(l.kinds[0], DFM_MEDIA_VIDEO);
 
@@ -258,4 +258,24 @@ TEST(discover_unreadable_subdir)
     CHECK_EQ(l.warns, 1);
     CHECK_EQ(dfm_walk(p, on_file, on_warn, &l), DFM_E_IO); /* as an argument it is an error */
     chmod(p, 0755);
+}
+
+TEST(discover_file_arg_names)
+{
+    char root[512];
+    make_tree(root, sizeof root);
+    char cwd[1024];
+    if (!getcwd(cwd, sizeof cwd) || chdir(root) != 0) {
+        CHECK(0);
+        return;
+    }
+    const char *args[] = {"c/z.mp4", "./c/z.mp4", "c//z.mp4", "../" };
+    for (int i = 0; i < 3; i++) {
+        walk_log l = {0};
+        CHECK_EQ(dfm_walk(args[i], on_file, NULL, &l), 0);
+        CHECK_EQ(l.n, 1);
+        if (l.n == 1) CHECK_STR(l.names[0], "c/z.mp4");
+        CHECK_STR(l.paths[0], args[i]);
+    }
+    if (chdir(cwd) != 0) CHECK(0);
 }
