@@ -80,7 +80,7 @@ $(BINDIR)/dfm-unit-tests: $(TEST_OBJ) $(LIBDFM)
 	$(CC) $(LDFLAGS) $(TEST_OBJ) $(LIBDFM) $(LDLIBS) -o $@
 
 test: all
-	@tests/run.sh $(BINDIR) $(if $(filter 1,$(SAN)),unit,all)
+	@tests/run.sh $(BINDIR) all
 
 demo: all
 	@scripts/demo.sh

@@ -39,7 +39,8 @@ static const char usage[] =
     "  -o, --output FILE           write to FILE (atomically) instead of stdout\n"
     "  --format msgpack|tar|tar.zst  stream framing (default msgpack)\n"
     "  --force                     write binary output even to a terminal\n"
-    "  -j, --threads N             decoder threads (default: one per core)\n"
+    "  -j, --threads N             files decoded at once (default: one per core); each video\n"
+    "                              decoder gets cores/N threads\n"
     "  -q, --quiet                 no progress line\n"
     "  -h, --help                  this help;  --version  print the version\n";
 
@@ -209,7 +210,7 @@ int main(int argc, char **argv)
         case 'o': output = optarg; break;
         case O_FORMAT: format = dfm_parse_choice("--format", optarg, formats); break;
         case O_FORCE: force = 1; break;
-        case 'j': r.opts.threads = (int)dfm_parse_long("--threads", optarg, 0, 1024); break;
+        case 'j': r.opts.threads = (int)dfm_parse_long("--threads", optarg, 1, 1024); break;
         case 'q': dfm_log_set_quiet(1); break;
         case 'h': fputs(usage, stdout); return dfm_close_stdout(0);
         case O_VERSION: dfm_print_version();
@@ -232,8 +233,11 @@ int main(int argc, char **argv)
         return DFM_EXIT_FAIL;
     }
     dfm_counts_init(&r.counts);
-    /* Files decode in parallel (-j); FFmpeg's own threads then share the cores. */
-    int threads = r.opts.threads ? r.opts.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    /* Files decode in parallel (-j files at a time); each video decoder gets the cores left
+     * over (at least one thread), so the machine is busy without oversubscribing it. */
+    int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = r.opts.threads ? r.opts.threads : cores;
+    r.opts.threads = cores / threads > 1 ? cores / threads : 1;
     if (dfm_pool_new(&r.pool, threads, threads + 1, job_run, job_done, job_free, &r)) {
         dfm_log_error("%s", dfm_errmsg());
         return DFM_EXIT_FAIL;

@@ -31,4 +31,6 @@ echo
 echo "== index.json (bucket histogram)"
 sed -n '/"buckets"/,/}/p' "$out/shards/index.json" | sed 's/^/   /'
 echo
-echo "Read the shards from Python:  import webdataset as wds; wds.WebDataset('demo-out/shards/train-{000000..000002}.tar')"
+last=$(ls "$out/shards" | grep -c '\.tar$')
+last=$(printf '%06d' $((last - 1)))
+echo "Read the shards from Python:  import webdataset as wds; wds.WebDataset('demo-out/shards/train-{000000..$last}.tar')"

@@ -14,8 +14,12 @@ FF="ffmpeg -hide_banner -loglevel error -y -threads 1"
 # 64x48, 20 frames at 10 fps; frame N is a flat colour R = 8 + 12 N, G = 200 - 8 N, B = 60 so a
 # decoded frame tells its index. H.264 with B-frames (reordering) and short GOPs.
 SRC="color=c=black:s=64x48:r=10:d=2,format=rgb24,geq=r='8+12*N':g='200-8*N':b='60'"
-X264="-c:v libx264 -preset medium -crf 8 -g 8 -bf 2 -pix_fmt yuv420p -x264-params threads=1"
+X264="-fflags +bitexact -c:v libx264 -preset medium -crf 8 -g 8 -bf 2 -pix_fmt yuv420p -x264-params threads=1"
 $FF -f lavfi -i "$SRC" $X264 -movflags +faststart "$OUT/clip.mp4"
+# Frame 5 as the ffmpeg CLI converts it (bicubic sws, no accurate rounding): the same bytes as
+# OpenCV's VideoCapture (NeMo's reader) and PyAV give; the parity reference for video.c.
+ffmpeg -hide_banner -loglevel error -y -i "$OUT/clip.mp4" -vf "select=eq(n\,5)" -frames:v 1 \
+    -sws_flags bicubic -f rawvideo -pix_fmt rgb24 "$OUT/clip_f5.rgb"
 # Matroska stores no frame count: exercises the counting pass.
 $FF -f lavfi -i "$SRC" $X264 "$OUT/clip.mkv"
 # Display-matrix rotation: quadrants (TL red, TR green, BL blue, BR white) stored 64x48, 3
@@ -91,6 +95,16 @@ Image.frombytes("I;16", (8, 4), np.full((4, 8), 0x8000, "<u2").tobytes()).save(f
 pal = Image.frombytes("P", (4, 2), bytes([0, 1, 1, 0] * 2))
 pal.putpalette([0, 255, 0, 255, 0, 255] + [0] * 762)
 pal.save(f"{out}/pal_trns.png", transparency=0)  # index 0 transparent -> white, 1 magenta
+
+# Lossy WebP of odd size with colour stripes (chroma edges everywhere) and Pillow's decode of it:
+# checks that 4:2:0 chroma stays aligned on odd sizes (libwebp's own upsampler is the reference).
+x = np.arange(33)[None, :].repeat(17, 0); y = np.arange(17)[:, None].repeat(33, 1)
+st = np.zeros((17, 33, 3), np.uint8)
+st[..., 0] = np.where((x // 4) % 2 == 0, 230, 20)
+st[..., 1] = np.where((x // 4) % 3 == 0, 200, 40)
+st[..., 2] = (y * 15).clip(0, 255)
+Image.fromarray(st).save(f"{out}/stripes_odd.webp", quality=95)
+open(f"{out}/stripes_odd_pil.rgb", "wb").write(Image.open(f"{out}/stripes_odd.webp").convert("RGB").tobytes())
 
 # Resample references: a 97x61 random image and Pillow resizes of it. Index lines:
 #   filter rw rh left top dw dh offset   (offset into resample_ref.bin)

@@ -15,6 +15,11 @@
  * Threads: the output rows are split into bands, one per thread; each band computes the
  * intermediate rows it needs itself (a few rows are computed twice at band edges) so the
  * threads never wait on each other.
+ * Always horizontal first, even where vertical-first would be cheaper: Pillow clips the
+ * intermediate to uint8, so the order is part of its result. For the usual cover-crop
+ * (both axes shrunk by the same factor) the two orders cost the same anyway.
+ * Speed (2-core Zen 4 VM, AVX2, 1920x1080 -> 683x384 Lanczos, crop 672x384): ~3.2 ms on one
+ * thread, ~2 ms on two; the scalar path ~23 ms; Pillow 13 ~27 ms for the same bytes.
  *
  * Not here: other pixel formats, premultiplied alpha, NEAREST/HAMMING, Pillow's reducing_gap.
  * ref: Pillow src/libImaging/Resample.c (precompute_coeffs, normalize_coeffs_8bpc,

@@ -57,9 +57,13 @@ typedef struct {
     cJSON *extra; /* media-specific fields, copied into each sample's json */
 } meta_common;
 
-/* Build and emit the sample(s) for one clip (or one frame) under every caption. */
-static int emit_all(const meta_common *m, const uint8_t *rgb, int64_t F, const int64_t *idx,
-                    int64_t frame_key, dfm_emit_fn emit, void *ctx, int *count)
+/* Build and emit the sample(s) for one clip (or one frame) under every caption. The frames come
+ * from `rgb`, or from `npy` (a complete frames.npy of npy_len bytes, malloc'd with one spare
+ * byte) when that is given: emit_all then owns and frees it, and hands it to the last sample
+ * without a copy. */
+static int emit_all(const meta_common *m, const uint8_t *rgb, uint8_t *npy, size_t npy_len,
+                    int64_t F, const int64_t *idx, int64_t frame_key, dfm_emit_fn emit, void *ctx,
+                    int *count)
 {
     for (int c = 0; c < m->caps->n; c++) {
         dfm_sample s;
@@ -68,7 +72,14 @@ static int emit_all(const meta_common *m, const uint8_t *rgb, int64_t F, const i
         int rc = key ? dfm_sample_set_key(&s, key) : DFM_E_NOMEM;
         free(key);
         if (!rc) rc = dfm_sample_set_str(&s, "txt", m->caps->text[c]);
-        if (!rc) rc = set_frames(&s, rgb, F, m->height, m->width);
+        if (!rc && npy && c == m->caps->n - 1) {
+            npy[npy_len] = 0;
+            rc = dfm_sample_set_owned(&s, "frames.npy", npy, npy_len);
+            npy = NULL;
+        } else if (!rc) {
+            rc = npy ? dfm_sample_set(&s, "frames.npy", npy, npy_len)
+                     : set_frames(&s, rgb, F, m->height, m->width);
+        }
         cJSON *j = rc ? NULL : cJSON_CreateObject();
         if (!rc && !j) rc = dfm_fail(DFM_E_NOMEM, "out of memory");
         if (!rc) {
@@ -95,8 +106,12 @@ static int emit_all(const meta_common *m, const uint8_t *rgb, int64_t F, const i
             if (!rc) (*count)++;
         }
         dfm_sample_free(&s);
-        if (rc) return rc;
+        if (rc) {
+            free(npy);
+            return rc;
+        }
     }
+    free(npy); /* only when there were no captions */
     return 0;
 }
 
@@ -123,7 +138,7 @@ static int ingest_image(const dfm_ingest_opts *o, const char *path, meta_common 
     if (im.had_alpha) cJSON_AddBoolToObject(m->extra, "alpha_composited", 1);
     int64_t idx0 = 0;
     int count = 0;
-    rc = emit_all(m, img.rgb, 1, &idx0, -1, emit, ctx, &count);
+    rc = emit_all(m, img.rgb, NULL, 0, 1, &idx0, -1, emit, ctx, &count);
     dfm_image_free(&img);
     return rc ? rc : count;
 }
@@ -161,17 +176,32 @@ static int ingest_video(const dfm_ingest_opts *o, const char *path, meta_common 
         free(idx);
         return n < 0 ? n : dfm_fail(DFM_E_FORMAT, "no frames selected");
     }
+    int count = 0;
     uint8_t *rgb = NULL;
+    if (o->mode == DFM_INGEST_VIDEO) {
+        /* Decode straight into the frames.npy buffer: a clip is large, copy it no more. */
+        int64_t shape[4] = {n, m->height, m->width, 3};
+        uint8_t *npy;
+        size_t hdr, total = 0;
+        rc = dfm_npy_header(DFM_NPY_U8, 4, shape, &npy, &hdr);
+        if (!rc && !dfm_mul_ok((size_t)n * m->width * 3, (size_t)m->height, &total)) rc = DFM_E_LIMIT;
+        uint8_t *grown = rc ? NULL : dfm_realloc(npy, hdr + total + 1);
+        if (!rc && !grown) rc = DFM_E_NOMEM;
+        if (rc) free(npy);
+        else npy = grown, rc = dfm_video_read_into(v, idx, n, npy + hdr);
+        dfm_video_close(v);
+        if (!rc) rc = emit_all(m, NULL, npy, hdr + total, n, idx, -1, emit, ctx, &count);
+        else if (grown) free(npy);
+        free(idx);
+        return rc ? rc : count;
+    }
     rc = dfm_video_read(v, idx, n, &rgb);
     dfm_video_close(v);
     if (rc) {
         free(idx);
         return rc;
     }
-    int count = 0;
-    if (o->mode == DFM_INGEST_VIDEO) {
-        rc = emit_all(m, rgb, n, idx, -1, emit, ctx, &count);
-    } else {
+    {
         size_t fsz = (size_t)m->width * m->height * 3;
         int distinct = 0;
         for (int i = 0; i < n; i++) distinct += i == 0 || idx[i] != idx[i - 1];
@@ -180,7 +210,7 @@ static int ingest_video(const dfm_ingest_opts *o, const char *path, meta_common 
         for (int i = 0; i < n && !rc; i++) {
             if (i > 0 && idx[i] == idx[i - 1]) continue; /* one sample per distinct frame */
             cJSON_SetNumberValue(fi, (double)idx[i]);
-            rc = emit_all(m, rgb + (size_t)i * fsz, 1, &idx[i], idx[i], emit, ctx, &count);
+            rc = emit_all(m, rgb + (size_t)i * fsz, NULL, 0, 1, &idx[i], idx[i], emit, ctx, &count);
         }
     }
     free(rgb);

@@ -18,6 +18,7 @@
 
 #include <libavcodec/avcodec.h>
 #include <libavutil/frame.h>
+#include <libavutil/imgutils.h>
 #include <libavutil/log.h>
 #include <libavutil/pixdesc.h>
 #include <libswscale/swscale.h>
@@ -83,11 +84,48 @@ static int is_full_range_fmt(enum AVPixelFormat f)
            f == AV_PIX_FMT_YUVJ440P || f == AV_PIX_FMT_YUVJ411P;
 }
 
-int dfm_av_frame_to_rgb(const AVFrame *f, struct SwsContext **cache, uint8_t *dst, int dw, int dh,
-                        int *had_alpha)
+/* A copy of a chroma-subsampled frame grown to whole chroma samples (even width/height for
+ * 4:2:0) by repeating the last column and row. libswscale maps an odd-sized luma plane onto its
+ * ceil(w/2) chroma samples by stretching, which misplaces chroma by up to half a sample across
+ * the picture; on the padded frame the chroma grid lines up and we crop afterwards. */
+static AVFrame *pad_frame(const AVFrame *f, const AVPixFmtDescriptor *d)
+{
+    const int mw = (1 << d->log2_chroma_w) - 1, mh = (1 << d->log2_chroma_h) - 1;
+    AVFrame *p = av_frame_alloc();
+    if (!p) return NULL;
+    p->format = f->format;
+    p->width = (f->width + mw) & ~mw;
+    p->height = (f->height + mh) & ~mh;
+    p->colorspace = f->colorspace;
+    p->color_range = f->color_range;
+    int lw[4], lpw[4];
+    if (av_frame_get_buffer(p, 0) < 0 || av_image_fill_linesizes(lw, f->format, f->width) < 0 ||
+        av_image_fill_linesizes(lpw, f->format, p->width) < 0) {
+        av_frame_free(&p);
+        return NULL;
+    }
+    for (int i = 0; i < 4 && f->data[i] && p->data[i]; i++) {
+        int sub = i == d->comp[1].plane || i == d->comp[2].plane;
+        int h = sub ? AV_CEIL_RSHIFT(f->height, d->log2_chroma_h) : f->height;
+        int ph = sub ? AV_CEIL_RSHIFT(p->height, d->log2_chroma_h) : p->height;
+        int extra = lpw[i] - lw[i], ncols = sub ? 0 : p->width - f->width;
+        int bpp = ncols > 0 ? extra / ncols : 0;
+        for (int r = 0; r < ph; r++) {
+            const uint8_t *sr = f->data[i] + (ptrdiff_t)(r < h ? r : h - 1) * f->linesize[i];
+            uint8_t *o = p->data[i] + (ptrdiff_t)r * p->linesize[i];
+            memcpy(o, sr, (size_t)lw[i]);
+            for (int k = 0; bpp > 0 && k < extra; k++) o[lw[i] + k] = o[lw[i] - bpp + k % bpp];
+        }
+    }
+    return p;
+}
+
+int dfm_av_frame_to_rgb(const AVFrame *f, struct SwsContext **cache, int accurate, uint8_t *dst, int dw,
+                        int dh, int *had_alpha)
 {
     const AVPixFmtDescriptor *desc = av_pix_fmt_desc_get(f->format);
-    if (!desc || f->width <= 0 || f->height <= 0 || dw <= 0 || dh <= 0)
+    if (!desc || f->width <= 0 || f->height <= 0 || dw <= 0 || dh <= 0 ||
+        (desc->flags & (AV_PIX_FMT_FLAG_HWACCEL | AV_PIX_FMT_FLAG_BITSTREAM)))
         return dfm_fail(DFM_E_FORMAT, "decoded frame has no usable pixel format or size");
     const int alpha = (desc->flags & AV_PIX_FMT_FLAG_ALPHA) != 0;
     const int same = f->width == dw && f->height == dh;
@@ -97,16 +135,33 @@ int dfm_av_frame_to_rgb(const AVFrame *f, struct SwsContext **cache, uint8_t *ds
             memcpy(dst + (size_t)y * dw * 3, f->data[0] + (ptrdiff_t)y * f->linesize[0], (size_t)dw * 3);
         return 0;
     }
-    const uint8_t *rgba = NULL;
+    const uint8_t *rgba = NULL; /* RGBA pixels to composite, visible dw x dh */
     ptrdiff_t rgba_stride = 0;
     uint8_t *tmp = NULL;
-    if (!(alpha && same && f->format == AV_PIX_FMT_RGBA)) {
+    if (alpha && same && f->format == AV_PIX_FMT_RGBA) {
+        rgba = f->data[0];
+        rgba_stride = f->linesize[0];
+    } else {
+        const AVFrame *src = f;
+        AVFrame *pad = NULL;
+        int cw = dw, ch = dh; /* conversion size: the output, or the padded frame */
+        if (accurate && same && (desc->flags & AV_PIX_FMT_FLAG_PLANAR) &&
+            !(desc->flags & (AV_PIX_FMT_FLAG_RGB | AV_PIX_FMT_FLAG_PAL)) &&
+            ((f->width & ((1 << desc->log2_chroma_w) - 1)) || (f->height & ((1 << desc->log2_chroma_h) - 1)))) {
+            if (!(pad = pad_frame(f, desc))) return dfm_fail(DFM_E_NOMEM, "out of memory converting %dx%d", dw, dh);
+            src = pad;
+            cw = pad->width;
+            ch = pad->height;
+        }
+        const int bpp = alpha ? 4 : 3;
         enum AVPixelFormat to = alpha ? AV_PIX_FMT_RGBA : AV_PIX_FMT_RGB24;
         struct SwsContext *local = NULL, **sws = cache ? cache : &local;
-        *sws = sws_getCachedContext(*sws, f->width, f->height, f->format, dw, dh, to,
-                                    SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, NULL, NULL, NULL);
-        if (!*sws)
+        int flags = accurate ? SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT : SWS_BICUBIC;
+        *sws = sws_getCachedContext(*sws, src->width, src->height, src->format, cw, ch, to, flags, NULL, NULL, NULL);
+        if (!*sws) {
+            av_frame_free(&pad);
             return dfm_fail(DFM_E_UNSUPPORTED, "no conversion from pixel format %s to RGB", desc->name);
+        }
         if (!(desc->flags & (AV_PIX_FMT_FLAG_RGB | AV_PIX_FMT_FLAG_PAL)) && desc->nb_components >= 3) {
             /* YUV: matrix and range from the frame; BT.601 when unspecified (as sws, PyAV) */
             int cs = f->colorspace;
@@ -117,29 +172,33 @@ int dfm_av_frame_to_rgb(const AVFrame *f, struct SwsContext **cache, uint8_t *ds
         }
         uint8_t *out = dst;
         int stride = dw * 3;
-        if (alpha) {
-            tmp = malloc((size_t)dw * dh * 4);
+        if (alpha || pad) {
+            tmp = malloc((size_t)cw * ch * bpp);
             if (!tmp) {
                 if (local) sws_freeContext(local);
+                av_frame_free(&pad);
                 return dfm_fail(DFM_E_NOMEM, "out of memory converting %dx%d", dw, dh);
             }
             out = tmp;
-            stride = dw * 4;
+            stride = cw * bpp;
         }
         uint8_t *planes[4] = {out, NULL, NULL, NULL};
         int strides[4] = {stride, 0, 0, 0};
-        int r = sws_scale(*sws, (const uint8_t *const *)f->data, f->linesize, 0, f->height, planes, strides);
+        int r = sws_scale(*sws, (const uint8_t *const *)src->data, src->linesize, 0, src->height, planes, strides);
         if (local) sws_freeContext(local);
+        av_frame_free(&pad);
         if (r <= 0) {
             free(tmp);
             return dfm_fail(DFM_E_FORMAT, "pixel conversion from %s failed", desc->name);
         }
-        if (!alpha) return 0;
+        if (!alpha) {
+            if (tmp) /* crop the padded conversion */
+                for (int y = 0; y < dh; y++) memcpy(dst + (size_t)y * dw * 3, tmp + (size_t)y * stride, (size_t)dw * 3);
+            free(tmp);
+            return 0;
+        }
         rgba = tmp;
-        rgba_stride = (ptrdiff_t)dw * 4;
-    } else {
-        rgba = f->data[0];
-        rgba_stride = f->linesize[0];
+        rgba_stride = stride;
     }
     int any = 0;
     for (int y = 0; y < dh; y++) {
@@ -223,7 +282,8 @@ static int decode_av(const uint8_t *data, size_t len, dfm_img_type type, uint64_
     int64_t hw = 0, hh = 0;
     int rc = peek_size(type, data, len, &hw, &hh);
     if (rc < 0) return rc;
-    if (rc == 1 && (rc = check_size(name, hw, hh, max_pixels)) < 0) return rc;
+    const int size_known = rc == 1;
+    if (size_known && (rc = check_size(name, hw, hh, max_pixels)) < 0) return rc;
     if (len > INT_MAX - AV_INPUT_BUFFER_PADDING_SIZE) return dfm_fail(DFM_E_LIMIT, "%s: file too large", name);
 
     const AVCodec *codec = avcodec_find_decoder(id);
@@ -257,7 +317,7 @@ static int decode_av(const uint8_t *data, size_t len, dfm_img_type type, uint64_
     if (r < 0) {
         char e[AV_ERROR_MAX_STRING_SIZE];
         av_strerror(r, e, sizeof e);
-        if (rc != 1 && max_pixels && r == AVERROR(EINVAL))
+        if (!size_known && max_pixels && r == AVERROR(EINVAL))
             rc = dfm_fail(DFM_E_LIMIT, "%s: refused by the decoder (over %llu pixels?)", name,
                           (unsigned long long)max_pixels);
         else
@@ -272,7 +332,7 @@ static int decode_av(const uint8_t *data, size_t len, dfm_img_type type, uint64_
         rc = dfm_fail(DFM_E_NOMEM, "%s: out of memory for %dx%d", name, frame->width, frame->height);
         goto done;
     }
-    if ((rc = dfm_av_frame_to_rgb(frame, NULL, rgb, frame->width, frame->height, &had_alpha)) < 0) {
+    if ((rc = dfm_av_frame_to_rgb(frame, NULL, 1, rgb, frame->width, frame->height, &had_alpha)) < 0) {
         free(rgb);
         dfm_fail_ctx(rc, "%s", name);
         goto done;
@@ -353,8 +413,12 @@ static int decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixels, dfm
 fallback:
     tjDestroy(tj);
     rc = decode_av(data, len, DFM_IMG_JPEG, max_pixels, out, meta);
-    if (rc < 0 && rc != DFM_E_LIMIT && rc != DFM_E_NOMEM)
-        rc = dfm_fail(DFM_E_FORMAT, "jpeg: %s", tjmsg[0] ? tjmsg : dfm_errmsg());
+    if (rc < 0 && rc != DFM_E_LIMIT && rc != DFM_E_NOMEM) {
+        char avmsg[256];
+        snprintf(avmsg, sizeof avmsg, "%s", dfm_errmsg()); /* dfm_fail overwrites it */
+        const char *am = strncmp(avmsg, "jpeg: ", 6) ? avmsg : avmsg + 6;
+        rc = dfm_fail(DFM_E_FORMAT, "jpeg: %s (libavcodec: %s)", tjmsg, am);
+    }
     return rc;
 }
 

@@ -92,7 +92,9 @@ static int open_streams(dfm_video *v)
     v->dec->thread_count = v->threads > 0 ? v->threads : 0; /* 0: one per core */
     v->dec->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;
     v->dec->pkt_timebase = st->time_base;
-    if (v->max_pixels) v->dec->max_pixels = v->max_pixels > INT64_MAX ? INT64_MAX : (int64_t)v->max_pixels;
+    /* slack: libavcodec checks its limit on the stride-aligned width; ours is exact, above */
+    if (v->max_pixels)
+        v->dec->max_pixels = v->max_pixels > INT64_MAX / 4 ? INT64_MAX : (int64_t)v->max_pixels * 2 + 65536;
     if ((r = avcodec_open2(v->dec, codec, NULL)) < 0)
         return av_fail(DFM_E_UNSUPPORTED, r, "cannot open the decoder for '%s': %s", v->path);
     v->next_index = 0;
@@ -221,12 +223,12 @@ static int store_frame(dfm_video *v, uint8_t *dst)
                         f->height);
     int rc;
     if (v->orientation == 1) {
-        rc = dfm_av_frame_to_rgb(f, &v->sws, dst, v->cw, v->ch, NULL);
+        rc = dfm_av_frame_to_rgb(f, &v->sws, 0, dst, v->cw, v->ch, NULL);
     } else {
         size_t n = (size_t)v->cw * v->ch * 3;
         uint8_t *tmp = malloc(n), *rot = NULL;
         if (!tmp) return dfm_fail(DFM_E_NOMEM, "out of memory");
-        rc = dfm_av_frame_to_rgb(f, &v->sws, tmp, v->cw, v->ch, NULL);
+        rc = dfm_av_frame_to_rgb(f, &v->sws, 0, tmp, v->cw, v->ch, NULL);
         if (rc == 0 && (rc = dfm_rgb_orient(tmp, v->cw, v->ch, v->orientation, &rot, NULL, NULL)) == 0) {
             memcpy(dst, rot, n);
             free(rot);
@@ -237,10 +239,9 @@ static int store_frame(dfm_video *v, uint8_t *dst)
     return rc;
 }
 
-int dfm_video_read(dfm_video *v, const int64_t *idx, int n, uint8_t **out)
+int dfm_video_read_into(dfm_video *v, const int64_t *idx, int n, uint8_t *buf)
 {
-    if (!v || !out || n < 0 || (n > 0 && !idx)) return dfm_fail(DFM_E_ARG, "video read: bad arguments");
-    *out = NULL;
+    if (!v || n < 0 || (n > 0 && (!idx || !buf))) return dfm_fail(DFM_E_ARG, "video read: bad arguments");
     if (n == 0) return 0;
     for (int i = 0; i < n; i++)
         if (idx[i] < 0 || (i > 0 && idx[i] < idx[i - 1]))
@@ -248,40 +249,49 @@ int dfm_video_read(dfm_video *v, const int64_t *idx, int n, uint8_t **out)
     if (idx[n - 1] >= v->info.nframes)
         return dfm_fail(DFM_E_FORMAT, "video '%s' has only %lld frames (asked for frame %lld)", v->path,
                         (long long)v->info.nframes, (long long)idx[n - 1]);
-    size_t fsz = (size_t)v->info.width * v->info.height * 3, total;
-    if (!dfm_mul_ok(fsz, (size_t)n, &total)) return dfm_fail(DFM_E_LIMIT, "video read: %d frames too large", n);
-    uint8_t *buf = malloc(total);
-    if (!buf) return dfm_fail(DFM_E_NOMEM, "video read: out of memory for %d frames", n);
+    size_t fsz = (size_t)v->info.width * v->info.height * 3;
     int rc = 0;
     if (idx[0] < v->next_index) { /* going back: start over */
         close_streams(v);
-        if ((rc = open_streams(v)) < 0) goto fail;
+        if ((rc = open_streams(v)) < 0) return rc;
     }
     int j = 0;
     while (j < n) {
         rc = next_frame(v);
-        if (rc < 0) goto fail;
-        if (rc == 1) {
-            rc = dfm_fail(DFM_E_FORMAT, "video '%s' has only %lld frames (asked for frame %lld)", v->path,
-                          (long long)v->next_index, (long long)idx[j]);
-            goto fail;
-        }
+        if (rc < 0) return rc;
+        if (rc == 1)
+            return dfm_fail(DFM_E_FORMAT, "video '%s' has only %lld frames (asked for frame %lld)", v->path,
+                            (long long)v->next_index, (long long)idx[j]);
         int64_t cur = v->next_index++;
         if (cur == idx[j]) {
             rc = store_frame(v, buf + (size_t)j * fsz);
             if (rc < 0) {
                 av_frame_unref(v->frame);
-                goto fail;
+                return rc;
             }
             for (j++; j < n && idx[j] == cur; j++) memcpy(buf + (size_t)j * fsz, buf + (size_t)(j - 1) * fsz, fsz);
         }
         av_frame_unref(v->frame);
     }
+    return 0;
+}
+
+int dfm_video_read(dfm_video *v, const int64_t *idx, int n, uint8_t **out)
+{
+    if (!v || !out || n < 0) return dfm_fail(DFM_E_ARG, "video read: bad arguments");
+    *out = NULL;
+    if (n == 0) return 0;
+    size_t fsz = (size_t)v->info.width * v->info.height * 3, total;
+    if (!dfm_mul_ok(fsz, (size_t)n, &total)) return dfm_fail(DFM_E_LIMIT, "video read: %d frames too large", n);
+    uint8_t *buf = malloc(total);
+    if (!buf) return dfm_fail(DFM_E_NOMEM, "video read: out of memory for %d frames", n);
+    int rc = dfm_video_read_into(v, idx, n, buf);
+    if (rc < 0) {
+        free(buf);
+        return rc;
+    }
     *out = buf;
     return 0;
-fail:
-    free(buf);
-    return rc;
 }
 
 void dfm_video_close(dfm_video *v)

@@ -26,6 +26,8 @@ const dfm_video_info *dfm_video_get_info(const dfm_video *v);
 /* Decode frames idx[0..n) (ascending, repeats allowed) into *out: n*H*W*3 bytes, malloc'd.
  * If the stream ends before an index, returns DFM_E_FORMAT naming how many frames it had. */
 int dfm_video_read(dfm_video *v, const int64_t *idx, int n, uint8_t **out);
+/* The same, into a caller's buffer of n*H*W*3 bytes (e.g. just after an npy header). */
+int dfm_video_read_into(dfm_video *v, const int64_t *idx, int n, uint8_t *dst);
 void dfm_video_close(dfm_video *v);
 
 #endif

@@ -298,6 +298,29 @@ TEST(image_bmp_webp_grey_jpeg)
     }
 }
 
+/* Lossy WebP of odd size (33x17) with colour stripes vs Pillow (libwebp's fancy upsampling).
+ * Bound: mean |diff| <= 8 (we get ~6.2: bicubic vs libwebp's chroma upsampler); converting the
+ * odd frame directly, without padding to whole chroma samples, gives ~15. */
+TEST(image_webp_odd_size_chroma)
+{
+    dfm_image im;
+    CHECK_EQ(decode_fixture("stripes_odd.webp", 0, &im, NULL), 0);
+    if (!im.rgb) return;
+    CHECK_EQ(im.w, 33);
+    CHECK_EQ(im.h, 17);
+    dfm_buf ref;
+    if (load("stripes_odd_pil.rgb", &ref) == 0) {
+        CHECK_EQ(ref.len, 33 * 17 * 3);
+        long sum = 0;
+        for (size_t i = 0; i < ref.len && i < 33 * 17 * 3; i++) sum += abs(im.rgb[i] - ref.data[i]);
+        double mean = (double)sum / (33 * 17 * 3);
+        if (mean > 8) fprintf(stderr, "  mean diff vs Pillow %.2f\n", mean);
+        CHECK(mean <= 8);
+        dfm_buf_free(&ref);
+    }
+    dfm_image_free(&im);
+}
+
 /* CMYK JPEG: TurboJPEG cannot give RGB, the libavcodec fallback does; compared with Pillow. */
 TEST(image_jpeg_cmyk_fallback)
 {
@@ -382,9 +405,10 @@ TEST(image_empty_and_garbage)
 TEST(image_truncated_and_flipped)
 {
     const char *names[] = {"orient6.jpg", "grey.jpg", "cmyk.jpg", "alpha.png", "grey16.png", "rgb16.png",
-                           "pal_trns.png", "halves.bmp", "halves_lossless.webp", "halves_lossy.webp"};
+                           "pal_trns.png", "halves.bmp", "halves_lossless.webp", "halves_lossy.webp",
+                           "stripes_odd.webp"};
     uint32_t s = 777;
-    for (int k = 0; k < 10; k++) {
+    for (int k = 0; k < 11; k++) {
         dfm_buf b;
         if (load(names[k], &b) < 0) {
             CHECK(0);
