@@ -44,6 +44,12 @@ fi
 ratio=$( [ $have_py = 1 ] && echo "$dfm_ips $py_ips" | awk '{printf "%.2fx", $1/$2}' || echo "n/a")
 printf "%-44s %10s %10s %9s\n" "  dfm-decode | dfm-bucket" "$dfm_ips" "$((dfm_kb / 1024))" "$ratio"
 echo "  (dfm peak is the larger of the two processes)"
+# Memory must not grow with the number of inputs: the same pipeline on a quarter of the images.
+q=$((nimg / 4))
+mkdir -p "$work/imgq"
+for f in $(ls "$work/img" | head -n $q); do ln -sf "../img/$f" "$work/imgq/$f"; done
+set -- $(run "'$bin/dfm-decode' -q '$work/imgq' | '$bin/dfm-bucket' -q --preset 512p > /dev/null")
+echo "  memory flat in the inputs: peak $(($2 / 1024)) MiB on $q images, $((dfm_kb / 1024)) MiB on $nimg"
 echo
 nfr=$((4 * 49))
 printf "%-44s %10s %10s %9s\n" "videos: 4 x 49 frames 1080p H.264 -> 512p" "frames/s" "peak MiB" "ratio"
@@ -60,3 +66,6 @@ else
   ratio="n/a (pip install opencv-python-headless)"
 fi
 printf "%-44s %10s %10s %9s\n" "  dfm-decode | dfm-bucket" "$dfm_fps" "$((dfm_kb / 1024))" "$ratio"
+# The floor: FFmpeg's own H.264 decoder, all cores, no colour conversion, no resize.
+set -- $(run "for f in '$work'/vid/*.mp4; do ffmpeg -nostdin -v error -threads $(nproc) -i \$f -f null - || exit 1; done")
+printf "%-44s %10s %10s\n" "  ffmpeg CLI decode only (the floor)" "$(echo "$nfr $1" | awk '{printf "%.1f", $1/$2}')" "$(($2 / 1024))"

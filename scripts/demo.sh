@@ -11,7 +11,7 @@ echo "== generating media in demo-out/media (images, videos, captions, and a few
 "$top/scripts/gen-media.sh" "$out/media"
 (cd "$out/media" && find . -type f | sort | sed 's|^\./|   |')
 echo
-echo "== dfm-decode demo-out/media | dfm-bucket --preset 256p | dfm-shard -o demo-out/shards/train-%06d.tar --max-count 8"
+echo "== dfm-decode --fps 16 --max-frames 33 demo-out/media | dfm-bucket --preset 256p | dfm-shard -o demo-out/shards/train-%06d.tar --max-count 8"
 "$bin/dfm-decode" --fps 16 --max-frames 33 "$out/media" \
   | "$bin/dfm-bucket" --preset 256p \
   | "$bin/dfm-shard" -o "$out/shards/train-%06d.tar" --max-count 8

@@ -4,6 +4,7 @@
 #include "data/ingest.h"
 #include "base/buf.h"
 #include "base/error.h"
+#include "base/utf8.h"
 #include "io/npy.h"
 #include "media/image.h"
 #include "media/video.h"
@@ -72,6 +73,11 @@ static int emit_all(const meta_common *m, const uint8_t *rgb, uint8_t *npy, size
         int rc = key ? dfm_sample_set_key(&s, key) : DFM_E_NOMEM;
         free(key);
         if (!rc) rc = dfm_sample_set_str(&s, "txt", m->caps->text[c]);
+        if (!rc && !dfm_utf8_valid(m->caps->text[c], strlen(m->caps->text[c]))) {
+            char *clean = dfm_utf8_sanitize(m->caps->text[c]); /* txt is UTF-8, always */
+            rc = clean ? dfm_sample_set_str(&s, "txt", clean) : DFM_E_NOMEM;
+            free(clean);
+        }
         if (!rc && npy && c == m->caps->n - 1) {
             npy[npy_len] = 0;
             rc = dfm_sample_set_owned(&s, "frames.npy", npy, npy_len);
@@ -83,7 +89,9 @@ static int emit_all(const meta_common *m, const uint8_t *rgb, uint8_t *npy, size
         cJSON *j = rc ? NULL : cJSON_CreateObject();
         if (!rc && !j) rc = dfm_fail(DFM_E_NOMEM, "out of memory");
         if (!rc) {
-            cJSON_AddStringToObject(j, "source", m->name);
+            char *src = dfm_utf8_sanitize(m->name); /* JSON text must be UTF-8 */
+            cJSON_AddStringToObject(j, "source", src ? src : "");
+            free(src);
             cJSON_AddStringToObject(j, "media", m->kind);
             cJSON_AddNumberToObject(j, "width", m->width);
             cJSON_AddNumberToObject(j, "height", m->height);

@@ -2,6 +2,7 @@
 #include "io/sample.h"
 #include "base/buf.h"
 #include "base/error.h"
+#include "base/utf8.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -156,25 +157,13 @@ static int keep_byte(unsigned char c)
            c == '-';
 }
 
-/* Length of a valid UTF-8 sequence (2..4 bytes, no overlongs or surrogates) at p, else 0. */
-static int utf8_len(const unsigned char *p)
-{
-    int n = p[0] >= 0xF0 && p[0] <= 0xF4 ? 4 : p[0] >= 0xE0 ? 3 : p[0] >= 0xC2 && p[0] < 0xE0 ? 2 : 0;
-    if (p[0] > 0xF4) n = 0;
-    for (int i = 1; i < n; i++)
-        if ((p[i] & 0xC0) != 0x80) return 0;
-    if (n == 3 && ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] >= 0xA0))) return 0;
-    if (n == 4 && ((p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] >= 0x90))) return 0;
-    return n;
-}
-
 char *dfm_key_escape(const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
     char *out = dfm_malloc(strlen(s) * 3 + 1), *o = out;
     if (!out) return NULL;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        int u = *p >= 0x80 ? utf8_len(p) : 0;
+        int u = *p >= 0x80 ? dfm_utf8_len(p) : 0;
         if (u) {
             memcpy(o, p, (size_t)u); /* valid UTF-8 stays readable */
             o += u;

@@ -40,3 +40,10 @@ dfm-bucket --preset 999p < /dev/null > /dev/null 2>err; rc=$?
 set -e
 expect_eq "usage exit" $rc 2
 expect_grep "hint: try 'dfm-bucket --help'" err
+# A file name that is not UTF-8 (Latin-1 e-acute) still gives a valid UTF-8 key, source and caption.
+mkdir -p latin
+cp "$M/images/fox_in_snow.jpg" "$(printf 'latin/caf\351.jpg')"
+dfm-decode latin 2>/dev/null | dfm-shard --list > l
+expect_eq "latin-1 key" "$(cut -f1 l)" "latin%2Fcaf%E9%2Ejpg"
+expect_eq "latin-1 caption" "$(field 'latin%2Fcaf%E9%2Ejpg' txt l)" "$(printf 'caf\357\277\275')"
+field 'latin%2Fcaf%E9%2Ejpg' json l | grep -q "\"source\":\"$(printf 'latin/caf\357\277\275.jpg')\"" || fail "latin-1 source: $(cat l)"

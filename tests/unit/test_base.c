@@ -98,3 +98,17 @@ TEST(strset_add_has)
     CHECK_EQ(s.n, 1000);
     dfm_strset_free(&s);
 }
+
+#include "base/utf8.h"
+TEST(utf8_valid_sanitize)
+{
+    CHECK(dfm_utf8_valid("caf\xc3\xa9 \xf0\x9f\xa6\x8a", 10));
+    CHECK(!dfm_utf8_valid("caf\xe9", 4));          /* Latin-1 */
+    CHECK(!dfm_utf8_valid("\xc3", 1));             /* cut short */
+    CHECK(!dfm_utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
+    CHECK(!dfm_utf8_valid("\xc0\xaf", 2));         /* overlong */
+    CHECK(!dfm_utf8_valid("a\0b", 3));
+    char *s = dfm_utf8_sanitize("caf\xe9!");
+    CHECK_STR(s, "caf\xef\xbf\xbd!");
+    free(s);
+}
