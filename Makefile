@@ -50,6 +50,7 @@ endif
 BINS    := $(CMD_SRC:cmd/%.c=$(BINDIR)/%)
 
 .PHONY: all test demo bench install clean fixtures
+.SECONDARY:
 ifneq ($(DEPS_OK),yes)
 # A fresh machine: install what is missing, then run the same goal again.
 all test demo bench install:

@@ -1,5 +1,7 @@
 /* main.c — runs the registered unit tests; prints "N passed, N failed" last. */
 #include "test.h"
+#include "base/buf.h"
+#include "base/error.h"
 
 #include <stdlib.h>
 #include <unistd.h>
@@ -26,6 +28,16 @@ const char *dfm_test_fixtures(void)
 }
 
 const char *dfm_test_tmpdir(void) { return g_tmp; }
+
+int dfm_test_load_fixture(const char *dir, const char *name, dfm_buf *b)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s/%s", dfm_test_fixtures(), dir, name);
+    memset(b, 0, sizeof *b);
+    int rc = dfm_read_file(path, 0, b);
+    if (rc < 0) fprintf(stderr, "  cannot read %s: %s\n", path, dfm_errmsg());
+    return rc;
+}
 
 int main(int argc, char **argv)
 {

@@ -3,6 +3,8 @@
  * and ends with the line "N passed, N failed". The exit status carries the verdict. */
 #ifndef DFM_TEST_H
 #define DFM_TEST_H
+#include "base/buf.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,6 +15,8 @@ extern int dfm_test_failures; /* failures within the running test */
 /* Directory of test fixtures (tests/fixtures) and a scratch directory for this run. */
 const char *dfm_test_fixtures(void);
 const char *dfm_test_tmpdir(void);
+/* Read tests/fixtures/DIR/NAME whole into *b (zeroed first); prints why on failure. */
+int dfm_test_load_fixture(const char *dir, const char *name, dfm_buf *b);
 
 #define TEST(name)                                                          \
     static void test_##name(void);                                          \

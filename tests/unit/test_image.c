@@ -9,15 +9,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-static int load(const char *name, dfm_buf *b)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/media/%s", dfm_test_fixtures(), name);
-    memset(b, 0, sizeof *b);
-    int rc = dfm_read_file(path, 0, b);
-    if (rc < 0) fprintf(stderr, "  cannot read %s: %s\n", path, dfm_errmsg());
-    return rc;
-}
+/* A fixture under tests/fixtures/media. */
+static int load(const char *name, dfm_buf *b) { return dfm_test_load_fixture("media", name, b); }
 
 /* Decode a fixture; returns the status, *img filled on success. */
 static int decode_fixture(const char *name, uint64_t max_pixels, dfm_image *img, dfm_image_meta *meta)

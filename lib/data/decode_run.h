@@ -1,0 +1,33 @@
+/* decode_run.h — the whole of a dfm-decode run over PATH arguments (the program only parses
+ * options): files are found in sorted order (discover.h), captioned (captions.h) on the calling
+ * thread, decoded on `jobs` worker threads (ingest.h) and written in input order. Keys stay unique
+ * within a run (a repeat gets "@dupN", with a warning). A bad file is reported on stderr with its
+ * path and reason and counted as skipped; the others go through, unless strict.
+ */
+#ifndef DFM_DATA_DECODE_RUN_H
+#define DFM_DATA_DECODE_RUN_H
+#include "base/log.h"
+#include "data/captions.h"
+#include "data/ingest.h"
+#include "io/stream.h"
+
+typedef struct {
+    dfm_ingest_opts ingest;     /* ingest.threads is set from jobs */
+    dfm_caption_opts captions;
+    int jobs;                   /* files decoded at once; 0 = one per core */
+    int strict;                 /* the first bad file stops the run */
+} dfm_decode_opts;
+
+typedef struct dfm_decoder dfm_decoder;
+
+/* Samples go to w; counts (initialized by the caller) are updated as files are read. */
+int dfm_decoder_new(dfm_decoder **d, const dfm_decode_opts *o, dfm_writer *w, dfm_counts *counts);
+/* Walk one PATH argument (file or directory). A missing or unreadable argument is reported and
+ * counted like a bad file. Returns non-zero only when the run must stop (strict, a write
+ * error, DFM_E_PIPE, out of memory). */
+int dfm_decoder_add(dfm_decoder *d, const char *path);
+/* Drain the pool, free d; *failed = 1 when the run failed (strict stop, write error, no memory).
+ * Returns DFM_E_PIPE when the output reader went away, else 0. */
+int dfm_decoder_finish(dfm_decoder *d, int *failed);
+
+#endif
