@@ -10,14 +10,15 @@ BUILD   := build$(if $(filter 1,$(SAN)),-san,)
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
 
 PKGS    := libarchive msgpack libzstd libturbojpeg libavformat libavcodec libswscale libavutil libcjson
-DEPS_OK := $(shell pkg-config --exists $(PKGS) 2>/dev/null && command -v ffmpeg >/dev/null && echo yes)
+DEPS_OK := $(shell pkg-config --exists $(PKGS) 2>/dev/null && command -v ffmpeg >/dev/null && \
+             test -e /usr/include/x86_64-linux-gnu/cblas.h -o -e /usr/include/cblas.h && echo yes)
 
 CC      ?= cc
 OPT     ?= -O2
 CFLAGS  += $(OPT) -g -std=c11 -D_GNU_SOURCE -pthread -Wall -Wextra -Wno-unused-parameter \
            -Wshadow -Wno-sign-compare -Wno-format-truncation -fno-strict-aliasing -DDFM_VERSION='"$(VERSION)"' \
            -Ilib -Ikernels $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lopenblas -lm -pthread
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
@@ -30,12 +31,12 @@ ifneq ($(NVCC),)
 CU_SRC  := $(wildcard kernels/cuda/*.cu)
 CU_OBJ  := $(CU_SRC:%.cu=$(BUILD)/%.o)
 CFLAGS  += -DDFM_HAVE_CUDA=1 -I$(CUDA_HOME)/include
-LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart
+LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart
 NVFLAGS ?= -O2 -std=c++17 -Ilib -Ikernels -Xcompiler -fPIC \
            -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
 endif
 
-LIB_SRC := $(sort $(wildcard lib/*/*.c kernels/cpu/*.c))
+LIB_SRC := $(sort $(wildcard lib/*/*.c lib/*/*/*.c kernels/cpu/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CMD_SRC := $(sort $(wildcard cmd/*.c))
 BINS    := $(CMD_SRC:cmd/%.c=bin/%)

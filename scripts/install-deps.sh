@@ -3,7 +3,8 @@
 # Run as root; a non-root user is told the exact command to run instead.
 set -eu
 PKGS="build-essential pkg-config libarchive-dev libmsgpack-dev libzstd-dev libturbojpeg0-dev
-libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libcjson-dev ffmpeg zstd python3"
+libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libcjson-dev libopenblas-dev ffmpeg zstd
+python3"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -25,3 +25,41 @@ extern "C" int dfm_cuda_device_info(int i, char *name, int n, unsigned long long
     if (mem_bytes) *mem_bytes = (unsigned long long)p.totalGlobalMem;
     return 0;
 }
+
+extern "C" int dfm_cuda_malloc(void **p, size_t n, const char **why)
+{
+    cudaError_t e = cudaMalloc(p, n ? n : 1);
+    if (e != cudaSuccess) {
+        if (why) *why = cudaGetErrorString(e);
+        *p = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+extern "C" void dfm_cuda_free(void *p)
+{
+    if (p) cudaFree(p);
+}
+
+extern "C" int dfm_cuda_memcpy(void *dst, const void *src, size_t n, int kind, const char **why)
+{
+    cudaMemcpyKind k = kind == 0 ? cudaMemcpyHostToDevice
+                     : kind == 1 ? cudaMemcpyDeviceToHost : cudaMemcpyDeviceToDevice;
+    cudaError_t e = cudaMemcpy(dst, src, n, k);
+    if (e != cudaSuccess) {
+        if (why) *why = cudaGetErrorString(e);
+        return -1;
+    }
+    return 0;
+}
+
+extern "C" int dfm_cuda_memset0(void *p, size_t n, const char **why)
+{
+    cudaError_t e = cudaMemset(p, 0, n);
+    if (e != cudaSuccess) {
+        if (why) *why = cudaGetErrorString(e);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,62 @@
+/* ops.h — the op set, one dispatch point per op: each dfm_op_* checks shapes and dtypes, then
+ * runs kernels/cpu/<op>.c or kernels/cuda/<op>.cu by the tensors' device (all operands on one
+ * device). All ops compute in f32 with f32 accumulation; weights may be BF16 or F16 (converted on
+ * the fly), activations are F32 unless an op says otherwise. Outputs are allocated by the caller.
+ * Shapes use the VAE's channels-first layout: a video activation is [C, T, H, W] (batch 1).
+ *
+ * Errors: DFM_E_ARG with a message naming the op and the shapes. Threads: CPU ops use
+ * dfm_ops_set_threads() workers (default: all cores).
+ */
+#ifndef DFM_TENSOR_OPS_H
+#define DFM_TENSOR_OPS_H
+#include "tensor/tensor.h"
+
+void dfm_ops_set_threads(int n);
+int dfm_ops_threads(void);
+/* Round GEMM inputs (activations and weights) to bf16 before multiplying, accumulating in f32:
+ * the numerics of a bf16 run. Off by default (exact f32). */
+void dfm_ops_set_bf16_compute(int on);
+
+/* y = conv3d(x, w) + b.  x: [Cin, T, H, W] F32; w: [Cout, Cin, kt, kh, kw] F32/BF16/F16;
+ * b: [Cout] or NULL; y: [Cout, T', H', W'] F32 with
+ *   T' = (T + pad[0] + pad[1] - kt) / stride[0] + 1   (pad = {front, back, top, bottom, left, right})
+ * and likewise for H (pad[2], pad[3], stride[1]) and W (pad[4], pad[5], stride[2]). Zero padding.
+ * A 2-D conv per frame is kt = 1. ref: torch.nn.functional.conv3d */
+int dfm_op_conv3d(const dfm_tensor *x, const dfm_tensor *w, const dfm_tensor *b, dfm_tensor *y,
+                  const int stride[3], const int pad[6]);
+
+/* Wan RMS norm over channels: y[c, i] = x[c, i] / max(||x[:, i]||_2, 1e-12) * sqrt(C) * gamma[c]
+ * (+ bias[c] if bias). x, y: [C, ...] F32 (y may be x); gamma, bias: [C] (any trailing 1-dims).
+ * ref: diffusers autoencoder_kl_wan.py WanRMS_norm */
+int dfm_op_rms_norm_channels(const dfm_tensor *x, const dfm_tensor *gamma, const dfm_tensor *bias,
+                             dfm_tensor *y);
+
+/* Elementwise, y may alias an input. */
+int dfm_op_silu(const dfm_tensor *x, dfm_tensor *y);
+int dfm_op_add(const dfm_tensor *a, const dfm_tensor *b, dfm_tensor *y);
+int dfm_op_clamp(const dfm_tensor *x, float lo, float hi, dfm_tensor *y);
+/* y = x * scale + shift (per element, scalars). */
+int dfm_op_affine(const dfm_tensor *x, float scale, float shift, dfm_tensor *y);
+
+/* Y = op(A) @ op(B) (+ bias over columns when bias: [N]); A: [M,K] (or [K,M] if ta), B: [K,N]
+ * (or [N,K] if tb), Y: [M,N] F32. A and B F32, or B BF16/F16 (weights). beta = 1 adds into Y. */
+int dfm_op_matmul(const dfm_tensor *a, int ta, const dfm_tensor *b, int tb, const dfm_tensor *bias,
+                  float beta, dfm_tensor *y);
+
+/* Scaled dot-product attention, heads independent: q [Hh, Sq, D], k, v [Hh, Sk, D], out
+ * [Hh, Sq, D], all F32. softmax(q k^T * scale) v, computed in query blocks so the Sq x Sk score
+ * matrix is never whole. ref: torch.nn.functional.scaled_dot_product_attention */
+int dfm_op_attention(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v, float scale,
+                     dfm_tensor *out);
+
+/* Data movement (any 4-byte dtype):
+ * transpose2d: [R, C] -> [C, R].
+ * upsample_nearest2x: [C, T, H, W] -> [C, T, 2H, 2W] (out[y, x] = in[y/2, x/2]).
+ * concat: along dimension `dim` (a, b agree elsewhere). */
+int dfm_op_transpose2d(const dfm_tensor *x, dfm_tensor *y);
+int dfm_op_upsample_nearest2x(const dfm_tensor *x, dfm_tensor *y);
+int dfm_op_concat(const dfm_tensor *a, const dfm_tensor *b, int dim, dfm_tensor *y);
+/* Copy frames [t0, t0+n) of x [C, T, H, W] into y [C, n, H, W]. */
+int dfm_op_frames(const dfm_tensor *x, int64_t t0, int64_t n, dfm_tensor *y);
+
+#endif
