@@ -58,5 +58,7 @@ int dfm_op_upsample_nearest2x(const dfm_tensor *x, dfm_tensor *y);
 int dfm_op_concat(const dfm_tensor *a, const dfm_tensor *b, int dim, dfm_tensor *y);
 /* Copy frames [t0, t0+n) of x [C, T, H, W] into y [C, n, H, W]. */
 int dfm_op_frames(const dfm_tensor *x, int64_t t0, int64_t n, dfm_tensor *y);
+/* The inverse: write f [C, n, H, W] into frames [t0, t0+n) of y [C, T, H, W]. */
+int dfm_op_put_frames(dfm_tensor *y, int64_t t0, const dfm_tensor *f);
 
 #endif

@@ -42,6 +42,9 @@ int dfm_tensor_copy(dfm_tensor *dst, const dfm_tensor *src, dfm_device dev);
 int dfm_tensor_convert(dfm_tensor *dst, const dfm_tensor *src);
 /* Reshape in place (same numel). */
 int dfm_tensor_reshape(dfm_tensor *t, int ndim, const int64_t *shape);
+/* 1 if tensors can live on d (CPU always; CUDA when built with it and a device is present),
+ * else 0 with the reason recorded (dfm_errmsg). lib/tensor/device.c */
+int dfm_device_available(dfm_device d);
 /* "[16,5,32,32] F32 cpu" for messages. */
 const char *dfm_tensor_str(const dfm_tensor *t, char *buf, size_t n);
 

@@ -112,3 +112,41 @@ TEST(utf8_valid_sanitize)
     CHECK_STR(s, "caf\xef\xbf\xbd!");
     free(s);
 }
+
+#include "base/rng.h"
+TEST(philox_known_answer)
+{
+    /* Random123 known-answer test vectors for philox4x32-10. */
+    uint32_t out[4];
+    const uint32_t z4[4] = {0, 0, 0, 0}, z2[2] = {0, 0};
+    dfm_philox4x32(z4, z2, out);
+    CHECK_EQ(out[0], 0x6627e8d5u);
+    CHECK_EQ(out[1], 0xe169c58du);
+    CHECK_EQ(out[2], 0xbc57ac4cu);
+    CHECK_EQ(out[3], 0x9b00dbd8u);
+    const uint32_t f4[4] = {0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}, f2[2] = {0xffffffffu, 0xffffffffu};
+    dfm_philox4x32(f4, f2, out);
+    CHECK_EQ(out[0], 0x408f276du);
+    CHECK_EQ(out[1], 0x41c83b0eu);
+    CHECK_EQ(out[2], 0xa20bc7c6u);
+    CHECK_EQ(out[3], 0x6d5451fdu);
+}
+
+TEST(randn_moments_and_determinism)
+{
+    enum { N = 200001 };
+    float *a = malloc(N * sizeof *a), *b = malloc(N * sizeof *b);
+    dfm_randn(42, 7, a, N);
+    dfm_randn(42, 7, b, N);
+    CHECK(memcmp(a, b, N * sizeof *a) == 0);
+    double m = 0, v = 0;
+    for (int i = 0; i < N; i++) m += a[i];
+    m /= N;
+    for (int i = 0; i < N; i++) v += (a[i] - m) * (a[i] - m);
+    v /= N;
+    CHECK_NEAR(m, 0.0, 0.01);
+    CHECK_NEAR(v, 1.0, 0.01);
+    dfm_randn(43, 7, b, N);
+    CHECK(memcmp(a, b, N * sizeof *a) != 0);
+    free(a), free(b);
+}

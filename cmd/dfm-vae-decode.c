@@ -1,0 +1,98 @@
+/* dfm-vae-decode — normalized Wan VAE latents.npy -> frames.npy (uint8) for every sample.
+ * Thin: options and wiring; the work is lib/models/wan/vae.c and vae_sample.c. */
+#include "base/cli.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "io/stream_map.h"
+#include "models/wan/vae_sample.h"
+#include "tensor/ops.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char usage[] =
+    "usage: dfm-vae-decode --model DIR [options] [INPUT...] < samples > samples\n"
+    "Decode each sample's latents.npy (normalized Wan latents [16, T, h, w], as dfm-vae-encode\n"
+    "writes them) with the Wan 2.1 VAE into frames.npy (uint8 [1+4(T-1), 8h, 8w, 3]), for\n"
+    "inspection and sampling. Other fields pass through; json gets a 'decoded' record.\n"
+    "\n"
+    "  --model DIR                 a diffusers Wan model (with vae/) or a vae/ directory\n"
+    "  --dtype f32|bf16            compute: f32 (default) or bf16 weights and GEMM inputs\n"
+    "  --keep-latents              keep latents.npy next to frames.npy\n"
+    "  --device cpu|cuda           where to run (default cpu)\n"
+    "  -j, --threads N             CPU threads (default: one per core)\n"
+    "  -o, --output FILE           write to FILE (atomically) instead of stdout\n"
+    "  --format msgpack|tar|tar.zst  stream framing (default msgpack)\n"
+    "  --strict                    stop at the first bad sample (exit 1)\n"
+    "  --force                     binary data to or from a terminal\n"
+    "  -q, --quiet                 no progress line\n"
+    "  -h, --help                  this help;  --version  print the version\n";
+
+enum { O_MODEL = 256, O_DTYPE, O_KEEP, O_DEVICE, O_FORMAT, O_STRICT, O_FORCE, O_VERSION };
+static const struct option longopts[] = {
+    {"model", 1, 0, O_MODEL},   {"dtype", 1, 0, O_DTYPE},     {"keep-latents", 0, 0, O_KEEP},
+    {"device", 1, 0, O_DEVICE}, {"threads", 1, 0, 'j'},       {"output", 1, 0, 'o'},
+    {"format", 1, 0, O_FORMAT}, {"strict", 0, 0, O_STRICT},   {"force", 0, 0, O_FORCE},
+    {"quiet", 0, 0, 'q'},       {"help", 0, 0, 'h'},          {"version", 0, 0, O_VERSION},
+    {0, 0, 0, 0}};
+
+typedef struct {
+    dfm_wan_vae *vae;
+    dfm_vae_sample_opts o;
+} ctx_t;
+
+static int map(void *c, dfm_sample *s)
+{
+    ctx_t *x = c;
+    return dfm_vae_decode_sample(x->vae, &x->o, s);
+}
+
+int main(int argc, char **argv)
+{
+    dfm_cli_init(argv[0]);
+    ctx_t cx = {.o = {.out_dtype = DFM_F16}};
+    dfm_wan_vae_opts vo = {.device = DFM_CPU, .weights = DFM_F32, .load_decoder = 1};
+    dfm_map_opts mo = {.progress = "samples"};
+    int c, format = 0, threads = 0;
+    static const char *const dtypes[] = {"f32", "bf16", NULL};
+    static const char *const devices[] = {"cpu", "cuda", NULL};
+    static const char *const formats[] = {"msgpack", "tar", "tar.zst", NULL};
+    while ((c = getopt_long(argc, argv, "o:j:qh", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_MODEL: cx.o.model = optarg; break;
+        case O_DTYPE: vo.weights = dfm_parse_choice("--dtype", optarg, dtypes) ? DFM_BF16 : DFM_F32; break;
+        case O_KEEP: cx.o.keep_latents = 1; break;
+        case O_DEVICE: vo.device = dfm_parse_choice("--device", optarg, devices) ? DFM_CUDA : DFM_CPU; break;
+        case 'j': threads = (int)dfm_parse_long("--threads", optarg, 1, 1024); break;
+        case 'o': mo.output = optarg; break;
+        case O_FORMAT: format = dfm_parse_choice("--format", optarg, formats); break;
+        case O_STRICT: mo.strict = 1; break;
+        case O_FORCE: mo.force = 1; break;
+        case 'q': dfm_log_set_quiet(1); break;
+        case 'h': fputs(usage, stdout); return dfm_close_stdout(0);
+        case O_VERSION: dfm_print_version();
+        default: dfm_usage_error("unknown option");
+        }
+    }
+    if (!cx.o.model) dfm_usage_error("no --model DIR (a diffusers Wan model or its vae/ directory)");
+    if (vo.device == DFM_CUDA && !dfm_device_available(DFM_CUDA))
+        dfm_usage_error("--device cuda: %s", dfm_errmsg());
+    if (threads) dfm_ops_set_threads(threads);
+    dfm_ops_set_bf16_compute(vo.weights == DFM_BF16);
+    dfm_counts counts;
+    dfm_counts_init(&counts);
+    if (dfm_wan_vae_load(&cx.vae, cx.o.model, &vo)) {
+        dfm_log_error("cannot load the VAE: %s", dfm_errmsg());
+        dfm_summary(&counts, NULL);
+        return DFM_EXIT_FAIL;
+    }
+    mo.framing = format ? DFM_FRAMING_TAR : DFM_FRAMING_MSGPACK;
+    mo.zstd_level = format == 2 ? 3 : 0;
+    int status = dfm_stream_map(&mo, argv + optind, argc - optind, map, &cx, &counts);
+    dfm_wan_vae_free(cx.vae);
+    dfm_summary(&counts, NULL);
+    return status;
+}

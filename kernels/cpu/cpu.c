@@ -1,0 +1,197 @@
+/* cpu.c — threads, parallel loops, scratch and SIMD selection shared by the CPU kernels (cpu.h).
+ * Not here: any op; those live one per file beside this one. */
+#include "cpu/cpu.h"
+#include "base/error.h"
+
+#include <cblas.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define DFM_CPU_X86 1
+#endif
+
+#define MAX_THREADS 64
+
+/* ---- threads ----------------------------------------------------------------------------- */
+
+static int g_threads; /* 0: not set, all cores */
+
+static int online_cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : (int)n;
+}
+
+void dfm_cpu_set_threads(int n)
+{
+    if (n <= 0) n = online_cores();
+    if (n > MAX_THREADS) n = MAX_THREADS;
+    g_threads = n;
+    openblas_set_num_threads(n);
+}
+
+int dfm_cpu_threads(void) { return g_threads > 0 ? g_threads : online_cores(); }
+
+typedef struct {
+    dfm_cpu_range_fn fn;
+    void *ctx;
+    int64_t i0, i1;
+} range_job;
+
+static void *range_thread(void *arg)
+{
+    range_job *j = arg;
+    j->fn(j->ctx, j->i0, j->i1);
+    return NULL;
+}
+
+void dfm_cpu_parallel(int64_t n, int64_t min_chunk, dfm_cpu_range_fn fn, void *ctx)
+{
+    if (n <= 0) return;
+    if (min_chunk < 1) min_chunk = 1;
+    int64_t nt = dfm_cpu_threads();
+    if (nt > n / min_chunk) nt = n / min_chunk;
+    if (nt <= 1) {
+        fn(ctx, 0, n);
+        return;
+    }
+    range_job jobs[MAX_THREADS];
+    pthread_t tid[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    for (int t = 0; t < nt; t++)
+        jobs[t] = (range_job){fn, ctx, n * t / nt, n * (t + 1) / nt};
+    for (int t = 1; t < nt; t++)
+        started[t] = pthread_create(&tid[t], NULL, range_thread, &jobs[t]) == 0;
+    fn(ctx, jobs[0].i0, jobs[0].i1);
+    for (int t = 1; t < nt; t++) {
+        if (started[t])
+            pthread_join(tid[t], NULL);
+        else
+            fn(ctx, jobs[t].i0, jobs[t].i1);
+    }
+}
+
+/* ---- scratch ----------------------------------------------------------------------------- */
+
+typedef struct {
+    void *p[DFM_CPU_SCRATCH_SLOTS];
+    size_t n[DFM_CPU_SCRATCH_SLOTS];
+} scratch_set;
+
+static _Thread_local scratch_set g_scratch;
+static pthread_key_t g_scratch_key;
+static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(scratch_set *s)
+{
+    for (int i = 0; i < DFM_CPU_SCRATCH_SLOTS; i++) {
+        free(s->p[i]);
+        s->p[i] = NULL;
+        s->n[i] = 0;
+    }
+}
+
+/* At thread exit: the thread-local set is still valid while key destructors run. */
+static void scratch_destructor(void *arg) { scratch_free(arg); }
+
+static void scratch_key_init(void) { pthread_key_create(&g_scratch_key, scratch_destructor); }
+
+void *dfm_cpu_scratch(int slot, size_t bytes)
+{
+    DFM_ASSERT(slot >= 0 && slot < DFM_CPU_SCRATCH_SLOTS);
+    scratch_set *s = &g_scratch;
+    if (bytes == 0) bytes = 64;
+    if (s->n[slot] >= bytes) return s->p[slot];
+    pthread_once(&g_scratch_once, scratch_key_init);
+    pthread_setspecific(g_scratch_key, s);
+    free(s->p[slot]);
+    s->p[slot] = NULL;
+    s->n[slot] = 0;
+    size_t n = (bytes + 63) & ~(size_t)63;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, n)) {
+        dfm_fail(DFM_E_NOMEM, "out of memory for %zu bytes of scratch", n);
+        return NULL;
+    }
+    s->p[slot] = p;
+    s->n[slot] = n;
+    return p;
+}
+
+void dfm_cpu_scratch_release(void) { scratch_free(&g_scratch); }
+
+size_t dfm_cpu_scratch_bytes(void)
+{
+    size_t t = 0;
+    for (int i = 0; i < DFM_CPU_SCRATCH_SLOTS; i++) t += g_scratch.n[i];
+    return t;
+}
+
+/* ---- SIMD selection ---------------------------------------------------------------------- */
+
+static int g_simd = 1;
+
+void dfm_cpu_set_simd(int enable) { g_simd = enable; }
+
+static int have_avx2(void)
+{
+#ifdef DFM_CPU_X86
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return cached;
+#else
+    return 0;
+#endif
+}
+
+int dfm_cpu_use_avx2(void) { return g_simd && have_avx2(); }
+
+const char *dfm_cpu_impl(void) { return dfm_cpu_use_avx2() ? "avx2" : "scalar"; }
+
+/* ---- float helpers ----------------------------------------------------------------------- */
+
+#ifdef DFM_CPU_X86
+__attribute__((target("avx2"))) static size_t round_bf16_avx2(float *dst, const float *src, size_t n)
+{
+    const __m256i one = _mm256_set1_epi32(1), bias = _mm256_set1_epi32(0x7fff);
+    const __m256i quiet = _mm256_set1_epi32(0x00400000), hi = _mm256_set1_epi32((int)0xffff0000u);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(src + i);
+        __m256i u = _mm256_castps_si256(v);
+        __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), one);
+        __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(bias, lsb));
+        __m256i q = _mm256_or_si256(u, quiet);
+        __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        r = _mm256_blendv_epi8(r, q, nan);
+        _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_and_si256(r, hi)));
+    }
+    return i;
+}
+#endif
+
+void dfm_cpu_round_bf16(float *dst, const float *src, size_t n)
+{
+    size_t i = 0;
+#ifdef DFM_CPU_X86
+    if (dfm_cpu_use_avx2()) i = round_bf16_avx2(dst, src, n);
+#endif
+    for (; i < n; i++) dst[i] = dfm_cpu_round_bf16_1(src[i]);
+}
+
+int dfm_cpu_to_f32(float *dst, const void *src, dfm_dtype st, size_t n, int round_bf16)
+{
+    if (st != DFM_F32 && st != DFM_BF16 && st != DFM_F16)
+        return dfm_fail(DFM_E_UNSUPPORTED, "cannot use %s as float input", dfm_dtype_name(st));
+    int rc = dfm_convert_floats(dst, DFM_F32, src, st, n);
+    if (rc < 0) return rc;
+    if (round_bf16 && st != DFM_BF16) dfm_cpu_round_bf16(dst, dst, n);
+    return 0;
+}

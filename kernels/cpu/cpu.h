@@ -1,0 +1,56 @@
+/* cpu.h — what every CPU kernel shares: the worker-thread count, a parallel for over index
+ * ranges, per-thread scratch buffers reused across calls, the SIMD switch, and float helpers
+ * (bulk conversion to f32, rounding to bf16 precision).
+ *
+ * Threads: dfm_cpu_set_threads(n) sets both our own workers (parallel loops) and OpenBLAS's
+ * (GEMMs). The two never run at the same time: a kernel alternates between GEMM calls and
+ * parallel loops. Not here: a persistent pool — each parallel loop starts its threads, which
+ * costs ~20 us and is only done for loops large enough to pay for it (min_chunk).
+ */
+#ifndef DFM_KERNELS_CPU_CPU_H
+#define DFM_KERNELS_CPU_CPU_H
+#include <stddef.h>
+#include <stdint.h>
+#include "base/dtype.h"
+
+/* n <= 0: all online cores. Also sets OpenBLAS's thread count. */
+void dfm_cpu_set_threads(int n);
+int dfm_cpu_threads(void);
+
+/* Calls fn(ctx, i0, i1) on disjoint ranges covering [0, n), at most dfm_cpu_threads() at once,
+ * no range shorter than min_chunk (except when n itself is). The calling thread runs one range;
+ * when a thread cannot be started its range runs on the caller. Returns when all are done. */
+typedef void (*dfm_cpu_range_fn)(void *ctx, int64_t i0, int64_t i1);
+void dfm_cpu_parallel(int64_t n, int64_t min_chunk, dfm_cpu_range_fn fn, void *ctx);
+
+/* Scratch: slot `slot` (0..DFM_CPU_SCRATCH_SLOTS-1) of the calling thread, grown to at least
+ * `bytes` (64-byte aligned; contents not kept when it grows). NULL (with dfm_fail(DFM_E_NOMEM))
+ * when it cannot grow. Buffers stay allocated for the next call until dfm_cpu_scratch_release()
+ * or the thread's exit. A kernel owns the slots while it runs; kernels do not nest. */
+#define DFM_CPU_SCRATCH_SLOTS 4
+void *dfm_cpu_scratch(int slot, size_t bytes);
+void dfm_cpu_scratch_release(void);
+/* Bytes currently held by the calling thread's scratch. */
+size_t dfm_cpu_scratch_bytes(void);
+
+/* AVX2+FMA kernels are used when the CPU has them and SIMD is enabled (default). Tests turn it
+ * off to check the portable path against the same references. */
+int dfm_cpu_use_avx2(void);
+void dfm_cpu_set_simd(int enable);
+const char *dfm_cpu_impl(void); /* "avx2" or "scalar" */
+
+/* n floats of type st (F32, BF16, F16) into f32 dst; with round_bf16 the results are rounded to
+ * bf16 precision (kept as f32). Returns 0 or DFM_E_UNSUPPORTED for another dtype. */
+int dfm_cpu_to_f32(float *dst, const void *src, dfm_dtype st, size_t n, int round_bf16);
+/* Round n floats to the nearest bf16 value (ties to even; NaN stays NaN), dst may be src. */
+void dfm_cpu_round_bf16(float *dst, const float *src, size_t n);
+static inline float dfm_cpu_round_bf16_1(float f)
+{
+    union { float f; uint32_t u; } v = {f};
+    if ((v.u & 0x7fffffffu) > 0x7f800000u) v.u |= 0x00400000u;
+    else v.u += 0x7fffu + ((v.u >> 16) & 1u);
+    v.u &= 0xffff0000u;
+    return v.f;
+}
+
+#endif

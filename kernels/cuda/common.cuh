@@ -1,0 +1,156 @@
+// common.cuh — what every kernels/cuda/*.cu shares: the error check macros (errors become
+// DFM_E_* codes recorded with dfm_fail, never exit()), the lazily created cuBLAS handle, a few
+// reusable device scratch buffers, launch-size helpers and scalar dtype loads/stores on the device.
+//
+// Not here: any op. The handle and the scratch buffers are process-wide and not locked: the CUDA
+// backend is driven from one host thread at a time, on the legacy default stream (as llm.c is),
+// so stream order alone keeps a scratch buffer from being reused while a kernel still reads it.
+#ifndef DFM_KERNELS_CUDA_COMMON_CUH
+#define DFM_KERNELS_CUDA_COMMON_CUH
+
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+// lib/base is plain C11; its one C-only spelling (_Noreturn) gets the C++ attribute here.
+extern "C" {
+#ifdef _Noreturn
+#include "base/error.h"
+#else
+#define _Noreturn [[noreturn]]
+#include "base/error.h"
+#undef _Noreturn
+#endif
+}
+#include "base/dtype.h"
+
+// ---------------------------------------------------------------------------------------------
+// errors
+
+// Record a failed CUDA runtime / cuBLAS call ("cuda: <call> at <file>:<line>: <reason>") and
+// return the matching DFM_E_* code: DFM_E_NOMEM for allocation failures, DFM_E_UNSUPPORTED when
+// there is no usable device or kernel image, DFM_E_IO for everything else.
+int dfm_cuda_fail_rt(cudaError_t e, const char *call, const char *file, int line);
+int dfm_cuda_fail_blas(cublasStatus_t s, const char *call, const char *file, int line);
+
+// In a function returning int: return the DFM_E_* code if the call fails.
+#define CUDA_CHECK(call)                                                              \
+    do {                                                                              \
+        cudaError_t e_ = (call);                                                      \
+        if (e_ != cudaSuccess) return dfm_cuda_fail_rt(e_, #call, __FILE__, __LINE__); \
+    } while (0)
+#define CUBLAS_CHECK(call)                                                              \
+    do {                                                                                \
+        cublasStatus_t s_ = (call);                                                     \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                \
+            return dfm_cuda_fail_blas(s_, #call, __FILE__, __LINE__);                   \
+    } while (0)
+// After a kernel launch: launch-configuration errors surface here; faults inside the kernel
+// surface at the next synchronizing call.
+#define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
+// Propagate a negative return code from one of our own helpers.
+#define DFM_CHECK_RC(call)        \
+    do {                          \
+        int rc_ = (call);         \
+        if (rc_ < 0) return rc_;  \
+    } while (0)
+
+// ---------------------------------------------------------------------------------------------
+// cuBLAS and scratch
+
+// The process's cuBLAS handle, created on first use (default math mode: no TF32, so F32 GEMMs
+// are true f32). 0 or a DFM_E_* code.
+int dfm_cuda_blas(cublasHandle_t *h);
+
+// Scratch slots: independent device buffers that only grow. A pointer stays valid until the
+// next call for the same slot with a larger size.
+enum { DFM_SCRATCH_A = 0, DFM_SCRATCH_B, DFM_SCRATCH_C, DFM_SCRATCH_NSLOTS };
+int dfm_cuda_scratch(int slot, size_t bytes, void **p);
+
+// How much scratch an op that works in blocks (conv3d columns, attention scores) aims to use.
+#define DFM_CUDA_BLOCK_BYTES ((size_t)256 << 20)
+
+// Fail with DFM_E_LIMIT when a dimension handed to cuBLAS does not fit its 32-bit int.
+int dfm_cuda_check_int(const char *op, const char *what, int64_t v);
+
+// ---------------------------------------------------------------------------------------------
+// GEMM helpers shared by the ops (matmul.cu)
+
+// Row-major GEMM through cuBLAS: Y[M, N] = alpha * op(A) @ op(B) + beta * Y, where op(A) is
+// A [M, K] (row stride lda) or, when ta, A^T of A [K, M] (row stride lda); likewise B. A and B
+// are both `dt` (F32, or BF16 for a bf16 run); Y is F32 with row stride ldy. Accumulates in f32.
+// `batch` independent products whose A, B, Y start sa, sb, sy elements apart.
+int dfm_cuda_gemm_rm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const void *a,
+                     int64_t lda, int64_t sa, const void *b, int64_t ldb, int64_t sb, dfm_dtype dt,
+                     float beta, float *y, int64_t ldy, int64_t sy, int64_t batch);
+// y[r, j] += bias[per_row ? r : j] for y: [rows, cols] F32 (row stride ldy); bias F32/BF16/F16.
+int dfm_cuda_add_bias(float *y, int64_t rows, int64_t cols, int64_t ldy, const void *bias,
+                      dfm_dtype bdt, int per_row);
+
+// ---------------------------------------------------------------------------------------------
+// launch sizes
+
+#define DFM_CUDA_THREADS 256
+// Blocks for a grid-stride loop over n elements (n > 0).
+static inline unsigned dfm_cuda_blocks(int64_t n)
+{
+    int64_t b = (n + DFM_CUDA_THREADS - 1) / DFM_CUDA_THREADS;
+    return (unsigned)(b < 65536 * 8 ? b : 65536 * 8);
+}
+
+// ---------------------------------------------------------------------------------------------
+// scalar dtypes on the device (round to nearest even, NaN stays NaN, as base/dtype.h does)
+
+__device__ __forceinline__ float dfm_dev_bf16_to_f32(uint16_t h)
+{
+    return __uint_as_float((uint32_t)h << 16);
+}
+
+__device__ __forceinline__ uint16_t dfm_dev_f32_to_bf16(float f)
+{
+    uint32_t u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); // quiet NaN
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+__device__ __forceinline__ float dfm_dev_f16_to_f32(uint16_t h)
+{
+    return __half2float(__ushort_as_half(h));
+}
+
+__device__ __forceinline__ uint16_t dfm_dev_f32_to_f16(float f)
+{
+    return __half_as_ushort(__float2half_rn(f));
+}
+
+// Element i of a float-typed array (F32, BF16, F16; U8 reads as its value) as f32.
+__device__ __forceinline__ float dfm_dev_load(const void *p, int dt, int64_t i)
+{
+    switch (dt) {
+    case DFM_BF16: return dfm_dev_bf16_to_f32(((const uint16_t *)p)[i]);
+    case DFM_F16: return dfm_dev_f16_to_f32(((const uint16_t *)p)[i]);
+    case DFM_U8: return (float)((const uint8_t *)p)[i];
+    default: return ((const float *)p)[i];
+    }
+}
+
+__device__ __forceinline__ void dfm_dev_store(void *p, int dt, int64_t i, float v)
+{
+    switch (dt) {
+    case DFM_BF16: ((uint16_t *)p)[i] = dfm_dev_f32_to_bf16(v); break;
+    case DFM_F16: ((uint16_t *)p)[i] = dfm_dev_f32_to_f16(v); break;
+    default: ((float *)p)[i] = v; break;
+    }
+}
+
+// Store a float into an f32 or bf16 GEMM operand (the bf16 rounding of a bf16 run).
+__device__ __forceinline__ void dfm_dev_put(float *p, int64_t i, float v) { p[i] = v; }
+__device__ __forceinline__ void dfm_dev_put(uint16_t *p, int64_t i, float v)
+{
+    p[i] = dfm_dev_f32_to_bf16(v);
+}
+
+#endif
