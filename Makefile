@@ -31,7 +31,7 @@ ifneq ($(NVCC),)
 CU_SRC  := $(wildcard kernels/cuda/*.cu)
 CU_OBJ  := $(CU_SRC:%.cu=$(BUILD)/%.o)
 CFLAGS  += -DDFM_HAVE_CUDA=1 -I$(CUDA_HOME)/include
-LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart
+LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
 NVFLAGS ?= -O2 -std=c++17 -Ilib -Ikernels -Xcompiler -fPIC \
            -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
 endif

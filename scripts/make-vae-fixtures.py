@@ -7,9 +7,10 @@ diffusion_pytorch_model.safetensors, fp32), and records the reference data that 
 test compares against: input video, posterior mean/logvar, normalised latents, a seeded sample
 and the decoded video, plus per-layer activations for one case.
 
-Before writing, the script checks the diffusers results against an independent, non-chunked
-functional re-implementation that follows docs/reference wan.md section 2.3 (the "equivalent
-full-sequence rules"). The script fails if they disagree.
+Before it writes a case, the script checks the diffusers results for that case against an
+independent, non-chunked functional re-implementation (ref_encode/ref_decode below). That
+re-implementation follows the Wan spec (wan.md section 2.3, "equivalent full-sequence rules").
+The script stops with an error if the two differ by more than 1e-4 anywhere.
 
 Python is only needed to regenerate the fixtures, never by `make test`. Needs torch, diffusers
 and numpy (from PyPI). The output is deterministic: same versions give byte-identical files

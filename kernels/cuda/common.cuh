@@ -9,13 +9,14 @@
 #define DFM_KERNELS_CUDA_COMMON_CUH
 
 #include <cublas_v2.h>
-#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stddef.h>
 #include <stdint.h>
 
-// lib/base is plain C11; its one C-only spelling (_Noreturn) gets the C++ attribute here.
+// lib/base is plain C11 without extern "C" guards: its headers get C linkage here (before
+// ops_cuda.h includes dtype.h again), and its one C-only spelling (_Noreturn) the C++ attribute.
 extern "C" {
+#include "base/dtype.h"
 #ifdef _Noreturn
 #include "base/error.h"
 #else
@@ -24,7 +25,6 @@ extern "C" {
 #undef _Noreturn
 #endif
 }
-#include "base/dtype.h"
 
 // ---------------------------------------------------------------------------------------------
 // errors
@@ -69,8 +69,11 @@ int dfm_cuda_blas(cublasHandle_t *h);
 enum { DFM_SCRATCH_A = 0, DFM_SCRATCH_B, DFM_SCRATCH_C, DFM_SCRATCH_NSLOTS };
 int dfm_cuda_scratch(int slot, size_t bytes, void **p);
 
-// How much scratch an op that works in blocks (conv3d columns, attention scores) aims to use.
+// How much scratch an op that works in blocks (conv3d columns, attention scores) aims to use
+// (a build may shrink it to exercise the blocking on small shapes).
+#ifndef DFM_CUDA_BLOCK_BYTES
 #define DFM_CUDA_BLOCK_BYTES ((size_t)256 << 20)
+#endif
 
 // Fail with DFM_E_LIMIT when a dimension handed to cuBLAS does not fit its 32-bit int.
 int dfm_cuda_check_int(const char *op, const char *what, int64_t v);
@@ -101,7 +104,7 @@ static inline unsigned dfm_cuda_blocks(int64_t n)
 }
 
 // ---------------------------------------------------------------------------------------------
-// scalar dtypes on the device (round to nearest even, NaN stays NaN, as base/dtype.h does)
+// scalar dtypes on the device: round to nearest even, NaN stays NaN, the same bits as base/dtype.c
 
 __device__ __forceinline__ float dfm_dev_bf16_to_f32(uint16_t h)
 {
@@ -116,14 +119,42 @@ __device__ __forceinline__ uint16_t dfm_dev_f32_to_bf16(float f)
     return (uint16_t)(u >> 16);
 }
 
+// f16 <-> f32 in integer arithmetic, bit for bit what base/dtype.c does (subnormals; values at or
+// past 65520 become inf; NaN keeps sign and top payload bits and gets the quiet bit), so the CPU
+// and CUDA conversions agree even on NaN payloads.
 __device__ __forceinline__ float dfm_dev_f16_to_f32(uint16_t h)
 {
-    return __half2float(__ushort_as_half(h));
+    uint32_t s = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+    uint32_t u;
+    if (e == 0x1f) u = s | 0x7f800000u | (m << 13) | (m ? 0x400000u : 0u); // inf, quiet NaN
+    else if (e) u = s | ((e + 112) << 23) | (m << 13);
+    else if (!m) u = s;
+    else { // subnormal: normalize so that bit 10 is set
+        int sh = __clz(m) - 21; // m < 2^10: shift that brings the top bit to bit 10
+        m <<= sh;
+        u = s | ((uint32_t)(113 - sh) << 23) | ((m & 0x3ffu) << 13);
+    }
+    return __uint_as_float(u);
 }
 
 __device__ __forceinline__ uint16_t dfm_dev_f32_to_f16(float f)
 {
-    return __half_as_ushort(__float2half_rn(f));
+    uint32_t u = __float_as_uint(f);
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+    uint32_t x = u & 0x7fffffffu;
+    if (x > 0x7f800000u) return sign | 0x7e00u | (uint16_t)((x >> 13) & 0x3ffu); // NaN
+    if (x >= 0x477ff000u) return sign | 0x7c00u; // inf, or rounds to 65536 and past
+    if (x >= 0x38800000u) {                      // normal f16: rebias, round at bit 13
+        uint32_t r = x + 0xfffu + ((x >> 13) & 1u);
+        return sign | (uint16_t)((r - 0x38000000u) >> 13);
+    }
+    if (x <= 0x33000000u) return sign; // at most 2^-25: rounds to (signed) zero
+    // subnormal f16: the value is m * 2^(e-150); in units of 2^-24 that is m >> (126 - e)
+    uint32_t e = x >> 23, m = (x & 0x7fffffu) | 0x800000u;
+    uint32_t shift = 126 - e; // 14 .. 24
+    uint32_t q = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (q & 1u))) q++;
+    return sign | (uint16_t)q;
 }
 
 // Element i of a float-typed array (F32, BF16, F16; U8 reads as its value) as f32.

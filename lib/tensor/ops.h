@@ -16,6 +16,10 @@ int dfm_ops_threads(void);
 /* Round GEMM inputs (activations and weights) to bf16 before multiplying, accumulating in f32:
  * the numerics of a bf16 run. Off by default (exact f32). */
 void dfm_ops_set_bf16_compute(int on);
+int dfm_ops_bf16_compute(void);
+/* Free the calling thread's CPU scratch buffers (conv tiles, converted weight blocks, attention
+ * scores). They are otherwise kept for the next op and freed when the thread exits. */
+void dfm_ops_release_scratch(void);
 
 /* y = conv3d(x, w) + b.  x: [Cin, T, H, W] F32; w: [Cout, Cin, kt, kh, kw] F32/BF16/F16;
  * b: [Cout] or NULL; y: [Cout, T', H', W'] F32 with

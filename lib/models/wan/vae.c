@@ -10,6 +10,7 @@
 #include "models/wan/vae.h"
 #include "base/buf.h"
 #include "base/error.h"
+#include "base/strset.h"
 #include "io/hfmodel.h"
 #include "io/safetensors.h"
 #include "tensor/ops.h"
@@ -97,6 +98,7 @@ typedef struct {
     const dfm_st *st;
     dfm_device dev;
     dfm_dtype wdt;
+    dfm_strset used; /* names read, to find tensors the model does not use */
 } loader_t;
 
 /* Read `name` with the given shape into a new tensor of dtype dt on the loader's device. */
@@ -107,6 +109,7 @@ static int load_tensor(const loader_t *L, const char *name, dfm_dtype dt, int nd
     int rc = dfm_tensor_alloc(&host, dt, DFM_CPU, ndim, shape);
     if (rc) return rc;
     rc = dfm_st_read(L->st, name, dt, ndim, shape, host.data);
+    if (!rc && dfm_strset_add((dfm_strset *)&L->used, name) < 0) rc = DFM_E_NOMEM;
     if (!rc && L->dev != DFM_CPU) {
         rc = dfm_tensor_copy(out, &host, L->dev);
         dfm_tensor_free(&host);
@@ -447,7 +450,7 @@ int dfm_wan_vae_load(dfm_wan_vae **out, const char *model_dir, const dfm_wan_vae
     if ((rc = dfm_wan_vae_config_load(&v->cfg, dir))) goto fail;
     dfm_st *st = NULL;
     if ((rc = dfm_st_open(&st, dir))) goto fail;
-    loader_t L = {st, opts->device, opts->weights == DFM_BF16 ? DFM_BF16 : DFM_F32};
+    loader_t L = {st, opts->device, opts->weights == DFM_BF16 ? DFM_BF16 : DFM_F32, {0}};
     int z = v->cfg.z_dim;
     if (v->opts.load_encoder) {
         rc = load_encoder(&L, &v->cfg, &v->enc);
@@ -459,6 +462,13 @@ int dfm_wan_vae_load(dfm_wan_vae **out, const char *model_dir, const dfm_wan_vae
         if (!rc) rc = load_conv(&L, "post_quant_conv", z, z, 1, 1, 1, 0, &v->post_quant);
         v->have_dec = !rc;
     }
+    /* A full load must use every tensor: a leftover means a layout we do not understand. */
+    for (int i = 0; !rc && v->have_enc && v->have_dec && i < dfm_st_count(st); i++) {
+        const char *nm = dfm_st_at(st, i)->name;
+        if (!dfm_strset_has(&L.used, nm))
+            rc = dfm_fail(DFM_E_FORMAT, "tensor '%s' in the weights is not part of the Wan 2.1 VAE", nm);
+    }
+    dfm_strset_free(&L.used);
     dfm_st_close(st);
     if (rc) goto fail;
     free(dir);

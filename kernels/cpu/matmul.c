@@ -1,0 +1,128 @@
+/* matmul.c — sgemm through OpenBLAS with weights converted in blocks (matmul.h).
+ * Block loop: B (weights) outer, A (activations) inner; each (A block, B block) pair writes its
+ * own part of y once, so beta applies exactly once per element. Not here: a GEMM of our own
+ * (OpenBLAS reaches the machine's peak on these shapes). */
+#include "cpu/matmul.h"
+#include "base/error.h"
+#include "cpu/cpu.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BLOCK_FLOATS ((int64_t)4 << 20) /* 16 MiB of f32 per converted block */
+
+typedef struct {
+    const void *src;
+    dfm_dtype dt;
+    float *dst;
+    int64_t ld, off, len; /* row r: src + r*ld + off, len elements -> dst + r*len */
+    int round, err;
+} conv_rows_ctx;
+
+static void conv_rows_range(void *arg, int64_t r0, int64_t r1)
+{
+    conv_rows_ctx *c = arg;
+    size_t es = dfm_dtype_size(c->dt);
+    for (int64_t r = r0; r < r1; r++) {
+        const char *s = (const char *)c->src + ((size_t)r * c->ld + c->off) * es;
+        if (dfm_cpu_to_f32(c->dst + r * c->len, s, c->dt, c->len, c->round) < 0) c->err = 1;
+    }
+}
+
+/* rows x len slice of a row-major matrix (leading dimension ld) starting at column off, into a
+ * dense f32 [rows, len]. */
+static int convert_slice(float *dst, const void *src, dfm_dtype dt, int64_t rows, int64_t ld,
+                         int64_t off, int64_t len, int round)
+{
+    conv_rows_ctx c = {src, dt, dst, ld, off, len, round, 0};
+    dfm_cpu_parallel(rows, 1 + 65536 / (len ? len : 1), conv_rows_range, &c);
+    return c.err ? dfm_fail(DFM_E_UNSUPPORTED, "matmul: cannot convert %s", dfm_dtype_name(dt)) : 0;
+}
+
+typedef struct {
+    float *y;
+    const float *bias;
+    int64_t n;
+} bias_ctx;
+
+static void bias_range(void *arg, int64_t r0, int64_t r1)
+{
+    bias_ctx *c = arg;
+    for (int64_t r = r0; r < r1; r++) {
+        float *row = c->y + r * c->n;
+        for (int64_t j = 0; j < c->n; j++) row[j] += c->bias[j];
+    }
+}
+
+int dfm_cpu_matmul(const float *a, int ta, const void *b, dfm_dtype bdt, int tb, const void *bias,
+                   dfm_dtype biasdt, float beta, float *y, int64_t m, int64_t n, int64_t k,
+                   int bf16_compute)
+{
+    if (m <= 0 || n <= 0) return 0;
+    int conv_a = bf16_compute != 0, conv_b = bdt != DFM_F32 || bf16_compute;
+    int64_t kk = k > 0 ? k : 1;
+    int64_t nb = conv_b ? BLOCK_FLOATS / kk : n, mb = conv_a ? BLOCK_FLOATS / kk : m;
+    if (nb < 16) nb = 16;
+    if (mb < 16) mb = 16;
+    if (nb > n) nb = n;
+    if (mb > m) mb = m;
+    float *bbuf = conv_b ? dfm_cpu_scratch(0, (size_t)nb * kk * sizeof(float)) : NULL;
+    float *abuf = conv_a ? dfm_cpu_scratch(1, (size_t)mb * kk * sizeof(float)) : NULL;
+    if ((conv_b && !bbuf) || (conv_a && !abuf)) return dfm_fail(DFM_E_NOMEM, "matmul: out of memory for scratch");
+    int rc = 0;
+    for (int64_t n0 = 0; n0 < n; n0 += nb) {
+        int64_t nn = n - n0 < nb ? n - n0 : nb;
+        const float *bp;
+        int64_t ldb;
+        if (!conv_b) {
+            bp = (const float *)b + (tb ? n0 * k : n0);
+            ldb = tb ? k : n;
+        } else if (tb) { /* rows n0.. of [n, k] */
+            if ((rc = convert_slice(bbuf, (const char *)b + (size_t)n0 * k * dfm_dtype_size(bdt), bdt, nn,
+                                    k, 0, k, bf16_compute)) < 0)
+                return rc;
+            bp = bbuf;
+            ldb = k;
+        } else { /* columns n0.. of [k, n] */
+            if ((rc = convert_slice(bbuf, b, bdt, k, n, n0, nn, bf16_compute)) < 0) return rc;
+            bp = bbuf;
+            ldb = nn;
+        }
+        for (int64_t m0 = 0; m0 < m; m0 += mb) {
+            int64_t mm = m - m0 < mb ? m - m0 : mb;
+            const float *ap;
+            int64_t lda;
+            if (!conv_a) {
+                ap = a + (ta ? m0 : m0 * k);
+                lda = ta ? m : k;
+            } else if (ta) { /* columns m0.. of [k, m] */
+                convert_slice(abuf, a, DFM_F32, k, m, m0, mm, 1);
+                ap = abuf;
+                lda = mm;
+            } else {
+                convert_slice(abuf, a + m0 * k, DFM_F32, mm, k, 0, k, 1);
+                ap = abuf;
+                lda = k;
+            }
+            if (k > 0)
+                cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                            (int)mm, (int)nn, (int)k, 1.0f, ap, (int)lda, bp, (int)ldb, beta,
+                            y + m0 * n + n0, (int)n);
+            else
+                for (int64_t r = 0; r < mm; r++)
+                    for (int64_t j = 0; j < nn; j++) {
+                        float *p = y + (m0 + r) * n + n0 + j;
+                        *p = beta == 0.0f ? 0.0f : beta * *p;
+                    }
+        }
+    }
+    if (bias) {
+        float *bf = dfm_cpu_scratch(2, (size_t)n * sizeof(float));
+        if (!bf) return dfm_fail(DFM_E_NOMEM, "matmul: out of memory for scratch");
+        if ((rc = dfm_cpu_to_f32(bf, bias, biasdt, n, 0)) < 0) return rc;
+        bias_ctx c = {y, bf, n};
+        dfm_cpu_parallel(m, 1 + 65536 / n, bias_range, &c);
+    }
+    return 0;
+}
