@@ -31,6 +31,7 @@ extern "C" int dfm_cuda_malloc(void **p, size_t n, const char **why)
     cudaError_t e = cudaMalloc(p, n ? n : 1);
     if (e != cudaSuccess) {
         if (why) *why = cudaGetErrorString(e);
+        cudaGetLastError(); // a failed allocation must not show up in the next launch check
         *p = NULL;
         return -1;
     }
@@ -49,6 +50,7 @@ extern "C" int dfm_cuda_memcpy(void *dst, const void *src, size_t n, int kind, c
     cudaError_t e = cudaMemcpy(dst, src, n, k);
     if (e != cudaSuccess) {
         if (why) *why = cudaGetErrorString(e);
+        cudaGetLastError();
         return -1;
     }
     return 0;
@@ -59,6 +61,7 @@ extern "C" int dfm_cuda_memset0(void *p, size_t n, const char **why)
     cudaError_t e = cudaMemset(p, 0, n);
     if (e != cudaSuccess) {
         if (why) *why = cudaGetErrorString(e);
+        cudaGetLastError();
         return -1;
     }
     return 0;
