@@ -69,3 +69,11 @@ printf "%-44s %10s %10s %9s\n" "  dfm-decode | dfm-bucket" "$dfm_fps" "$((dfm_kb
 # The floor: FFmpeg's own H.264 decoder, all cores, no colour conversion, no resize.
 set -- $(run "for f in '$work'/vid/*.mp4; do ffmpeg -nostdin -v error -threads $(nproc) -i \$f -f null - || exit 1; done")
 printf "%-44s %10s %10s\n" "  ffmpeg CLI decode only (the floor)" "$(echo "$nfr $1" | awk '{printf "%.1f", $1/$2}')" "$(($2 / 1024))"
+
+echo
+# VAE encode against diffusers (needs torch + diffusers from PyPI; skipped without them).
+if python3 -c "import torch, diffusers, msgpack, numpy" 2>/dev/null; then
+  python3 "$top/scripts/bench_vae.py" "$work" "$bin" "$(nproc)"
+else
+  echo "VAE encode: skipped (pip install torch diffusers msgpack numpy for the diffusers baseline)"
+fi

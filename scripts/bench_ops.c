@@ -96,7 +96,7 @@ static int bench(const shape *s, int reps, int bf16, double peak)
             if (ti >= 0 && ti < s->t) executed += per_tap;
         }
     printf("%-34s %-7s %-5s %9.1f ms %8.1f %8.1f  %5.2f\n", s->name,
-           dfm_cpu_conv3d_path(s->cin, s->k[0], s->k[1], s->k[2], s->stride, s->pad), bf16 ? "bf16" : "f32",
+           dfm_cpu_conv3d_path(s->cin, s->cout, s->k[0], s->k[1], s->k[2], s->stride, s->pad), bf16 ? "bf16" : "f32",
            best * 1e3, nominal / best / 1e9, executed / best / 1e9, executed / best / 1e9 / peak);
     dfm_tensor_free(&x);
     dfm_tensor_free(&w);

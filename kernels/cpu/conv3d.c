@@ -11,6 +11,9 @@
  *           (and between row chunks) are computed and thrown away: a (kw-1)/Wp overhead. Then the
  *           valid interior of C is copied into y with the bias. Taps that would only read whole
  *           zero-padding frames are skipped (causal convs start with 2 zero frames).
+ *   direct  the taps tile with few output channels (cout < 8, e.g. the decoder's conv_out): the
+ *           per-tap GEMMs would be all packing, so a register-blocked loop accumulates 3 output
+ *           channels x 32 positions over every (cin, tap) straight from the tile.
  *   im2col  everything else (the VAE's 3x3 stride-2 downsample, tiny cin): blocks of output rows
  *           are unfolded into B[cin*kt*kh*kw, positions] (bounded scratch), then one sgemm with
  *           the weights in their own layout writes straight into y.
@@ -31,6 +34,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define DFM_CONV_X86 1
+#endif
+
 #define DEFAULT_TILE_BYTES ((size_t)32 << 20)
 
 static size_t g_tile_bytes = DEFAULT_TILE_BYTES;
@@ -39,7 +47,7 @@ static const char *g_force;
 void dfm_cpu_conv3d_set_tile_bytes(size_t bytes) { g_tile_bytes = bytes ? bytes : DEFAULT_TILE_BYTES; }
 void dfm_cpu_conv3d_force_path(const char *path) { g_force = path; }
 
-const char *dfm_cpu_conv3d_path(int64_t cin, int kt, int kh, int kw, const int stride[3],
+const char *dfm_cpu_conv3d_path(int64_t cin, int64_t cout, int kt, int kh, int kw, const int stride[3],
                                 const int pad[6])
 {
     int nopad = !pad[0] && !pad[1] && !pad[2] && !pad[3] && !pad[4] && !pad[5];
@@ -47,9 +55,11 @@ const char *dfm_cpu_conv3d_path(int64_t cin, int kt, int kh, int kw, const int s
     if (kt == 1 && kh == 1 && kw == 1 && s1 && nopad) return "gemm";
     int taps_ok = stride[1] == 1 && stride[2] == 1;
     if (g_force && !strcmp(g_force, "im2col")) return "im2col";
-    if (g_force && !strcmp(g_force, "taps") && taps_ok) return "taps";
-    /* with very few input channels each tap's GEMM has a tiny K: unfold instead */
-    return taps_ok && cin >= 8 ? "taps" : "im2col";
+    if (g_force && taps_ok && (!strcmp(g_force, "taps") || !strcmp(g_force, "direct"))) return g_force;
+    (void)cout;
+    if (!taps_ok) return "im2col";
+    if (cout < 8) return "direct"; /* GEMMs with M < 8 are mostly packing */
+    return cin >= 8 ? "taps" : "im2col"; /* with very few input channels each tap's K is tiny */
 }
 
 /* Everything a conv call knows, shared by the parallel copy loops. */
@@ -199,17 +209,106 @@ static void tap_frames(const conv_ctx *c, int dt, int64_t *lo, int64_t *hi)
     *hi = b;
 }
 
-static int conv_taps(conv_ctx *c, const float *wnat)
+/* ---- few output channels: a direct kernel over the same tile -------------------------------
+ * With cout < 8 each tap's GEMM would have M = cout rows and spend its time packing B. Instead,
+ * groups of 3 output channels are accumulated in registers over strips of 32 positions, reading
+ * each tap's input straight from the tile (L1/L2 resident): C[co, p] = sum_ci,tap wd * Xs[ci,
+ * p + off[tap]]. Weights as wd[group][ci][tap][3], zero-padded to whole groups. */
+
+#define DSTRIP 32
+
+typedef struct {
+    const float *xs, *wd;
+    float *cs;
+    const int64_t *off;
+    int ntap;
+    int64_t cin, cout, cstride, l, n;
+} direct_ctx;
+
+static void direct_scalar(const direct_ctx *d, int64_t p0, int64_t p1)
+{
+    for (int64_t g = 0; 3 * g < d->cout; g++) {
+        int nco = d->cout - 3 * g < 3 ? (int)(d->cout - 3 * g) : 3;
+        for (int64_t p = p0; p < p1; p++) {
+            float acc[3] = {0, 0, 0};
+            for (int64_t ci = 0; ci < d->cin; ci++) {
+                const float *xb = d->xs + ci * d->cstride + p, *w = d->wd + (g * d->cin + ci) * d->ntap * 3;
+                for (int tap = 0; tap < d->ntap; tap++) {
+                    float x = xb[d->off[tap]];
+                    for (int j = 0; j < 3; j++) acc[j] += w[3 * tap + j] * x;
+                }
+            }
+            for (int j = 0; j < nco; j++) d->cs[(3 * g + j) * d->l + p] = acc[j];
+        }
+    }
+}
+
+#ifdef DFM_CONV_X86
+/* Whole strips [p0, p1), p1 - p0 a multiple of DSTRIP. */
+__attribute__((target("avx2,fma"))) static void direct_avx2(const direct_ctx *d, int64_t p0, int64_t p1)
+{
+    for (int64_t g = 0; 3 * g < d->cout; g++) {
+        int nco = d->cout - 3 * g < 3 ? (int)(d->cout - 3 * g) : 3;
+        for (int64_t p = p0; p < p1; p += DSTRIP) {
+            __m256 a[3][4];
+            for (int j = 0; j < 3; j++)
+                for (int r = 0; r < 4; r++) a[j][r] = _mm256_setzero_ps();
+            for (int64_t ci = 0; ci < d->cin; ci++) {
+                const float *xb = d->xs + ci * d->cstride + p, *w = d->wd + (g * d->cin + ci) * d->ntap * 3;
+                for (int tap = 0; tap < d->ntap; tap++, w += 3) {
+                    const float *xp = xb + d->off[tap];
+                    __m256 w0 = _mm256_broadcast_ss(w), w1 = _mm256_broadcast_ss(w + 1), w2 = _mm256_broadcast_ss(w + 2);
+                    for (int r = 0; r < 4; r++) {
+                        __m256 x = _mm256_loadu_ps(xp + 8 * r);
+                        a[0][r] = _mm256_fmadd_ps(w0, x, a[0][r]);
+                        a[1][r] = _mm256_fmadd_ps(w1, x, a[1][r]);
+                        a[2][r] = _mm256_fmadd_ps(w2, x, a[2][r]);
+                    }
+                }
+            }
+            for (int j = 0; j < nco; j++)
+                for (int r = 0; r < 4; r++) _mm256_storeu_ps(d->cs + (3 * g + j) * d->l + p + 8 * r, a[j][r]);
+        }
+    }
+}
+#endif
+
+static void direct_range(void *arg, int64_t s0, int64_t s1)
+{
+    const direct_ctx *d = arg;
+    int64_t p0 = s0 * DSTRIP, p1 = s1 * DSTRIP < d->n ? s1 * DSTRIP : d->n;
+#ifdef DFM_CONV_X86
+    if (dfm_cpu_use_avx2()) {
+        int64_t full = p0 + (p1 - p0) / DSTRIP * DSTRIP;
+        direct_avx2(d, p0, full);
+        p0 = full;
+    }
+#endif
+    direct_scalar(d, p0, p1);
+}
+
+static int conv_taps(conv_ctx *c, const float *wnat, int direct)
 {
     int ntap = c->kt * c->kh * c->kw;
-    int64_t kc = c->cout * c->cin;
-    /* W_tap[tap][cout][cin] from W[cout][cin][tap] */
-    float *a = dfm_cpu_scratch(0, (size_t)ntap * kc * sizeof(float));
-    if (!a) return DFM_E_NOMEM;
+    int64_t kc = c->cout * c->cin, ng = (c->cout + 2) / 3;
+    /* GEMMs: W_tap[tap][cout][cin]; direct: wd[group][ci][tap][3]; from W[cout][cin][tap] */
+    size_t na = direct ? (size_t)ng * c->cin * ntap * 3 : (size_t)ntap * kc;
+    float *a = dfm_cpu_scratch(0, na * sizeof(float));
+    int64_t *off = malloc((size_t)ntap * sizeof(int64_t));
+    if (!a || !off) {
+        free(off);
+        return DFM_E_NOMEM;
+    }
+    if (direct) memset(a, 0, na * sizeof(float));
     for (int64_t co = 0; co < c->cout; co++)
         for (int64_t ci = 0; ci < c->cin; ci++) {
             const float *s = wnat + (co * c->cin + ci) * ntap;
-            for (int tap = 0; tap < ntap; tap++) a[tap * kc + co * c->cin + ci] = s[tap];
+            for (int tap = 0; tap < ntap; tap++) {
+                if (direct)
+                    a[(((co / 3) * c->cin + ci) * ntap + tap) * 3 + co % 3] = s[tap];
+                else
+                    a[tap * kc + co * c->cin + ci] = s[tap];
+            }
         }
 
     /* Tile: ft whole output frames (time stride 1 only), else one frame in chunks of fr rows. */
@@ -233,7 +332,13 @@ static int conv_taps(conv_ctx *c, const float *wnat)
     int64_t l = ((ft - 1) * hs + fr - 1) * wp + c->wo;
     c->xs = dfm_cpu_scratch(1, (size_t)c->cin * cstride * sizeof(float));
     c->cs = c->xs ? dfm_cpu_scratch(2, (size_t)c->cout * l * sizeof(float)) : NULL;
-    if (!c->xs || !c->cs) return DFM_E_NOMEM;
+    if (!c->xs || !c->cs) {
+        free(off);
+        return DFM_E_NOMEM;
+    }
+    for (int dt = 0; dt < c->kt; dt++)
+        for (int dh = 0; dh < c->kh; dh++)
+            for (int dw = 0; dw < c->kw; dw++) off[(dt * c->kh + dh) * c->kw + dw] = (dt * hs + dh) * wp + dw;
     c->ft = ft;
     c->fi = fi;
     c->hs = hs;
@@ -249,6 +354,13 @@ static int conv_taps(conv_ctx *c, const float *wnat)
             int64_t nft = c->ft, nfr = c->fr;
             int64_t rows = c->cin * fi * hs;
             dfm_cpu_parallel(rows, 1 + 16384 / wp, taps_fill_range, c);
+            if (direct) {
+                direct_ctx d = {c->xs, a, c->cs, off, ntap, c->cin, c->cout, cstride, l,
+                                ((nft - 1) * hs + nfr - 1) * wp + c->wo};
+                dfm_cpu_parallel((d.n + DSTRIP - 1) / DSTRIP, 1 + 4096 / (c->cin * ntap), direct_range, &d);
+                dfm_cpu_parallel(c->cout * nft * nfr, 1 + 16384 / c->wo, taps_store_range, c);
+                continue;
+            }
 
             /* Tap dt only reads real input for output frames [lo, hi) of this tile; when some
              * tap covers the whole tile it goes first and initializes C (beta 0). */
@@ -280,6 +392,7 @@ static int conv_taps(conv_ctx *c, const float *wnat)
             dfm_cpu_parallel(c->cout * nft * nfr, 1 + 16384 / c->wo, taps_store_range, c);
         }
     }
+    free(off);
     return 0;
 }
 
@@ -382,13 +495,14 @@ int dfm_cpu_conv3d(const float *x, int64_t cin, int64_t t, int64_t h, int64_t w,
         if (bias) add_bias_range(&c, 0, cout);
         goto done;
     }
-    const char *path = dfm_cpu_conv3d_path(cin, kt, kh, kw, stride, pad);
-    const float *a = weights_f32(wt, wdt, (size_t)cout * kk, c.round, !strcmp(path, "taps") ? 3 : 0, &rc);
+    const char *path = dfm_cpu_conv3d_path(cin, cout, kt, kh, kw, stride, pad);
+    int taps = !strcmp(path, "taps"), direct = !strcmp(path, "direct");
+    const float *a = weights_f32(wt, wdt, (size_t)cout * kk, c.round, taps || direct ? 3 : 0, &rc);
     if (!a) goto done;
     if (!strcmp(path, "gemm"))
         rc = conv_gemm(&c, a);
-    else if (!strcmp(path, "taps"))
-        rc = conv_taps(&c, a);
+    else if (taps || direct)
+        rc = conv_taps(&c, a, direct);
     else
         rc = conv_im2col(&c, a);
 done:

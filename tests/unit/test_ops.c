@@ -150,9 +150,12 @@ static int conv_check(const conv_case *c, dfm_dtype wdt, dfm_dtype bdt, int with
         size_t tile;
         int threads, bf16, simd;
     } set[] = {
-        {NULL, 0, 2, 0, 1},      {NULL, 0, 1, 0, 1},      {"im2col", 0, 2, 0, 1}, {"taps", 0, 2, 0, 1},
-        {"taps", 2048, 2, 0, 1}, {"taps", 40000, 2, 0, 1}, {"im2col", 600, 2, 0, 1}, {NULL, 0, 2, 1, 1},
-        {NULL, 0, 2, 1, 0},      {"im2col", 0, 1, 1, 1},  {"taps", 3000, 2, 1, 0},
+        {NULL, 0, 2, 0, 1},        {NULL, 0, 1, 0, 1},         {NULL, 0, 2, 0, 0},
+        {"im2col", 0, 2, 0, 1},    {"taps", 0, 2, 0, 1},       {"direct", 0, 2, 0, 1},
+        {"taps", 2048, 2, 0, 1},   {"taps", 40000, 2, 0, 1},   {"im2col", 600, 2, 0, 1},
+        {"direct", 2048, 2, 0, 1}, {"direct", 40000, 1, 0, 0}, {NULL, 0, 2, 1, 1},
+        {NULL, 0, 2, 1, 0},        {"im2col", 0, 1, 1, 1},     {"taps", 3000, 2, 1, 0},
+        {"direct", 3000, 2, 1, 1},
     };
     for (size_t s = 0; s < sizeof set / sizeof set[0]; s++) {
         dfm_cpu_conv3d_force_path(set[s].path);
@@ -169,7 +172,7 @@ static int conv_check(const conv_case *c, dfm_dtype wdt, dfm_dtype bdt, int with
                  (long long)c->cin, (long long)c->cout, (long long)c->t, (long long)c->h, (long long)c->w,
                  c->k[0], c->k[1], c->k[2], c->stride[0], c->stride[1], c->stride[2], c->pad[0], c->pad[1],
                  c->pad[2], c->pad[3], c->pad[4], c->pad[5], dfm_dtype_name(wdt), with_bias,
-                 set[s].path ? set[s].path : "auto", dfm_cpu_conv3d_path(c->cin, c->k[0], c->k[1], c->k[2], c->stride, c->pad),
+                 set[s].path ? set[s].path : "auto", dfm_cpu_conv3d_path(c->cin, c->cout, c->k[0], c->k[1], c->k[2], c->stride, c->pad),
                  set[s].tile, set[s].threads, set[s].bf16, set[s].simd);
         if (rc != 0) {
             fprintf(stderr, "  %s: rc %d: %s\n", what, rc, dfm_errmsg());
