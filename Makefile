@@ -33,7 +33,8 @@ CU_OBJ  := $(CU_SRC:%.cu=$(BUILD)/%.o)
 CFLAGS  += -DDFM_HAVE_CUDA=1 -I$(CUDA_HOME)/include
 LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
 NVFLAGS ?= -O2 -std=c++17 -Ilib -Ikernels -Xcompiler -fPIC \
-           -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+           -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+           -gencode arch=compute_90,code=compute_90
 endif
 
 LIB_SRC := $(sort $(wildcard lib/*/*.c lib/*/*/*.c kernels/cpu/*.c))
@@ -67,7 +68,7 @@ $(BUILD)/%.o: %.c
 
 $(BUILD)/kernels/cuda/%.o: kernels/cuda/%.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVFLAGS) -c $< -o $@
+	$(NVCC) $(NVFLAGS) -MMD -MP -c $< -o $@
 
 $(LIBDFM): $(LIB_OBJ) $(CU_OBJ)
 	@rm -f $@
@@ -104,4 +105,4 @@ fixtures:
 clean:
 	rm -rf build build-san bin
 
--include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(CMD_SRC:%.c=$(BUILD)/%.d)
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(CMD_SRC:%.c=$(BUILD)/%.d) $(CU_OBJ:.o=.d)

@@ -6,7 +6,8 @@
  * zero padding included); "executed" leaves out the time taps that read only zero-padding frames,
  * which the taps path skips. Each figure is the best of a few runs after one warm-up.
  *
- * usage: bench_ops [--threads N] [--tile BYTES] [--reps N] [--quick]
+ * usage: bench_ops [--threads N] [--tile BYTES] [--reps N] [--quick] [--only TEXT]
+ *   --only TEXT: just the shapes whose name contains TEXT
  */
 #include "base/error.h"
 #include "cpu/conv3d.h"
@@ -108,13 +109,15 @@ static int bench(const shape *s, int reps, int bf16, double peak)
 int main(int argc, char **argv)
 {
     int threads = 0, reps = 3, quick = 0;
+    const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--tile") && i + 1 < argc) dfm_cpu_conv3d_set_tile_bytes(strtoull(argv[++i], NULL, 0));
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_ops [--threads N] [--tile BYTES] [--reps N] [--quick]\n");
+            fprintf(stderr, "usage: bench_ops [--threads N] [--tile BYTES] [--reps N] [--quick] [--only TEXT]\n");
             return 2;
         }
     }
@@ -137,8 +140,8 @@ int main(int argc, char **argv)
     };
     int n = quick ? 3 : (int)(sizeof shapes / sizeof shapes[0]);
     for (int i = 0; i < n; i++)
-        if (bench(&shapes[i], reps, 0, peak)) return 1;
-    if (!quick && bench(&shapes[0], reps, 1, peak)) return 1;
+        if ((!only || strstr(shapes[i].name, only)) && bench(&shapes[i], reps, 0, peak)) return 1;
+    if (!quick && !only && bench(&shapes[0], reps, 1, peak)) return 1;
     dfm_ops_release_scratch();
     return 0;
 }

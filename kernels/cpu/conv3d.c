@@ -1,6 +1,6 @@
 /* conv3d.c — 3-D convolution as GEMMs (conv3d.h). ref: torch.nn.functional.conv3d
  *
- * Three algorithms, picked by shape:
+ * Four algorithms, picked by shape (dfm_cpu_conv3d_path):
  *   gemm    1x1x1, stride 1, no padding: y[cout, THW] = W[cout, cin] @ x[cin, THW], one sgemm.
  *   taps    spatial stride 1 (any kernel, time stride, padding): the input is copied once per tile
  *           into a zero-padded scratch Xs[cin, frames, rows, Wp] (Wp = padded width). In that
@@ -13,7 +13,8 @@
  *           zero-padding frames are skipped (causal convs start with 2 zero frames).
  *   direct  the taps tile with few output channels (cout < 8, e.g. the decoder's conv_out): the
  *           per-tap GEMMs would be all packing, so a register-blocked loop accumulates 3 output
- *           channels x 32 positions over every (cin, tap) straight from the tile.
+ *           channels x 32 positions over every (cin, tap) straight from the tile (taps whose
+ *           frames are all zero padding for the whole tile skipped).
  *   im2col  everything else (the VAE's 3x3 stride-2 downsample, tiny cin): blocks of output rows
  *           are unfolded into B[cin*kt*kh*kw, positions] (bounded scratch), then one sgemm with
  *           the weights in their own layout writes straight into y.
@@ -56,7 +57,6 @@ const char *dfm_cpu_conv3d_path(int64_t cin, int64_t cout, int kt, int kh, int k
     int taps_ok = stride[1] == 1 && stride[2] == 1;
     if (g_force && !strcmp(g_force, "im2col")) return "im2col";
     if (g_force && taps_ok && (!strcmp(g_force, "taps") || !strcmp(g_force, "direct"))) return g_force;
-    (void)cout;
     if (!taps_ok) return "im2col";
     if (cout < 8) return "direct"; /* GEMMs with M < 8 are mostly packing */
     return cin >= 8 ? "taps" : "im2col"; /* with very few input channels each tap's K is tiny */
@@ -220,8 +220,9 @@ static void tap_frames(const conv_ctx *c, int dt, int64_t *lo, int64_t *hi)
 typedef struct {
     const float *xs, *wd;
     float *cs;
-    const int64_t *off;
-    int ntap;
+    const int64_t *off; /* per tap */
+    const int *act;     /* the taps that read real frames somewhere in the tile */
+    int ntap, nact;
     int64_t cin, cout, cstride, l, n;
 } direct_ctx;
 
@@ -233,7 +234,8 @@ static void direct_scalar(const direct_ctx *d, int64_t p0, int64_t p1)
             float acc[3] = {0, 0, 0};
             for (int64_t ci = 0; ci < d->cin; ci++) {
                 const float *xb = d->xs + ci * d->cstride + p, *w = d->wd + (g * d->cin + ci) * d->ntap * 3;
-                for (int tap = 0; tap < d->ntap; tap++) {
+                for (int k = 0; k < d->nact; k++) {
+                    int tap = d->act[k];
                     float x = xb[d->off[tap]];
                     for (int j = 0; j < 3; j++) acc[j] += w[3 * tap + j] * x;
                 }
@@ -244,30 +246,55 @@ static void direct_scalar(const direct_ctx *d, int64_t p0, int64_t p1)
 }
 
 #ifdef DFM_CONV_X86
-/* Whole strips [p0, p1), p1 - p0 a multiple of DSTRIP. */
+/* Whole strips [p0, p1), p1 - p0 a multiple of DSTRIP. Blocks of DBLOCK positions with input
+ * channels outermost, so each channel's rows stream through the block (prefetch friendly) while
+ * the block's sums stay in L1. */
+#define DBLOCK 512
 __attribute__((target("avx2,fma"))) static void direct_avx2(const direct_ctx *d, int64_t p0, int64_t p1)
 {
+    float acc[3][DBLOCK] __attribute__((aligned(32)));
     for (int64_t g = 0; 3 * g < d->cout; g++) {
         int nco = d->cout - 3 * g < 3 ? (int)(d->cout - 3 * g) : 3;
-        for (int64_t p = p0; p < p1; p += DSTRIP) {
-            __m256 a[3][4];
-            for (int j = 0; j < 3; j++)
-                for (int r = 0; r < 4; r++) a[j][r] = _mm256_setzero_ps();
+        for (int64_t b0 = p0; b0 < p1; b0 += DBLOCK) {
+            int64_t nb = p1 - b0 < DBLOCK ? p1 - b0 : DBLOCK;
+            for (int j = 0; j < 3; j++) memset(acc[j], 0, nb * sizeof(float));
             for (int64_t ci = 0; ci < d->cin; ci++) {
-                const float *xb = d->xs + ci * d->cstride + p, *w = d->wd + (g * d->cin + ci) * d->ntap * 3;
-                for (int tap = 0; tap < d->ntap; tap++, w += 3) {
-                    const float *xp = xb + d->off[tap];
-                    __m256 w0 = _mm256_broadcast_ss(w), w1 = _mm256_broadcast_ss(w + 1), w2 = _mm256_broadcast_ss(w + 2);
-                    for (int r = 0; r < 4; r++) {
-                        __m256 x = _mm256_loadu_ps(xp + 8 * r);
-                        a[0][r] = _mm256_fmadd_ps(w0, x, a[0][r]);
-                        a[1][r] = _mm256_fmadd_ps(w1, x, a[1][r]);
-                        a[2][r] = _mm256_fmadd_ps(w2, x, a[2][r]);
+                const float *xc = d->xs + ci * d->cstride + b0, *wc = d->wd + (g * d->cin + ci) * d->ntap * 3;
+                for (int64_t q = 0; q < nb; q += DSTRIP) {
+                    /* 12 accumulators written out: GCC -O2 keeps arrays of them in memory */
+                    float *s0 = acc[0] + q, *s1 = acc[1] + q, *s2 = acc[2] + q;
+                    __m256 a00 = _mm256_load_ps(s0), a01 = _mm256_load_ps(s0 + 8), a02 = _mm256_load_ps(s0 + 16),
+                           a03 = _mm256_load_ps(s0 + 24), a10 = _mm256_load_ps(s1), a11 = _mm256_load_ps(s1 + 8),
+                           a12 = _mm256_load_ps(s1 + 16), a13 = _mm256_load_ps(s1 + 24), a20 = _mm256_load_ps(s2),
+                           a21 = _mm256_load_ps(s2 + 8), a22 = _mm256_load_ps(s2 + 16), a23 = _mm256_load_ps(s2 + 24);
+                    for (int k = 0; k < d->nact; k++) {
+                        int tap = d->act[k];
+                        const float *xp = xc + q + d->off[tap], *w = wc + 3 * tap;
+                        __m256 w0 = _mm256_broadcast_ss(w), w1 = _mm256_broadcast_ss(w + 1), w2 = _mm256_broadcast_ss(w + 2);
+                        __m256 x = _mm256_loadu_ps(xp);
+                        a00 = _mm256_fmadd_ps(w0, x, a00);
+                        a10 = _mm256_fmadd_ps(w1, x, a10);
+                        a20 = _mm256_fmadd_ps(w2, x, a20);
+                        x = _mm256_loadu_ps(xp + 8);
+                        a01 = _mm256_fmadd_ps(w0, x, a01);
+                        a11 = _mm256_fmadd_ps(w1, x, a11);
+                        a21 = _mm256_fmadd_ps(w2, x, a21);
+                        x = _mm256_loadu_ps(xp + 16);
+                        a02 = _mm256_fmadd_ps(w0, x, a02);
+                        a12 = _mm256_fmadd_ps(w1, x, a12);
+                        a22 = _mm256_fmadd_ps(w2, x, a22);
+                        x = _mm256_loadu_ps(xp + 24);
+                        a03 = _mm256_fmadd_ps(w0, x, a03);
+                        a13 = _mm256_fmadd_ps(w1, x, a13);
+                        a23 = _mm256_fmadd_ps(w2, x, a23);
                     }
+                    _mm256_store_ps(s0, a00), _mm256_store_ps(s0 + 8, a01), _mm256_store_ps(s0 + 16, a02);
+                    _mm256_store_ps(s0 + 24, a03), _mm256_store_ps(s1, a10), _mm256_store_ps(s1 + 8, a11);
+                    _mm256_store_ps(s1 + 16, a12), _mm256_store_ps(s1 + 24, a13), _mm256_store_ps(s2, a20);
+                    _mm256_store_ps(s2 + 8, a21), _mm256_store_ps(s2 + 16, a22), _mm256_store_ps(s2 + 24, a23);
                 }
             }
-            for (int j = 0; j < nco; j++)
-                for (int r = 0; r < 4; r++) _mm256_storeu_ps(d->cs + (3 * g + j) * d->l + p + 8 * r, a[j][r]);
+            for (int j = 0; j < nco; j++) memcpy(d->cs + (3 * g + j) * d->l + b0, acc[j], nb * sizeof(float));
         }
     }
 }
@@ -295,8 +322,10 @@ static int conv_taps(conv_ctx *c, const float *wnat, int direct)
     size_t na = direct ? (size_t)ng * c->cin * ntap * 3 : (size_t)ntap * kc;
     float *a = dfm_cpu_scratch(0, na * sizeof(float));
     int64_t *off = malloc((size_t)ntap * sizeof(int64_t));
-    if (!a || !off) {
+    int *act = malloc((size_t)ntap * sizeof(int));
+    if (!a || !off || !act) {
         free(off);
+        free(act);
         return DFM_E_NOMEM;
     }
     if (direct) memset(a, 0, na * sizeof(float));
@@ -334,6 +363,7 @@ static int conv_taps(conv_ctx *c, const float *wnat, int direct)
     c->cs = c->xs ? dfm_cpu_scratch(2, (size_t)c->cout * l * sizeof(float)) : NULL;
     if (!c->xs || !c->cs) {
         free(off);
+        free(act);
         return DFM_E_NOMEM;
     }
     for (int dt = 0; dt < c->kt; dt++)
@@ -355,7 +385,13 @@ static int conv_taps(conv_ctx *c, const float *wnat, int direct)
             int64_t rows = c->cin * fi * hs;
             dfm_cpu_parallel(rows, 1 + 16384 / wp, taps_fill_range, c);
             if (direct) {
-                direct_ctx d = {c->xs, a, c->cs, off, ntap, c->cin, c->cout, cstride, l,
+                int nact = 0;
+                for (int dt = 0; dt < c->kt; dt++) {
+                    int64_t lo, hi;
+                    tap_frames(c, dt, &lo, &hi);
+                    for (int j = 0; lo < hi && j < c->kh * c->kw; j++) act[nact++] = dt * c->kh * c->kw + j;
+                }
+                direct_ctx d = {c->xs, a, c->cs, off, act, ntap, nact, c->cin, c->cout, cstride, l,
                                 ((nft - 1) * hs + nfr - 1) * wp + c->wo};
                 dfm_cpu_parallel((d.n + DSTRIP - 1) / DSTRIP, 1 + 4096 / (c->cin * ntap), direct_range, &d);
                 dfm_cpu_parallel(c->cout * nft * nfr, 1 + 16384 / c->wo, taps_store_range, c);
@@ -382,9 +418,9 @@ static int conv_taps(conv_ctx *c, const float *wnat, int direct)
                 for (int dh = 0; dh < c->kh; dh++)
                     for (int dw = 0; dw < c->kw; dw++) {
                         int tap = (dt * c->kh + dh) * c->kw + dw;
-                        int64_t off = ((f0 * c->st + dt) * hs + dh) * wp + dw;
+                        int64_t boff = ((f0 * c->st + dt) * hs + dh) * wp + dw;
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)c->cout, (int)n,
-                                    (int)c->cin, 1.0f, a + tap * kc, (int)c->cin, c->xs + off,
+                                    (int)c->cin, 1.0f, a + tap * kc, (int)c->cin, c->xs + boff,
                                     (int)cstride, fresh ? 0.0f : 1.0f, c->cs + f0 * hs * wp, (int)l);
                         fresh = 0;
                     }
@@ -393,6 +429,7 @@ static int conv_taps(conv_ctx *c, const float *wnat, int direct)
         }
     }
     free(off);
+    free(act);
     return 0;
 }
 

@@ -1,5 +1,6 @@
 // common.cu — error recording, the cuBLAS handle and the scratch buffers (see common.cuh).
 #include "cuda/common.cuh"
+#include "cuda/ops_cuda.h"
 
 #include <limits.h>
 
@@ -58,6 +59,15 @@ int dfm_cuda_scratch(int slot, size_t bytes, void **p)
     }
     *p = g_scratch[slot];
     return 0;
+}
+
+extern "C" void dfm_cuda_release_scratch(void)
+{
+    for (int i = 0; i < DFM_SCRATCH_NSLOTS; i++) {
+        if (g_scratch[i]) cudaFree(g_scratch[i]); // waits for the kernels still using it
+        g_scratch[i] = NULL;
+        g_scratch_n[i] = 0;
+    }
 }
 
 int dfm_cuda_check_int(const char *op, const char *what, int64_t v)

@@ -66,7 +66,7 @@ int dfm_cuda_blas(cublasHandle_t *h);
 
 // Scratch slots: independent device buffers that only grow. A pointer stays valid until the
 // next call for the same slot with a larger size.
-enum { DFM_SCRATCH_A = 0, DFM_SCRATCH_B, DFM_SCRATCH_C, DFM_SCRATCH_NSLOTS };
+enum { DFM_SCRATCH_A = 0, DFM_SCRATCH_B, DFM_SCRATCH_NSLOTS };
 int dfm_cuda_scratch(int slot, size_t bytes, void **p);
 
 // How much scratch an op that works in blocks (conv3d columns, attention scores) aims to use

@@ -34,6 +34,10 @@ int dfm_cuda_concat(const void *a, int64_t na, const void *b, int64_t nb, void *
                     int elem_size);
 int dfm_cuda_convert(void *dst, dfm_dtype dt, const void *src, dfm_dtype st, int64_t n);
 
+/* Free the device scratch the ops keep between calls (conv3d columns, attention scores, weights
+ * converted to f32/bf16: up to a few hundred MiB); the next op that needs it allocates again. */
+void dfm_cuda_release_scratch(void);
+
 #ifdef __cplusplus
 }
 #endif

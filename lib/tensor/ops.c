@@ -28,7 +28,13 @@ void dfm_ops_set_threads(int n) { dfm_cpu_set_threads(n); }
 int dfm_ops_threads(void) { return dfm_cpu_threads(); }
 void dfm_ops_set_bf16_compute(int on) { g_bf16_compute = on != 0; }
 int dfm_ops_bf16_compute(void) { return g_bf16_compute; }
-void dfm_ops_release_scratch(void) { dfm_cpu_scratch_release(); }
+void dfm_ops_release_scratch(void)
+{
+    dfm_cpu_scratch_release();
+#ifdef DFM_HAVE_CUDA
+    dfm_cuda_release_scratch();
+#endif
+}
 
 /* ---- checks -------------------------------------------------------------------------------- */
 

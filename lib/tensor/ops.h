@@ -14,11 +14,16 @@
 void dfm_ops_set_threads(int n);
 int dfm_ops_threads(void);
 /* Round GEMM inputs (activations and weights) to bf16 before multiplying, accumulating in f32:
- * the numerics of a bf16 run. Off by default (exact f32). */
+ * the numerics of a bf16 run. Off by default (exact f32). Applies to conv3d and matmul (not to
+ * attention or the elementwise ops). Bound: bf16 keeps 8 significant bits, so each rounded input
+ * is within 2^-8 relative of its f32 value and each product a*b within (2^-7 + 2^-16)|a*b|; an
+ * output differs from the f32 result by at most (2^-7 + 2^-16) * sum|a*b| plus the f32
+ * accumulation error (products of bf16 values are exact in f32). */
 void dfm_ops_set_bf16_compute(int on);
 int dfm_ops_bf16_compute(void);
 /* Free the calling thread's CPU scratch buffers (conv tiles, converted weight blocks, attention
- * scores). They are otherwise kept for the next op and freed when the thread exits. */
+ * scores; otherwise kept for the next op and freed when the thread exits) and, in CUDA builds,
+ * the device scratch (dfm_cuda_release_scratch). */
 void dfm_ops_release_scratch(void);
 
 /* y = conv3d(x, w) + b.  x: [Cin, T, H, W] F32; w: [Cout, Cin, kt, kh, kw] F32/BF16/F16;
@@ -53,7 +58,7 @@ int dfm_op_matmul(const dfm_tensor *a, int ta, const dfm_tensor *b, int tb, cons
 int dfm_op_attention(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v, float scale,
                      dfm_tensor *out);
 
-/* Data movement (any 4-byte dtype):
+/* Data movement (any dtype: 1, 2, 4 or 8 bytes per element; exact copies):
  * transpose2d: [R, C] -> [C, R].
  * upsample_nearest2x: [C, T, H, W] -> [C, T, 2H, 2W] (out[y, x] = in[y/2, x/2]).
  * concat: along dimension `dim` (a, b agree elsewhere). */

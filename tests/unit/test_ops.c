@@ -1,7 +1,7 @@
 /* test_ops.c — every op in lib/tensor/ops.h against a straightforward reference loop written
  * here, over many shapes (odd sizes, every pad/stride combination the Wan VAE uses), weight
  * dtypes, thread counts, the AVX2 and the portable paths, forced conv algorithms and tiny conv
- * tiles; plus argument errors. The CUDA twins are compared in test_cuda*.c.
+ * tiles; plus argument errors. CPU-vs-CUDA parity through the same dispatch: test_backend_ops.c.
  *
  * Tolerances (stated per check):
  *   GEMM-shaped ops (conv3d, matmul, attention): the reference sums in double;
