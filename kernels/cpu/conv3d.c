@@ -1,6 +1,8 @@
 /* conv3d.c — 3-D convolution as GEMMs (conv3d.h). ref: torch.nn.functional.conv3d
  *
- * Four algorithms, picked by shape (dfm_cpu_conv3d_path):
+ * Five algorithms, picked by shape (dfm_cpu_conv3d_path):
+ *   winograd 3x3 spatial kernel, spatial stride 1 and padding 1, time stride 1, cin and cout >= 16
+ *           (the VAE's resblock and upsample convs): Winograd F(2x2, 3x3), conv3d_winograd.c.
  *   gemm    1x1x1, stride 1, no padding: y[cout, THW] = W[cout, cin] @ x[cin, THW], one sgemm.
  *   taps    spatial stride 1 (any kernel, time stride, padding): the input is copied once per tile
  *           into a zero-padded scratch Xs[cin, frames, rows, Wp] (Wp = padded width). In that
@@ -29,6 +31,7 @@
  */
 #include "cpu/conv3d.h"
 #include "base/error.h"
+#include "cpu/conv3d_winograd.h"
 #include "cpu/cpu.h"
 
 #include <cblas.h>
@@ -55,9 +58,12 @@ const char *dfm_cpu_conv3d_path(int64_t cin, int64_t cout, int kt, int kh, int k
     int s1 = stride[0] == 1 && stride[1] == 1 && stride[2] == 1;
     if (kt == 1 && kh == 1 && kw == 1 && s1 && nopad) return "gemm";
     int taps_ok = stride[1] == 1 && stride[2] == 1;
+    int wino_ok = kh == 3 && kw == 3 && s1 && pad[2] == 1 && pad[3] == 1 && pad[4] == 1 && pad[5] == 1;
     if (g_force && !strcmp(g_force, "im2col")) return "im2col";
     if (g_force && taps_ok && (!strcmp(g_force, "taps") || !strcmp(g_force, "direct"))) return g_force;
+    if (g_force && wino_ok && !strcmp(g_force, "winograd")) return "winograd";
     if (!taps_ok) return "im2col";
+    if (wino_ok && cin >= 16 && cout >= 16) return "winograd";
     if (cout < 8) return "direct"; /* GEMMs with M < 8 are mostly packing */
     return cin >= 8 ? "taps" : "im2col"; /* with very few input channels each tap's K is tiny */
 }
@@ -533,10 +539,12 @@ int dfm_cpu_conv3d(const float *x, int64_t cin, int64_t t, int64_t h, int64_t w,
         goto done;
     }
     const char *path = dfm_cpu_conv3d_path(cin, cout, kt, kh, kw, stride, pad);
-    int taps = !strcmp(path, "taps"), direct = !strcmp(path, "direct");
-    const float *a = weights_f32(wt, wdt, (size_t)cout * kk, c.round, taps || direct ? 3 : 0, &rc);
+    int taps = !strcmp(path, "taps"), direct = !strcmp(path, "direct"), wino = !strcmp(path, "winograd");
+    const float *a = weights_f32(wt, wdt, (size_t)cout * kk, c.round, taps || direct || wino ? 3 : 0, &rc);
     if (!a) goto done;
-    if (!strcmp(path, "gemm"))
+    if (wino)
+        rc = dfm_cpu_conv3d_winograd(x, cin, t, h, w, a, cout, kt, c.pf, c.to, c.bias, y, c.round, 2 * g_tile_bytes);
+    else if (!strcmp(path, "gemm"))
         rc = conv_gemm(&c, a);
     else if (taps || direct)
         rc = conv_taps(&c, a, direct);

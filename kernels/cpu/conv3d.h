@@ -17,15 +17,18 @@ int dfm_cpu_conv3d(const float *x, int64_t cin, int64_t t, int64_t h, int64_t w,
                    dfm_dtype bdt, float *y, const int stride[3], const int pad[6], int bf16_compute);
 
 /* Which algorithm a call with these parameters takes: "gemm" (1x1x1, stride 1, no padding),
- * "taps" (spatial stride 1: one GEMM per kernel tap over a zero-padded tile), "direct" (the same
- * tile, cout < 8: register-blocked loops instead of GEMMs) or "im2col" (anything else: blocks of
- * output rows unfolded, one GEMM each). For tests and benchmarks. */
+ * "winograd" (3x3 spatial kernel, stride 1, spatial padding 1 on every side, cin and cout >= 16:
+ * Winograd F(2x2, 3x3)), "taps" (spatial stride 1: one GEMM per kernel tap over a zero-padded
+ * tile), "direct" (the same tile, cout < 8: register-blocked loops instead of GEMMs) or "im2col"
+ * (anything else: blocks of output rows unfolded, one GEMM each). For tests and benchmarks. */
 const char *dfm_cpu_conv3d_path(int64_t cin, int64_t cout, int kt, int kh, int kw, const int stride[3],
                                 const int pad[6]);
-/* Tile budget in bytes for the padded input tile / unfolded block (default 32 MiB); 0 restores
- * the default. Tests shrink it to exercise tiling on small shapes. Not thread-safe. */
+/* Tile budget in bytes for the padded input tile / unfolded block (default 32 MiB; winograd's
+ * transformed tiles get twice that); 0 restores the default. Tests shrink it to exercise tiling
+ * on small shapes. Not thread-safe. */
 void dfm_cpu_conv3d_set_tile_bytes(size_t bytes);
-/* Force a path ("taps", "direct", "im2col") where it applies, or NULL for the automatic choice.
+/* Force a path ("winograd", "taps", "direct", "im2col") where it applies (elsewhere the automatic
+ * choice is made), or NULL for the automatic choice.
  * Tests and benchmarks; not thread-safe. */
 void dfm_cpu_conv3d_force_path(const char *path);
 

@@ -34,6 +34,20 @@ int dfm_cuda_concat(const void *a, int64_t na, const void *b, int64_t nb, void *
                     int elem_size);
 int dfm_cuda_convert(void *dst, dfm_dtype dt, const void *src, dfm_dtype st, int64_t n);
 
+/* Text-encoder ops (ops.h: dfm_op_embedding, _rel_bias, _rms_norm, _gelu_new, _mul,
+ * _attention_bias). ids and buckets are host arrays the dispatch has range-checked; the twin
+ * copies them to the device (scratch slot B). */
+int dfm_cuda_embedding(const void *table, dfm_dtype dt, int64_t d, const int32_t *ids, int64_t n,
+                       float *out);
+int dfm_cuda_rel_bias(const void *table, dfm_dtype dt, int64_t nb, int64_t heads,
+                      const int32_t *buckets, int64_t sq, int64_t sk, float *out);
+int dfm_cuda_rms_norm(const float *x, int64_t rows, int64_t d, const void *w, dfm_dtype wdt, float eps,
+                      float *y);
+int dfm_cuda_gelu_new(const float *x, float *y, int64_t n);
+int dfm_cuda_mul(const float *a, const float *b, float *y, int64_t n);
+int dfm_cuda_attention_bias(const float *q, const float *k, const float *v, const float *bias,
+                            float scale, float *out, int64_t heads, int64_t sq, int64_t sk, int64_t d);
+
 /* Free the device scratch the ops keep between calls (conv3d columns, attention scores, weights
  * converted to f32/bf16: up to a few hundred MiB); the next op that needs it allocates again. */
 void dfm_cuda_release_scratch(void);

@@ -6,12 +6,16 @@
 #include "tensor/ops.h"
 #include "base/error.h"
 #include "cpu/attention.h"
+#include "cpu/attention_bias.h"
 #include "cpu/conv3d.h"
 #include "cpu/cpu.h"
 #include "cpu/eltwise.h"
+#include "cpu/embedding.h"
+#include "cpu/gated.h"
 #include "cpu/layout.h"
 #include "cpu/matmul.h"
 #include "cpu/norm.h"
+#include "cpu/rms_norm.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -477,6 +481,157 @@ int dfm_op_put_frames(dfm_tensor *y, int64_t t0, const dfm_tensor *f)
     }
 #ifdef DFM_HAVE_CUDA
     return cuda_copy_blocks(dst, ys, f->data, fs, fs, y->shape[0]);
+#else
+    return no_cuda(op);
+#endif
+}
+
+/* ---- text encoders ------------------------------------------------------------------------- */
+
+/* idx: a CPU I32 vector of n values, each in [0, limit); the first bad one is named. */
+static int check_index(const char *op, const char *what, const dfm_tensor *idx, int64_t n, int64_t limit,
+                       const char *limit_what)
+{
+    const int32_t *p = idx->data;
+    for (int64_t i = 0; i < n; i++)
+        if (p[i] < 0 || p[i] >= limit)
+            return dfm_fail(DFM_E_ARG, "%s: %s %d at position %lld is outside [0, %lld) (%s)", op, what, (int)p[i],
+                            (long long)i, (long long)limit, limit_what);
+    return 0;
+}
+
+int dfm_op_embedding(const dfm_tensor *table, const dfm_tensor *ids, dfm_tensor *out)
+{
+    const char *op = "embedding";
+#define ARGS "table", table, "ids", ids, "out", out, NULL
+    if (!table || !ids || !out) return dfm_fail(DFM_E_ARG, "embedding: NULL argument");
+    if (table->ndim != 2 || !is_float(table->dtype)) return bad(op, "table must be F32/BF16/F16 [V, D]", ARGS);
+    if (ids->ndim != 1 || ids->dtype != DFM_I32 || ids->device != DFM_CPU) return bad(op, "ids must be I32 [n] on the CPU", ARGS);
+    if (out->ndim != 2 || out->dtype != DFM_F32 || out->shape[0] != ids->shape[0] || out->shape[1] != table->shape[1])
+        return bad(op, "out must be F32 [n, D]", ARGS);
+    if (out->device != table->device) return bad(op, "table and out on different devices", ARGS);
+    if (overlaps(table, out)) return bad(op, "out overlaps table", ARGS);
+#undef ARGS
+    int64_t n = ids->shape[0], d = table->shape[1];
+    int rc = check_index(op, "id", ids, n, table->shape[0], "the table's rows");
+    if (rc < 0) return rc;
+    if (out->device == DFM_CPU) return dfm_cpu_embedding(table->data, table->dtype, d, ids->data, n, out->data);
+#ifdef DFM_HAVE_CUDA
+    return dfm_cuda_embedding(table->data, table->dtype, d, ids->data, n, out->data);
+#else
+    return no_cuda(op);
+#endif
+}
+
+int dfm_op_rel_bias(const dfm_tensor *table, const dfm_tensor *buckets, dfm_tensor *out)
+{
+    const char *op = "rel_bias";
+#define ARGS "table", table, "buckets", buckets, "out", out, NULL
+    if (!table || !buckets || !out) return dfm_fail(DFM_E_ARG, "rel_bias: NULL argument");
+    if (table->ndim != 2 || !is_float(table->dtype)) return bad(op, "table must be F32/BF16/F16 [NB, H]", ARGS);
+    if (out->ndim != 3 || out->dtype != DFM_F32 || out->shape[0] != table->shape[1])
+        return bad(op, "out must be F32 [H, Sq, Sk] with the table's H", ARGS);
+    int64_t sq = out->shape[1], sk = out->shape[2];
+    int64_t nr = sq > 0 && sk > 0 ? sq + sk - 1 : 0;
+    if (buckets->ndim != 1 || buckets->dtype != DFM_I32 || buckets->device != DFM_CPU || buckets->shape[0] != nr)
+        return bad(op, "buckets must be I32 [Sq + Sk - 1] on the CPU", ARGS);
+    if (out->device != table->device) return bad(op, "table and out on different devices", ARGS);
+    if (overlaps(table, out)) return bad(op, "out overlaps table", ARGS);
+#undef ARGS
+    int rc = check_index(op, "bucket", buckets, nr, table->shape[0], "the table's buckets");
+    if (rc < 0) return rc;
+    if (out->device == DFM_CPU)
+        return dfm_cpu_rel_bias(table->data, table->dtype, table->shape[0], table->shape[1], buckets->data, sq, sk,
+                                out->data);
+#ifdef DFM_HAVE_CUDA
+    return dfm_cuda_rel_bias(table->data, table->dtype, table->shape[0], table->shape[1], buckets->data, sq, sk,
+                             out->data);
+#else
+    return no_cuda(op);
+#endif
+}
+
+int dfm_op_rms_norm(const dfm_tensor *x, const dfm_tensor *w, float eps, dfm_tensor *y)
+{
+    const char *op = "rms_norm";
+#define ARGS "x", x, "w", w, "y", y, NULL
+    if (!x || !w || !y) return dfm_fail(DFM_E_ARG, "rms_norm: NULL argument");
+    if (x->ndim < 1 || x->dtype != DFM_F32) return bad(op, "x must be F32 [..., D]", ARGS);
+    if (!same_shape(x, y) || y->dtype != DFM_F32) return bad(op, "y must be F32 with x's shape", ARGS);
+    int64_t d = x->shape[x->ndim - 1], rows = d ? dfm_tensor_numel(x) / d : 0;
+    if (w->ndim != 1 || w->shape[0] != d || !is_float(w->dtype)) return bad(op, "w must be a float [D]", ARGS);
+    if (w->device != x->device || y->device != x->device) return bad(op, "operands on different devices", ARGS);
+    if (x->data != y->data && overlaps(x, y)) return bad(op, "y partly overlaps x", ARGS);
+    if (!(eps >= 0.0f)) return bad(op, "eps must be >= 0", ARGS);
+#undef ARGS
+    if (x->device == DFM_CPU) return dfm_cpu_rms_norm(x->data, rows, d, w->data, w->dtype, eps, y->data);
+#ifdef DFM_HAVE_CUDA
+    return dfm_cuda_rms_norm(x->data, rows, d, w->data, w->dtype, eps, y->data);
+#else
+    return no_cuda(op);
+#endif
+}
+
+int dfm_op_gelu_new(const dfm_tensor *x, dfm_tensor *y)
+{
+    int rc = check_elt("gelu_new", x, NULL, y);
+    if (rc < 0) return rc;
+    if (x->device == DFM_CPU) {
+        dfm_cpu_gelu_new(x->data, y->data, dfm_tensor_numel(x));
+        return 0;
+    }
+#ifdef DFM_HAVE_CUDA
+    return dfm_cuda_gelu_new(x->data, y->data, dfm_tensor_numel(x));
+#else
+    return no_cuda("gelu_new");
+#endif
+}
+
+int dfm_op_mul(const dfm_tensor *a, const dfm_tensor *b, dfm_tensor *y)
+{
+    if (!b) return dfm_fail(DFM_E_ARG, "mul: NULL argument");
+    int rc = check_elt("mul", a, b, y);
+    if (rc < 0) return rc;
+    if (a->device == DFM_CPU) {
+        dfm_cpu_mul(a->data, b->data, y->data, dfm_tensor_numel(a));
+        return 0;
+    }
+#ifdef DFM_HAVE_CUDA
+    return dfm_cuda_mul(a->data, b->data, y->data, dfm_tensor_numel(a));
+#else
+    return no_cuda("mul");
+#endif
+}
+
+int dfm_op_attention_bias(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v,
+                          const dfm_tensor *bias, float scale, dfm_tensor *out)
+{
+    const char *op = "attention_bias";
+#define ARGS "q", q, "k", k, "v", v, "bias", bias, "out", out, NULL
+    if (!q || !k || !v || !out) return dfm_fail(DFM_E_ARG, "attention_bias: NULL argument");
+    if (q->ndim != 3 || k->ndim != 3 || v->ndim != 3 || out->ndim != 3 || q->dtype != DFM_F32 ||
+        k->dtype != DFM_F32 || v->dtype != DFM_F32 || out->dtype != DFM_F32)
+        return bad(op, "q, k, v, out must be F32 [S, heads, D]", ARGS);
+    if (!same_shape(k, v) || k->shape[1] != q->shape[1] || k->shape[2] != q->shape[2])
+        return bad(op, "k and v must be [Sk, heads, D] with q's heads and D", ARGS);
+    if (!same_shape(q, out)) return bad(op, "out must have q's shape", ARGS);
+    int64_t h = q->shape[1], sq = q->shape[0], sk = k->shape[0], d = q->shape[2];
+    if (bias && (bias->ndim != 3 || bias->dtype != DFM_F32 || bias->shape[0] != h || bias->shape[1] != sq ||
+                 bias->shape[2] != sk))
+        return bad(op, "bias must be F32 [heads, Sq, Sk]", ARGS);
+    if (k->device != q->device || v->device != q->device || out->device != q->device ||
+        (bias && bias->device != q->device))
+        return bad(op, "operands on different devices", ARGS);
+    if (overlaps(out, q) || overlaps(out, k) || overlaps(out, v) || (bias && overlaps(out, bias)))
+        return bad(op, "out overlaps an input", ARGS);
+    if (sk == 0 && sq > 0) return bad(op, "no keys", ARGS);
+    if (h * d > 0x7fffffff || sq > 0x7fffffff || sk > 0x7fffffff) return bad(op, "dimension past 2^31", ARGS);
+#undef ARGS
+    const float *bp = bias ? bias->data : NULL;
+    if (q->device == DFM_CPU)
+        return dfm_cpu_attention_bias(q->data, k->data, v->data, bp, scale, out->data, h, sq, sk, d);
+#ifdef DFM_HAVE_CUDA
+    return dfm_cuda_attention_bias(q->data, k->data, v->data, bp, scale, out->data, h, sq, sk, d);
 #else
     return no_cuda(op);
 #endif

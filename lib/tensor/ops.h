@@ -70,4 +70,39 @@ int dfm_op_frames(const dfm_tensor *x, int64_t t0, int64_t n, dfm_tensor *y);
 /* The inverse: write f [C, n, H, W] into frames [t0, t0+n) of y [C, T, H, W]. */
 int dfm_op_put_frames(dfm_tensor *y, int64_t t0, const dfm_tensor *f);
 
+/* ---- text encoders (UMT5 now; the Wan transformer and T5 reuse them) ----------------------- */
+
+/* Row gather: out[i, :] = table[ids[i], :] as f32. table: [V, D] F32/BF16/F16 (any device);
+ * ids: [n] I32 on the CPU (a host index vector, every value checked to be in [0, V): an id
+ * outside is DFM_E_ARG naming it and its position); out: [n, D] F32 on table's device.
+ * ref: torch.nn.Embedding */
+int dfm_op_embedding(const dfm_tensor *table, const dfm_tensor *ids, dfm_tensor *out);
+
+/* Relative position bias: out[h, i, j] = table[buckets[j - i + Sq - 1], h] as f32.
+ * table: [NB, H] F32/BF16/F16; buckets: [Sq + Sk - 1] I32 on the CPU, the bucket of each
+ * relative position j - i = 1 - Sq .. Sk - 1 (checked to be in [0, NB)); out: [H, Sq, Sk] F32 on
+ * table's device. ref: transformers UMT5Attention.compute_bias */
+int dfm_op_rel_bias(const dfm_tensor *table, const dfm_tensor *buckets, dfm_tensor *out);
+
+/* RMS norm over the last dimension in T5's order: per row, var = mean(x^2) (f32),
+ * y = w * (x * (1 / sqrt(var + eps))). x, y: [..., D] F32 (y may be x); w: [D] F32/BF16/F16.
+ * ref: transformers T5LayerNorm / UMT5LayerNorm (fp32) */
+int dfm_op_rms_norm(const dfm_tensor *x, const dfm_tensor *w, float eps, dfm_tensor *y);
+
+/* Elementwise F32, y may alias an input. gelu_new: 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3)))
+ * rounded op by op as transformers' NewGELUActivation (tanh correctly rounded; torch's is within
+ * 1 ulp, so results are equal but for rare 1-ulp-of-tanh differences); not
+ * torch's fused F.gelu(approximate="tanh"). mul: y = a * b. */
+int dfm_op_gelu_new(const dfm_tensor *x, dfm_tensor *y);
+int dfm_op_mul(const dfm_tensor *a, const dfm_tensor *b, dfm_tensor *y);
+
+/* Attention with an additive bias, heads independent, in the token-major layout a linear
+ * projection gives ([S, H*D] rows viewed as [S, H, D]; dfm_op_attention is head-major):
+ * q [Sq, H, D], k, v [Sk, H, D], out [Sq, H, D], bias [H, Sq, Sk] or NULL, all F32:
+ *   out[i, h] = softmax_j(scale * q[i, h] . k[j, h] + bias[h, i, j]) v[:, h]
+ * The softmax is f32 with the row max subtracted; the Sq x Sk scores are held per head in
+ * blocks of query rows. T5/UMT5 use scale 1. ref: transformers T5/UMT5 eager_attention_forward */
+int dfm_op_attention_bias(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v,
+                          const dfm_tensor *bias, float scale, dfm_tensor *out);
+
 #endif

@@ -1,6 +1,6 @@
 # Every program: --help and --version on stdout with exit 0, unknown options exit 2.
 . "$DFM_TOP/tests/lib.sh"
-for p in dfm-decode dfm-bucket dfm-shard dfm-vae-encode dfm-vae-decode; do
+for p in dfm-decode dfm-bucket dfm-shard dfm-vae-encode dfm-vae-decode dfm-text-encode; do
   $p --help > h 2>/dev/null || fail "$p --help exit"
   expect_grep "^usage: $p" h
   $p --version > v || fail "$p --version exit"

@@ -73,23 +73,27 @@ static float elem(const dfm_tensor *t, int64_t i, int round)
     return round ? dfm_cpu_round_bf16_1(v) : v;
 }
 
-/* Worst (|y - ref| - 1e-6) / sum|terms| over n outputs, reported; returns 1 if within 1e-5. */
-static int close_sums(const float *y, const double *ref, const double *mag, int64_t n, const char *what)
+/* Returns 1 if every |y - ref| <= tol * sum|terms| + 1e-6 over n outputs, else reports the
+ * first that is not; *worst (if given) is raised to the largest |y - ref| / sum|terms| seen. */
+static int close_sums_tol(const float *y, const double *ref, const double *mag, int64_t n, const char *what,
+                          double tol, double *worst)
 {
-    double worst = 0;
-    int64_t at = 0;
     for (int64_t i = 0; i < n; i++) {
         double e = fabs((double)y[i] - ref[i]);
-        if (!(e <= 1e-5 * mag[i] + 1e-6)) {
+        if (!(e <= tol * mag[i] + 1e-6)) {
             fprintf(stderr, "  %s: element %lld: %.9g vs reference %.9g (magnitude %.3g)\n", what, (long long)i,
                     (double)y[i], ref[i], mag[i]);
             return 0;
         }
         double r = e / (mag[i] + 1e-30);
-        if (r > worst) worst = r, at = i;
+        if (worst && r > *worst) *worst = r;
     }
-    (void)at;
     return 1;
+}
+
+static int close_sums(const float *y, const double *ref, const double *mag, int64_t n, const char *what)
+{
+    return close_sums_tol(y, ref, mag, n, what, 1e-5, NULL);
 }
 
 /* ---- conv3d -------------------------------------------------------------------------------- */
@@ -127,6 +131,11 @@ static void conv_ref(const dfm_tensor *x, const dfm_tensor *w, const dfm_tensor 
                 }
 }
 
+/* Worst |y - ref| / sum|terms| seen so far, [0] other paths, [1] winograd: F(2x2, 3x3) sums
+ * transformed values and transforms the sums back, which costs a few f32 roundings more than
+ * the direct sums, well inside the same bound (ops_conv3d_winograd prints both). */
+static double g_conv_worst[2];
+
 /* Runs one case through dfm_op_conv3d under several settings; returns failures. */
 static int conv_check(const conv_case *c, dfm_dtype wdt, dfm_dtype bdt, int with_bias)
 {
@@ -156,6 +165,8 @@ static int conv_check(const conv_case *c, dfm_dtype wdt, dfm_dtype bdt, int with
         {"direct", 2048, 2, 0, 1}, {"direct", 40000, 1, 0, 0}, {NULL, 0, 2, 1, 1},
         {NULL, 0, 2, 1, 0},        {"im2col", 0, 1, 1, 1},     {"taps", 3000, 2, 1, 0},
         {"direct", 3000, 2, 1, 1},
+        {"winograd", 0, 2, 0, 1},  {"winograd", 0, 1, 0, 0},   {"winograd", 3000, 2, 0, 1},
+        {"winograd", 40000, 2, 0, 0}, {"winograd", 0, 2, 1, 1}, {"winograd", 2048, 1, 1, 0},
     };
     for (size_t s = 0; s < sizeof set / sizeof set[0]; s++) {
         dfm_cpu_conv3d_force_path(set[s].path);
@@ -174,10 +185,13 @@ static int conv_check(const conv_case *c, dfm_dtype wdt, dfm_dtype bdt, int with
                  c->pad[2], c->pad[3], c->pad[4], c->pad[5], dfm_dtype_name(wdt), with_bias,
                  set[s].path ? set[s].path : "auto", dfm_cpu_conv3d_path(c->cin, c->cout, c->k[0], c->k[1], c->k[2], c->stride, c->pad),
                  set[s].tile, set[s].threads, set[s].bf16, set[s].simd);
+        int wino = !strcmp(dfm_cpu_conv3d_path(c->cin, c->cout, c->k[0], c->k[1], c->k[2], c->stride, c->pad),
+                           "winograd");
         if (rc != 0) {
             fprintf(stderr, "  %s: rc %d: %s\n", what, rc, dfm_errmsg());
             fails++;
-        } else if (!close_sums(y.data, set[s].bf16 ? rref : ref, set[s].bf16 ? rmag : mag, n, what)) {
+        } else if (!close_sums_tol(y.data, set[s].bf16 ? rref : ref, set[s].bf16 ? rmag : mag, n, what,
+                                   1e-5, &g_conv_worst[wino])) {
             fails++;
         }
     }
@@ -266,6 +280,48 @@ TEST(ops_conv3d_wide_and_scratch)
     CHECK(dfm_cpu_scratch_bytes() > 0);
     dfm_ops_release_scratch();
     CHECK_EQ(dfm_cpu_scratch_bytes(), 0);
+}
+
+/* The Winograd path over its shapes: odd and tiny images (half tiles, 1x1), widths with whole and
+ * partial blocks of 8 tiles and more tile columns than one block holds, channel counts that are
+ * not multiples of 8, the time kernels and paddings the VAE uses (causal; cache frames prepended,
+ * so less or no front padding) and others (back padding, output frames that read only padding,
+ * kt 2 and 5), F32/BF16/F16 weights, bias on and off; each under every conv_check setting. */
+TEST(ops_conv3d_winograd)
+{
+    static const conv_case cases[] = {
+        C(17, 19, 3, 7, 5, 3, 3, 3, 1, 1, 1, 2, 0, 1, 1, 1, 1),    /* causal, odd sizes */
+        C(16, 16, 2, 1, 1, 3, 3, 3, 1, 1, 1, 2, 0, 1, 1, 1, 1),    /* 1x1 image */
+        C(20, 18, 4, 2, 3, 3, 3, 3, 1, 1, 1, 1, 0, 1, 1, 1, 1),    /* 2x3, one cache frame */
+        C(18, 21, 5, 5, 7, 3, 3, 3, 1, 1, 1, 0, 0, 1, 1, 1, 1),    /* two cache frames: no padding */
+        C(16, 24, 6, 9, 34, 3, 3, 3, 1, 1, 1, 2, 0, 1, 1, 1, 1),   /* 17 tile columns: blocks + tail */
+        C(24, 16, 2, 6, 33, 3, 3, 3, 1, 1, 1, 2, 0, 1, 1, 1, 1),   /* odd width after whole blocks */
+        C(19, 17, 3, 4, 16, 1, 3, 3, 1, 1, 1, 0, 0, 1, 1, 1, 1),   /* upsample conv: 1x3x3 */
+        C(16, 20, 1, 3, 40, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),   /* kt 2, back padding */
+        C(17, 16, 2, 5, 6, 3, 3, 3, 1, 1, 1, 3, 2, 1, 1, 1, 1),    /* frames of padding only */
+        C(16, 16, 1, 2, 1030, 1, 3, 3, 1, 1, 1, 0, 0, 1, 1, 1, 1), /* 515 tile columns */
+        C(5, 3, 3, 5, 7, 3, 3, 3, 1, 1, 1, 2, 0, 1, 1, 1, 1),      /* few channels: forced only */
+        C(9, 12, 2, 12, 18, 5, 3, 3, 1, 1, 1, 4, 0, 1, 1, 1, 1),   /* kt 5 */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const conv_case *c = &cases[i];
+        const char *path = dfm_cpu_conv3d_path(c->cin, c->cout, c->k[0], c->k[1], c->k[2], c->stride, c->pad);
+        CHECK_STR(path, c->cin >= 16 && c->cout >= 16 ? "winograd" : c->cout < 8 ? "direct" : "taps");
+        dfm_test_failures += conv_check(c, DFM_F32, DFM_F32, 1);
+        dfm_test_failures += conv_check(c, i % 2 ? DFM_BF16 : DFM_F16, i % 2 ? DFM_F32 : DFM_BF16, 0);
+    }
+    /* forcing it where it does not apply leaves the automatic choice */
+    conv_case s2 = C(16, 16, 1, 6, 6, 1, 3, 3, 1, 2, 2, 0, 0, 1, 1, 1, 1);
+    conv_case p0 = C(16, 16, 1, 6, 6, 1, 3, 3, 1, 1, 1, 0, 0, 0, 0, 0, 0);
+    conv_case t2 = C(16, 16, 5, 6, 6, 3, 3, 3, 2, 1, 1, 0, 0, 1, 1, 1, 1);
+    dfm_cpu_conv3d_force_path("winograd");
+    CHECK_STR(dfm_cpu_conv3d_path(16, 16, 1, 3, 3, s2.stride, s2.pad), "im2col");
+    CHECK_STR(dfm_cpu_conv3d_path(16, 16, 1, 3, 3, p0.stride, p0.pad), "taps");
+    CHECK_STR(dfm_cpu_conv3d_path(16, 16, 3, 3, 3, t2.stride, t2.pad), "taps");
+    dfm_cpu_conv3d_force_path(NULL);
+    dfm_test_failures += conv_check(&t2, DFM_F32, DFM_F32, 1);
+    fprintf(stderr, "  worst |y - ref| / sum|x w| so far (bound 1e-5): winograd %.2e, other paths %.2e\n",
+            g_conv_worst[1], g_conv_worst[0]);
 }
 
 TEST(ops_conv3d_errors)

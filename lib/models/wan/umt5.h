@@ -3,9 +3,30 @@
  * per-layer relative position bias, T5 RMS norm, gated-GELU(tanh) FFN), final norm.
  * Weights come from a diffusers text_encoder/ directory (config.json + safetensors, sharded)
  * through the production loaders. ref: transformers models/umt5/modeling_umt5.py
+ *
+ * Memory (CPU): the safetensors files stay memory-mapped for the model's lifetime.
+ *   - The embedding table ([vocab, d_model], 4.2 GB f32 for UMT5-XXL) is always used in place:
+ *     an encode touches only the rows of its tokens.
+ *   - weights F32: every GEMM weight is used in place too (file dtype F32, BF16 or F16, values
+ *     exact): no copy at all; the page cache holds what the OS can keep of the file.
+ *   - weights BF16: GEMM weights stored F32/F16 are converted to owned bf16 copies at load
+ *     (UMT5-XXL: 9.3 GB, the mapped source pages are dropped after each tensor), so repeated
+ *     encodes never go back to the file; stored BF16 they are used in place. keep_mapped = 1
+ *     converts nothing: the F32 file is used in place and every GEMM rounds its weights to bf16
+ *     block by block (16 MiB at a time) — least memory, some extra time per encode, and disk
+ *     reads on every encode when the file does not fit the page cache.
+ *   - Norm weights and relative-bias tables (a few MB) are owned F32 copies (rounded to bf16 in
+ *     BF16 mode). Activations of an n-token encode: about 4 n (4 d_model + 2 d_ff) bytes plus the
+ *     bias [heads, n, n] (n = 512: 40 MB + 64 MB for UMT5-XXL).
+ * CUDA: GEMM weights are uploaded (F32 mode: the file's dtype; BF16 mode: bf16), the embedding
+ * rows are gathered on the CPU and uploaded per encode.
+ *
+ * Not here: the tokenizer (lib/text), padding to 512 and the zero rows the Wan pipeline appends
+ * (the caller's job: see wan.md 3.4), the decoder, fp16 clamping, dropout.
  */
 #ifndef DFM_MODELS_WAN_UMT5_H
 #define DFM_MODELS_WAN_UMT5_H
+#include <stddef.h>
 #include <stdint.h>
 #include "tensor/tensor.h"
 
@@ -19,15 +40,37 @@ typedef struct {
 typedef struct {
     dfm_device device;
     dfm_dtype weights;  /* F32, or BF16 (weights kept bf16; GEMM inputs rounded to bf16) */
+    int keep_mapped;    /* BF16 on the CPU only: do not convert at load (see above) */
 } dfm_umt5_opts;
 
 typedef struct dfm_umt5 dfm_umt5;
 
+/* Load from a diffusers root (its text_encoder/ component) or a component directory itself
+ * (config.json with model_type "umt5"). Config fields missing from config.json take
+ * transformers' UMT5Config defaults; only feed_forward_proj "gated-gelu" is supported. The
+ * embedding may be named shared.weight or encoder.embed_tokens.weight (tied; shared.weight wins
+ * when both exist). A missing tensor, a wrong shape or a tensor that belongs to no part of the
+ * model (decoder.* and lm_head.weight of a full UMT5 checkpoint are ignored) is an error naming
+ * it and the directory. */
 int dfm_umt5_load(dfm_umt5 **m, const char *model_dir, const dfm_umt5_opts *o);
 void dfm_umt5_free(dfm_umt5 *m);
 const dfm_umt5_config *dfm_umt5_get_config(const dfm_umt5 *m);
+/* The config alone. */
+int dfm_umt5_config_load(dfm_umt5_config *cfg, const char *component_dir);
+/* Weight bytes the model holds: *owned (allocated copies: host or device) and *mapped (used in
+ * place from the mapped files: GEMM weights and the whole embedding table). Either may be NULL. */
+void dfm_umt5_memory(const dfm_umt5 *m, size_t *owned, size_t *mapped);
+
 /* ids[0..n) (the valid tokens incl. </s>; padding never enters: masked keys get zero weight in the
- * reference, so encoding only the valid tokens is the same math). out: allocated [n, d_model] F32. */
+ * reference, so encoding only the valid tokens is the same math). out: allocated [n, d_model] F32
+ * on the model's device. An id outside [0, vocab_size) or n < 1 is DFM_E_ARG. Uses (and restores)
+ * the global dfm_ops_set_bf16_compute() switch: one encode at a time per process. */
 int dfm_umt5_encode(dfm_umt5 *m, const int32_t *ids, int n, dfm_tensor *out);
+
+/* The encoder's (bidirectional) relative position bucket of rel = key position - query position,
+ * evaluated in float32 exactly as transformers' _relative_position_bucket does (torch.log of the
+ * f32 ratio, divided by log(max_distance / max_exact) rounded to f32, times the bucket span,
+ * truncated). num_buckets >= 4, max_distance > num_buckets / 4. */
+int dfm_umt5_rel_bucket(int64_t rel, int num_buckets, int max_distance);
 
 #endif

@@ -1,0 +1,442 @@
+/* umt5.c — the UMT5 encoder (see umt5.h), op for op as transformers runs it in fp32.
+ * ref: transformers models/umt5/modeling_umt5.py (UMT5LayerNorm, UMT5Attention incl.
+ *      _relative_position_bucket and compute_bias, UMT5DenseGatedActDense, UMT5Block,
+ *      UMT5Stack.forward, UMT5EncoderModel) and activations.py NewGELUActivation.
+ *
+ * Activations are [n, d_model] F32 rows, one per token (batch 1, no padding). A layer:
+ *   x = rms_norm(h, ln1); q, k, v = x Wq^T, x Wk^T, x Wv^T           [n, heads * d_kv]
+ *   h += attention_bias(q, k, v, rel_bias(table, buckets), scale 1) Wo^T
+ *   x = rms_norm(h, ln2); h += (gelu_new(x Wi0^T) * (x Wi1^T)) Wwo^T
+ * and the final norm. The q/k/v rows are used as [n, heads, d_kv] directly (no transposes).
+ * Not here: the decoder, the tokenizer, padding (see umt5.h).
+ */
+#include "models/wan/umt5.h"
+#include "base/buf.h"
+#include "base/error.h"
+#include "base/strset.h"
+#include "io/hfmodel.h"
+#include "io/safetensors.h"
+#include "tensor/ops.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+typedef struct {
+    dfm_tensor q, k, v, o;     /* [inner, d_model] x3, [d_model, inner] */
+    dfm_tensor rel;            /* [buckets, heads] F32 */
+    dfm_tensor ln1, ln2;       /* [d_model] F32 */
+    dfm_tensor wi0, wi1, wo;   /* [d_ff, d_model] x2, [d_model, d_ff] */
+} layer_t;
+
+struct dfm_umt5 {
+    dfm_umt5_config cfg;
+    dfm_umt5_opts opts;
+    dfm_st *st;           /* kept open: the views below point into its mappings */
+    dfm_tensor embed;     /* [vocab, d_model] on the CPU (a view, or a copy if misaligned) */
+    dfm_tensor final_ln;  /* [d_model] F32 */
+    layer_t *layers;
+    size_t owned, mapped; /* weight bytes */
+};
+
+/* ---- config -------------------------------------------------------------------------------- */
+
+static const char *const umt5_classes[] = {"UMT5EncoderModel", "UMT5Model", "UMT5ForConditionalGeneration", NULL};
+
+int dfm_umt5_config_load(dfm_umt5_config *cfg, const char *dir)
+{
+    memset(cfg, 0, sizeof *cfg);
+    dfm_hf_config c;
+    int rc = dfm_hf_config_load(&c, dir);
+    if (rc) return rc;
+    const char *mt = NULL, *ffp = NULL;
+    int64_t v[8];
+    /* missing fields: transformers' UMT5Config defaults */
+    if ((rc = dfm_hf_str(&c, "model_type", 0, "umt5", &mt))) goto out;
+    if (strcmp(mt, "umt5")) {
+        rc = dfm_fail(DFM_E_UNSUPPORTED, "%s: model_type '%s' is not 'umt5'%s", c.path, mt,
+                      !strcmp(mt, "t5") ? " (T5 shares layer 0's relative bias table; only UMT5 is supported)" : "");
+        goto out;
+    }
+    if ((rc = dfm_hf_int(&c, "d_model", 0, 512, &v[0])) || (rc = dfm_hf_int(&c, "d_kv", 0, 64, &v[1])) ||
+        (rc = dfm_hf_int(&c, "num_heads", 0, 6, &v[2])) || (rc = dfm_hf_int(&c, "d_ff", 0, 1024, &v[3])) ||
+        (rc = dfm_hf_int(&c, "num_layers", 0, 8, &v[4])) || (rc = dfm_hf_int(&c, "vocab_size", 0, 250112, &v[5])) ||
+        (rc = dfm_hf_int(&c, "relative_attention_num_buckets", 0, 32, &v[6])) ||
+        (rc = dfm_hf_int(&c, "relative_attention_max_distance", 0, 128, &v[7])) ||
+        (rc = dfm_hf_float(&c, "layer_norm_epsilon", 0, 1e-6, &cfg->eps)) ||
+        (rc = dfm_hf_str(&c, "feed_forward_proj", 0, "gated-gelu", &ffp)))
+        goto out;
+    if (v[0] < 1 || v[0] > (1 << 20) || v[1] < 1 || v[1] > (1 << 16) || v[2] < 1 || v[2] > (1 << 12) ||
+        v[1] * v[2] > (1 << 20) || v[3] < 1 || v[3] > (1 << 22) || v[4] < 0 || v[4] > 4096 || v[5] < 1 ||
+        v[5] > (1 << 30) || v[6] < 4 || v[6] > (1 << 16) || v[7] <= v[6] / 4 || v[7] > (1 << 30)) {
+        rc = dfm_fail(DFM_E_FORMAT, "%s: sizes out of range (d_model %lld, d_kv %lld, num_heads %lld, d_ff %lld, "
+                                    "num_layers %lld, vocab_size %lld, relative_attention_num_buckets %lld, "
+                                    "relative_attention_max_distance %lld)",
+                      c.path, (long long)v[0], (long long)v[1], (long long)v[2], (long long)v[3], (long long)v[4],
+                      (long long)v[5], (long long)v[6], (long long)v[7]);
+        goto out;
+    }
+    if (!(cfg->eps >= 0.0 && cfg->eps < 1.0)) {
+        rc = dfm_fail(DFM_E_FORMAT, "%s: layer_norm_epsilon %g out of range", c.path, cfg->eps);
+        goto out;
+    }
+    if (strcmp(ffp, "gated-gelu")) {
+        rc = dfm_fail(DFM_E_UNSUPPORTED, "%s: feed_forward_proj '%s' is not supported (only 'gated-gelu', UMT5's)",
+                      c.path, ffp);
+        goto out;
+    }
+    cfg->d_model = (int)v[0], cfg->d_kv = (int)v[1], cfg->num_heads = (int)v[2], cfg->d_ff = (int)v[3];
+    cfg->num_layers = (int)v[4], cfg->vocab_size = (int)v[5], cfg->rel_buckets = (int)v[6];
+    cfg->rel_max_distance = (int)v[7], cfg->gated_gelu = 1;
+out:
+    dfm_hf_config_free(&c);
+    return rc;
+}
+
+/* ---- relative position buckets ------------------------------------------------------------- */
+
+int dfm_umt5_rel_bucket(int64_t rel, int num_buckets, int max_distance)
+{
+    /* ref: UMT5Attention._relative_position_bucket, is_decoder False */
+    int nb = num_buckets / 2, ret = rel > 0 ? nb : 0;
+    int64_t n = rel < 0 ? -rel : rel;
+    int max_exact = nb / 2;
+    if (n < max_exact) return ret + (int)n;
+    /* log_ratio = torch.log(n.float() / max_exact) / math.log(max_distance / max_exact): the
+     * f32 tensor op takes the Python float divisor rounded to f32 */
+    float ratio = (float)n / (float)max_exact;
+    float den = (float)log((double)max_distance / (double)max_exact);
+    float lr = logf(ratio) / den;
+    lr = lr * (float)(nb - max_exact);
+    int64_t large = lr >= (float)nb ? nb : max_exact + (int64_t)lr; /* .to(torch.long), then min */
+    if (large > nb - 1) large = nb - 1;
+    return ret + (int)large;
+}
+
+/* ---- loading ------------------------------------------------------------------------------- */
+
+typedef struct {
+    const dfm_st *st;
+    const dfm_umt5_opts *o;
+    dfm_strset used;
+    size_t owned, mapped;
+} loader_t;
+
+static int is_float_dt(dfm_dtype d) { return d == DFM_F32 || d == DFM_BF16 || d == DFM_F16; }
+
+/* The tensor `name` with exactly this shape and a float dtype; otherwise the error of
+ * dfm_st_read (missing: names the file and a near miss; shape: file's vs expected). */
+static int find_checked(loader_t *L, const char *name, int ndim, const int64_t *shape, const dfm_st_tensor **out)
+{
+    const dfm_st_tensor *t = dfm_st_find(L->st, name);
+    int ok = t && t->ndim == ndim && is_float_dt(t->dtype);
+    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
+    if (!ok) {
+        int rc = dfm_st_read(L->st, name, DFM_F32, ndim, shape, NULL); /* fails before any copy */
+        return rc ? rc : dfm_fail(DFM_E_FORMAT, "tensor '%s': unexpected layout", name);
+    }
+    if (dfm_strset_add(&L->used, name) < 0) return DFM_E_NOMEM;
+    *out = t;
+    return 0;
+}
+
+/* Drop the mapped pages of t from this process (after converting it): the file's page cache may
+ * keep them, but they no longer count against us. */
+static void drop_pages(const dfm_st_tensor *t)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)t->data, e = a + t->nbytes;
+    a = (a + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+    e &= ~((uintptr_t)pg - 1);
+    if (pg > 0 && e > a) madvise((void *)a, e - a, MADV_DONTNEED);
+}
+
+static int aligned(const dfm_st_tensor *t) { return ((uintptr_t)t->data % dfm_dtype_size(t->dtype)) == 0; }
+
+/* Read t into a new tensor of dtype dt on the device (converted, rounded to bf16 values if
+ * round_bf16 and dt is F32). */
+static int copy_in(loader_t *L, const char *name, const dfm_st_tensor *t, dfm_dtype dt, int round_bf16, int ndim,
+                   const int64_t *shape, dfm_tensor *out)
+{
+    dfm_tensor host;
+    int rc = dfm_tensor_alloc(&host, dt, DFM_CPU, ndim, shape);
+    if (rc) return rc;
+    rc = dfm_st_read(L->st, name, dt, ndim, shape, host.data);
+    if (!rc && round_bf16 && dt == DFM_F32) {
+        size_t n = (size_t)dfm_tensor_numel(&host);
+        uint16_t *tmp = dfm_malloc(n * sizeof(uint16_t) + 1);
+        rc = tmp ? dfm_convert_floats(tmp, DFM_BF16, host.data, DFM_F32, n) : DFM_E_NOMEM;
+        if (!rc) rc = dfm_convert_floats(host.data, DFM_F32, tmp, DFM_BF16, n);
+        free(tmp);
+    }
+    if (!rc && t->nbytes > ((size_t)1 << 20)) drop_pages(t);
+    if (!rc && L->o->device != DFM_CPU) {
+        rc = dfm_tensor_copy(out, &host, L->o->device);
+        dfm_tensor_free(&host);
+    } else if (!rc) {
+        *out = host;
+    } else {
+        dfm_tensor_free(&host);
+    }
+    if (!rc) L->owned += dfm_tensor_nbytes(out);
+    return rc;
+}
+
+/* A GEMM weight [rows, cols]: used in place when the mode allows (umt5.h), else copied. */
+static int load_matrix(loader_t *L, const char *name, int64_t rows, int64_t cols, dfm_tensor *out)
+{
+    int64_t shape[2] = {rows, cols};
+    const dfm_st_tensor *t;
+    int rc = find_checked(L, name, 2, shape, &t);
+    if (rc) return rc;
+    int bf16 = L->o->weights == DFM_BF16;
+    dfm_dtype dt = bf16 ? DFM_BF16 : t->dtype;
+    if (L->o->device == DFM_CPU && aligned(t) && (dt == t->dtype || (bf16 && L->o->keep_mapped))) {
+        *out = dfm_tensor_view((void *)t->data, t->dtype, DFM_CPU, 2, shape);
+        L->mapped += t->nbytes;
+        return 0;
+    }
+    return copy_in(L, name, t, dt, 0, 2, shape, out);
+}
+
+/* A small tensor (norm weight, bias table): an owned F32 copy, bf16-rounded in BF16 mode. */
+static int load_small(loader_t *L, const char *name, int ndim, const int64_t *shape, dfm_tensor *out)
+{
+    const dfm_st_tensor *t;
+    int rc = find_checked(L, name, ndim, shape, &t);
+    if (rc) return rc;
+    return copy_in(L, name, t, DFM_F32, L->o->weights == DFM_BF16, ndim, shape, out);
+}
+
+static int load_layer(loader_t *L, const dfm_umt5_config *c, int i, layer_t *y)
+{
+    char p[160], nm[256];
+    int64_t d = c->d_model, inner = (int64_t)c->num_heads * c->d_kv, ff = c->d_ff;
+    int64_t s1[1] = {d}, sr[2] = {c->rel_buckets, c->num_heads};
+    int rc;
+    snprintf(p, sizeof p, "encoder.block.%d.layer.0.", i);
+#define NAME(s) (snprintf(nm, sizeof nm, "%s%s", p, s), nm)
+    if ((rc = load_small(L, NAME("layer_norm.weight"), 1, s1, &y->ln1)) ||
+        (rc = load_matrix(L, NAME("SelfAttention.q.weight"), inner, d, &y->q)) ||
+        (rc = load_matrix(L, NAME("SelfAttention.k.weight"), inner, d, &y->k)) ||
+        (rc = load_matrix(L, NAME("SelfAttention.v.weight"), inner, d, &y->v)) ||
+        (rc = load_matrix(L, NAME("SelfAttention.o.weight"), d, inner, &y->o)) ||
+        (rc = load_small(L, NAME("SelfAttention.relative_attention_bias.weight"), 2, sr, &y->rel)))
+        return rc;
+    snprintf(p, sizeof p, "encoder.block.%d.layer.1.", i);
+    if ((rc = load_small(L, NAME("layer_norm.weight"), 1, s1, &y->ln2)) ||
+        (rc = load_matrix(L, NAME("DenseReluDense.wi_0.weight"), ff, d, &y->wi0)) ||
+        (rc = load_matrix(L, NAME("DenseReluDense.wi_1.weight"), ff, d, &y->wi1)) ||
+        (rc = load_matrix(L, NAME("DenseReluDense.wo.weight"), d, ff, &y->wo)))
+        return rc;
+#undef NAME
+    return 0;
+}
+
+/* The embedding table, by either name; always on the CPU and in place when aligned. */
+static int load_embedding(loader_t *L, const dfm_umt5_config *c, dfm_tensor *out)
+{
+    const char *name = dfm_st_find(L->st, "shared.weight") ? "shared.weight" : "encoder.embed_tokens.weight";
+    if (!dfm_st_find(L->st, name))
+        return dfm_fail(DFM_E_FORMAT, "no embedding table: neither 'shared.weight' nor 'encoder.embed_tokens.weight' "
+                                      "is in the weights (%d tensors)", dfm_st_count(L->st));
+    int64_t shape[2] = {c->vocab_size, c->d_model};
+    const dfm_st_tensor *t;
+    int rc = find_checked(L, name, 2, shape, &t);
+    if (rc) return rc;
+    if (!strcmp(name, "shared.weight") && dfm_st_find(L->st, "encoder.embed_tokens.weight") &&
+        dfm_strset_add(&L->used, "encoder.embed_tokens.weight") < 0) /* its tied twin */
+        return DFM_E_NOMEM;
+    if (aligned(t)) {
+        *out = dfm_tensor_view((void *)t->data, t->dtype, DFM_CPU, 2, shape);
+        L->mapped += t->nbytes;
+        return 0;
+    }
+    dfm_tensor host;
+    if ((rc = dfm_tensor_alloc(&host, t->dtype, DFM_CPU, 2, shape))) return rc;
+    memcpy(host.data, t->data, t->nbytes);
+    L->owned += t->nbytes;
+    *out = host;
+    return 0;
+}
+
+static void free_layer(layer_t *y)
+{
+    dfm_tensor *ts[] = {&y->q, &y->k, &y->v, &y->o, &y->rel, &y->ln1, &y->ln2, &y->wi0, &y->wi1, &y->wo};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) dfm_tensor_free(ts[i]);
+}
+
+void dfm_umt5_free(dfm_umt5 *m)
+{
+    if (!m) return;
+    for (int i = 0; m->layers && i < m->cfg.num_layers; i++) free_layer(&m->layers[i]);
+    free(m->layers);
+    dfm_tensor_free(&m->embed);
+    dfm_tensor_free(&m->final_ln);
+    dfm_st_close(m->st);
+    free(m);
+}
+
+int dfm_umt5_load(dfm_umt5 **out, const char *model_dir, const dfm_umt5_opts *o)
+{
+    *out = NULL;
+    if (!o || (o->weights != DFM_F32 && o->weights != DFM_BF16))
+        return dfm_fail(DFM_E_ARG, "UMT5: weights must be F32 or BF16");
+    if (o->device != DFM_CPU && !dfm_device_available(o->device)) return DFM_E_UNSUPPORTED;
+    char *dir = NULL;
+    int rc = dfm_hf_component(model_dir, "text_encoder", umt5_classes, &dir);
+    if (rc) return rc;
+    dfm_umt5 *m = dfm_calloc(1, sizeof *m);
+    if (!m) {
+        free(dir);
+        return DFM_E_NOMEM;
+    }
+    m->opts = *o;
+    loader_t L = {0};
+    if ((rc = dfm_umt5_config_load(&m->cfg, dir))) goto fail;
+    if ((rc = dfm_st_open(&m->st, dir))) goto fail;
+    L.st = m->st, L.o = &m->opts;
+    m->layers = dfm_calloc((size_t)(m->cfg.num_layers ? m->cfg.num_layers : 1), sizeof *m->layers);
+    if (!m->layers) {
+        rc = DFM_E_NOMEM;
+        goto fail;
+    }
+    if ((rc = load_embedding(&L, &m->cfg, &m->embed))) goto fail;
+    for (int i = 0; i < m->cfg.num_layers; i++)
+        if ((rc = load_layer(&L, &m->cfg, i, &m->layers[i]))) goto fail;
+    int64_t s1[1] = {m->cfg.d_model};
+    if ((rc = load_small(&L, "encoder.final_layer_norm.weight", 1, s1, &m->final_ln))) goto fail;
+    /* Every tensor must be used: a leftover means a layout we do not understand (a full UMT5
+     * checkpoint's decoder and LM head are not ours to use). */
+    for (int i = 0; i < dfm_st_count(m->st); i++) {
+        const char *nm = dfm_st_at(m->st, i)->name;
+        if (!dfm_strset_has(&L.used, nm) && strncmp(nm, "decoder.", 8) && strcmp(nm, "lm_head.weight")) {
+            rc = dfm_fail(DFM_E_FORMAT, "tensor '%s' in the weights is not part of the UMT5 encoder "
+                                        "(config: %d layers)", nm, m->cfg.num_layers);
+            goto fail;
+        }
+    }
+    m->owned = L.owned, m->mapped = L.mapped;
+    dfm_strset_free(&L.used);
+    free(dir);
+    *out = m;
+    return 0;
+fail:
+    dfm_fail_ctx(rc, "UMT5 '%s'", dir);
+    dfm_strset_free(&L.used);
+    free(dir);
+    dfm_umt5_free(m);
+    return rc;
+}
+
+const dfm_umt5_config *dfm_umt5_get_config(const dfm_umt5 *m) { return &m->cfg; }
+
+void dfm_umt5_memory(const dfm_umt5 *m, size_t *owned, size_t *mapped)
+{
+    if (owned) *owned = m->owned;
+    if (mapped) *mapped = m->mapped;
+}
+
+/* ---- forward ------------------------------------------------------------------------------- */
+
+typedef struct {
+    dfm_tensor x, q, k, v, ctx, t, g, l, bias; /* see encode */
+} acts_t;
+
+static void acts_free(acts_t *a)
+{
+    dfm_tensor *ts[] = {&a->x, &a->q, &a->k, &a->v, &a->ctx, &a->t, &a->g, &a->l, &a->bias};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) dfm_tensor_free(ts[i]);
+}
+
+static int alloc2(dfm_tensor *t, dfm_device dev, int64_t a, int64_t b)
+{
+    int64_t s[2] = {a, b};
+    return dfm_tensor_alloc(t, DFM_F32, dev, 2, s);
+}
+
+/* y = x W^T: x [n, in], W [out, in], y [n, out]. ref: torch.nn.Linear (bias=False) */
+static int linear(const dfm_tensor *x, const dfm_tensor *w, dfm_tensor *y)
+{
+    return dfm_op_matmul(x, 0, w, 1, NULL, 0.0f, y);
+}
+
+/* q, k, v, ctx: [n, heads * d_kv] viewed as [n, heads, d_kv]. */
+static dfm_tensor heads_view(const dfm_tensor *t, int heads, int dkv)
+{
+    int64_t s[3] = {t->shape[0], heads, dkv};
+    return dfm_tensor_view(t->data, DFM_F32, t->device, 3, s);
+}
+
+static int layer_forward(const dfm_umt5 *m, const layer_t *y, const dfm_tensor *buckets, dfm_tensor *h, acts_t *a)
+{
+    const dfm_umt5_config *c = &m->cfg;
+    float eps = (float)c->eps;
+    int rc;
+    /* UMT5LayerSelfAttention */
+    if ((rc = dfm_op_rms_norm(h, &y->ln1, eps, &a->x)) || (rc = linear(&a->x, &y->q, &a->q)) ||
+        (rc = linear(&a->x, &y->k, &a->k)) || (rc = linear(&a->x, &y->v, &a->v)) ||
+        (rc = dfm_op_rel_bias(&y->rel, buckets, &a->bias)))
+        return rc;
+    dfm_tensor q = heads_view(&a->q, c->num_heads, c->d_kv), k = heads_view(&a->k, c->num_heads, c->d_kv);
+    dfm_tensor v = heads_view(&a->v, c->num_heads, c->d_kv), o = heads_view(&a->ctx, c->num_heads, c->d_kv);
+    if ((rc = dfm_op_attention_bias(&q, &k, &v, &a->bias, 1.0f, &o)) || (rc = linear(&a->ctx, &y->o, &a->t)) ||
+        (rc = dfm_op_add(h, &a->t, h)))
+        return rc;
+    /* UMT5LayerFF (UMT5DenseGatedActDense) */
+    if ((rc = dfm_op_rms_norm(h, &y->ln2, eps, &a->x)) || (rc = linear(&a->x, &y->wi0, &a->g)) ||
+        (rc = dfm_op_gelu_new(&a->g, &a->g)) || (rc = linear(&a->x, &y->wi1, &a->l)) ||
+        (rc = dfm_op_mul(&a->g, &a->l, &a->g)) || (rc = linear(&a->g, &y->wo, &a->t)) || (rc = dfm_op_add(h, &a->t, h)))
+        return rc;
+    return 0;
+}
+
+int dfm_umt5_encode(dfm_umt5 *m, const int32_t *ids, int n, dfm_tensor *out)
+{
+    memset(out, 0, sizeof *out);
+    const dfm_umt5_config *c = &m->cfg;
+    if (n < 1 || !ids) return dfm_fail(DFM_E_ARG, "UMT5 encode: no tokens (n = %d)", n);
+    dfm_device dev = m->opts.device;
+    int64_t d = c->d_model, inner = (int64_t)c->num_heads * c->d_kv;
+    int bf16 = m->opts.weights == DFM_BF16, old_bf16 = dfm_ops_bf16_compute();
+    acts_t a = {0};
+    dfm_tensor h = {0}, hc = {0}, bk = {0};
+    int64_t sn[1] = {n}, sb[1] = {2 * (int64_t)n - 1}, sbias[3] = {c->num_heads, n, n};
+    dfm_tensor idt = dfm_tensor_view((void *)ids, DFM_I32, DFM_CPU, 1, sn);
+    int rc = alloc2(&hc, DFM_CPU, n, d);
+    /* embedding rows, gathered on the CPU (the table stays mapped); bf16 values in BF16 mode */
+    if (!rc && (rc = dfm_op_embedding(&m->embed, &idt, &hc)) < 0) rc = dfm_fail_ctx(rc, "UMT5 encode");
+    if (!rc && bf16 && m->embed.dtype != DFM_BF16) {
+        dfm_tensor tmp;
+        int64_t s2[2] = {n, d};
+        rc = dfm_tensor_alloc(&tmp, DFM_BF16, DFM_CPU, 2, s2);
+        if (!rc) rc = dfm_tensor_convert(&tmp, &hc);
+        if (!rc) rc = dfm_tensor_convert(&hc, &tmp);
+        dfm_tensor_free(&tmp);
+    }
+    if (!rc && dev != DFM_CPU) rc = dfm_tensor_copy(&h, &hc, dev);
+    else if (!rc) h = hc, hc = (dfm_tensor){0};
+    /* the bucket of every relative position -(n-1) .. n-1 */
+    if (!rc) rc = dfm_tensor_alloc(&bk, DFM_I32, DFM_CPU, 1, sb);
+    for (int64_t r = 0; !rc && r < sb[0]; r++)
+        ((int32_t *)bk.data)[r] = dfm_umt5_rel_bucket(r - (n - 1), c->rel_buckets, c->rel_max_distance);
+    if (!rc && !(rc = alloc2(&a.x, dev, n, d)) && !(rc = alloc2(&a.q, dev, n, inner)) &&
+        !(rc = alloc2(&a.k, dev, n, inner)) && !(rc = alloc2(&a.v, dev, n, inner)) &&
+        !(rc = alloc2(&a.ctx, dev, n, inner)) && !(rc = alloc2(&a.t, dev, n, d)) &&
+        !(rc = alloc2(&a.g, dev, n, c->d_ff)) && !(rc = alloc2(&a.l, dev, n, c->d_ff)))
+        rc = dfm_tensor_alloc(&a.bias, DFM_F32, dev, 3, sbias);
+    dfm_ops_set_bf16_compute(bf16);
+    for (int i = 0; !rc && i < c->num_layers; i++)
+        if ((rc = layer_forward(m, &m->layers[i], &bk, &h, &a)) < 0) dfm_fail_ctx(rc, "UMT5 layer %d", i);
+    if (!rc && !(rc = alloc2(out, dev, n, d))) rc = dfm_op_rms_norm(&h, &m->final_ln, (float)c->eps, out);
+    dfm_ops_set_bf16_compute(old_bf16);
+    if (rc) dfm_tensor_free(out);
+    acts_free(&a);
+    dfm_tensor_free(&h);
+    dfm_tensor_free(&hc);
+    dfm_tensor_free(&bk);
+    return rc;
+}

@@ -1,0 +1,80 @@
+/* tokenizer_impl.h — the inside of dfm_tokenizer, shared by tokenizer.c (the encode pipeline),
+ * tokenizer_json.c (tokenizer.json) and spm_model.c (spiece.model). Not for other modules.
+ *
+ * The pipeline is tokenizers' TokenizerImpl::encode_single_sequence restricted to what T5/UMT5
+ * files use: added tokens (raw, then normalized) -> normalizer steps -> pre-tokenizer steps ->
+ * Unigram -> truncation -> template tokens.
+ */
+#ifndef DFM_TEXT_TOKENIZER_IMPL_H
+#define DFM_TEXT_TOKENIZER_IMPL_H
+#include "text/charsmap.h"
+#include "text/tokenizer.h"
+#include "text/unigram.h"
+
+typedef struct {
+    char *content; /* as written in the file */
+    size_t len;
+    char *match;   /* what is searched for: content, or its normalized form when normalized */
+    size_t match_len;
+    int32_t id;
+    unsigned char single_word, lstrip, rstrip, normalized, special;
+} dfm_tok_added;
+
+enum { DFM_NORM_PRECOMPILED = 1, DFM_NORM_REPLACE, DFM_NORM_STRIP, DFM_NORM_PREPEND };
+
+typedef struct {
+    int type;
+    dfm_charsmap cm;   /* PRECOMPILED */
+    char *pat;         /* REPLACE: the literal, or the one repeated code point of a regex */
+    size_t pat_len;
+    int rep_min, rep_max; /* REPLACE regex "X{m,n}": m >= 1, n = -1 unbounded; m == 0: literal */
+    char *content;     /* REPLACE content, PREPEND string */
+    size_t content_len;
+    int left, right;   /* STRIP */
+} dfm_norm_step;
+
+enum { DFM_PRE_METASPACE = 1, DFM_PRE_WHITESPACE_SPLIT };
+enum { DFM_PREPEND_ALWAYS, DFM_PREPEND_FIRST, DFM_PREPEND_NEVER };
+
+typedef struct {
+    int type;
+    char repl[5];      /* METASPACE: the replacement character (UTF-8) */
+    size_t repl_len;
+    int prepend;       /* DFM_PREPEND_* */
+    int split;
+} dfm_pre_step;
+
+struct dfm_tokenizer {
+    char *source; /* the file it came from, for messages */
+    dfm_unigram model;
+    dfm_tok_added *added;
+    int n_added;
+    dfm_unigram raw_dict, norm_dict; /* added tokens by match string; ids index `added` */
+    int has_raw, has_norm;
+    dfm_norm_step *norm;
+    int n_norm;
+    dfm_pre_step *pre;
+    int n_pre;
+    int32_t *prefix, *suffix; /* post-processor ids around the content */
+    int n_prefix, n_suffix;
+    int32_t vocab_size;
+};
+
+/* Builders used by the two loaders. */
+int dfm_tok_add_norm(dfm_tokenizer *t, const dfm_norm_step *s); /* takes ownership of s's buffers */
+int dfm_tok_add_pre(dfm_tokenizer *t, const dfm_pre_step *s);
+/* Add tokens the way AddedVocabulary::add_tokens does: an existing content keeps its id (the
+ * added vocabulary first, then the model), a new one gets the next id after the model (or after
+ * the largest added id past it). `content` is copied. */
+int dfm_tok_add_token(dfm_tokenizer *t, const char *content, size_t len, int single_word, int lstrip,
+                      int rstrip, int normalized, int special);
+/* After all of the above: normalize the normalized added tokens, build the matchers. */
+int dfm_tok_finish(dfm_tokenizer *t);
+/* Replace normalizer from a tokenizer.json pattern: is_regex selects Regex vs String. */
+int dfm_tok_replace_step(dfm_norm_step *s, const char *pat, int is_regex, const char *content);
+
+int dfm_tok_load_json(dfm_tokenizer *t, const char *path);
+/* config: tokenizer_config.json beside it, or NULL. */
+int dfm_tok_load_spm(dfm_tokenizer *t, const char *path, const char *config);
+
+#endif
