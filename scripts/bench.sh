@@ -77,3 +77,18 @@ if python3 -c "import torch, diffusers, msgpack, numpy" 2>/dev/null; then
 else
   echo "VAE encode: skipped (pip install torch diffusers msgpack numpy for the diffusers baseline)"
 fi
+
+echo
+# Tokenizer throughput against Hugging Face tokenizers, and UMT5 at the real width against
+# transformers (both need PyPI packages; skipped without them).
+if python3 -c "import tokenizers, msgpack, numpy" 2>/dev/null; then
+  python3 "$top/scripts/bench_tokenizer.py" "$work" "$bin"
+else
+  echo "tokenizer: skipped (pip install tokenizers msgpack numpy for the Hugging Face baseline)"
+fi
+echo
+if python3 -c "import torch, transformers, safetensors" 2>/dev/null; then
+  python3 "$top/scripts/bench_umt5.py" "$work" --threads "$(nproc)" --rounds 2 --no-make
+else
+  echo "UMT5 encode: skipped (pip install torch transformers safetensors for the baseline)"
+fi
