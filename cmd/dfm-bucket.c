@@ -42,14 +42,12 @@ static const char usage[] =
     "  -h, --help                  this help;  --version  print the version\n";
 
 enum { O_PRESET = 256, O_MAXPIX, O_MULT, O_SIZE, O_RATIOS, O_SIDE, O_LIST, O_FILTER, O_FRULE,
-       O_FBUCKETS, O_FORMAT, O_STRICT, O_FORCE, O_VERSION };
+       O_FBUCKETS };
 static const struct option longopts[] = {
     {"preset", 1, 0, O_PRESET}, {"max-pixels", 1, 0, O_MAXPIX}, {"multiple", 1, 0, O_MULT},
     {"size", 1, 0, O_SIZE},     {"ratios", 1, 0, O_RATIOS},     {"side", 1, 0, O_SIDE},
     {"list-buckets", 0, 0, O_LIST}, {"filter", 1, 0, O_FILTER}, {"frame-rule", 1, 0, O_FRULE},
-    {"frame-buckets", 1, 0, O_FBUCKETS}, {"output", 1, 0, 'o'}, {"format", 1, 0, O_FORMAT},
-    {"strict", 0, 0, O_STRICT}, {"force", 0, 0, O_FORCE},      {"threads", 1, 0, 'j'},
-    {"quiet", 0, 0, 'q'},       {"help", 0, 0, 'h'},            {"version", 0, 0, O_VERSION},
+    {"frame-buckets", 1, 0, O_FBUCKETS}, {"threads", 1, 0, 'j'}, DFM_STREAM_OPTIONS,
     {0, 0, 0, 0}};
 
 static int map(void *ctx, dfm_sample *s) { return dfm_bucketize(ctx, s); }
@@ -85,11 +83,10 @@ int main(int argc, char **argv)
     dfm_bucket_opts_default(&o);
     o.threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     dfm_map_opts mo = {.progress = "samples"};
-    int list = 0, c, budget_set = 0, format = 0, side_set = 0, methods = 0;
+    int list = 0, c, budget_set = 0, side_set = 0, methods = 0;
     static const char *const filters[] = {"lanczos", "bicubic", "bilinear", "area", NULL};
     static const char *const rules[] = {"4k+1", "none", NULL};
-    static const char *const formats[] = {"msgpack", "tar", "tar.zst", NULL};
-    while ((c = getopt_long(argc, argv, "o:j:qh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "j:" DFM_STREAM_SHORTOPTS, longopts, NULL)) != -1) {
         switch (c) {
         case O_PRESET:
             if ((o.max_pixels = dfm_bucket_preset_pixels(optarg)) < 0)
@@ -108,15 +105,9 @@ int main(int argc, char **argv)
         case O_FILTER: o.filter = (dfm_filter)dfm_parse_choice("--filter", optarg, filters); break;
         case O_FRULE: o.frame_rule = (dfm_frame_rule)dfm_parse_choice("--frame-rule", optarg, rules); break;
         case O_FBUCKETS: parse_frame_buckets(optarg, &o); break;
-        case 'o': mo.output = optarg; break;
-        case O_FORMAT: format = dfm_parse_choice("--format", optarg, formats); break;
-        case O_STRICT: mo.strict = 1; break;
-        case O_FORCE: mo.force = 1; break;
         case 'j': o.threads = (int)dfm_parse_long("--threads", optarg, 1, 1024); break;
-        case 'q': dfm_log_set_quiet(1); break;
-        case 'h': fputs(usage, stdout); return dfm_close_stdout(0);
-        case O_VERSION: dfm_print_version();
-        default: dfm_usage_error("unknown option");
+        default:
+            if (!dfm_stream_opt(c, optarg, &mo, usage)) dfm_usage_error("unknown option");
         }
     }
     if (methods > 1) dfm_usage_error("--size and --ratios exclude each other");
@@ -135,8 +126,6 @@ int main(int argc, char **argv)
         dfm_bucketer_free(b);
         return dfm_close_stdout(0);
     }
-    mo.framing = format ? DFM_FRAMING_TAR : DFM_FRAMING_MSGPACK;
-    mo.zstd_level = format == 2 ? 3 : 0;
     dfm_counts counts;
     dfm_counts_init(&counts);
     int status = dfm_stream_map(&mo, argv + optind, argc - optind, map, b, &counts);

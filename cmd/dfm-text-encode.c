@@ -38,15 +38,12 @@ static const char usage[] =
     "  -q, --quiet                 no progress line\n"
     "  -h, --help                  this help;  --version  print the version\n";
 
-enum { O_MODEL = 256, O_TOK, O_ENC, O_TONLY, O_MAXLEN, O_DTYPE, O_ODTYPE, O_DEVICE, O_FORMAT, O_STRICT,
-       O_FORCE, O_VERSION };
+enum { O_MODEL = 256, O_TOK, O_ENC, O_TONLY, O_MAXLEN, O_DTYPE, O_ODTYPE, O_DEVICE };
 static const struct option longopts[] = {
     {"model", 1, 0, O_MODEL},     {"tokenizer", 1, 0, O_TOK},    {"text-encoder", 1, 0, O_ENC},
     {"tokens-only", 0, 0, O_TONLY}, {"max-length", 1, 0, O_MAXLEN}, {"dtype", 1, 0, O_DTYPE},
     {"out-dtype", 1, 0, O_ODTYPE}, {"device", 1, 0, O_DEVICE},   {"threads", 1, 0, 'j'},
-    {"output", 1, 0, 'o'},        {"format", 1, 0, O_FORMAT},    {"strict", 0, 0, O_STRICT},
-    {"force", 0, 0, O_FORCE},     {"quiet", 0, 0, 'q'},          {"help", 0, 0, 'h'},
-    {"version", 0, 0, O_VERSION}, {0, 0, 0, 0}};
+    DFM_STREAM_OPTIONS,           {0, 0, 0, 0}};
 
 static int map(void *c, dfm_sample *s) { return dfm_text_encode_sample(c, s); }
 
@@ -57,12 +54,11 @@ int main(int argc, char **argv)
     dfm_umt5_opts uo = {.device = DFM_CPU, .weights = DFM_BF16};
     dfm_map_opts mo = {.progress = "samples"};
     const char *model = NULL, *tokdir = NULL, *encdir = NULL;
-    int c, format = 0, threads = 0;
+    int c, threads = 0;
     static const char *const dtypes[] = {"f32", "bf16", NULL};
     static const char *const odtypes[] = {"f16", "f32", NULL};
     static const char *const devices[] = {"cpu", "cuda", NULL};
-    static const char *const formats[] = {"msgpack", "tar", "tar.zst", NULL};
-    while ((c = getopt_long(argc, argv, "o:j:qh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "j:" DFM_STREAM_SHORTOPTS, longopts, NULL)) != -1) {
         switch (c) {
         case O_MODEL: model = optarg; break;
         case O_TOK: tokdir = optarg; break;
@@ -73,14 +69,8 @@ int main(int argc, char **argv)
         case O_ODTYPE: to.out_dtype = dfm_parse_choice("--out-dtype", optarg, odtypes) ? DFM_F32 : DFM_F16; break;
         case O_DEVICE: uo.device = dfm_parse_choice("--device", optarg, devices) ? DFM_CUDA : DFM_CPU; break;
         case 'j': threads = (int)dfm_parse_long("--threads", optarg, 1, 1024); break;
-        case 'o': mo.output = optarg; break;
-        case O_FORMAT: format = dfm_parse_choice("--format", optarg, formats); break;
-        case O_STRICT: mo.strict = 1; break;
-        case O_FORCE: mo.force = 1; break;
-        case 'q': dfm_log_set_quiet(1); break;
-        case 'h': fputs(usage, stdout); return dfm_close_stdout(0);
-        case O_VERSION: dfm_print_version();
-        default: dfm_usage_error("unknown option");
+        default:
+            if (!dfm_stream_opt(c, optarg, &mo, usage)) dfm_usage_error("unknown option");
         }
     }
     if (!model && !tokdir) dfm_usage_error("no --model DIR (or --tokenizer DIR and --text-encoder DIR)");
@@ -107,8 +97,6 @@ int main(int argc, char **argv)
         dfm_log_error("%s", dfm_errmsg());
         goto out;
     }
-    mo.framing = format ? DFM_FRAMING_TAR : DFM_FRAMING_MSGPACK;
-    mo.zstd_level = format == 2 ? 3 : 0;
     status = dfm_stream_map(&mo, argv + optind, argc - optind, map, te, &counts);
 out:;
     char extra[64] = "";

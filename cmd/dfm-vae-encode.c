@@ -36,15 +36,13 @@ static const char usage[] =
     "  -q, --quiet                 no progress line\n"
     "  -h, --help                  this help;  --version  print the version\n";
 
-enum { O_MODEL = 256, O_DTYPE, O_ODTYPE, O_SAMPLE, O_SEED, O_KEEP, O_DEVICE, O_FORMAT, O_STRICT,
-       O_FORCE, O_VERSION };
+enum { O_MODEL = 256, O_DTYPE, O_ODTYPE, O_SAMPLE, O_SEED, O_KEEP, O_DEVICE };
 static const struct option longopts[] = {
     {"model", 1, 0, O_MODEL},   {"dtype", 1, 0, O_DTYPE},     {"out-dtype", 1, 0, O_ODTYPE},
     {"sample", 0, 0, O_SAMPLE}, {"seed", 1, 0, O_SEED},       {"keep-frames", 0, 0, O_KEEP},
-    {"device", 1, 0, O_DEVICE}, {"threads", 1, 0, 'j'},       {"output", 1, 0, 'o'},
-    {"format", 1, 0, O_FORMAT}, {"strict", 0, 0, O_STRICT},   {"force", 0, 0, O_FORCE},
-    {"quiet", 0, 0, 'q'},       {"help", 0, 0, 'h'},          {"version", 0, 0, O_VERSION},
-    {0, 0, 0, 0}};
+    {"device", 1, 0, O_DEVICE}, {"threads", 1, 0, 'j'},
+    DFM_STREAM_OPTIONS,         {0, 0, 0, 0}};
+
 
 typedef struct {
     dfm_wan_vae *vae;
@@ -63,12 +61,11 @@ int main(int argc, char **argv)
     ctx_t cx = {.o = {.out_dtype = DFM_F16}};
     dfm_wan_vae_opts vo = {.device = DFM_CPU, .weights = DFM_F32, .load_encoder = 1};
     dfm_map_opts mo = {.progress = "samples"};
-    int c, format = 0, threads = 0;
+    int c, threads = 0;
     static const char *const dtypes[] = {"f32", "bf16", NULL};
     static const char *const odtypes[] = {"f16", "f32", NULL};
     static const char *const devices[] = {"cpu", "cuda", NULL};
-    static const char *const formats[] = {"msgpack", "tar", "tar.zst", NULL};
-    while ((c = getopt_long(argc, argv, "o:j:qh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "j:" DFM_STREAM_SHORTOPTS, longopts, NULL)) != -1) {
         switch (c) {
         case O_MODEL: cx.o.model = optarg; break;
         case O_DTYPE: vo.weights = dfm_parse_choice("--dtype", optarg, dtypes) ? DFM_BF16 : DFM_F32; break;
@@ -78,14 +75,8 @@ int main(int argc, char **argv)
         case O_KEEP: cx.o.keep_frames = 1; break;
         case O_DEVICE: vo.device = dfm_parse_choice("--device", optarg, devices) ? DFM_CUDA : DFM_CPU; break;
         case 'j': threads = (int)dfm_parse_long("--threads", optarg, 1, 1024); break;
-        case 'o': mo.output = optarg; break;
-        case O_FORMAT: format = dfm_parse_choice("--format", optarg, formats); break;
-        case O_STRICT: mo.strict = 1; break;
-        case O_FORCE: mo.force = 1; break;
-        case 'q': dfm_log_set_quiet(1); break;
-        case 'h': fputs(usage, stdout); return dfm_close_stdout(0);
-        case O_VERSION: dfm_print_version();
-        default: dfm_usage_error("unknown option");
+        default:
+            if (!dfm_stream_opt(c, optarg, &mo, usage)) dfm_usage_error("unknown option");
         }
     }
     if (!cx.o.model) dfm_usage_error("no --model DIR (a diffusers Wan model or its vae/ directory)");
@@ -100,8 +91,6 @@ int main(int argc, char **argv)
         dfm_summary(&counts, NULL);
         return DFM_EXIT_FAIL;
     }
-    mo.framing = format ? DFM_FRAMING_TAR : DFM_FRAMING_MSGPACK;
-    mo.zstd_level = format == 2 ? 3 : 0;
     int status = dfm_stream_map(&mo, argv + optind, argc - optind, map, &cx, &counts);
     dfm_wan_vae_free(cx.vae);
     dfm_summary(&counts, NULL);

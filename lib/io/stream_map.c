@@ -3,6 +3,8 @@
 #include "base/cli.h"
 #include "base/error.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -85,4 +87,24 @@ int dfm_stream_map(const dfm_map_opts *o, char **inputs, int n, dfm_map_fn fn, v
         failed = 1;
     }
     return failed ? DFM_EXIT_FAIL : DFM_EXIT_OK;
+}
+
+int dfm_stream_opt(int c, const char *arg, dfm_map_opts *mo, const char *usage)
+{
+    static const char *const formats[] = {"msgpack", "tar", "tar.zst", NULL};
+    switch (c) {
+    case 'o': mo->output = arg; return 1;
+    case DFM_OPT_FORMAT: {
+        int f = dfm_parse_choice("--format", arg, formats);
+        mo->framing = f ? DFM_FRAMING_TAR : DFM_FRAMING_MSGPACK;
+        mo->zstd_level = f == 2 ? 3 : 0;
+        return 1;
+    }
+    case DFM_OPT_STRICT: mo->strict = 1; return 1;
+    case DFM_OPT_FORCE: mo->force = 1; return 1;
+    case 'q': dfm_log_set_quiet(1); return 1;
+    case 'h': fputs(usage, stdout); exit(dfm_close_stdout(0));
+    case DFM_OPT_VERSION: dfm_print_version();
+    }
+    return 0;
 }

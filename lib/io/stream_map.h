@@ -34,4 +34,16 @@ typedef struct {
 int dfm_stream_map(const dfm_map_opts *o, char **inputs, int n, dfm_map_fn fn, void *ctx,
                    dfm_counts *counts);
 
+/* The options every stream filter shares, for getopt_long tables: -o/--output FILE, --format
+ * msgpack|tar|tar.zst, --strict, --force, -q/--quiet, -h/--help, --version. */
+enum { DFM_OPT_FORMAT = 0x1000, DFM_OPT_STRICT, DFM_OPT_FORCE, DFM_OPT_VERSION };
+#define DFM_STREAM_OPTIONS                                                               \
+    {"output", 1, 0, 'o'}, {"format", 1, 0, DFM_OPT_FORMAT}, {"strict", 0, 0, DFM_OPT_STRICT}, \
+    {"force", 0, 0, DFM_OPT_FORCE}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'},                \
+    {"version", 0, 0, DFM_OPT_VERSION}
+#define DFM_STREAM_SHORTOPTS "o:qh"
+/* Apply option c (with its argument) to mo; returns 1 if it was one of the shared options, else 0.
+ * --help prints `usage` and exits 0; --version exits 0; a bad --format exits 2. */
+int dfm_stream_opt(int c, const char *arg, dfm_map_opts *mo, const char *usage);
+
 #endif

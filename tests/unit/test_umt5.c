@@ -18,6 +18,7 @@
  */
 #define TINY_VOCAB 1024 /* scripts/make-umt5-fixtures.py "tiny" */
 #include "test.h"
+#include "tensor_util.h"
 #include "base/error.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
@@ -42,51 +43,7 @@ static void model_dir(char *buf, size_t n, const char *name)
     snprintf(buf, n, "%s/umt5/%s", dfm_test_fixtures(), name);
 }
 
-/* Load dir/name as a CPU tensor (F32 or I32 as stored); -1 if absent or another dtype. */
-static int load_npy(const char *dir, const char *name, dfm_tensor *t, int quiet)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    struct stat st;
-    if (quiet && stat(path, &st) != 0) return -1;
-    dfm_buf b = {0};
-    if (dfm_read_file(path, 0, &b) < 0) {
-        fprintf(stderr, "  cannot read %s: %s\n", path, dfm_errmsg());
-        return -1;
-    }
-    dfm_npy a;
-    int rc = dfm_npy_parse(b.data, b.len, &a);
-    dfm_dtype dt = DFM_F32;
-    if (!rc && a.dtype == DFM_NPY_I32) dt = DFM_I32;
-    else if (!rc && a.dtype != DFM_NPY_F32) rc = -1;
-    if (!rc) rc = dfm_tensor_alloc(t, dt, DFM_CPU, a.ndim, a.shape);
-    if (!rc) memcpy(t->data, a.data, a.nbytes);
-    dfm_buf_free(&b);
-    if (rc) fprintf(stderr, "  cannot load %s\n", path);
-    return rc;
-}
-
-static double max_abs_diff(const dfm_tensor *a, const dfm_tensor *b)
-{
-    if (a->ndim != b->ndim) return 1e30;
-    for (int i = 0; i < a->ndim; i++)
-        if (a->shape[i] != b->shape[i]) return 1e30;
-    double m = 0;
-    const float *p = a->data, *q = b->data;
-    for (int64_t i = 0; i < dfm_tensor_numel(a); i++) {
-        double d = fabs((double)p[i] - q[i]);
-        if (!(d <= m)) m = d; /* NaN propagates as a failure */
-    }
-    return m;
-}
-
 static int g_quiet; /* run_model prints no per-case lines */
-
-static int is_dir(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
 
 /* ---- buckets ------------------------------------------------------------------------------- */
 
@@ -98,7 +55,7 @@ TEST(umt5_rel_buckets)
         dfm_umt5_config c;
         CHECK_EQ(dfm_umt5_config_load(&c, d), 0);
         dfm_tensor b;
-        if (load_npy(d, "buckets.npy", &b, 0)) {
+        if (dfm_test_load_npy(d, "buckets.npy", &b, 0)) {
             CHECK(0);
             continue;
         }
@@ -151,19 +108,19 @@ static void run_model(const char *d, const dfm_umt5_opts *o, worst_t *w, dfm_ten
     while (dir && (e = readdir(dir))) {
         char c[1200];
         snprintf(c, sizeof c, "%s/%s", cdir, e->d_name);
-        if (e->d_name[0] == '.' || !is_dir(c)) continue;
+        if (e->d_name[0] == '.' || !dfm_test_is_dir(c)) continue;
         dfm_tensor ids, ref, refb = {0}, out;
-        if (load_npy(c, "ids.npy", &ids, 0) || load_npy(c, "out.npy", &ref, 0)) {
+        if (dfm_test_load_npy(c, "ids.npy", &ids, 0) || dfm_test_load_npy(c, "out.npy", &ref, 0)) {
             CHECK(0);
             continue;
         }
-        int have_b = load_npy(c, "out_bf16.npy", &refb, 1) == 0;
+        int have_b = dfm_test_load_npy(c, "out_bf16.npy", &refb, 1) == 0;
         rc = dfm_umt5_encode(m, ids.data, (int)ids.shape[0], &out);
         CHECK_EQ(rc, 0);
         if (rc) {
             fprintf(stderr, "  %s: %s\n", c, dfm_errmsg());
         } else if (o->weights == DFM_F32) {
-            double e32 = max_abs_diff(&out, &ref);
+            double e32 = dfm_test_max_abs_diff(&out, &ref);
             if (!g_quiet)
                 fprintf(stderr, "  %-28s n %3lld  f32 %.2e\n", c + strlen(dfm_test_fixtures()) + 1,
                     (long long)ids.shape[0], e32);
@@ -171,17 +128,17 @@ static void run_model(const char *d, const dfm_umt5_opts *o, worst_t *w, dfm_ten
             if (e32 > w->f32) w->f32 = e32;
             w->cases++;
         } else {
-            double eb = max_abs_diff(&out, &ref), et = have_b ? max_abs_diff(&out, &refb) : 0;
+            double eb = dfm_test_max_abs_diff(&out, &ref), et = have_b ? dfm_test_max_abs_diff(&out, &refb) : 0;
             if (!g_quiet) {
                 fprintf(stderr, "  %-28s n %3lld  bf16 vs f32 %.2e", c + strlen(dfm_test_fixtures()) + 1,
                         (long long)ids.shape[0], eb);
                 if (have_b)
-                    fprintf(stderr, ", vs torch bf16 %.2e (torch bf16 vs f32 %.2e)", et, max_abs_diff(&refb, &ref));
+                    fprintf(stderr, ", vs torch bf16 %.2e (torch bf16 vs f32 %.2e)", et, dfm_test_max_abs_diff(&refb, &ref));
                 fprintf(stderr, "\n");
             }
             CHECK(eb <= BF16_VS_F32_BOUND);
             CHECK(et <= BF16_VS_TORCH_BF16_BOUND);
-            if (have_b) CHECK(eb <= 1.5 * max_abs_diff(&refb, &ref));
+            if (have_b) CHECK(eb <= 1.5 * dfm_test_max_abs_diff(&refb, &ref));
             if (eb > w->bf16_f32) w->bf16_f32 = eb;
             if (et > w->bf16_torch) w->bf16_torch = et;
             w->cases++;
@@ -225,7 +182,7 @@ TEST(umt5_parity_bf16)
         g_quiet = 0;
         CHECK_EQ(na, nb);
         for (int i = 0; i < na && i < nb; i++) {
-            CHECK(max_abs_diff(&a[i], &b[i]) == 0.0);
+            CHECK(dfm_test_max_abs_diff(&a[i], &b[i]) == 0.0);
             dfm_tensor_free(&a[i]), dfm_tensor_free(&b[i]);
         }
     }

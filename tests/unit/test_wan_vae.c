@@ -9,6 +9,7 @@
  * 2e-1 on decoded pixels in [-1, 1] (measured 7.6e-2), against the f32 reference.
  */
 #include "test.h"
+#include "tensor_util.h"
 #include "base/error.h"
 #include "io/npy.h"
 #include "models/wan/vae.h"
@@ -22,42 +23,6 @@
 #define F32_BOUND 1e-4
 #define BF16_LATENT_BOUND 1e-1
 #define BF16_PIXEL_BOUND 2e-1
-
-static int load_npy_f32(const char *dir, const char *name, dfm_tensor *t)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    dfm_buf b = {0};
-    if (dfm_read_file(path, 0, &b) < 0) return -1;
-    dfm_npy a;
-    int rc = dfm_npy_parse(b.data, b.len, &a);
-    if (!rc && a.dtype != DFM_NPY_F32) rc = -1;
-    if (!rc) rc = dfm_tensor_alloc(t, DFM_F32, DFM_CPU, a.ndim, a.shape);
-    if (!rc) memcpy(t->data, a.data, a.nbytes);
-    dfm_buf_free(&b);
-    if (rc) fprintf(stderr, "  cannot load %s\n", path);
-    return rc;
-}
-
-static double max_abs_diff(const dfm_tensor *a, const dfm_tensor *b)
-{
-    if (a->ndim != b->ndim) return 1e30;
-    for (int i = 0; i < a->ndim; i++)
-        if (a->shape[i] != b->shape[i]) return 1e30;
-    double m = 0;
-    const float *p = a->data, *q = b->data;
-    for (int64_t i = 0; i < dfm_tensor_numel(a); i++) {
-        double d = fabs((double)p[i] - q[i]);
-        if (!(d <= m)) m = d; /* NaN propagates as a failure */
-    }
-    return m;
-}
-
-static int is_dir(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
 
 /* Run every case of one model at one precision; returns the number of cases checked. */
 static int run_model(const char *mdir, dfm_dtype wdt, double lat_bound, double pix_bound, double *worst_lat,
@@ -82,12 +47,12 @@ static int run_model(const char *mdir, dfm_dtype wdt, double lat_bound, double p
         if (e->d_name[0] == '.') continue;
         char c[1200];
         snprintf(c, sizeof c, "%s/%s", cdir, e->d_name);
-        if (!is_dir(c)) continue;
+        if (!dfm_test_is_dir(c)) continue;
         dfm_tensor x, mean_ref, logvar_ref, norm_ref, dec_ref, eps, sample_ref, mean, logvar, dec;
-        if (load_npy_f32(c, "input.npy", &x) || load_npy_f32(c, "posterior_mean.npy", &mean_ref) ||
-            load_npy_f32(c, "logvar.npy", &logvar_ref) || load_npy_f32(c, "latents_norm.npy", &norm_ref) ||
-            load_npy_f32(c, "decoded.npy", &dec_ref) || load_npy_f32(c, "sample_eps.npy", &eps) ||
-            load_npy_f32(c, "sample.npy", &sample_ref)) {
+        if (dfm_test_load_npy(c, "input.npy", &x, 0) || dfm_test_load_npy(c, "posterior_mean.npy", &mean_ref, 0) ||
+            dfm_test_load_npy(c, "logvar.npy", &logvar_ref, 0) || dfm_test_load_npy(c, "latents_norm.npy", &norm_ref, 0) ||
+            dfm_test_load_npy(c, "decoded.npy", &dec_ref, 0) || dfm_test_load_npy(c, "sample_eps.npy", &eps, 0) ||
+            dfm_test_load_npy(c, "sample.npy", &sample_ref, 0)) {
             CHECK(0);
             continue;
         }
@@ -97,24 +62,24 @@ static int run_model(const char *mdir, dfm_dtype wdt, double lat_bound, double p
             fprintf(stderr, "  %s: %s\n", c, dfm_errmsg());
             continue;
         }
-        double dm = max_abs_diff(&mean, &mean_ref), dl = max_abs_diff(&logvar, &logvar_ref);
+        double dm = dfm_test_max_abs_diff(&mean, &mean_ref), dl = dfm_test_max_abs_diff(&logvar, &logvar_ref);
         /* the seeded-sample path with the reference's noise */
         dfm_tensor smp;
         dfm_tensor_copy(&smp, &mean, DFM_CPU);
         float *sp = smp.data, *lp = logvar.data, *ep = eps.data;
         for (int64_t i = 0; i < dfm_tensor_numel(&smp); i++) sp[i] += expf(0.5f * lp[i]) * ep[i];
-        double ds = max_abs_diff(&smp, &sample_ref);
+        double ds = dfm_test_max_abs_diff(&smp, &sample_ref);
         dfm_tensor nz;
         dfm_tensor_copy(&nz, &mean, DFM_CPU);
         CHECK_EQ(dfm_wan_vae_normalize(vae, &nz), 0);
-        double dn = max_abs_diff(&nz, &norm_ref);
+        double dn = dfm_test_max_abs_diff(&nz, &norm_ref);
         /* decode the reference mean so decoder error is measured on its own */
         rc = dfm_wan_vae_decode(vae, &mean_ref, &dec);
         CHECK_EQ(rc, 0);
-        double dd = rc ? 1e30 : max_abs_diff(&dec, &dec_ref);
+        double dd = rc ? 1e30 : dfm_test_max_abs_diff(&dec, &dec_ref);
         /* denormalize(normalize(z)) == z */
         CHECK_EQ(dfm_wan_vae_denormalize(vae, &nz), 0);
-        double dr = max_abs_diff(&nz, &mean);
+        double dr = dfm_test_max_abs_diff(&nz, &mean);
         fprintf(stderr, "  %-40s %s mean %.2e logvar %.2e sample %.2e norm %.2e decoded %.2e\n",
                 c + strlen(dfm_test_fixtures()) + 1, wdt == DFM_BF16 ? "bf16" : "f32 ", dm, dl, ds, dn, dd);
         CHECK(dm <= lat_bound);
