@@ -31,6 +31,32 @@ echo
 echo "== index.json (bucket histogram)"
 sed -n '/"buckets"/,/}/p' "$out/shards/index.json" | sed 's/^/   /'
 echo
+# The model stages, with the tiny random test models standing in for Wan2.1-T2V-1.3B-Diffusers
+# (the real one is the same directory layout, 1000x larger): latents and text states.
+model="$out/tiny-wan"
+mkdir -p "$model"
+ln -sfn "$top/tests/fixtures/wan_vae/z16" "$model/vae"
+ln -sfn "$top/tests/fixtures/tokenizer/rules" "$model/tokenizer"
+ln -sfn "$top/tests/fixtures/umt5/tiny" "$model/text_encoder"
+printf '%s\n' '{"_class_name": "WanPipeline", "vae": ["diffusers", "AutoencoderKLWan"],' \
+  ' "tokenizer": ["transformers", "T5TokenizerFast"], "text_encoder": ["transformers", "UMT5EncoderModel"]}' \
+  > "$model/model_index.json"
+echo
+echo "== dfm-shard --cat demo-out/shards/*.tar | dfm-vae-encode --model demo-out/tiny-wan | dfm-text-encode --model demo-out/tiny-wan | dfm-shard -o demo-out/latents/train-%06d.tar"
+echo "   (tiny random test models in the real diffusers layout stand in for Wan2.1-T2V-1.3B-Diffusers)"
+"$bin/dfm-shard" --cat "$out"/shards/*.tar \
+  | "$bin/dfm-vae-encode" --model "$model" \
+  | "$bin/dfm-text-encode" --model "$model" --dtype f32 \
+  | "$bin/dfm-shard" -o "$out/latents/train-%06d.tar"
+"$bin/dfm-shard" --list "$out"/latents/*.tar 2>/dev/null | awk -F '\t' '{
+  lat = ""; txt = ""; tok = "";
+  for (i = 2; i <= NF; i++) {
+    if (index($i, "latents.npy=") == 1) lat = substr($i, 13);
+    if (index($i, "text.npy=") == 1) txt = substr($i, 10);
+  }
+  printf "   %-48s latents %-16s text %s\n", $1, lat, txt }' | head -n 8
+echo "   ..."
+echo
 last=$(ls "$out/shards" | grep -c '\.tar$')
 last=$(printf '%06d' $((last - 1)))
 echo "Read the shards from Python:  import webdataset as wds; wds.WebDataset('demo-out/shards/train-{000000..$last}.tar')"
