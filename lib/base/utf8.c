@@ -16,24 +16,28 @@ int dfm_utf8_len(const unsigned char *p)
     return n;
 }
 
-int dfm_utf8_valid(const char *s, size_t n)
+int dfm_utf8_check(const char *s, size_t n, int allow_nul)
 {
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
     while (p < end) {
-        if (*p == 0) return 0;
-        int k = *p < 0x80 ? 1 : 0;
-        if (!k) {
-            /* bounds: a sequence must not run past n */
-            unsigned char tmp[5] = {0};
-            size_t left = (size_t)(end - p);
-            memcpy(tmp, p, left < 4 ? left : 4);
-            k = dfm_utf8_len(tmp);
-            if (!k || (size_t)k > left) return 0;
+        unsigned char b = *p;
+        if (b < 0x80) {
+            if (!b && !allow_nul) return 0;
+            p++;
+            continue;
         }
+        int k = b >= 0xC2 && b <= 0xDF ? 2 : b >= 0xE0 && b <= 0xEF ? 3 : b >= 0xF0 && b <= 0xF4 ? 4 : 0;
+        if (!k || end - p < k) return 0;
+        for (int i = 1; i < k; i++)
+            if ((p[i] & 0xC0) != 0x80) return 0;
+        if (k == 3 && ((b == 0xE0 && p[1] < 0xA0) || (b == 0xED && p[1] >= 0xA0))) return 0;
+        if (k == 4 && ((b == 0xF0 && p[1] < 0x90) || (b == 0xF4 && p[1] >= 0x90))) return 0;
         p += k;
     }
     return 1;
 }
+
+int dfm_utf8_valid(const char *s, size_t n) { return dfm_utf8_check(s, n, 0); }
 
 char *dfm_utf8_sanitize(const char *s)
 {

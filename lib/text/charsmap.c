@@ -3,6 +3,7 @@
  * tokenizers normalizers/precompiled.rs (Precompiled::normalize). */
 #include "text/charsmap.h"
 #include "base/error.h"
+#include "base/utf8.h"
 #include "text/grapheme.h"
 
 #include <stdlib.h>
@@ -50,7 +51,7 @@ int dfm_charsmap_init(dfm_charsmap *m, const uint8_t *data, size_t n)
                         trie_size, n - 4);
     const uint8_t *rest = data + 4 + n_units * 4;
     size_t blob_len = n - 4 - n_units * 4;
-    if (!dfm_u8_valid((const char *)rest, blob_len))
+    if (!dfm_utf8_check((const char *)rest, blob_len, 1))
         return dfm_fail(DFM_E_FORMAT, "precompiled_charsmap: replacement strings are not valid UTF-8");
     m->units = dfm_malloc(n_units ? n_units * 4 : 1);
     m->blob = dfm_malloc(blob_len + 1);

@@ -8,26 +8,6 @@
 
 #include "text/unicode_tables.h"
 
-int dfm_u8_valid(const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s, *end = p + n;
-    while (p < end) {
-        unsigned char b = *p;
-        if (b < 0x80) {
-            p++;
-            continue;
-        }
-        int k = b >= 0xC2 && b <= 0xDF ? 2 : b >= 0xE0 && b <= 0xEF ? 3 : b >= 0xF0 && b <= 0xF4 ? 4 : 0;
-        if (!k || end - p < k) return 0;
-        for (int i = 1; i < k; i++)
-            if ((p[i] & 0xC0) != 0x80) return 0;
-        if (k == 3 && ((b == 0xE0 && p[1] < 0xA0) || (b == 0xED && p[1] >= 0xA0))) return 0;
-        if (k == 4 && ((b == 0xF0 && p[1] < 0x90) || (b == 0xF4 && p[1] >= 0x90))) return 0;
-        p += k;
-    }
-    return 1;
-}
-
 static unsigned gb_prop(uint32_t c)
 {
     if (c < 0x7F) return c >= 0x20 ? DFM_GB_ANY : c == '\n' ? DFM_GB_LF : c == '\r' ? DFM_GB_CR : DFM_GB_CONTROL;

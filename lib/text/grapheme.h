@@ -36,8 +36,6 @@ static inline int dfm_u8_len(unsigned char b)
     return b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
 }
 
-/* 1 if the n bytes at s are valid UTF-8 (NUL allowed: it is a character like any other). */
-int dfm_u8_valid(const char *s, size_t n);
 
 /* Byte length of the extended grapheme cluster that starts s[0..n) (n > 0, valid UTF-8).
  * ref: unicode-segmentation grapheme.rs GraphemeCursor::next_boundary (is_extended = true). */

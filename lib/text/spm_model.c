@@ -17,6 +17,7 @@
  */
 #include "base/buf.h"
 #include "base/error.h"
+#include "base/utf8.h"
 #include "text/grapheme.h"
 #include "text/tokenizer_impl.h"
 
@@ -275,7 +276,7 @@ int dfm_tok_load_spm(dfm_tokenizer *t, const char *path, const char *config)
         float score;
         int type;
         if ((rc = parse_piece(sub, &piece, &len, &score, &type))) goto done;
-        if (!dfm_u8_valid((const char *)piece, len)) {
+        if (!dfm_utf8_check((const char *)piece, len, 1)) {
             rc = dfm_fail(DFM_E_FORMAT, "piece %d is not valid UTF-8", n_pieces);
             goto done;
         }

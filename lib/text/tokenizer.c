@@ -5,6 +5,7 @@
  * (replace.rs, strip.rs, prepend.rs), pre_tokenizers/metaspace.rs, whitespace.rs,
  * processors/template.rs, utils/truncation.rs.
  */
+#include "base/utf8.h"
 #include "text/tokenizer.h"
 #include "base/buf.h"
 #include "base/error.h"
@@ -123,7 +124,7 @@ int dfm_tok_add_token(dfm_tokenizer *t, const char *content, size_t len, int sin
                       int rstrip, int normalized, int special)
 {
     if (!len) return 0; /* HF ignores empty added tokens */
-    if (!dfm_u8_valid(content, len)) return dfm_fail(DFM_E_FORMAT, "added token is not valid UTF-8");
+    if (!dfm_utf8_check(content, len, 1)) return dfm_fail(DFM_E_FORMAT, "added token is not valid UTF-8");
     for (int i = 0; i < t->n_added; i++) {
         dfm_tok_added *a = &t->added[i];
         if (a->len == len && !memcmp(a->content, content, len)) { /* same content: new flags */
@@ -647,7 +648,7 @@ int dfm_tokenizer_encode(const dfm_tokenizer *t, const char *text, size_t len, i
 {
     *ids = NULL;
     *n = 0;
-    if (!dfm_u8_valid(text, len)) return dfm_fail(DFM_E_FORMAT, "text is not valid UTF-8");
+    if (!dfm_utf8_check(text, len, 1)) return dfm_fail(DFM_E_FORMAT, "text is not valid UTF-8");
     int extra = t->n_prefix + t->n_suffix;
     if (max_length > 0 && max_length < extra)
         return dfm_fail(DFM_E_ARG, "max_length %d leaves no room for the %d special tokens", max_length, extra);

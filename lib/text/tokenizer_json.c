@@ -8,6 +8,7 @@
  */
 #include "base/buf.h"
 #include "base/error.h"
+#include "base/utf8.h"
 #include "text/grapheme.h"
 #include "text/tokenizer_impl.h"
 
@@ -86,7 +87,7 @@ static int get_str(const cJSON *o, const char *key, const char **out, const char
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!cJSON_IsString(v)) return dfm_fail(DFM_E_FORMAT, "%s: '%s' is missing or not a string", what, key);
-    if (!dfm_u8_valid(v->valuestring, strlen(v->valuestring)))
+    if (!dfm_utf8_check(v->valuestring, strlen(v->valuestring), 1))
         return dfm_fail(DFM_E_FORMAT, "%s: '%s' is not valid UTF-8", what, key);
     *out = v->valuestring;
     return 0;
@@ -131,7 +132,7 @@ static int load_normalizer(dfm_tokenizer *t, const cJSON *n, int depth)
         else if (cJSON_IsString(pr)) rc = dfm_tok_replace_step(&st, pr->valuestring, 1, content);
         else return dfm_fail(DFM_E_FORMAT, "Replace normalizer: pattern is neither {\"String\"} nor {\"Regex\"}");
         if (rc) return rc;
-        if (!dfm_u8_valid(st.pat, st.pat_len)) {
+        if (!dfm_utf8_check(st.pat, st.pat_len, 1)) {
             free(st.pat);
             free(st.content);
             return dfm_fail(DFM_E_FORMAT, "Replace normalizer: pattern is not valid UTF-8");
@@ -279,7 +280,7 @@ static int load_model(dfm_tokenizer *t, const cJSON *m)
         if (!cJSON_IsString(piece) || !cJSON_IsNumber(score) || score->next)
             return dfm_fail(DFM_E_FORMAT, "model.vocab[%d] is not a [piece, score] pair", i);
         size_t len = strlen(piece->valuestring);
-        if (!dfm_u8_valid(piece->valuestring, len))
+        if (!dfm_utf8_check(piece->valuestring, len, 1))
             return dfm_fail(DFM_E_FORMAT, "model.vocab[%d] is not valid UTF-8", i);
         if ((rc = dfm_unigram_add(&t->model, piece->valuestring, len, score->valuedouble))) return rc;
         i++;
