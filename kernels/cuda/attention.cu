@@ -46,6 +46,10 @@ __global__ void softmax_rows_kernel(float *s, int64_t rows, int64_t len)
         float m = -INFINITY;
         for (int64_t j = threadIdx.x; j < len; j += blockDim.x) m = fmaxf(m, row[j]);
         m = block_reduce(m, 1, red);
+        if (m == -INFINITY) { // every key masked out: NaN, as torch's softmax
+            for (int64_t j = threadIdx.x; j < len; j += blockDim.x) row[j] = NAN;
+            continue;
+        }
         float sum = 0.0f;
         for (int64_t j = threadIdx.x; j < len; j += blockDim.x) {
             float e = expf(row[j] - m);
@@ -60,6 +64,13 @@ __global__ void softmax_rows_kernel(float *s, int64_t rows, int64_t len)
 
 // ---------------------------------------------------------------------------------------------
 // kernel launchers
+
+int dfm_cuda_softmax_rows(float *s, int64_t rows, int64_t len)
+{
+    softmax_rows_kernel<<<(unsigned)(rows < (1 << 20) ? rows : (1 << 20)), SOFTMAX_THREADS>>>(s, rows, len);
+    CUDA_CHECK_LAUNCH();
+    return 0;
+}
 
 extern "C" int dfm_cuda_attention(const float *q, const float *k, const float *v, float scale,
                                   float *out, int64_t heads, int64_t sq, int64_t sk, int64_t d)
@@ -87,9 +98,7 @@ extern "C" int dfm_cuda_attention(const float *q, const float *k, const float *v
             DFM_CHECK_RC(dfm_cuda_gemm_rm(0, 1, nq, sk, d, scale, qb, d, sq * d, kh, d, sk * d, DFM_F32,
                                           0.0f, s, sk, nq * sk, nh));
             int64_t rows = nh * nq;
-            softmax_rows_kernel<<<(unsigned)(rows < (1 << 20) ? rows : (1 << 20)), SOFTMAX_THREADS>>>(
-                s, rows, sk);
-            CUDA_CHECK_LAUNCH();
+            DFM_CHECK_RC(dfm_cuda_softmax_rows(s, rows, sk));
             // O_blk [nq, d] = S [nq, sk] @ V [sk, d], per head; rows of O are d apart
             DFM_CHECK_RC(dfm_cuda_gemm_rm(0, 0, nq, d, sk, 1.0f, s, sk, nq * sk, vh, d, sk * d, DFM_F32,
                                           0.0f, ob, d, sq * d, nh));

@@ -14,55 +14,7 @@
 #include <math.h>
 
 // ---------------------------------------------------------------------------------------------
-// CUDA kernels
-
-#define SOFTMAX_THREADS 256
-
-// Max (is_max) or sum over the block, every thread gets it; red: 32 floats of shared memory.
-static __device__ float reduce_block(float v, int is_max, float *red)
-{
-    for (int o = 16; o > 0; o >>= 1) {
-        float u = __shfl_xor_sync(0xffffffffu, v, o);
-        v = is_max ? fmaxf(v, u) : v + u;
-    }
-    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    __syncthreads();
-    if (lane == 0) red[wid] = v;
-    __syncthreads();
-    v = lane < nw ? red[lane] : (is_max ? -INFINITY : 0.0f);
-    for (int o = 16; o > 0; o >>= 1) {
-        float u = __shfl_xor_sync(0xffffffffu, v, o);
-        v = is_max ? fmaxf(v, u) : v + u;
-    }
-    return v;
-}
-
-__global__ void softmax_bias_rows_kernel(float *s, int64_t rows, int64_t len)
-{
-    __shared__ float red[32];
-    for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
-        float *row = s + r * len;
-        float m = -INFINITY;
-        for (int64_t j = threadIdx.x; j < len; j += blockDim.x) m = fmaxf(m, row[j]);
-        m = reduce_block(m, 1, red);
-        if (m == -INFINITY) { // every key masked out: NaN, as torch's softmax
-            for (int64_t j = threadIdx.x; j < len; j += blockDim.x) row[j] = NAN;
-            continue;
-        }
-        float sum = 0.0f;
-        for (int64_t j = threadIdx.x; j < len; j += blockDim.x) {
-            float e = expf(row[j] - m);
-            row[j] = e;
-            sum += e;
-        }
-        sum = reduce_block(sum, 0, red);
-        float inv = 1.0f / sum;
-        for (int64_t j = threadIdx.x; j < len; j += blockDim.x) row[j] *= inv;
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// kernel launchers
+// kernel launchers (the row softmax is attention.cu's dfm_cuda_softmax_rows)
 
 extern "C" int dfm_cuda_attention_bias(const float *q, const float *k, const float *v, const float *bias,
                                        float scale, float *out, int64_t heads, int64_t sq, int64_t sk,
@@ -91,9 +43,7 @@ extern "C" int dfm_cuda_attention_bias(const float *q, const float *k, const flo
             DFM_CHECK_RC(dfm_cuda_gemm_rm(0, 1, nq, sk, d, scale, q + q0 * ld + h0 * d, ld, d, k + h0 * d, ld, d,
                                           DFM_F32, bias ? 1.0f : 0.0f, s, sk, nq * sk, nh));
             int64_t rows = nh * nq;
-            softmax_bias_rows_kernel<<<(unsigned)(rows < (1 << 20) ? rows : (1 << 20)), SOFTMAX_THREADS>>>(
-                s, rows, sk);
-            CUDA_CHECK_LAUNCH();
+            DFM_CHECK_RC(dfm_cuda_softmax_rows(s, rows, sk));
             DFM_CHECK_RC(dfm_cuda_gemm_rm(0, 0, nq, d, sk, 1.0f, s, sk, nq * sk, v + h0 * d, ld, d, DFM_F32, 0.0f,
                                           out + q0 * ld + h0 * d, ld, d, nh));
         }

@@ -88,6 +88,9 @@ int dfm_cuda_check_int(const char *op, const char *what, int64_t v);
 int dfm_cuda_gemm_rm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const void *a,
                      int64_t lda, int64_t sa, const void *b, int64_t ldb, int64_t sb, dfm_dtype dt,
                      float beta, float *y, int64_t ldy, int64_t sy, int64_t batch);
+// s[r, :] = softmax(s[r, :]) for rows of length len (max subtracted, f32); a row of all -inf
+// (every key masked) becomes NaN, as torch's softmax. Launches on the default stream.
+int dfm_cuda_softmax_rows(float *s, int64_t rows, int64_t len);
 // y[r, j] += bias[per_row ? r : j] for y: [rows, cols] F32 (row stride ldy); bias F32/BF16/F16.
 int dfm_cuda_add_bias(float *y, int64_t rows, int64_t cols, int64_t ldy, const void *bias,
                       dfm_dtype bdt, int per_row);
