@@ -4,6 +4,7 @@
  * "[C,T,H,W] DTYPE device". Not here: any arithmetic.
  */
 #include "tensor/ops.h"
+#include "base/buf.h"
 #include "base/error.h"
 #include "cpu/attention.h"
 #include "cpu/attention_bias.h"
@@ -13,12 +14,14 @@
 #include "cpu/embedding.h"
 #include "cpu/gated.h"
 #include "cpu/layout.h"
+#include "cpu/linear.h"
 #include "cpu/matmul.h"
 #include "cpu/norm.h"
 #include "cpu/rms_norm.h"
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #ifdef DFM_HAVE_CUDA
@@ -283,6 +286,120 @@ int dfm_op_matmul(const dfm_tensor *a, int ta, const dfm_tensor *b, int tb, cons
 #ifdef DFM_HAVE_CUDA
     return dfm_cuda_matmul(a->data, ta != 0, b->data, b->dtype, tb != 0, bias ? bias->data : NULL,
                            bias ? bias->dtype : DFM_F32, beta, y->data, m, n, k, g_bf16_compute);
+#else
+    return no_cuda(op);
+#endif
+}
+
+/* ---- linear (packed weights) ---------------------------------------------------------------- */
+
+struct dfm_linear {
+    dfm_device device;
+    dfm_dtype dtype;
+    int64_t k;
+    int nw;
+    int64_t n[DFM_LINEAR_MAX];
+    void *packed[DFM_LINEAR_MAX]; /* CPU: dfm_cpu_linear_pack layout */
+    dfm_tensor dev[DFM_LINEAR_MAX]; /* CUDA: [n, k] of dtype */
+    size_t nbytes;
+};
+
+void dfm_linear_free(dfm_linear *l)
+{
+    if (!l) return;
+    for (int i = 0; i < l->nw; i++) {
+        free(l->packed[i]);
+        dfm_tensor_free(&l->dev[i]);
+    }
+    free(l);
+}
+
+size_t dfm_linear_nbytes(const dfm_linear *l) { return l ? l->nbytes : 0; }
+
+int dfm_linear_create(dfm_linear **out, const dfm_tensor *const *w, int nw, dfm_dtype dt, dfm_device dev)
+{
+    const char *op = "linear_create";
+    *out = NULL;
+    if (!w || nw < 1 || nw > DFM_LINEAR_MAX)
+        return dfm_fail(DFM_E_ARG, "%s: %d weights (1 to %d)", op, nw, DFM_LINEAR_MAX);
+    if (dt != DFM_F32 && dt != DFM_BF16) return dfm_fail(DFM_E_ARG, "%s: store as %s (F32 or BF16)", op, dfm_dtype_name(dt));
+    for (int i = 0; i < nw; i++) {
+        if (!w[i]) return dfm_fail(DFM_E_ARG, "%s: NULL weight", op);
+        if (w[i]->ndim != 2 || !is_float(w[i]->dtype) || w[i]->device != DFM_CPU)
+            return bad(op, "weights must be float 2-D [n, k] on the CPU", "w", w[i], NULL);
+        if (w[i]->shape[1] != w[0]->shape[1]) return bad(op, "weights must share k", "w0", w[0], "w", w[i], NULL);
+        if (w[i]->shape[0] > 0x7fffffff || w[i]->shape[1] > 0x7fffffff) return bad(op, "dimension past 2^31", "w", w[i], NULL);
+    }
+    if (dev != DFM_CPU && !dfm_device_available(dev)) return DFM_E_UNSUPPORTED;
+    dfm_linear *l = dfm_calloc(1, sizeof *l);
+    if (!l) return DFM_E_NOMEM;
+    l->device = dev, l->dtype = dt, l->k = w[0]->shape[1];
+    int rc = 0;
+    for (int i = 0; i < nw && !rc; i++) {
+        l->nw = i + 1;
+        l->n[i] = w[i]->shape[0];
+        if (dev == DFM_CPU) {
+            size_t bytes = dfm_cpu_linear_packed_size(l->n[i], l->k, dt);
+            if (posix_memalign(&l->packed[i], 64, bytes ? bytes : 64)) {
+                l->packed[i] = NULL;
+                rc = dfm_fail(DFM_E_NOMEM, "%s: out of memory for %zu bytes of weights", op, bytes);
+                break;
+            }
+            rc = dfm_cpu_linear_pack(l->packed[i], dt, w[i]->data, w[i]->dtype, l->n[i], l->k);
+            l->nbytes += bytes;
+        } else if (w[i]->dtype == dt) {
+            rc = dfm_tensor_copy(&l->dev[i], w[i], dev);
+            l->nbytes += dfm_tensor_nbytes(w[i]);
+        } else {
+            dfm_tensor host;
+            if (!(rc = dfm_tensor_alloc(&host, dt, DFM_CPU, 2, w[i]->shape))) {
+                if (!(rc = dfm_tensor_convert(&host, w[i]))) rc = dfm_tensor_copy(&l->dev[i], &host, dev);
+                l->nbytes += dfm_tensor_nbytes(&host);
+                dfm_tensor_free(&host);
+            }
+        }
+    }
+    if (rc) {
+        dfm_linear_free(l);
+        return rc;
+    }
+    *out = l;
+    return 0;
+}
+
+int dfm_op_linear(const dfm_tensor *x, const dfm_linear *l, dfm_tensor *const *y, int accumulate)
+{
+    const char *op = "linear";
+    if (!x || !l || !y) return dfm_fail(DFM_E_ARG, "linear: NULL argument");
+    if (x->ndim != 2 || x->dtype != DFM_F32 || x->shape[1] != l->k || x->device != l->device) {
+        char why[96];
+        snprintf(why, sizeof why, "x must be F32 [m, %lld] on the weights' device", (long long)l->k);
+        return bad(op, why, "x", x, NULL);
+    }
+    if (x->shape[0] > 0x7fffffff) return bad(op, "dimension past 2^31", "x", x, NULL);
+    dfm_cpu_linear_seg seg[DFM_LINEAR_MAX];
+    for (int i = 0; i < l->nw; i++) {
+        if (!y[i]) return dfm_fail(DFM_E_ARG, "linear: NULL output %d", i);
+        if (y[i]->ndim != 2 || y[i]->dtype != DFM_F32 || y[i]->shape[0] != x->shape[0] || y[i]->shape[1] != l->n[i] ||
+            y[i]->device != l->device) {
+            char why[96];
+            snprintf(why, sizeof why, "output %d must be F32 [m, %lld] on the weights' device", i, (long long)l->n[i]);
+            return bad(op, why, "x", x, "y", y[i], NULL);
+        }
+        if (overlaps(x, y[i])) return bad(op, "an output overlaps x", "x", x, "y", y[i], NULL);
+        for (int j = 0; j < i; j++)
+            if (overlaps(y[j], y[i])) return bad(op, "outputs overlap", "y", y[j], "y", y[i], NULL);
+        seg[i] = (dfm_cpu_linear_seg){l->packed[i], l->n[i], y[i]->data, l->n[i]};
+    }
+    if (l->device == DFM_CPU)
+        return dfm_cpu_linear(x->data, x->shape[0], l->k, l->dtype, seg, l->nw, accumulate, g_bf16_compute);
+#ifdef DFM_HAVE_CUDA
+    for (int i = 0; i < l->nw; i++) {
+        int rc = dfm_cuda_matmul(x->data, 0, l->dev[i].data, l->dtype, 1, NULL, DFM_F32, accumulate ? 1.0f : 0.0f,
+                                 y[i]->data, x->shape[0], l->n[i], l->k, g_bf16_compute);
+        if (rc) return rc;
+    }
+    return 0;
 #else
     return no_cuda(op);
 #endif

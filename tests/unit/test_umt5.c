@@ -14,7 +14,10 @@
  *         (every op rounded to bf16): bound 0.25 (measured 1.3e-1). And where a torch bf16 run
  *         exists, our distance to fp32 must not exceed 1.5x torch bf16's own distance to fp32
  *         (measured ratio <= 0.95: we are at least as close to fp32 as transformers in bf16).
- *   The bf16 results are identical whether the weights are converted at load or kept mapped.
+ *   The bf16 results of the packed-weight GEMM (default) and of keep_mapped (OpenBLAS on weights
+ *   rounded per block) differ only in f32 summation order, but a 1-ulp f32 difference can flip
+ *   the bf16 rounding of an activation (2^-8 relative) and later layers carry it: bound 5e-2
+ *   (measured 1.2e-2; in f32 the same two paths agree to the 1e-4 parity bound above).
  */
 #define TINY_VOCAB 1024 /* scripts/make-umt5-fixtures.py "tiny" */
 #include "test.h"
@@ -34,6 +37,7 @@
 #define F32_BOUND 1e-4
 #define BF16_VS_F32_BOUND 2.5e-1
 #define BF16_VS_TORCH_BF16_BOUND 2.5e-1
+#define BF16_PATHS_BOUND 5e-2
 
 static const char *const MODELS[] = {"tiny", "odd"};
 #define N_MODELS 2
@@ -85,7 +89,7 @@ TEST(umt5_rel_buckets)
 /* ---- parity -------------------------------------------------------------------------------- */
 
 typedef struct {
-    double f32, bf16_f32, bf16_torch;
+    double f32, bf16_f32, bf16_torch, bf16_paths;
     int cases, bf16_cases;
 } worst_t;
 
@@ -175,17 +179,21 @@ TEST(umt5_parity_bf16)
         int na = 0, nb = 0;
         dfm_umt5_opts o = {.device = DFM_CPU, .weights = DFM_BF16};
         run_model(d, &o, &w, a, &na);
-        o.keep_mapped = 1; /* the same numbers with the weights rounded per GEMM block */
+        o.keep_mapped = 1; /* the same bf16 numbers, through the unpacked GEMM (OpenBLAS) */
         worst_t w2 = {0};
         g_quiet = 1;
         run_model(d, &o, &w2, b, &nb);
         g_quiet = 0;
         CHECK_EQ(na, nb);
         for (int i = 0; i < na && i < nb; i++) {
-            CHECK(dfm_test_max_abs_diff(&a[i], &b[i]) == 0.0);
+            double e = dfm_test_max_abs_diff(&a[i], &b[i]);
+            if (e > w.bf16_paths) w.bf16_paths = e;
             dfm_tensor_free(&a[i]), dfm_tensor_free(&b[i]);
         }
     }
+    fprintf(stderr, "  bf16 packed vs keep_mapped: worst max abs difference %.2e (bound %.0e)\n", w.bf16_paths,
+            BF16_PATHS_BOUND);
+    CHECK(w.bf16_paths <= BF16_PATHS_BOUND);
     fprintf(stderr, "  bf16: %d cases, worst vs f32 %.2e (bound %.2g), worst vs torch bf16 %.2e over %d cases (bound %.2g)\n",
             w.cases, w.bf16_f32, BF16_VS_F32_BOUND, w.bf16_torch, w.bf16_cases, BF16_VS_TORCH_BF16_BOUND);
     CHECK_EQ(w.cases, 8);
@@ -228,33 +236,51 @@ TEST(umt5_load_forms)
     CHECK_EQ(c->num_layers, 3);
     CHECK_EQ(c->vocab_size, TINY_VOCAB);
     CHECK(c->gated_gelu);
-    /* F32 from an F32 file: GEMM weights and the table in place, only norms and biases copied */
+    /* F32 from an F32 file: GEMM weights packed (owned, same bytes: every dimension is a multiple
+     * of 16), the table in place; norms and biases copied */
     size_t owned, mapped;
     dfm_umt5_memory(m, &owned, &mapped);
     int64_t d = 64, inner = 64, ff = 128, L = 3;
-    size_t gemm = (size_t)(L * (4 * inner * d + 3 * ff * d) + TINY_VOCAB * d) * 4;
+    size_t gemm = (size_t)(L * (4 * inner * d + 3 * ff * d)) * 4, table = (size_t)(TINY_VOCAB * d) * 4;
     size_t small = (size_t)(L * (2 * d + 32 * 4) + d) * 4;
-    CHECK_EQ(mapped, gemm);
-    CHECK_EQ(owned, small);
+    CHECK_EQ(mapped, table);
+    CHECK_EQ(owned, small + gemm);
     dfm_umt5_free(m);
-    /* BF16: GEMM weights converted (half the bytes), the table still in place */
-    o.weights = DFM_BF16;
+    /* keep_mapped: the GEMM weights used in place */
+    o.keep_mapped = 1;
     CHECK_EQ(dfm_umt5_load(&m, root, &o), 0);
     if (m) {
         dfm_umt5_memory(m, &owned, &mapped);
-        CHECK_EQ(mapped, (size_t)(TINY_VOCAB * d) * 4);
-        CHECK_EQ(owned, small + (gemm - (size_t)(TINY_VOCAB * d) * 4) / 2);
+        CHECK_EQ(mapped, gemm + table);
+        CHECK_EQ(owned, small);
         dfm_umt5_free(m);
     }
-    /* the odd model stores bf16: used in place in both modes */
-    model_dir(src, sizeof src, "odd");
-    o.weights = DFM_BF16;
-    CHECK_EQ(dfm_umt5_load(&m, src, &o), 0);
+    /* BF16: GEMM weights packed as bf16 (half the bytes), the table still in place */
+    o.weights = DFM_BF16, o.keep_mapped = 0;
+    CHECK_EQ(dfm_umt5_load(&m, root, &o), 0);
     if (m) {
+        dfm_umt5_memory(m, &owned, &mapped);
+        CHECK_EQ(mapped, table);
+        CHECK_EQ(owned, small + gemm / 2);
+        dfm_umt5_free(m);
+    }
+    /* the odd model stores bf16: packed by default (rows padded to panels of 16), in place with
+     * keep_mapped */
+    model_dir(src, sizeof src, "odd");
+    for (int km = 0; km < 2; km++) {
+        o.keep_mapped = km;
+        CHECK_EQ(dfm_umt5_load(&m, src, &o), 0);
+        if (!m) continue;
         dfm_umt5_memory(m, &owned, &mapped);
         c = dfm_umt5_get_config(m);
         int64_t D = c->d_model, I = (int64_t)c->num_heads * c->d_kv, F = c->d_ff, N = c->num_layers;
-        CHECK_EQ(mapped, (size_t)(N * (4 * I * D + 3 * F * D) + c->vocab_size * D) * 2);
+        size_t tab = (size_t)(c->vocab_size * D) * 2;
+#define PAD16(n) (((n) + 15) / 16 * 16)
+        size_t packed = (size_t)(N * (3 * PAD16(I) * D + PAD16(D) * I + 2 * PAD16(F) * D + PAD16(D) * F)) * 2;
+#undef PAD16
+        size_t norms = (size_t)(N * (2 * D + c->rel_buckets * c->num_heads) + D) * 4;
+        CHECK_EQ(mapped, km ? (size_t)(N * (4 * I * D + 3 * F * D)) * 2 + tab : tab);
+        CHECK_EQ(owned, km ? norms : norms + packed);
         dfm_umt5_free(m);
     }
 }

@@ -26,10 +26,12 @@
 #include <unistd.h>
 
 typedef struct {
-    dfm_tensor q, k, v, o;     /* [inner, d_model] x3, [d_model, inner] */
+    dfm_tensor q, k, v, o;     /* [inner, d_model] x3, [d_model, inner] (keep_mapped only) */
     dfm_tensor rel;            /* [buckets, heads] F32 */
     dfm_tensor ln1, ln2;       /* [d_model] F32 */
-    dfm_tensor wi0, wi1, wo;   /* [d_ff, d_model] x2, [d_model, d_ff] */
+    dfm_tensor wi0, wi1, wo;   /* [d_ff, d_model] x2, [d_model, d_ff] (keep_mapped only) */
+    dfm_linear *qkv, *lo;      /* the same weights laid out for dfm_op_linear (q, k, v in one) */
+    dfm_linear *wi, *lwo;      /* (wi_0, wi_1 in one) */
 } layer_t;
 
 struct dfm_umt5 {
@@ -185,7 +187,8 @@ static int copy_in(loader_t *L, const char *name, const dfm_st_tensor *t, dfm_dt
     return rc;
 }
 
-/* A GEMM weight [rows, cols]: used in place when the mode allows (umt5.h), else copied. */
+/* A GEMM weight [rows, cols] for keep_mapped: used in place when the mode allows (umt5.h),
+ * else copied. */
 static int load_matrix(loader_t *L, const char *name, int64_t rows, int64_t cols, dfm_tensor *out)
 {
     int64_t shape[2] = {rows, cols};
@@ -200,6 +203,36 @@ static int load_matrix(loader_t *L, const char *name, int64_t rows, int64_t cols
         return 0;
     }
     return copy_in(L, name, t, dt, 0, 2, shape, out);
+}
+
+/* The GEMM weights names[0..n) ([rows[i], cols] each) laid out as one dfm_linear (F32, or BF16
+ * in BF16 mode) on the device; the mapped source pages are dropped afterwards. */
+static int load_linear(loader_t *L, const char *const *names, const int64_t *rows, int n, int64_t cols,
+                       dfm_linear **out)
+{
+    dfm_tensor src[DFM_LINEAR_MAX], tmp[DFM_LINEAR_MAX];
+    const dfm_tensor *sp[DFM_LINEAR_MAX];
+    const dfm_st_tensor *t[DFM_LINEAR_MAX];
+    memset(tmp, 0, sizeof tmp);
+    int rc = 0, i;
+    for (i = 0; i < n && !rc; i++) {
+        int64_t shape[2] = {rows[i], cols};
+        if ((rc = find_checked(L, names[i], 2, shape, &t[i]))) break;
+        if (aligned(t[i])) { /* the mapping itself */
+            src[i] = dfm_tensor_view((void *)t[i]->data, t[i]->dtype, DFM_CPU, 2, shape);
+        } else if (!(rc = dfm_tensor_alloc(&tmp[i], t[i]->dtype, DFM_CPU, 2, shape))) {
+            memcpy(tmp[i].data, t[i]->data, t[i]->nbytes);
+            src[i] = tmp[i];
+        }
+        sp[i] = &src[i];
+    }
+    if (!rc) rc = dfm_linear_create(out, sp, n, L->o->weights == DFM_BF16 ? DFM_BF16 : DFM_F32, L->o->device);
+    if (!rc) L->owned += dfm_linear_nbytes(*out);
+    for (int j = 0; j < i; j++) {
+        dfm_tensor_free(&tmp[j]);
+        if (!rc && t[j]->nbytes > ((size_t)1 << 20)) drop_pages(t[j]);
+    }
+    return rc;
 }
 
 /* A small tensor (norm weight, bias table): an owned F32 copy, bf16-rounded in BF16 mode. */
@@ -220,18 +253,38 @@ static int load_layer(loader_t *L, const dfm_umt5_config *c, int i, layer_t *y)
     snprintf(p, sizeof p, "encoder.block.%d.layer.0.", i);
 #define NAME(s) (snprintf(nm, sizeof nm, "%s%s", p, s), nm)
     if ((rc = load_small(L, NAME("layer_norm.weight"), 1, s1, &y->ln1)) ||
-        (rc = load_matrix(L, NAME("SelfAttention.q.weight"), inner, d, &y->q)) ||
-        (rc = load_matrix(L, NAME("SelfAttention.k.weight"), inner, d, &y->k)) ||
-        (rc = load_matrix(L, NAME("SelfAttention.v.weight"), inner, d, &y->v)) ||
-        (rc = load_matrix(L, NAME("SelfAttention.o.weight"), d, inner, &y->o)) ||
         (rc = load_small(L, NAME("SelfAttention.relative_attention_bias.weight"), 2, sr, &y->rel)))
         return rc;
+    if (L->o->keep_mapped) {
+        if ((rc = load_matrix(L, NAME("SelfAttention.q.weight"), inner, d, &y->q)) ||
+            (rc = load_matrix(L, NAME("SelfAttention.k.weight"), inner, d, &y->k)) ||
+            (rc = load_matrix(L, NAME("SelfAttention.v.weight"), inner, d, &y->v)) ||
+            (rc = load_matrix(L, NAME("SelfAttention.o.weight"), d, inner, &y->o)))
+            return rc;
+    } else {
+        char nq[256], nk[256], nv[256];
+        snprintf(nq, sizeof nq, "%sSelfAttention.q.weight", p);
+        snprintf(nk, sizeof nk, "%sSelfAttention.k.weight", p);
+        snprintf(nv, sizeof nv, "%sSelfAttention.v.weight", p);
+        const char *qkv[3] = {nq, nk, nv}, *o[1] = {NAME("SelfAttention.o.weight")};
+        int64_t r3[3] = {inner, inner, inner}, r1[1] = {d};
+        if ((rc = load_linear(L, qkv, r3, 3, d, &y->qkv)) || (rc = load_linear(L, o, r1, 1, inner, &y->lo))) return rc;
+    }
     snprintf(p, sizeof p, "encoder.block.%d.layer.1.", i);
-    if ((rc = load_small(L, NAME("layer_norm.weight"), 1, s1, &y->ln2)) ||
-        (rc = load_matrix(L, NAME("DenseReluDense.wi_0.weight"), ff, d, &y->wi0)) ||
-        (rc = load_matrix(L, NAME("DenseReluDense.wi_1.weight"), ff, d, &y->wi1)) ||
-        (rc = load_matrix(L, NAME("DenseReluDense.wo.weight"), d, ff, &y->wo)))
-        return rc;
+    if ((rc = load_small(L, NAME("layer_norm.weight"), 1, s1, &y->ln2))) return rc;
+    if (L->o->keep_mapped) {
+        if ((rc = load_matrix(L, NAME("DenseReluDense.wi_0.weight"), ff, d, &y->wi0)) ||
+            (rc = load_matrix(L, NAME("DenseReluDense.wi_1.weight"), ff, d, &y->wi1)) ||
+            (rc = load_matrix(L, NAME("DenseReluDense.wo.weight"), d, ff, &y->wo)))
+            return rc;
+    } else {
+        char n0[256], n1[256];
+        snprintf(n0, sizeof n0, "%sDenseReluDense.wi_0.weight", p);
+        snprintf(n1, sizeof n1, "%sDenseReluDense.wi_1.weight", p);
+        const char *wi[2] = {n0, n1}, *wo[1] = {NAME("DenseReluDense.wo.weight")};
+        int64_t r2[2] = {ff, ff}, r1[1] = {d};
+        if ((rc = load_linear(L, wi, r2, 2, d, &y->wi)) || (rc = load_linear(L, wo, r1, 1, ff, &y->lwo))) return rc;
+    }
 #undef NAME
     return 0;
 }
@@ -267,6 +320,10 @@ static void free_layer(layer_t *y)
 {
     dfm_tensor *ts[] = {&y->q, &y->k, &y->v, &y->o, &y->rel, &y->ln1, &y->ln2, &y->wi0, &y->wi1, &y->wo};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) dfm_tensor_free(ts[i]);
+    dfm_linear_free(y->qkv);
+    dfm_linear_free(y->lo);
+    dfm_linear_free(y->wi);
+    dfm_linear_free(y->lwo);
 }
 
 void dfm_umt5_free(dfm_umt5 *m)
@@ -376,22 +433,35 @@ static int layer_forward(const dfm_umt5 *m, const layer_t *y, const dfm_tensor *
     const dfm_umt5_config *c = &m->cfg;
     float eps = (float)c->eps;
     int rc;
+    dfm_tensor *qkv[3] = {&a->q, &a->k, &a->v}, *gl[2] = {&a->g, &a->l};
     /* UMT5LayerSelfAttention */
-    if ((rc = dfm_op_rms_norm(h, &y->ln1, eps, &a->x)) || (rc = linear(&a->x, &y->q, &a->q)) ||
-        (rc = linear(&a->x, &y->k, &a->k)) || (rc = linear(&a->x, &y->v, &a->v)) ||
-        (rc = dfm_op_rel_bias(&y->rel, buckets, &a->bias)))
+    if ((rc = dfm_op_rms_norm(h, &y->ln1, eps, &a->x)) || (rc = dfm_op_rel_bias(&y->rel, buckets, &a->bias)))
         return rc;
+    if (y->qkv)
+        rc = dfm_op_linear(&a->x, y->qkv, qkv, 0);
+    else if (!(rc = linear(&a->x, &y->q, &a->q)) && !(rc = linear(&a->x, &y->k, &a->k)))
+        rc = linear(&a->x, &y->v, &a->v);
+    if (rc) return rc;
     dfm_tensor q = heads_view(&a->q, c->num_heads, c->d_kv), k = heads_view(&a->k, c->num_heads, c->d_kv);
     dfm_tensor v = heads_view(&a->v, c->num_heads, c->d_kv), o = heads_view(&a->ctx, c->num_heads, c->d_kv);
-    if ((rc = dfm_op_attention_bias(&q, &k, &v, &a->bias, 1.0f, &o)) || (rc = linear(&a->ctx, &y->o, &a->t)) ||
-        (rc = dfm_op_add(h, &a->t, h)))
-        return rc;
+    if ((rc = dfm_op_attention_bias(&q, &k, &v, &a->bias, 1.0f, &o))) return rc;
+    if (y->lo) /* h += ctx Wo^T in the GEMM's output */
+        rc = dfm_op_linear(&a->ctx, y->lo, &h, 1);
+    else if (!(rc = linear(&a->ctx, &y->o, &a->t)))
+        rc = dfm_op_add(h, &a->t, h);
+    if (rc) return rc;
     /* UMT5LayerFF (UMT5DenseGatedActDense) */
-    if ((rc = dfm_op_rms_norm(h, &y->ln2, eps, &a->x)) || (rc = linear(&a->x, &y->wi0, &a->g)) ||
-        (rc = dfm_op_gelu_new(&a->g, &a->g)) || (rc = linear(&a->x, &y->wi1, &a->l)) ||
-        (rc = dfm_op_mul(&a->g, &a->l, &a->g)) || (rc = linear(&a->g, &y->wo, &a->t)) || (rc = dfm_op_add(h, &a->t, h)))
-        return rc;
-    return 0;
+    if ((rc = dfm_op_rms_norm(h, &y->ln2, eps, &a->x))) return rc;
+    if (y->wi)
+        rc = dfm_op_linear(&a->x, y->wi, gl, 0);
+    else if (!(rc = linear(&a->x, &y->wi0, &a->g)))
+        rc = linear(&a->x, &y->wi1, &a->l);
+    if (rc || (rc = dfm_op_gelu_new(&a->g, &a->g)) || (rc = dfm_op_mul(&a->g, &a->l, &a->g))) return rc;
+    if (y->lwo)
+        rc = dfm_op_linear(&a->g, y->lwo, &h, 1);
+    else if (!(rc = linear(&a->g, &y->wo, &a->t)))
+        rc = dfm_op_add(h, &a->t, h);
+    return rc;
 }
 
 int dfm_umt5_encode(dfm_umt5 *m, const int32_t *ids, int n, dfm_tensor *out)

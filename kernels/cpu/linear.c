@@ -1,0 +1,305 @@
+/* linear.c — packed-weight GEMM for linear layers (linear.h).
+ *
+ * Loop nest (BLIS's, with the weight panels packed ahead of time):
+ *   for each block of MB rows of x:         pack them into 6-row panels [k][6] (threads split rows)
+ *     for each weight panel p (threads split panels):  16 output columns, k x 16 contiguous
+ *       for each k block of KC:                        the panel's KC x 16 slice stays in L1
+ *         for each 6-row panel of the block:            6 x KC of x from L2/L3
+ *           micro-kernel: C[6 x 16] (+)= A[6 x KC] B[KC x 16], 12 ymm accumulators
+ * The 6x16 tile of one output panel (all rows of the block) stays in L1 across the k blocks;
+ * the weights stream from memory once per row block, in order.
+ * Not here: the CUDA twin (lib/tensor/linear.c keeps W unpacked there), bias (none of the text
+ * encoder's linears has one).
+ */
+#include "cpu/linear.h"
+#include "base/buf.h"
+#include "base/error.h"
+#include "cpu/cpu.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define HAVE_X86 1
+#endif
+
+#define NR DFM_CPU_LINEAR_NR
+#define MR DFM_CPU_LINEAR_MR
+#define KC DFM_CPU_LINEAR_KC
+#define A_BLOCK_BYTES ((int64_t)8 << 20) /* packed rows of x per block: stays in L3 */
+#define MB_MAX 384
+#define MB_MIN 48
+
+static int slot16(int j) { return j < 4 || j >= 12 ? j : j < 8 ? j + 4 : j - 4; }
+
+static uint16_t bf16_bits(float f)
+{
+    union { float f; uint32_t u; } v = {dfm_cpu_round_bf16_1(f)};
+    return (uint16_t)(v.u >> 16);
+}
+
+static float bf16_value(uint16_t h)
+{
+    union { uint32_t u; float f; } v = {(uint32_t)h << 16};
+    return v.f;
+}
+
+size_t dfm_cpu_linear_packed_size(int64_t n, int64_t k, dfm_dtype dt)
+{
+    if ((dt != DFM_F32 && dt != DFM_BF16) || n < 0 || k < 0) return 0;
+    size_t panels = (size_t)((n + NR - 1) / NR);
+    return panels * (size_t)k * NR * (dt == DFM_F32 ? 4 : 2);
+}
+
+/* ---- packing the weights ------------------------------------------------------------------- */
+
+typedef struct {
+    void *dst;
+    dfm_dtype dt, wdt;
+    const void *w;
+    int64_t n, k;
+    int err;
+} pack_ctx;
+
+static void pack_range(void *arg, int64_t p0, int64_t p1)
+{
+    pack_ctx *c = arg;
+    int64_t k = c->k;
+    size_t es = dfm_dtype_size(c->wdt);
+    float *tmp = dfm_cpu_scratch(0, (size_t)NR * (size_t)k * sizeof(float));
+    if (!tmp) {
+        c->err = DFM_E_NOMEM;
+        return;
+    }
+    for (int64_t p = p0; p < p1; p++) {
+        for (int j = 0; j < NR; j++) {
+            int64_t row = p * NR + j;
+            if (row < c->n) {
+                if (dfm_cpu_to_f32(tmp + j * k, (const char *)c->w + (size_t)row * k * es, c->wdt, (size_t)k, 0) < 0) {
+                    c->err = DFM_E_UNSUPPORTED;
+                    return;
+                }
+            } else {
+                memset(tmp + j * k, 0, (size_t)k * sizeof(float));
+            }
+        }
+        if (c->dt == DFM_F32) {
+            float *d = (float *)c->dst + (size_t)p * k * NR;
+            for (int64_t kk = 0; kk < k; kk++)
+                for (int j = 0; j < NR; j++) d[kk * NR + j] = tmp[j * k + kk];
+        } else {
+            uint16_t *d = (uint16_t *)c->dst + (size_t)p * k * NR;
+            for (int64_t kk = 0; kk < k; kk++)
+                for (int j = 0; j < NR; j++) d[kk * NR + slot16(j)] = bf16_bits(tmp[j * k + kk]);
+        }
+    }
+}
+
+int dfm_cpu_linear_pack(void *dst, dfm_dtype dt, const void *w, dfm_dtype wdt, int64_t n, int64_t k)
+{
+    if (dt != DFM_F32 && dt != DFM_BF16)
+        return dfm_fail(DFM_E_UNSUPPORTED, "linear: cannot pack weights as %s", dfm_dtype_name(dt));
+    if (wdt != DFM_F32 && wdt != DFM_BF16 && wdt != DFM_F16)
+        return dfm_fail(DFM_E_UNSUPPORTED, "linear: cannot use %s weights", dfm_dtype_name(wdt));
+    pack_ctx c = {dst, dt, wdt, w, n, k, 0};
+    dfm_cpu_parallel((n + NR - 1) / NR, 4, pack_range, &c);
+    if (c.err == DFM_E_NOMEM) return dfm_fail(DFM_E_NOMEM, "linear: out of memory for packing scratch");
+    return c.err ? dfm_fail(c.err, "linear: cannot convert %s weights", dfm_dtype_name(wdt)) : 0;
+}
+
+/* ---- micro-kernels ------------------------------------------------------------------------- */
+
+/* c[6 x 16] (row stride ldc) = (add ? c : 0) + a[kc][6] . b[kc][16] */
+static void ukr_scalar(int64_t kc, const float *a, const void *b, dfm_dtype bdt, float *c, int64_t ldc, int add)
+{
+    float acc[MR][NR];
+    memset(acc, 0, sizeof acc);
+    for (int64_t kk = 0; kk < kc; kk++) {
+        float bv[NR];
+        if (bdt == DFM_F32)
+            memcpy(bv, (const float *)b + kk * NR, sizeof bv);
+        else
+            for (int j = 0; j < NR; j++) bv[j] = bf16_value(((const uint16_t *)b)[kk * NR + slot16(j)]);
+        for (int r = 0; r < MR; r++) {
+            float av = a[kk * MR + r];
+            for (int j = 0; j < NR; j++) acc[r][j] += av * bv[j];
+        }
+    }
+    for (int r = 0; r < MR; r++)
+        for (int j = 0; j < NR; j++) c[r * ldc + j] = add ? c[r * ldc + j] + acc[r][j] : acc[r][j];
+}
+
+#ifdef HAVE_X86
+#define UKR_BODY(LOAD_B)                                                                                    \
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,      \
+           c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;                                            \
+    for (int64_t kk = 0; kk < kc; kk++) {                                                                    \
+        __m256 b0, b1, x;                                                                                    \
+        LOAD_B;                                                                                              \
+        x = _mm256_broadcast_ss(a + 0), c00 = _mm256_fmadd_ps(x, b0, c00), c01 = _mm256_fmadd_ps(x, b1, c01); \
+        x = _mm256_broadcast_ss(a + 1), c10 = _mm256_fmadd_ps(x, b0, c10), c11 = _mm256_fmadd_ps(x, b1, c11); \
+        x = _mm256_broadcast_ss(a + 2), c20 = _mm256_fmadd_ps(x, b0, c20), c21 = _mm256_fmadd_ps(x, b1, c21); \
+        x = _mm256_broadcast_ss(a + 3), c30 = _mm256_fmadd_ps(x, b0, c30), c31 = _mm256_fmadd_ps(x, b1, c31); \
+        x = _mm256_broadcast_ss(a + 4), c40 = _mm256_fmadd_ps(x, b0, c40), c41 = _mm256_fmadd_ps(x, b1, c41); \
+        x = _mm256_broadcast_ss(a + 5), c50 = _mm256_fmadd_ps(x, b0, c50), c51 = _mm256_fmadd_ps(x, b1, c51); \
+        a += MR;                                                                                             \
+    }                                                                                                        \
+    if (add) {                                                                                               \
+        c00 = _mm256_add_ps(c00, _mm256_loadu_ps(c + 0 * ldc)), c01 = _mm256_add_ps(c01, _mm256_loadu_ps(c + 0 * ldc + 8)); \
+        c10 = _mm256_add_ps(c10, _mm256_loadu_ps(c + 1 * ldc)), c11 = _mm256_add_ps(c11, _mm256_loadu_ps(c + 1 * ldc + 8)); \
+        c20 = _mm256_add_ps(c20, _mm256_loadu_ps(c + 2 * ldc)), c21 = _mm256_add_ps(c21, _mm256_loadu_ps(c + 2 * ldc + 8)); \
+        c30 = _mm256_add_ps(c30, _mm256_loadu_ps(c + 3 * ldc)), c31 = _mm256_add_ps(c31, _mm256_loadu_ps(c + 3 * ldc + 8)); \
+        c40 = _mm256_add_ps(c40, _mm256_loadu_ps(c + 4 * ldc)), c41 = _mm256_add_ps(c41, _mm256_loadu_ps(c + 4 * ldc + 8)); \
+        c50 = _mm256_add_ps(c50, _mm256_loadu_ps(c + 5 * ldc)), c51 = _mm256_add_ps(c51, _mm256_loadu_ps(c + 5 * ldc + 8)); \
+    }                                                                                                        \
+    _mm256_storeu_ps(c + 0 * ldc, c00), _mm256_storeu_ps(c + 0 * ldc + 8, c01);                               \
+    _mm256_storeu_ps(c + 1 * ldc, c10), _mm256_storeu_ps(c + 1 * ldc + 8, c11);                               \
+    _mm256_storeu_ps(c + 2 * ldc, c20), _mm256_storeu_ps(c + 2 * ldc + 8, c21);                               \
+    _mm256_storeu_ps(c + 3 * ldc, c30), _mm256_storeu_ps(c + 3 * ldc + 8, c31);                               \
+    _mm256_storeu_ps(c + 4 * ldc, c40), _mm256_storeu_ps(c + 4 * ldc + 8, c41);                               \
+    _mm256_storeu_ps(c + 5 * ldc, c50), _mm256_storeu_ps(c + 5 * ldc + 8, c51);
+
+__attribute__((target("avx2,fma"))) static void ukr_avx2_f32(int64_t kc, const float *a, const float *b, float *c,
+                                                             int64_t ldc, int add)
+{
+    UKR_BODY(b0 = _mm256_loadu_ps(b + kk * NR); b1 = _mm256_loadu_ps(b + kk * NR + 8))
+}
+
+/* one 32-byte row of 16 bf16 values in slot16 order: the 16-bit unpacks against zero put each
+ * value in the high half of a 32-bit lane, which is its f32 value */
+__attribute__((target("avx2,fma"))) static void ukr_avx2_bf16(int64_t kc, const float *a, const uint16_t *b, float *c,
+                                                              int64_t ldc, int add)
+{
+    const __m256i z = _mm256_setzero_si256();
+    UKR_BODY(__m256i w = _mm256_loadu_si256((const __m256i *)(b + kk * NR));
+             b0 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(z, w));
+             b1 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, w)))
+}
+#undef UKR_BODY
+#endif
+
+static void ukr(int avx2, int64_t kc, const float *a, const void *b, dfm_dtype bdt, float *c, int64_t ldc, int add)
+{
+#ifdef HAVE_X86
+    if (avx2) {
+        if (bdt == DFM_F32)
+            ukr_avx2_f32(kc, a, b, c, ldc, add);
+        else
+            ukr_avx2_bf16(kc, a, b, c, ldc, add);
+        return;
+    }
+#endif
+    ukr_scalar(kc, a, b, bdt, c, ldc, add);
+}
+
+/* ---- the GEMM ------------------------------------------------------------------------------ */
+
+typedef struct {
+    const float *x;
+    float *ap; /* packed rows: panel i at ap + i * MR * k, [k][MR] */
+    int64_t m0, mb, k;
+    int round;
+} apack_ctx;
+
+static void apack_range(void *arg, int64_t i0, int64_t i1)
+{
+    apack_ctx *c = arg;
+    int64_t k = c->k;
+    for (int64_t i = i0; i < i1; i++) {
+        float *d = c->ap + i * MR * k;
+        for (int r = 0; r < MR; r++) {
+            int64_t row = i * MR + r;
+            if (row < c->mb) {
+                const float *s = c->x + (c->m0 + row) * k;
+                if (c->round)
+                    for (int64_t kk = 0; kk < k; kk++) d[kk * MR + r] = dfm_cpu_round_bf16_1(s[kk]);
+                else
+                    for (int64_t kk = 0; kk < k; kk++) d[kk * MR + r] = s[kk];
+            } else {
+                for (int64_t kk = 0; kk < k; kk++) d[kk * MR + r] = 0.0f;
+            }
+        }
+    }
+}
+
+typedef struct {
+    const float *ap;
+    int64_t m0, mb, k;
+    dfm_dtype wdt;
+    const dfm_cpu_linear_seg *seg;
+    const int64_t *pstart; /* first global panel of each segment; pstart[nseg] = total */
+    int nseg, accumulate, avx2;
+} gemm_ctx;
+
+static void gemm_range(void *arg, int64_t j0, int64_t j1)
+{
+    const gemm_ctx *g = arg;
+    int64_t k = g->k, mp = (g->mb + MR - 1) / MR;
+    size_t es = g->wdt == DFM_F32 ? 4 : 2;
+    int s = 0;
+    float edge[MR * NR];
+    for (int64_t j = j0; j < j1; j++) {
+        while (j >= g->pstart[s + 1]) s++;
+        const dfm_cpu_linear_seg *sg = &g->seg[s];
+        int64_t jl = j - g->pstart[s], cols = sg->n - jl * NR < NR ? sg->n - jl * NR : NR;
+        const char *panel = (const char *)sg->w + (size_t)jl * k * NR * es;
+        for (int64_t pc = 0; pc < k; pc += KC) {
+            int64_t kc = k - pc < KC ? k - pc : KC;
+            int add = g->accumulate || pc > 0;
+            const void *b = panel + (size_t)pc * NR * es;
+            for (int64_t i = 0; i < mp; i++) {
+                int64_t rows = g->mb - i * MR < MR ? g->mb - i * MR : MR;
+                const float *a = g->ap + i * MR * k + pc * MR;
+                float *c = sg->y + (g->m0 + i * MR) * sg->ldy + jl * NR;
+                if (rows == MR && cols == NR) {
+                    ukr(g->avx2, kc, a, b, g->wdt, c, sg->ldy, add);
+                    continue;
+                }
+                ukr(g->avx2, kc, a, b, g->wdt, edge, NR, 0);
+                for (int64_t r = 0; r < rows; r++)
+                    for (int64_t q = 0; q < cols; q++)
+                        c[r * sg->ldy + q] = add ? c[r * sg->ldy + q] + edge[r * NR + q] : edge[r * NR + q];
+            }
+        }
+    }
+}
+
+int dfm_cpu_linear(const float *x, int64_t m, int64_t k, dfm_dtype wdt, const dfm_cpu_linear_seg *seg, int nseg,
+                   int accumulate, int bf16_compute)
+{
+    if (wdt != DFM_F32 && wdt != DFM_BF16)
+        return dfm_fail(DFM_E_UNSUPPORTED, "linear: packed weights of %s", dfm_dtype_name(wdt));
+    if (m <= 0 || nseg <= 0) return 0;
+    if (k == 0) {
+        if (!accumulate)
+            for (int s = 0; s < nseg; s++)
+                for (int64_t r = 0; r < m; r++) memset(seg[s].y + r * seg[s].ldy, 0, (size_t)seg[s].n * sizeof(float));
+        return 0;
+    }
+    int64_t pstart_small[9], *pstart = nseg < 9 ? pstart_small : dfm_malloc(((size_t)nseg + 1) * sizeof(int64_t));
+    if (!pstart) return DFM_E_NOMEM;
+    pstart[0] = 0;
+    for (int s = 0; s < nseg; s++) pstart[s + 1] = pstart[s] + (seg[s].n + NR - 1) / NR;
+    /* rows per block: as many as fit A_BLOCK_BYTES, the blocks of equal size */
+    int64_t mb_max = A_BLOCK_BYTES / (k * (int64_t)sizeof(float));
+    mb_max = mb_max > MB_MAX ? MB_MAX : mb_max < MB_MIN ? MB_MIN : mb_max;
+    int64_t nblk = (m + mb_max - 1) / mb_max, mb = (m + nblk - 1) / nblk;
+    mb = (mb + MR - 1) / MR * MR;
+    float *ap = dfm_cpu_scratch(1, (size_t)mb * (size_t)k * sizeof(float));
+    int rc = 0;
+    if (!ap) {
+        rc = dfm_fail(DFM_E_NOMEM, "linear: out of memory for %lld x %lld rows of scratch", (long long)mb, (long long)k);
+        goto out;
+    }
+    for (int64_t m0 = 0; m0 < m; m0 += mb) {
+        int64_t rows = m - m0 < mb ? m - m0 : mb, mp = (rows + MR - 1) / MR;
+        apack_ctx pa = {x, ap, m0, rows, k, bf16_compute != 0};
+        dfm_cpu_parallel(mp, 1 + 16384 / k, apack_range, &pa);
+        gemm_ctx g = {ap, m0, rows, k, wdt, seg, pstart, nseg, accumulate != 0, dfm_cpu_use_avx2()};
+        dfm_cpu_parallel(pstart[nseg], 1, gemm_range, &g);
+    }
+out:
+    if (pstart != pstart_small) free(pstart);
+    return rc;
+}

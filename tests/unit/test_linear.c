@@ -1,0 +1,205 @@
+/* test_linear.c — dfm_op_linear (packed weights, kernels/cpu/linear.c) against a double-precision
+ * reference, on shapes that hit every edge of the kernel: rows not a multiple of 6, columns not a
+ * multiple of 16, k not a multiple of the k block (256), several weights sharing one pass, more
+ * rows than one row block, accumulate, bf16 storage and bf16 compute, AVX2 and portable kernels,
+ * 1 and 2 threads; plus the argument checks.
+ *
+ * Bound: |y - ref| <= 1e-6 * (1 + k / 64) * sum_k |x w| per element (ref in double over the
+ * exact inputs the kernel multiplies: bf16-rounded weights when stored as BF16, bf16-rounded x
+ * under bf16 compute). f32 accumulation of k products is within k * 2^-24 of that sum in the worst
+ * case and ~sqrt(k) * 2^-24 typically; an indexing error is O(1). Outputs outside [m, n] (guard
+ * words after each row block) must be untouched.
+ */
+#include "test.h"
+#include "base/error.h"
+#include "cpu/cpu.h"
+#include "tensor/ops.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define GUARD 37
+
+static float bf16_round(float f) { return dfm_cpu_round_bf16_1(f); }
+
+static float rnd(uint64_t *s)
+{
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(*s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+/* One case: nw weights of rows n[i], all k; m rows of x. Returns the number of failures. */
+static int linear_case(int64_t m, int64_t k, int nw, const int64_t *n, dfm_dtype src, dfm_dtype store, int accumulate,
+                       int bf16c)
+{
+    uint64_t s = (uint64_t)(m * 131 + k * 7 + nw + n[0] * 17 + src * 3 + store + accumulate * 2 + bf16c * 5);
+    int fails = 0;
+    int64_t sx[2] = {m, k};
+    dfm_tensor x, wf[DFM_LINEAR_MAX], w[DFM_LINEAR_MAX], y[DFM_LINEAR_MAX], y0[DFM_LINEAR_MAX];
+    float *ybuf[DFM_LINEAR_MAX];
+    CHECK_EQ(dfm_tensor_alloc(&x, DFM_F32, DFM_CPU, 2, sx), 0);
+    for (int64_t i = 0; i < m * k; i++) ((float *)x.data)[i] = rnd(&s);
+    const dfm_tensor *wp[DFM_LINEAR_MAX];
+    dfm_tensor *yp[DFM_LINEAR_MAX];
+    for (int i = 0; i < nw; i++) {
+        int64_t sw[2] = {n[i], k};
+        CHECK_EQ(dfm_tensor_alloc(&wf[i], DFM_F32, DFM_CPU, 2, sw), 0);
+        for (int64_t j = 0; j < n[i] * k; j++) ((float *)wf[i].data)[j] = rnd(&s);
+        CHECK_EQ(dfm_tensor_alloc(&w[i], src, DFM_CPU, 2, sw), 0);
+        CHECK_EQ(dfm_tensor_convert(&w[i], &wf[i]), 0);
+        CHECK_EQ(dfm_tensor_convert(&wf[i], &w[i]), 0); /* the exact values the source holds */
+        wp[i] = &w[i];
+        ybuf[i] = malloc(((size_t)(m * n[i]) + GUARD) * sizeof(float));
+        for (int64_t j = 0; j < m * n[i]; j++) ybuf[i][j] = rnd(&s);
+        for (int64_t j = m * n[i]; j < m * n[i] + GUARD; j++) ybuf[i][j] = 777.0f;
+        int64_t sy[2] = {m, n[i]};
+        y[i] = dfm_tensor_view(ybuf[i], DFM_F32, DFM_CPU, 2, sy);
+        CHECK_EQ(dfm_tensor_alloc(&y0[i], DFM_F32, DFM_CPU, 2, sy), 0);
+        memcpy(y0[i].data, ybuf[i], (size_t)(m * n[i]) * sizeof(float));
+        yp[i] = &y[i];
+    }
+    dfm_linear *l = NULL;
+    int rc = dfm_linear_create(&l, wp, nw, store, DFM_CPU);
+    CHECK_EQ(rc, 0);
+    if (rc) return 1;
+    size_t expect = 0;
+    for (int i = 0; i < nw; i++) expect += (size_t)((n[i] + 15) / 16) * (size_t)k * 16 * (store == DFM_F32 ? 4 : 2);
+    CHECK_EQ(dfm_linear_nbytes(l), expect);
+    dfm_ops_set_bf16_compute(bf16c);
+    rc = dfm_op_linear(&x, l, yp, accumulate);
+    dfm_ops_set_bf16_compute(0);
+    CHECK_EQ(rc, 0);
+    for (int i = 0; i < nw && !rc; i++) {
+        double worst = 0;
+        for (int64_t r = 0; r < m; r++)
+            for (int64_t c = 0; c < n[i]; c++) {
+                double acc = 0, mag = 0;
+                for (int64_t kk = 0; kk < k; kk++) {
+                    float a = ((float *)x.data)[r * k + kk], b = ((float *)wf[i].data)[c * k + kk];
+                    if (bf16c) a = bf16_round(a);
+                    if (store == DFM_BF16) b = bf16_round(b);
+                    acc += (double)a * b;
+                    mag += fabs((double)a * b);
+                }
+                if (accumulate) acc += ((float *)y0[i].data)[r * n[i] + c];
+                double got = ybuf[i][r * n[i] + c], err = fabs(got - acc);
+                double tol = 1e-6 * (1.0 + (double)k / 64) * (mag + (accumulate ? 1.0 : 0.0)) + 1e-30;
+                if (!(err <= tol)) fails++;
+                if (err / tol > worst) worst = err / tol;
+            }
+        for (int64_t j = m * n[i]; j < m * n[i] + GUARD; j++) fails += ybuf[i][j] != 777.0f;
+        if (fails)
+            fprintf(stderr, "  linear m %lld k %lld w%d n %lld src %s store %s acc %d bf16c %d %s: %d outside the bound "
+                            "(worst %.2f of it)\n",
+                    (long long)m, (long long)k, i, (long long)n[i], dfm_dtype_name(src), dfm_dtype_name(store), accumulate,
+                    bf16c, dfm_cpu_impl(), fails, worst);
+    }
+    dfm_linear_free(l);
+    dfm_tensor_free(&x);
+    for (int i = 0; i < nw; i++) {
+        dfm_tensor_free(&wf[i]);
+        dfm_tensor_free(&w[i]);
+        dfm_tensor_free(&y0[i]);
+        free(ybuf[i]);
+    }
+    return fails;
+}
+
+TEST(ops_linear)
+{
+    struct {
+        int64_t m, k;
+        int nw;
+        int64_t n[3];
+    } cases[] = {
+        {1, 1, 1, {1}},           {5, 3, 1, {17}},          {6, 256, 1, {16}},        {7, 257, 2, {33, 16}},
+        {13, 600, 3, {40, 5, 64}}, {130, 70, 1, {50}},      {12, 512, 2, {32, 48}},   {3, 0, 1, {9}},
+        {400, 40, 1, {20}},
+    };
+    dfm_dtype srcs[] = {DFM_F32, DFM_BF16, DFM_F16};
+    int simd_was = dfm_cpu_use_avx2();
+    for (int simd = 0; simd < 2; simd++) {
+        dfm_cpu_set_simd(simd);
+        for (int th = 1; th <= 2; th++) {
+            dfm_ops_set_threads(th);
+            for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+                for (int v = 0; v < 4; v++) {
+                    dfm_dtype store = v & 1 ? DFM_BF16 : DFM_F32;
+                    int acc = (v >> 1) & 1, bf16c = (int)((c + (size_t)v) % 3 == 0);
+                    dfm_dtype src = srcs[(c + (size_t)v + (size_t)th) % 3];
+                    dfm_test_failures += linear_case(cases[c].m, cases[c].k, cases[c].nw, cases[c].n, src, store, acc, bf16c);
+                }
+        }
+    }
+    dfm_cpu_set_simd(1);
+    dfm_ops_set_threads(0);
+    (void)simd_was;
+}
+
+TEST(ops_linear_guard)
+{
+    /* rows and columns outside y are never written, whatever the edge tiles do */
+    int64_t m = 7, k = 300, n = 21;
+    int64_t sx[2] = {m, k}, sw[2] = {n, k}, sy[2] = {m, n};
+    dfm_tensor x, w;
+    CHECK_EQ(dfm_tensor_alloc(&x, DFM_F32, DFM_CPU, 2, sx), 0);
+    CHECK_EQ(dfm_tensor_alloc(&w, DFM_F32, DFM_CPU, 2, sw), 0);
+    uint64_t s = 5;
+    for (int64_t i = 0; i < m * k; i++) ((float *)x.data)[i] = rnd(&s);
+    for (int64_t i = 0; i < n * k; i++) ((float *)w.data)[i] = rnd(&s);
+    float *buf = malloc((size_t)(m * n + 2 * GUARD) * sizeof(float));
+    for (int i = 0; i < m * n + 2 * GUARD; i++) buf[i] = 12345.0f;
+    dfm_tensor y = dfm_tensor_view(buf + GUARD, DFM_F32, DFM_CPU, 2, sy), *yp = &y;
+    const dfm_tensor *wp = &w;
+    dfm_linear *l;
+    CHECK_EQ(dfm_linear_create(&l, &wp, 1, DFM_F32, DFM_CPU), 0);
+    for (int simd = 0; simd < 2; simd++) {
+        dfm_cpu_set_simd(simd);
+        CHECK_EQ(dfm_op_linear(&x, l, &yp, simd), 0);
+        int bad = 0;
+        for (int i = 0; i < GUARD; i++) bad += buf[i] != 12345.0f || buf[GUARD + m * n + i] != 12345.0f;
+        CHECK_EQ(bad, 0);
+    }
+    dfm_cpu_set_simd(1);
+    dfm_linear_free(l);
+    free(buf);
+    dfm_tensor_free(&x);
+    dfm_tensor_free(&w);
+}
+
+TEST(ops_linear_args)
+{
+    int64_t sx[2] = {4, 8}, sw[2] = {5, 8}, sw2[2] = {5, 9}, sy[2] = {4, 5};
+    dfm_tensor x, w, w2, y, yb;
+    CHECK_EQ(dfm_tensor_zeros(&x, DFM_F32, DFM_CPU, 2, sx), 0);
+    CHECK_EQ(dfm_tensor_zeros(&w, DFM_F32, DFM_CPU, 2, sw), 0);
+    CHECK_EQ(dfm_tensor_zeros(&w2, DFM_F32, DFM_CPU, 2, sw2), 0);
+    CHECK_EQ(dfm_tensor_zeros(&y, DFM_F32, DFM_CPU, 2, sy), 0);
+    CHECK_EQ(dfm_tensor_zeros(&yb, DFM_F32, DFM_CPU, 2, sx), 0);
+    const dfm_tensor *ws[5] = {&w, &w2, &w, &w, &w};
+    dfm_linear *l = (dfm_linear *)1;
+    CHECK_EQ(dfm_linear_create(&l, ws, 2, DFM_F32, DFM_CPU), DFM_E_ARG);
+    CHECK(l == NULL);
+    CHECK(strstr(dfm_errmsg(), "share k") != NULL);
+    CHECK_EQ(dfm_linear_create(&l, ws, 0, DFM_F32, DFM_CPU), DFM_E_ARG);
+    CHECK_EQ(dfm_linear_create(&l, ws, 5, DFM_F32, DFM_CPU), DFM_E_ARG);
+    CHECK_EQ(dfm_linear_create(&l, ws, 1, DFM_F16, DFM_CPU), DFM_E_ARG);
+    CHECK_EQ(dfm_linear_create(&l, ws, 1, DFM_BF16, DFM_CPU), 0);
+    dfm_tensor *yp = &yb;
+    CHECK_EQ(dfm_op_linear(&x, l, &yp, 0), DFM_E_ARG); /* [4,8] is not [4,5] */
+    CHECK(strstr(dfm_errmsg(), "linear") && strstr(dfm_errmsg(), "[4,8] F32"));
+    yp = &y;
+    CHECK_EQ(dfm_op_linear(&w, l, &yp, 0), DFM_E_ARG); /* x rows 5 != y rows 4 */
+    dfm_tensor xv = dfm_tensor_view(y.data, DFM_F32, DFM_CPU, 2, (int64_t[]){2, 8}), yv = y;
+    yp = &yv;
+    CHECK_EQ(dfm_op_linear(&xv, l, &yp, 0), DFM_E_ARG); /* overlap (and rows) */
+    yp = &y;
+    CHECK_EQ(dfm_op_linear(&x, l, &yp, 0), 0);
+    dfm_linear_free(l);
+    dfm_linear_free(NULL);
+    dfm_tensor_free(&x);
+    dfm_tensor_free(&w);
+    dfm_tensor_free(&w2);
+    dfm_tensor_free(&y);
+    dfm_tensor_free(&yb);
+}
