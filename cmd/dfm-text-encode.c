@@ -27,7 +27,9 @@ static const char usage[] =
     "  --tokens-only               tokenize only: tokens.npy, no text.npy, no encoder loaded\n"
     "  --max-length N              tokens including </s> (default 512)\n"
     "  --dtype f32|bf16            compute: f32, or bf16 weights and GEMM inputs (default bf16:\n"
-    "                              UMT5-XXL in f32 needs 23 GB)\n"
+    "                              UMT5-XXL's weights take 9.3 GB, in f32 18.5 GB)\n"
+    "  --keep-mapped               use the weights in place from the mapped files instead of laying\n"
+    "                              them out at load (least memory, slower encodes)\n"
     "  --out-dtype f16|f32         stored text.npy dtype (default f16)\n"
     "  --device cpu|cuda           where to run (default cpu)\n"
     "  -j, --threads N             CPU threads (default: one per core)\n"
@@ -38,12 +40,12 @@ static const char usage[] =
     "  -q, --quiet                 no progress line\n"
     "  -h, --help                  this help;  --version  print the version\n";
 
-enum { O_MODEL = 256, O_TOK, O_ENC, O_TONLY, O_MAXLEN, O_DTYPE, O_ODTYPE, O_DEVICE };
+enum { O_MODEL = 256, O_TOK, O_ENC, O_TONLY, O_MAXLEN, O_DTYPE, O_ODTYPE, O_DEVICE, O_KEEP };
 static const struct option longopts[] = {
     {"model", 1, 0, O_MODEL},     {"tokenizer", 1, 0, O_TOK},    {"text-encoder", 1, 0, O_ENC},
     {"tokens-only", 0, 0, O_TONLY}, {"max-length", 1, 0, O_MAXLEN}, {"dtype", 1, 0, O_DTYPE},
     {"out-dtype", 1, 0, O_ODTYPE}, {"device", 1, 0, O_DEVICE},   {"threads", 1, 0, 'j'},
-    DFM_STREAM_OPTIONS,           {0, 0, 0, 0}};
+    {"keep-mapped", 0, 0, O_KEEP}, DFM_STREAM_OPTIONS,           {0, 0, 0, 0}};
 
 static int map(void *c, dfm_sample *s) { return dfm_text_encode_sample(c, s); }
 
@@ -68,6 +70,7 @@ int main(int argc, char **argv)
         case O_DTYPE: uo.weights = dfm_parse_choice("--dtype", optarg, dtypes) ? DFM_BF16 : DFM_F32; break;
         case O_ODTYPE: to.out_dtype = dfm_parse_choice("--out-dtype", optarg, odtypes) ? DFM_F32 : DFM_F16; break;
         case O_DEVICE: uo.device = dfm_parse_choice("--device", optarg, devices) ? DFM_CUDA : DFM_CPU; break;
+        case O_KEEP: uo.keep_mapped = 1; break;
         case 'j': threads = (int)dfm_parse_long("--threads", optarg, 1, 1024); break;
         default:
             if (!dfm_stream_opt(c, optarg, &mo, usage)) dfm_usage_error("unknown option");

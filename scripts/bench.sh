@@ -87,6 +87,14 @@ else
   echo "tokenizer: skipped (pip install tokenizers msgpack numpy for the Hugging Face baseline)"
 fi
 echo
+# The packed-weight GEMM of the text encoder's linear layers against OpenBLAS and the FMA peak
+# (C only: always runs).
+make -s --no-print-directory -C "$top" build/libdfm.a
+cflags=$(make -s --no-print-directory -C "$top" --eval='print-%: ; @echo $($*)' print-CFLAGS)
+ldlibs=$(make -s --no-print-directory -C "$top" --eval='print-%: ; @echo $($*)' print-LDLIBS)
+(cd "$top" && ${CC:-cc} $cflags -o "$work/bench_linear" scripts/bench_linear.c build/libdfm.a $ldlibs)
+"$work/bench_linear" --threads "$(nproc)"
+echo
 if python3 -c "import torch, transformers, safetensors" 2>/dev/null; then
   python3 "$top/scripts/bench_umt5.py" "$work" --threads "$(nproc)" --rounds 2 --no-make
 else

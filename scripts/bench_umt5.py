@@ -118,8 +118,10 @@ def main():
     runs = [("transformers fp32", "torch", "f32", ref_path)]
     if a.torch_bf16:
         runs.append(("transformers bf16", "torch", "bf16", os.path.join(a.work, "umt5_out_torch_bf16.npy")))
-    runs += [("dfm f32 (weights in place)", "dfm", ["--dtype", "f32"], os.path.join(a.work, "umt5_out_f32.npy")),
-             ("dfm bf16 (bf16 at load)", "dfm", ["--dtype", "bf16"], os.path.join(a.work, "umt5_out_bf16.npy")),
+    runs += [("dfm f32 (packed at load)", "dfm", ["--dtype", "f32"], os.path.join(a.work, "umt5_out_f32.npy")),
+             ("dfm bf16 (packed bf16 at load)", "dfm", ["--dtype", "bf16"], os.path.join(a.work, "umt5_out_bf16.npy")),
+             ("dfm f32 --keep-mapped", "dfm", ["--dtype", "f32", "--keep-mapped"],
+              os.path.join(a.work, "umt5_out_f32m.npy")),
              ("dfm bf16 --keep-mapped", "dfm", ["--dtype", "bf16", "--keep-mapped"],
               os.path.join(a.work, "umt5_out_bf16m.npy"))]
     # Each round runs every configuration once (interleaved, so a busy moment on a shared machine
@@ -159,12 +161,15 @@ def main():
         fil = f"{r['file_after_encode_mib']:9.0f}" if "file_after_encode_mib" in r else f"{'':9s}"
         print(f"  {name:30s} {r['encode_s']:9.3f} {gflop / r['encode_s']:8.1f} {t_ref / r['encode_s']:6.2f}x "
               f"{r['load_s']:7.2f} {r['hwm_mib']:9.0f} {anon} {fil} {r['diff']:15.2e}")
+    bf16_row = next(r for n, r in rows if n.startswith("dfm bf16 (packed"))
     print("  peak = VmHWM (allocated + mapped file pages); anon = allocated memory after the encode; file = mapped "
-          "weight pages (page cache, reclaimable). dfm per-layer weights: f32 mapped, bf16 owned "
-          f"{rows[-2][1]['owned_mib'] / max(a.layers, 1):.0f} MiB/layer.")
+          "weight pages (page cache, reclaimable). dfm weights: packed at load (f32 or bf16, owned; bf16 "
+          f"{bf16_row['owned_mib'] / max(a.layers, 1):.0f} MiB/layer), or used in place from the mapping with "
+          "--keep-mapped (OpenBLAS, bf16 rounded per GEMM).")
     per_layer_bf16 = (4 * 4096 * 4096 + 3 * 4096 * 10240) * 2 / 2**30
-    print(f"  UMT5-XXL (24 layers) extrapolated: bf16 owned weights {24 * per_layer_bf16:.1f} GiB, "
-          f"f32 mapped GEMM weights {48 * per_layer_bf16:.1f} GiB + table {256384 * 4096 * 4 / 2**30:.1f} GiB (rows touched only)")
+    print(f"  UMT5-XXL (24 layers) extrapolated: bf16 packed weights {24 * per_layer_bf16:.1f} GiB, "
+          f"f32 packed (or mapped with --keep-mapped) {48 * per_layer_bf16:.1f} GiB; the table "
+          f"{256384 * 4096 * 4 / 2**30:.1f} GiB stays mapped (rows touched only)")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,23 @@ dfm-text-encode --tokenizer model/tokenizer --text-encoder model/text_encoder --
   2>/dev/null | dfm-shard --list > l3 2>/dev/null
 expect_eq "truncated" "$(field $k text.npy l3)" "f4[4,64]"
 field $k json l3 | grep -q '"truncated":true' || fail "truncated flag: $(field $k json l3)"
+# --keep-mapped (weights used in place through OpenBLAS) gives the packed default's states
+dfm-text-encode --model model --dtype f32 --out-dtype f32 --format tar s.mp 2>/dev/null > p.tar
+dfm-text-encode --model model --dtype f32 --out-dtype f32 --keep-mapped --format tar s.mp 2>/dev/null > m.tar
+[ -s p.tar ] && [ -s m.tar ] || fail "--keep-mapped run"
+if python3 -c "import numpy" 2>/dev/null; then
+  python3 - p.tar m.tar <<'PY' || fail "--keep-mapped states differ from the packed default's"
+import io, sys, tarfile
+import numpy as np
+def states(path):
+    with tarfile.open(path) as t:
+        return {m.name: np.load(io.BytesIO(t.extractfile(m).read())) for m in t if m.name.endswith(".text.npy")}
+a, b = states(sys.argv[1]), states(sys.argv[2])
+assert a.keys() == b.keys() and len(a) == 11, (len(a), len(b))
+d = max(float(np.abs(a[k] - b[k]).max()) for k in a)
+assert d <= 1e-4, d
+PY
+fi
 # an empty caption is valid (just </s>); invalid UTF-8 is a per-sample error
 printf '' > empty.txt
 python3 -c "

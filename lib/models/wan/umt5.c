@@ -8,6 +8,9 @@
  *   h += attention_bias(q, k, v, rel_bias(table, buckets), scale 1) Wo^T
  *   x = rms_norm(h, ln2); h += (gelu_new(x Wi0^T) * (x Wi1^T)) Wwo^T
  * and the final norm. The q/k/v rows are used as [n, heads, d_kv] directly (no transposes).
+ * The linears run through dfm_op_linear on weights laid out at load: q|k|v in one pass over x,
+ * wi_0|wi_1 in one, o and wo adding into h in the GEMM itself; with keep_mapped, through
+ * dfm_op_matmul on the mapped weights and separate adds.
  * Not here: the decoder, the tokenizer, padding (see umt5.h).
  */
 #include "models/wan/umt5.h"

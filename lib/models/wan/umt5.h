@@ -7,19 +7,19 @@
  * Memory (CPU): the safetensors files stay memory-mapped for the model's lifetime.
  *   - The embedding table ([vocab, d_model], 4.2 GB f32 for UMT5-XXL) is always used in place:
  *     an encode touches only the rows of its tokens.
- *   - weights F32: every GEMM weight is used in place too (file dtype F32, BF16 or F16, values
- *     exact): no copy at all; the page cache holds what the OS can keep of the file.
- *   - weights BF16: GEMM weights stored F32/F16 are converted to owned bf16 copies at load
- *     (UMT5-XXL: 9.3 GB, the mapped source pages are dropped after each tensor), so repeated
- *     encodes never go back to the file; stored BF16 they are used in place. keep_mapped = 1
- *     converts nothing: the F32 file is used in place and every GEMM rounds its weights to bf16
- *     block by block (16 MiB at a time) — least memory, some extra time per encode, and disk
- *     reads on every encode when the file does not fit the page cache.
+ *   - GEMM weights (default): laid out once at load for the packed-weight GEMM (dfm_linear:
+ *     q|k|v and wi_0|wi_1 fused), as F32 in F32 mode (UMT5-XXL: 18.5 GB) or BF16 in BF16 mode
+ *     (9.3 GB); the mapped source pages are dropped after each tensor, so the file is read once.
+ *   - keep_mapped = 1: no copy; the GEMM weights are used in place from the mapping through
+ *     dfm_op_matmul (OpenBLAS), in BF16 mode rounded to bf16 block by block (16 MiB at a time)
+ *     on every GEMM — least memory, ~1.5x slower encodes, and disk reads on every encode when the
+ *     file does not fit the page cache. (Misaligned or, in BF16 mode, non-bf16 tensors on a
+ *     device other than the CPU are copied.)
  *   - Norm weights and relative-bias tables (a few MB) are owned F32 copies (rounded to bf16 in
  *     BF16 mode). Activations of an n-token encode: about 4 n (4 d_model + 2 d_ff) bytes plus the
  *     bias [heads, n, n] (n = 512: 40 MB + 64 MB for UMT5-XXL).
- * CUDA: GEMM weights are uploaded (F32 mode: the file's dtype; BF16 mode: bf16), the embedding
- * rows are gathered on the CPU and uploaded per encode.
+ * CUDA: GEMM weights are uploaded as F32 or BF16 by the mode (keep_mapped in F32 mode: the file's
+ * dtype), the embedding rows are gathered on the CPU and uploaded per encode.
  *
  * Not here: the tokenizer (lib/text), padding to 512 and the zero rows the Wan pipeline appends
  * (the caller's job: see wan.md 3.4), the decoder, fp16 clamping, dropout.
@@ -40,7 +40,7 @@ typedef struct {
 typedef struct {
     dfm_device device;
     dfm_dtype weights;  /* F32, or BF16 (weights kept bf16; GEMM inputs rounded to bf16) */
-    int keep_mapped;    /* BF16 on the CPU only: do not convert at load (see above) */
+    int keep_mapped;    /* CPU: use the GEMM weights in place, no layout at load (see above) */
 } dfm_umt5_opts;
 
 typedef struct dfm_umt5 dfm_umt5;
