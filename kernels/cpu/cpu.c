@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -129,6 +130,21 @@ size_t dfm_cpu_scratch_bytes(void)
     size_t t = 0;
     for (int i = 0; i < DFM_CPU_SCRATCH_SLOTS; i++) t += g_scratch.n[i];
     return t;
+}
+
+void *dfm_cpu_alloc_large(size_t bytes)
+{
+    size_t huge = (size_t)2 << 20, align = bytes >= 2 * huge ? huge : 64;
+    size_t n = (bytes + align - 1) / align * align;
+    void *p = NULL;
+    if (posix_memalign(&p, align, n ? n : 64)) {
+        dfm_fail(DFM_E_NOMEM, "out of memory for %zu bytes", bytes);
+        return NULL;
+    }
+#ifdef MADV_HUGEPAGE
+    if (align == huge) madvise(p, n, MADV_HUGEPAGE); /* advice only: no THP is fine */
+#endif
+    return p;
 }
 
 /* ---- SIMD selection ---------------------------------------------------------------------- */

@@ -33,6 +33,11 @@ void dfm_cpu_scratch_release(void);
 /* Bytes currently held by the calling thread's scratch. */
 size_t dfm_cpu_scratch_bytes(void);
 
+/* Memory for large long-lived buffers (packed weights): 64-byte aligned; from 4 MiB up aligned
+ * to 2 MiB and marked for transparent huge pages (fewer page faults when it is filled, fewer TLB
+ * misses when a kernel streams through it). NULL (with dfm_fail) when out of memory. free() it. */
+void *dfm_cpu_alloc_large(size_t bytes);
+
 /* AVX2+FMA kernels are used when the CPU has them and SIMD is enabled (default). Tests turn it
  * off to check the portable path against the same references. */
 int dfm_cpu_use_avx2(void);

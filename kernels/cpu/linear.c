@@ -62,36 +62,38 @@ typedef struct {
     int err;
 } pack_ctx;
 
+/* per panel, k in chunks of PACK_KB: the 16 rows' chunk converted into an L1-resident tile, then
+ * written out transposed */
+#define PACK_KB 128
+
 static void pack_range(void *arg, int64_t p0, int64_t p1)
 {
     pack_ctx *c = arg;
     int64_t k = c->k;
     size_t es = dfm_dtype_size(c->wdt);
-    float *tmp = dfm_cpu_scratch(0, (size_t)NR * (size_t)k * sizeof(float));
-    if (!tmp) {
-        c->err = DFM_E_NOMEM;
-        return;
-    }
+    float tile[NR][PACK_KB];
     for (int64_t p = p0; p < p1; p++) {
-        for (int j = 0; j < NR; j++) {
-            int64_t row = p * NR + j;
-            if (row < c->n) {
-                if (dfm_cpu_to_f32(tmp + j * k, (const char *)c->w + (size_t)row * k * es, c->wdt, (size_t)k, 0) < 0) {
+        for (int64_t k0 = 0; k0 < k; k0 += PACK_KB) {
+            int64_t kb = k - k0 < PACK_KB ? k - k0 : PACK_KB;
+            for (int j = 0; j < NR; j++) {
+                int64_t row = p * NR + j;
+                if (row >= c->n) {
+                    memset(tile[j], 0, sizeof tile[j]);
+                } else if (dfm_cpu_to_f32(tile[j], (const char *)c->w + ((size_t)row * k + k0) * es, c->wdt, (size_t)kb,
+                                          0) < 0) {
                     c->err = DFM_E_UNSUPPORTED;
                     return;
                 }
-            } else {
-                memset(tmp + j * k, 0, (size_t)k * sizeof(float));
             }
-        }
-        if (c->dt == DFM_F32) {
-            float *d = (float *)c->dst + (size_t)p * k * NR;
-            for (int64_t kk = 0; kk < k; kk++)
-                for (int j = 0; j < NR; j++) d[kk * NR + j] = tmp[j * k + kk];
-        } else {
-            uint16_t *d = (uint16_t *)c->dst + (size_t)p * k * NR;
-            for (int64_t kk = 0; kk < k; kk++)
-                for (int j = 0; j < NR; j++) d[kk * NR + slot16(j)] = bf16_bits(tmp[j * k + kk]);
+            if (c->dt == DFM_F32) {
+                float *d = (float *)c->dst + ((size_t)p * k + k0) * NR;
+                for (int64_t kk = 0; kk < kb; kk++)
+                    for (int j = 0; j < NR; j++) d[kk * NR + j] = tile[j][kk];
+            } else {
+                uint16_t *d = (uint16_t *)c->dst + ((size_t)p * k + k0) * NR;
+                for (int64_t kk = 0; kk < kb; kk++)
+                    for (int j = 0; j < NR; j++) d[kk * NR + slot16(j)] = bf16_bits(tile[j][kk]);
+            }
         }
     }
 }
@@ -104,7 +106,6 @@ int dfm_cpu_linear_pack(void *dst, dfm_dtype dt, const void *w, dfm_dtype wdt, i
         return dfm_fail(DFM_E_UNSUPPORTED, "linear: cannot use %s weights", dfm_dtype_name(wdt));
     pack_ctx c = {dst, dt, wdt, w, n, k, 0};
     dfm_cpu_parallel((n + NR - 1) / NR, 4, pack_range, &c);
-    if (c.err == DFM_E_NOMEM) return dfm_fail(DFM_E_NOMEM, "linear: out of memory for packing scratch");
     return c.err ? dfm_fail(c.err, "linear: cannot convert %s weights", dfm_dtype_name(wdt)) : 0;
 }
 

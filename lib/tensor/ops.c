@@ -340,7 +340,7 @@ int dfm_linear_create(dfm_linear **out, const dfm_tensor *const *w, int nw, dfm_
         l->n[i] = w[i]->shape[0];
         if (dev == DFM_CPU) {
             size_t bytes = dfm_cpu_linear_packed_size(l->n[i], l->k, dt);
-            if (posix_memalign(&l->packed[i], 64, bytes ? bytes : 64)) {
+            if (!(l->packed[i] = dfm_cpu_alloc_large(bytes))) {
                 l->packed[i] = NULL;
                 rc = dfm_fail(DFM_E_NOMEM, "%s: out of memory for %zu bytes of weights", op, bytes);
                 break;
