@@ -45,6 +45,7 @@ struct dfm_umt5 {
     dfm_tensor final_ln;  /* [d_model] F32 */
     layer_t *layers;
     size_t owned, mapped; /* weight bytes */
+    dfm_tensor ws;        /* activations, kept between encodes (grown when n grows) */
 };
 
 /* ---- config -------------------------------------------------------------------------------- */
@@ -336,6 +337,7 @@ void dfm_umt5_free(dfm_umt5 *m)
     free(m->layers);
     dfm_tensor_free(&m->embed);
     dfm_tensor_free(&m->final_ln);
+    dfm_tensor_free(&m->ws);
     dfm_st_close(m->st);
     free(m);
 }
@@ -406,10 +408,39 @@ typedef struct {
     dfm_tensor x, q, k, v, ctx, t, g, l, bias; /* see encode */
 } acts_t;
 
-static void acts_free(acts_t *a)
+/* The activations of an n-token encode as views into the model's workspace, which is grown (never
+ * shrunk) to fit: fresh allocations of this size on every encode cost page faults and zeroing
+ * (a tenth of a 512-token encode). */
+static int acts_views(dfm_umt5 *m, int64_t n, acts_t *a)
 {
-    dfm_tensor *ts[] = {&a->x, &a->q, &a->k, &a->v, &a->ctx, &a->t, &a->g, &a->l, &a->bias};
-    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) dfm_tensor_free(ts[i]);
+    const dfm_umt5_config *c = &m->cfg;
+    int64_t d = c->d_model, inner = (int64_t)c->num_heads * c->d_kv, ff = c->d_ff, h = c->num_heads;
+    int64_t need = n * (2 * d + 4 * inner + 2 * ff) + h * n * n;
+    if (dfm_tensor_numel(&m->ws) < need || !m->ws.data) {
+        dfm_tensor_free(&m->ws);
+        int rc = dfm_tensor_alloc(&m->ws, DFM_F32, m->opts.device, 1, &need);
+        if (rc) return rc;
+    }
+    float *p = m->ws.data;
+    dfm_device dev = m->opts.device;
+#define VIEW(t, r, cols)                                                      \
+    do {                                                                       \
+        int64_t s_[2] = {r, cols};                                             \
+        t = dfm_tensor_view(p, DFM_F32, dev, 2, s_);                           \
+        p += (r) * (cols);                                                     \
+    } while (0)
+    VIEW(a->x, n, d);
+    VIEW(a->q, n, inner);
+    VIEW(a->k, n, inner);
+    VIEW(a->v, n, inner);
+    VIEW(a->ctx, n, inner);
+    VIEW(a->t, n, d);
+    VIEW(a->g, n, ff);
+    VIEW(a->l, n, ff);
+#undef VIEW
+    int64_t sb[3] = {h, n, n};
+    a->bias = dfm_tensor_view(p, DFM_F32, dev, 3, sb);
+    return 0;
 }
 
 static int alloc2(dfm_tensor *t, dfm_device dev, int64_t a, int64_t b)
@@ -473,11 +504,11 @@ int dfm_umt5_encode(dfm_umt5 *m, const int32_t *ids, int n, dfm_tensor *out)
     const dfm_umt5_config *c = &m->cfg;
     if (n < 1 || !ids) return dfm_fail(DFM_E_ARG, "UMT5 encode: no tokens (n = %d)", n);
     dfm_device dev = m->opts.device;
-    int64_t d = c->d_model, inner = (int64_t)c->num_heads * c->d_kv;
+    int64_t d = c->d_model;
     int bf16 = m->opts.weights == DFM_BF16, old_bf16 = dfm_ops_bf16_compute();
     acts_t a = {0};
     dfm_tensor h = {0}, hc = {0}, bk = {0};
-    int64_t sn[1] = {n}, sb[1] = {2 * (int64_t)n - 1}, sbias[3] = {c->num_heads, n, n};
+    int64_t sn[1] = {n}, sb[1] = {2 * (int64_t)n - 1};
     dfm_tensor idt = dfm_tensor_view((void *)ids, DFM_I32, DFM_CPU, 1, sn);
     int rc = alloc2(&hc, DFM_CPU, n, d);
     /* embedding rows, gathered on the CPU (the table stays mapped); bf16 values in BF16 mode */
@@ -496,18 +527,13 @@ int dfm_umt5_encode(dfm_umt5 *m, const int32_t *ids, int n, dfm_tensor *out)
     if (!rc) rc = dfm_tensor_alloc(&bk, DFM_I32, DFM_CPU, 1, sb);
     for (int64_t r = 0; !rc && r < sb[0]; r++)
         ((int32_t *)bk.data)[r] = dfm_umt5_rel_bucket(r - (n - 1), c->rel_buckets, c->rel_max_distance);
-    if (!rc && !(rc = alloc2(&a.x, dev, n, d)) && !(rc = alloc2(&a.q, dev, n, inner)) &&
-        !(rc = alloc2(&a.k, dev, n, inner)) && !(rc = alloc2(&a.v, dev, n, inner)) &&
-        !(rc = alloc2(&a.ctx, dev, n, inner)) && !(rc = alloc2(&a.t, dev, n, d)) &&
-        !(rc = alloc2(&a.g, dev, n, c->d_ff)) && !(rc = alloc2(&a.l, dev, n, c->d_ff)))
-        rc = dfm_tensor_alloc(&a.bias, DFM_F32, dev, 3, sbias);
+    if (!rc) rc = acts_views(m, n, &a);
     dfm_ops_set_bf16_compute(bf16);
     for (int i = 0; !rc && i < c->num_layers; i++)
         if ((rc = layer_forward(m, &m->layers[i], &bk, &h, &a)) < 0) dfm_fail_ctx(rc, "UMT5 layer %d", i);
     if (!rc && !(rc = alloc2(out, dev, n, d))) rc = dfm_op_rms_norm(&h, &m->final_ln, (float)c->eps, out);
     dfm_ops_set_bf16_compute(old_bf16);
     if (rc) dfm_tensor_free(out);
-    acts_free(&a);
     dfm_tensor_free(&h);
     dfm_tensor_free(&hc);
     dfm_tensor_free(&bk);

@@ -16,8 +16,9 @@
  *     file does not fit the page cache. (Misaligned or, in BF16 mode, non-bf16 tensors on a
  *     device other than the CPU are copied.)
  *   - Norm weights and relative-bias tables (a few MB) are owned F32 copies (rounded to bf16 in
- *     BF16 mode). Activations of an n-token encode: about 4 n (4 d_model + 2 d_ff) bytes plus the
- *     bias [heads, n, n] (n = 512: 40 MB + 64 MB for UMT5-XXL).
+ *     BF16 mode). Activations of an n-token encode: 4 n (2 d_model + 4 heads d_kv + 2 d_ff) bytes
+ *     plus the bias [heads, n, n] in f32 (n = 512: 92 MB + 64 MB for UMT5-XXL), kept by the
+ *     model for the next encode (grown when a longer one comes, freed with the model).
  * CUDA: GEMM weights are uploaded as F32 or BF16 by the mode (keep_mapped in F32 mode: the file's
  * dtype), the embedding rows are gathered on the CPU and uploaded per encode.
  *
