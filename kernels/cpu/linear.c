@@ -4,7 +4,8 @@
  *   for each block of MB rows of x:      pack them into 6-row panels (threads split the panels),
  *                                        laid out [k block][panel][KC][6] so that the panels
  *                                        visited one after another are contiguous
- *     for each weight panel p (threads split panels): 16 output columns, k x 16 contiguous
+ *     for each weight panel p (threads take runs of panels from a shared counter, so a slow
+ *     core does less, not holds up the rest): 16 output columns, k x 16 contiguous
  *       for each k block of KC:                       the panel's KC x 16 slice stays in L1 while
  *         for each 6-row panel of the block:          6 x KC of x streams from L2
  *           micro-kernel: C[6 x 16] (+)= A[6 x KC] B[KC x 16], 12 ymm accumulators
@@ -21,6 +22,7 @@
 #include "base/error.h"
 #include "cpu/cpu.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -244,6 +246,8 @@ typedef struct {
     const dfm_cpu_linear_seg *seg;
     const int64_t *pstart; /* first global panel of each segment; pstart[nseg] = total */
     int nseg, accumulate, avx2;
+    atomic_llong next;     /* the next panel not yet taken */
+    int64_t grab;          /* panels taken at a time */
 } gemm_ctx;
 
 /* one weight panel j against the k block at pc, every 6-row panel of the row block */
@@ -278,14 +282,27 @@ static void panel_block(const gemm_ctx *g, int64_t j, int s, int64_t pc, float *
 }
 
 
-static void gemm_range(void *arg, int64_t j0, int64_t j1)
+static void gemm_range(gemm_ctx *g, int64_t j0, int64_t j1)
 {
-    const gemm_ctx *g = arg;
     float edge[MR * NR];
     int s = 0;
     for (int64_t j = j0; j < j1; j++) {
         while (j >= g->pstart[s + 1]) s++;
         for (int64_t pc = 0; pc < g->k; pc += KC) panel_block(g, j, s, pc, edge);
+    }
+}
+
+/* Each worker takes the next `grab` panels until none are left: a worker slowed down (another
+ * process on its core, a smaller core) does less of the work instead of holding up the GEMM, as
+ * a fixed split would. Which worker computes a panel does not change its values. */
+static void gemm_worker(void *arg, int64_t t0, int64_t t1)
+{
+    gemm_ctx *g = arg;
+    int64_t total = g->pstart[g->nseg];
+    for (;;) {
+        int64_t j0 = (int64_t)atomic_fetch_add(&g->next, (long long)g->grab);
+        if (j0 >= total) break;
+        gemm_range(g, j0, j0 + g->grab < total ? j0 + g->grab : total);
     }
 }
 
@@ -320,8 +337,12 @@ int dfm_cpu_linear(const float *x, int64_t m, int64_t k, dfm_dtype wdt, const df
         int64_t rows = m - m0 < mb ? m - m0 : mb, mp = (rows + MR - 1) / MR;
         apack_ctx pa = {x, ap, m0, rows, k, bf16_compute != 0};
         dfm_cpu_parallel(mp, 1 + 16384 / k, apack_range, &pa);
-        gemm_ctx g = {ap, m0, rows, k, wdt, seg, pstart, nseg, accumulate != 0, dfm_cpu_use_avx2()};
-        dfm_cpu_parallel(pstart[nseg], 1, gemm_range, &g);
+        gemm_ctx g = {ap, m0, rows, k, wdt, seg, pstart, nseg, accumulate != 0, dfm_cpu_use_avx2(), 0, 1};
+        int64_t workers = dfm_cpu_threads(), total = pstart[nseg];
+        /* about 16 grabs per worker (at least one panel each) */
+        g.grab = total / (workers * 16) > 1 ? total / (workers * 16) : 1;
+        atomic_init(&g.next, 0);
+        dfm_cpu_parallel(workers < total ? workers : total, 1, gemm_worker, &g);
     }
 out:
     if (pstart != pstart_small) free(pstart);
