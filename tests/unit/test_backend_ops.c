@@ -1,7 +1,7 @@
 /* test_backend_ops.c — every CUDA op against its CPU twin (ggml's test-backend-ops): the same
  * random operands go through the public dispatch (tensor/ops.h) once on DFM_CPU and once on
  * DFM_CUDA (moved there with dfm_tensor_copy), over many shapes, and the results are compared:
- * GEMM-based ops (conv3d, matmul, attention) to 1e-4 of the output's largest magnitude, norms and
+ * GEMM-based ops (conv3d, matmul, linear, attention) to 1e-4 of the output's largest magnitude, norms and
  * silu to 1e-5, add/clamp/affine, data movement and dtype conversion bit for bit.
  * Without a CUDA device each test prints one "(no CUDA device: ...; skipped)" line and passes.
  */
@@ -320,6 +320,56 @@ TEST(backend_matmul)
                 matmul_case(z[0], z[1], z[2], t & 1, t >> 1, bdts[d], d == 1, 1.0f, 0);
                 matmul_case(z[0], z[1], z[2], t & 1, t >> 1, bdts[d], 1, s & 1 ? 1.0f : 0.0f, 1);
             }
+}
+
+/* ---- linear (packed weights on the CPU, cuBLAS on the device) ------------------------------ */
+
+static void linear_case(int64_t m, int64_t k, int nw, const int64_t *n, dfm_dtype src, dfm_dtype store, int acc,
+                        int bf16)
+{
+    char what[200];
+    snprintf(what, sizeof what, "linear m %lld k %lld weights %d (n0 %lld) %s stored %s%s%s", (long long)m, (long long)k,
+             nw, (long long)n[0], dfm_dtype_name(src), dfm_dtype_name(store), acc ? " accumulate" : "",
+             bf16 ? " bf16-compute" : "");
+    pair x, w[DFM_LINEAR_MAX], y[DFM_LINEAR_MAX];
+    const dfm_tensor *wp[DFM_LINEAR_MAX];
+    dfm_tensor *yc[DFM_LINEAR_MAX], *yg[DFM_LINEAR_MAX];
+    int rc = pair_rand(&x, DFM_F32, SHAPE(m, k));
+    for (int i = 0; i < nw && !rc; i++) {
+        if (!(rc = pair_rand(&w[i], src, SHAPE(n[i], k)))) rc = pair_rand(&y[i], DFM_F32, SHAPE(m, n[i]));
+        wp[i] = &w[i].c, yc[i] = &y[i].c, yg[i] = &y[i].g;
+    }
+    dfm_linear *lc = NULL, *lg = NULL;
+    if (!rc) rc = dfm_linear_create(&lc, wp, nw, store, DFM_CPU);
+    if (!rc) rc = dfm_linear_create(&lg, wp, nw, store, DFM_CUDA);
+    CHECK_EQ(rc, 0);
+    if (!rc) {
+        dfm_ops_set_bf16_compute(bf16);
+        int rc_c = dfm_op_linear(&x.c, lc, yc, acc);
+        int rc_g = dfm_op_linear(&x.g, lg, yg, acc);
+        dfm_ops_set_bf16_compute(0);
+        if (both_ran(what, rc_c, rc_g))
+            for (int i = 0; i < nw; i++) agree(what, &y[i].c, &y[i].g, TOL_GEMM);
+    }
+    dfm_linear_free(lc);
+    dfm_linear_free(lg);
+    pair_free(&x);
+    for (int i = 0; i < nw; i++) pair_free(&w[i]), pair_free(&y[i]);
+}
+
+TEST(backend_linear)
+{
+    if (no_gpu()) return;
+    static const struct {
+        int64_t m, k;
+        int nw;
+        int64_t n[3];
+    } cases[] = {{1, 1, 1, {1}}, {7, 300, 3, {40, 5, 64}}, {130, 257, 2, {33, 16}}, {400, 96, 1, {100}}};
+    static const dfm_dtype srcs[] = {DFM_F32, DFM_BF16, DFM_F16};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (int v = 0; v < 8; v++)
+            linear_case(cases[c].m, cases[c].k, cases[c].nw, cases[c].n, srcs[v % 3], v & 1 ? DFM_BF16 : DFM_F32,
+                        (v >> 1) & 1, v >= 4);
 }
 
 /* ---- attention ----------------------------------------------------------------------------- */
