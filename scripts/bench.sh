@@ -97,6 +97,11 @@ ldlibs=$(make -s --no-print-directory -C "$top" --eval='print-%: ; @echo $($*)' 
 echo
 if python3 -c "import torch, transformers, safetensors" 2>/dev/null; then
   python3 "$top/scripts/bench_umt5.py" "$work" --threads "$(nproc)" --rounds 2 --no-make
+  # the full-size model (11.5 GB of random bf16 shards written once; load, encode, memory)
+  if [ "${BENCH_XXL:-0}" = 1 ]; then
+    echo
+    python3 "$top/scripts/bench_umt5_xxl.py" "$work" --threads "$(nproc)" --no-make
+  fi
 else
   echo "UMT5 encode: skipped (pip install torch transformers safetensors for the baseline)"
 fi
