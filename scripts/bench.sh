@@ -96,7 +96,7 @@ ldlibs=$(make -s --no-print-directory -C "$top" --eval='print-%: ; @echo $($*)' 
 "$work/bench_linear" --threads "$(nproc)"
 echo
 if python3 -c "import torch, transformers, safetensors" 2>/dev/null; then
-  python3 "$top/scripts/bench_umt5.py" "$work" --threads "$(nproc)" --rounds 2 --no-make
+  python3 "$top/scripts/bench_umt5.py" "$work" --threads "$(nproc)" --rounds 3 --no-make
   # the full-size model (11.5 GB of random bf16 shards written once; load, encode, memory)
   if [ "${BENCH_XXL:-0}" = 1 ]; then
     echo
