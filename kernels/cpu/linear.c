@@ -18,12 +18,10 @@
  * encoder's linears has one).
  */
 #include "cpu/linear.h"
-#include "base/buf.h"
 #include "base/error.h"
 #include "cpu/cpu.h"
 
 #include <stdatomic.h>
-#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -318,8 +316,9 @@ int dfm_cpu_linear(const float *x, int64_t m, int64_t k, dfm_dtype wdt, const df
                 for (int64_t r = 0; r < m; r++) memset(seg[s].y + r * seg[s].ldy, 0, (size_t)seg[s].n * sizeof(float));
         return 0;
     }
-    int64_t pstart_small[9], *pstart = nseg < 9 ? pstart_small : dfm_malloc(((size_t)nseg + 1) * sizeof(int64_t));
-    if (!pstart) return DFM_E_NOMEM;
+    if (nseg > DFM_CPU_LINEAR_MAXSEG)
+        return dfm_fail(DFM_E_ARG, "linear: %d weights in one pass (at most %d)", nseg, DFM_CPU_LINEAR_MAXSEG);
+    int64_t pstart[DFM_CPU_LINEAR_MAXSEG + 1];
     pstart[0] = 0;
     for (int s = 0; s < nseg; s++) pstart[s + 1] = pstart[s] + (seg[s].n + NR - 1) / NR;
     /* rows per block: as many as fit A_BLOCK_BYTES, the blocks of equal size */
@@ -328,11 +327,8 @@ int dfm_cpu_linear(const float *x, int64_t m, int64_t k, dfm_dtype wdt, const df
     int64_t nblk = (m + mb_max - 1) / mb_max, mb = (m + nblk - 1) / nblk;
     mb = (mb + MR - 1) / MR * MR;
     float *ap = dfm_cpu_scratch(1, (size_t)mb * (size_t)k * sizeof(float));
-    int rc = 0;
-    if (!ap) {
-        rc = dfm_fail(DFM_E_NOMEM, "linear: out of memory for %lld x %lld rows of scratch", (long long)mb, (long long)k);
-        goto out;
-    }
+    if (!ap)
+        return dfm_fail(DFM_E_NOMEM, "linear: out of memory for %lld x %lld rows of scratch", (long long)mb, (long long)k);
     for (int64_t m0 = 0; m0 < m; m0 += mb) {
         int64_t rows = m - m0 < mb ? m - m0 : mb, mp = (rows + MR - 1) / MR;
         apack_ctx pa = {x, ap, m0, rows, k, bf16_compute != 0};
@@ -344,7 +340,5 @@ int dfm_cpu_linear(const float *x, int64_t m, int64_t k, dfm_dtype wdt, const df
         atomic_init(&g.next, 0);
         dfm_cpu_parallel(workers < total ? workers : total, 1, gemm_worker, &g);
     }
-out:
-    if (pstart != pstart_small) free(pstart);
-    return rc;
+    return 0;
 }

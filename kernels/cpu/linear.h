@@ -29,6 +29,7 @@
 #define DFM_CPU_LINEAR_NR 16  /* panel width (output features) */
 #define DFM_CPU_LINEAR_MR 6   /* rows (tokens) per micro-tile */
 #define DFM_CPU_LINEAR_KC 256 /* k per block */
+#define DFM_CPU_LINEAR_MAXSEG 8 /* weights sharing one pass over x */
 
 /* Bytes of a packed [n, k] weight stored as dt (F32 or BF16); 0 for another dt. */
 size_t dfm_cpu_linear_packed_size(int64_t n, int64_t k, dfm_dtype dt);
@@ -48,7 +49,8 @@ typedef struct {
 
 /* x [m, k] F32 row-major times every segment's packed weight (all of dtype wdt, all with the same
  * k): the segments share one pass over x (e.g. q, k and v of an attention layer). Uses the worker
- * threads (split over the weights' panels). Returns 0 or DFM_E_NOMEM (scratch). */
+ * threads (split over the weights' panels). At most DFM_CPU_LINEAR_MAXSEG segments. Returns 0,
+ * DFM_E_NOMEM (scratch) or DFM_E_ARG (too many segments). */
 int dfm_cpu_linear(const float *x, int64_t m, int64_t k, dfm_dtype wdt, const dfm_cpu_linear_seg *seg, int nseg,
                    int accumulate, int bf16_compute);
 

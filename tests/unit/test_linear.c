@@ -117,7 +117,6 @@ TEST(ops_linear)
         {400, 40, 1, {20}},
     };
     dfm_dtype srcs[] = {DFM_F32, DFM_BF16, DFM_F16};
-    int simd_was = dfm_cpu_use_avx2();
     for (int simd = 0; simd < 2; simd++) {
         dfm_cpu_set_simd(simd);
         for (int th = 1; th <= 2; th++) {
@@ -133,7 +132,6 @@ TEST(ops_linear)
     }
     dfm_cpu_set_simd(1);
     dfm_ops_set_threads(0);
-    (void)simd_was;
 }
 
 TEST(ops_linear_guard)

@@ -250,46 +250,32 @@ static int load_small(loader_t *L, const char *name, int ndim, const int64_t *sh
 
 static int load_layer(loader_t *L, const dfm_umt5_config *c, int i, layer_t *y)
 {
-    char p[160], nm[256];
+    char p[160], r[160], nm[7][160];
     int64_t d = c->d_model, inner = (int64_t)c->num_heads * c->d_kv, ff = c->d_ff;
     int64_t s1[1] = {d}, sr[2] = {c->rel_buckets, c->num_heads};
     int rc;
-    snprintf(p, sizeof p, "encoder.block.%d.layer.0.", i);
-#define NAME(s) (snprintf(nm, sizeof nm, "%s%s", p, s), nm)
-    if ((rc = load_small(L, NAME("layer_norm.weight"), 1, s1, &y->ln1)) ||
-        (rc = load_small(L, NAME("SelfAttention.relative_attention_bias.weight"), 2, sr, &y->rel)))
+    static const char *const names[7] = {"0.SelfAttention.q.weight", "0.SelfAttention.k.weight",
+                                         "0.SelfAttention.v.weight", "0.SelfAttention.o.weight",
+                                         "1.DenseReluDense.wi_0.weight", "1.DenseReluDense.wi_1.weight",
+                                         "1.DenseReluDense.wo.weight"};
+    for (int j = 0; j < 7; j++) snprintf(nm[j], sizeof nm[j], "encoder.block.%d.layer.%s", i, names[j]);
+    snprintf(p, sizeof p, "encoder.block.%d.layer.0.layer_norm.weight", i);
+    snprintf(r, sizeof r, "encoder.block.%d.layer.0.SelfAttention.relative_attention_bias.weight", i);
+    if ((rc = load_small(L, p, 1, s1, &y->ln1)) || (rc = load_small(L, r, 2, sr, &y->rel))) return rc;
+    snprintf(p, sizeof p, "encoder.block.%d.layer.1.layer_norm.weight", i);
+    if ((rc = load_small(L, p, 1, s1, &y->ln2))) return rc;
+    if (L->o->keep_mapped) {
+        dfm_tensor *dst[7] = {&y->q, &y->k, &y->v, &y->o, &y->wi0, &y->wi1, &y->wo};
+        int64_t rows[7] = {inner, inner, inner, d, ff, ff, d}, cols[7] = {d, d, d, inner, d, d, ff};
+        for (int j = 0; j < 7; j++)
+            if ((rc = load_matrix(L, nm[j], rows[j], cols[j], dst[j]))) return rc;
+        return 0;
+    }
+    const char *qkv[3] = {nm[0], nm[1], nm[2]}, *o[1] = {nm[3]}, *wi[2] = {nm[4], nm[5]}, *wo[1] = {nm[6]};
+    int64_t r3[3] = {inner, inner, inner}, r2[2] = {ff, ff}, r1[1] = {d};
+    if ((rc = load_linear(L, qkv, r3, 3, d, &y->qkv)) || (rc = load_linear(L, o, r1, 1, inner, &y->lo)) ||
+        (rc = load_linear(L, wi, r2, 2, d, &y->wi)) || (rc = load_linear(L, wo, r1, 1, ff, &y->lwo)))
         return rc;
-    if (L->o->keep_mapped) {
-        if ((rc = load_matrix(L, NAME("SelfAttention.q.weight"), inner, d, &y->q)) ||
-            (rc = load_matrix(L, NAME("SelfAttention.k.weight"), inner, d, &y->k)) ||
-            (rc = load_matrix(L, NAME("SelfAttention.v.weight"), inner, d, &y->v)) ||
-            (rc = load_matrix(L, NAME("SelfAttention.o.weight"), d, inner, &y->o)))
-            return rc;
-    } else {
-        char nq[256], nk[256], nv[256];
-        snprintf(nq, sizeof nq, "%sSelfAttention.q.weight", p);
-        snprintf(nk, sizeof nk, "%sSelfAttention.k.weight", p);
-        snprintf(nv, sizeof nv, "%sSelfAttention.v.weight", p);
-        const char *qkv[3] = {nq, nk, nv}, *o[1] = {NAME("SelfAttention.o.weight")};
-        int64_t r3[3] = {inner, inner, inner}, r1[1] = {d};
-        if ((rc = load_linear(L, qkv, r3, 3, d, &y->qkv)) || (rc = load_linear(L, o, r1, 1, inner, &y->lo))) return rc;
-    }
-    snprintf(p, sizeof p, "encoder.block.%d.layer.1.", i);
-    if ((rc = load_small(L, NAME("layer_norm.weight"), 1, s1, &y->ln2))) return rc;
-    if (L->o->keep_mapped) {
-        if ((rc = load_matrix(L, NAME("DenseReluDense.wi_0.weight"), ff, d, &y->wi0)) ||
-            (rc = load_matrix(L, NAME("DenseReluDense.wi_1.weight"), ff, d, &y->wi1)) ||
-            (rc = load_matrix(L, NAME("DenseReluDense.wo.weight"), d, ff, &y->wo)))
-            return rc;
-    } else {
-        char n0[256], n1[256];
-        snprintf(n0, sizeof n0, "%sDenseReluDense.wi_0.weight", p);
-        snprintf(n1, sizeof n1, "%sDenseReluDense.wi_1.weight", p);
-        const char *wi[2] = {n0, n1}, *wo[1] = {NAME("DenseReluDense.wo.weight")};
-        int64_t r2[2] = {ff, ff}, r1[1] = {d};
-        if ((rc = load_linear(L, wi, r2, 2, d, &y->wi)) || (rc = load_linear(L, wo, r1, 1, ff, &y->lwo))) return rc;
-    }
-#undef NAME
     return 0;
 }
 
