@@ -15,8 +15,9 @@ DEPS_OK := $(shell pkg-config --exists $(PKGS) 2>/dev/null && command -v ffmpeg 
 
 CC      ?= cc
 OPT     ?= -O2
+CC_CLANG:= $(shell $(CC) --version 2>/dev/null | grep -q clang && echo yes)
 CFLAGS  += $(OPT) -g -std=c11 -D_GNU_SOURCE -pthread -Wall -Wextra -Wno-unused-parameter \
-           -Wshadow -Wno-sign-compare -Wno-format-truncation -fno-strict-aliasing -DDFM_VERSION='"$(VERSION)"' \
+           -Wshadow -Wno-sign-compare $(if $(CC_CLANG),,-Wno-format-truncation) -fno-strict-aliasing -DDFM_VERSION='"$(VERSION)"' \
            -Ilib -Ikernels $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lopenblas -lm -pthread
 ifeq ($(SAN),1)

@@ -12,7 +12,7 @@
  *
  * dfm_convert_floats runs fixed-size blocks of plain loops that GCC vectorizes at -O2 (bf16), or
  * F16C instructions chosen at run time (f16); the Makefile passes no -march, so the F16C code
- * lives in functions with a target attribute behind __builtin_cpu_supports.
+ * lives in functions with a target attribute behind a CPUID check.
  * Not here: tensors (tensor/), device conversion (kernels/cuda/convert.cu, its twin).
  */
 #include "base/dtype.h"
@@ -21,6 +21,7 @@
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define DFM_X86 1
 #endif
@@ -167,10 +168,22 @@ __attribute__((target("avx,f16c"))) static size_t f32_to_f16_f16c(uint16_t *d, c
     return i;
 }
 
+/* F16C and AVX (CPUID leaf 1 ECX bits 29, 28) with the OS saving the YMM state (OSXSAVE, bit
+ * 27, and XCR0 bits 1-2). CPUID directly: clang does not know "f16c" in __builtin_cpu_supports. */
+__attribute__((target("xsave"))) static int probe_f16c(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    if (!(c & bit_F16C) || !(c & bit_AVX) || !(c & bit_OSXSAVE)) return 0;
+    return (_xgetbv(0) & 6) == 6;
+}
+
 static int have_f16c(void)
 {
-    __builtin_cpu_init(); /* idempotent; needed if we run before libgcc's constructor */
-    return __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+    static int cached = -1; /* every thread that races here computes the same value */
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) __atomic_store_n(&cached, v = probe_f16c(), __ATOMIC_RELAXED);
+    return v;
 }
 #endif
 
