@@ -37,7 +37,7 @@ static const char usage[] =
     "  --format msgpack|tar|tar.zst  stream framing (default msgpack)\n"
     "  --strict                    stop at the first bad sample (exit 1)\n"
     "  --force                     binary data to or from a terminal\n"
-    "  -j, --threads N             resampling threads (default: one per core)\n"
+    "  -j, --threads N             resampling threads (default, or 0: one per core)\n"
     "  -q, --quiet                 no progress line\n"
     "  -h, --help                  this help;  --version  print the version\n";
 
@@ -105,9 +105,9 @@ int main(int argc, char **argv)
         case O_FILTER: o.filter = (dfm_filter)dfm_parse_choice("--filter", optarg, filters); break;
         case O_FRULE: o.frame_rule = (dfm_frame_rule)dfm_parse_choice("--frame-rule", optarg, rules); break;
         case O_FBUCKETS: parse_frame_buckets(optarg, &o); break;
-        case 'j': o.threads = (int)dfm_parse_long("--threads", optarg, 1, 1024); break;
+        case 'j': o.threads = dfm_parse_threads("--threads", optarg); break;
         default:
-            if (!dfm_stream_opt(c, optarg, &mo, usage)) dfm_usage_error("unknown option");
+            if (!dfm_stream_opt(c, optarg, &mo, usage)) dfm_usage_bad_option(argc, argv, longopts);
         }
     }
     if (methods > 1) dfm_usage_error("--size and --ratios exclude each other");

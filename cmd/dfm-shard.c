@@ -1,5 +1,6 @@
 /* dfm-shard — write a sample stream into numbered WebDataset tar shards with an index, or
- * (--cat) stream shards back out. Thin: the work is lib/io/shard.c and lib/io/stream_map.c. */
+ * (--cat) stream shards back out, or (--list) describe samples. Thin: the work is
+ * lib/io/shard.c and lib/io/stream_map.c. */
 #include "base/cli.h"
 #include "base/error.h"
 #include "base/log.h"
@@ -26,6 +27,8 @@ static const char usage[] =
     "  --max-count N               samples per shard (default 1000)\n"
     "  --max-size SIZE             bytes per shard, e.g. 500M, 1G (default 1G)\n"
     "  --by-bucket                 one series per bucket: DIR/WxHxF/NAME-%06d.tar\n"
+    "  --overwrite                 remove an earlier run's shards of PATTERN (and index.json)\n"
+    "                              first; without it such a series is refused\n"
     "  --zstd-level N              compression level for .tar.zst (default 3)\n"
     "  --cat                       read SHARD... (tar, tar.zst or msgpack; stdin when none)\n"
     "                              and write them as one stream\n"
@@ -34,16 +37,18 @@ static const char usage[] =
     "                              shapes) from SHARD... or stdin, in any framing\n"
     "  --strict                    stop at the first bad input (exit 1)\n"
     "  --force                     binary output to a terminal (--cat)\n"
+    "  --progress                  show the progress line even when stdout is a pipe\n"
     "  -q, --quiet                 no progress line\n"
     "  -h, --help                  this help;  --version  print the version\n";
 
-enum { O_MAXC = 256, O_MAXS, O_BYB, O_ZL, O_CAT, O_LIST, O_FORMAT, O_STRICT, O_FORCE, O_VERSION };
+enum { O_MAXC = 256, O_MAXS, O_BYB, O_ZL, O_CAT, O_LIST, O_FORMAT, O_STRICT, O_FORCE, O_VERSION,
+       O_OVERWRITE, O_PROGRESS };
 static const struct option longopts[] = {
     {"output", 1, 0, 'o'},     {"max-count", 1, 0, O_MAXC}, {"max-size", 1, 0, O_MAXS},
     {"by-bucket", 0, 0, O_BYB}, {"zstd-level", 1, 0, O_ZL}, {"cat", 0, 0, O_CAT}, {"list", 0, 0, O_LIST},
     {"format", 1, 0, O_FORMAT}, {"strict", 0, 0, O_STRICT}, {"force", 0, 0, O_FORCE},
     {"quiet", 0, 0, 'q'},      {"help", 0, 0, 'h'},         {"version", 0, 0, O_VERSION},
-    {0, 0, 0, 0}};
+    {"overwrite", 0, 0, O_OVERWRITE}, {"progress", 0, 0, O_PROGRESS}, {0, 0, 0, 0}};
 
 static int put(void *ctx, const dfm_sample *s) { return dfm_sharder_put(ctx, s); }
 
@@ -64,7 +69,7 @@ int main(int argc, char **argv)
     dfm_cli_init(argv[0]);
     dfm_shard_opts so = {.max_count = 1000, .max_size = 1ULL << 30, .zstd_level = 3};
     dfm_map_opts mo = {.progress = "samples"};
-    int cat = 0, listing = 0, c, format = -1, shard_opts = 0;
+    int cat = 0, listing = 0, c, format = -1, shard_opts = 0, progress = 0;
     static const char *const formats[] = {"msgpack", "tar", "tar.zst", NULL};
     while ((c = getopt_long(argc, argv, "o:qh", longopts, NULL)) != -1) {
         switch (c) {
@@ -72,6 +77,8 @@ int main(int argc, char **argv)
         case O_MAXC: shard_opts = 1; so.max_count = (uint64_t)dfm_parse_long("--max-count", optarg, 1, 1L << 40); break;
         case O_MAXS: shard_opts = 1; so.max_size = dfm_parse_size("--max-size", optarg); break;
         case O_BYB: shard_opts = 1; so.by_bucket = 1; break;
+        case O_OVERWRITE: shard_opts = 1; so.overwrite = 1; break;
+        case O_PROGRESS: progress = 1; break;
         case O_ZL: shard_opts = 1; so.zstd_level = (int)dfm_parse_long("--zstd-level", optarg, 1, 22); break;
         case O_CAT: cat = 1; break;
         case O_LIST: listing = 1; break;
@@ -81,12 +88,14 @@ int main(int argc, char **argv)
         case 'q': dfm_log_set_quiet(1); break;
         case 'h': fputs(usage, stdout); return dfm_close_stdout(0);
         case O_VERSION: dfm_print_version();
-        default: dfm_usage_error("unknown option");
+        default: dfm_usage_bad_option(argc, argv, longopts);
         }
     }
     if ((cat || listing) && shard_opts)
-        dfm_usage_error("--max-count, --max-size, --by-bucket and --zstd-level are for writing "
-                        "shards (-o), not for --cat or --list");
+        dfm_usage_error("--max-count, --max-size, --by-bucket, --overwrite and --zstd-level are "
+                        "for writing shards (-o), not for --cat or --list");
+    /* --list prints text on stdout: a progress line would cut through it, unless asked for */
+    dfm_progress_mode(progress ? DFM_PROGRESS_ON : listing ? DFM_PROGRESS_OFF : DFM_PROGRESS_AUTO);
     if (format >= 0 && !cat) dfm_usage_error("--format is for --cat output");
     if (format < 0) format = 0;
     dfm_counts counts;
@@ -116,13 +125,18 @@ int main(int argc, char **argv)
     if (rc == DFM_E_ARG) dfm_usage_error("%s", dfm_errmsg());
     if (rc) {
         dfm_log_error("%s", dfm_errmsg());
+        if (!so.overwrite && dfm_shard_existing(so.pattern, NULL, 0) > 0)
+            dfm_log_hint("pass --overwrite to remove the old series first, or write to another "
+                         "directory or name");
         return DFM_EXIT_FAIL;
     }
     mo.sink = put;
     mo.sink_ctx = sh;
+    mo.sink_writes_files = 1;
     int status = dfm_stream_map(&mo, argv + optind, argc - optind, NULL, NULL, &counts);
     int nshards = 0;
-    if (dfm_sharder_close(sh, status != 0 && mo.strict, &nshards)) {
+    /* a failed run (truncated input, --strict stop) keeps its complete shards, never the last */
+    if (dfm_sharder_close(sh, status != 0, &nshards)) {
         dfm_log_error("%s", dfm_errmsg());
         status = DFM_EXIT_FAIL;
     }

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <malloc.h>
 #include <math.h>
 #include <signal.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #ifndef DFM_VERSION
@@ -23,6 +25,7 @@ void dfm_cli_init(const char *prog)
 {
     dfm_log_init(prog);
     signal(SIGPIPE, SIG_IGN);
+    opterr = 0; /* one message per bad option: ours (dfm_usage_bad_option), not getopt's too */
     /* Samples are large (a clip is hundreds of MB) and allocated and freed once per sample.
      * glibc would mmap and unmap each one, paying a page fault and a page clear for every 4 KiB
      * every time; keep them on the heap and reuse the memory instead (the peak is unchanged). */
@@ -47,6 +50,46 @@ _Noreturn void dfm_usage_error(const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "%s: error: %s\nhint: try '%s --help'\n", dfm_prog(), msg, dfm_prog());
     exit(DFM_EXIT_USAGE);
+}
+
+_Noreturn void dfm_usage_bad_option(int argc, char **argv, const struct option *longopts)
+{
+    /* A long option is the element getopt just stepped past; a short one is optopt (the element
+     * may be a group such as -qx that getopt is still inside). */
+    const char *arg = optind > 0 && optind <= argc ? argv[optind - 1] : "";
+    if (!strncmp(arg, "--", 2) && arg[2]) {
+        int n = (int)strcspn(arg, "=");
+        if (!optopt) { /* unknown, or an abbreviation of several */
+            char list[512] = "";
+            int matches = 0;
+            for (const struct option *o = longopts; o && o->name; o++)
+                if (!strncmp(o->name, arg + 2, (size_t)n - 2) && ++matches)
+                    snprintf(list + strlen(list), sizeof list - strlen(list), "%s--%s",
+                             matches > 1 ? ", " : "", o->name);
+            if (matches > 1) dfm_usage_error("option '%.*s' is ambiguous (%s)", n, arg, list);
+            dfm_usage_error("unknown option '%.*s'", n, arg);
+        }
+        for (const struct option *o = longopts; o && o->name; o++) {
+            if (o->flag || o->val != optopt || strncmp(o->name, arg + 2, (size_t)n - 2)) continue;
+            if (o->has_arg == no_argument) dfm_usage_error("option '--%s' takes no value", o->name);
+            dfm_usage_error("option '--%s' needs a value", o->name);
+        }
+    }
+    for (const struct option *o = longopts; o && o->name; o++)
+        if (!o->flag && o->val == optopt && o->has_arg != no_argument)
+            dfm_usage_error("option '-%c' (--%s) needs a value", optopt, o->name);
+    if (optopt > ' ' && optopt < 127) dfm_usage_error("unknown option '-%c'", optopt);
+    dfm_usage_error("unknown option '%s'", arg);
+}
+
+int dfm_parse_threads(const char *opt, const char *s)
+{
+    long n = dfm_parse_long(opt, s, 0, 1024);
+    if (n == 0) {
+        n = sysconf(_SC_NPROCESSORS_ONLN);
+        if (n < 1) n = 1;
+    }
+    return (int)n;
 }
 
 _Noreturn void dfm_print_version(void)
@@ -171,21 +214,72 @@ uint64_t dfm_parse_count(const char *opt, const char *s)
     return (uint64_t)v;
 }
 
+/* The outputs open now, so a write error deep in lib/io can name the path (dfm_output_name). */
+#define MAX_OUTPUTS 16
+typedef struct {
+    int fd;
+    const char *path;
+} output_name;
+static output_name g_outputs[MAX_OUTPUTS];
+static int g_noutputs;
+
+static void remember_output(int fd, const char *path)
+{
+    if (g_noutputs < MAX_OUTPUTS) g_outputs[g_noutputs++] = (output_name){fd, path};
+}
+
+static void forget_output(int fd)
+{
+    for (int i = 0; i < g_noutputs; i++)
+        if (g_outputs[i].fd == fd) {
+            g_outputs[i] = g_outputs[--g_noutputs];
+            return;
+        }
+}
+
+const char *dfm_output_name(int fd)
+{
+    for (int i = 0; i < g_noutputs; i++)
+        if (g_outputs[i].fd == fd) return g_outputs[i].path;
+    return fd == 1 ? "stdout" : "output";
+}
+
 int dfm_output_open(dfm_output *o, const char *path, int force)
 {
     memset(o, 0, sizeof *o);
+    o->fd = -1;
     if (!path || !strcmp(path, "-")) {
         dfm_check_binary_stdout(force);
         o->fd = 1;
         return 0;
     }
+    struct stat st;
+    int exists = stat(path, &st) == 0;
+    if (exists && S_ISDIR(st.st_mode))
+        return dfm_fail(DFM_E_IO, "cannot write '%s': it is a directory", path);
+    int direct = exists && !S_ISREG(st.st_mode); /* a FIFO or a device: no .tmp, no rename */
     size_t n = strlen(path) + 5;
     o->path = strdup(path);
-    o->tmp = malloc(n);
-    if (!o->path || !o->tmp) return dfm_fail(DFM_E_NOMEM, "out of memory");
-    snprintf(o->tmp, n, "%s.tmp", path);
-    o->fd = open(o->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (o->fd < 0) return dfm_fail(DFM_E_IO, "cannot create '%s': %s", o->tmp, strerror(errno));
+    o->tmp = direct ? NULL : malloc(n);
+    if (!o->path || (!direct && !o->tmp)) {
+        free(o->path);
+        free(o->tmp);
+        memset(o, 0, sizeof *o);
+        o->fd = -1;
+        return dfm_fail(DFM_E_NOMEM, "out of memory");
+    }
+    if (!direct) snprintf(o->tmp, n, "%s.tmp", path);
+    o->fd = open(direct ? path : o->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (o->fd < 0) {
+        int rc = dfm_fail(DFM_E_IO, "cannot create '%s': %s", path, strerror(errno));
+        free(o->path);
+        free(o->tmp);
+        memset(o, 0, sizeof *o);
+        o->fd = -1;
+        return rc;
+    }
+    if (!(direct && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))) dfm_progress_file_output();
+    remember_output(o->fd, o->path);
     return 0;
 }
 
@@ -193,15 +287,19 @@ int dfm_output_close(dfm_output *o, int failed)
 {
     int rc = 0;
     if (!o->path) return 0;
-    if (!failed && fsync(o->fd) != 0)
-        rc = dfm_fail(DFM_E_IO, "cannot write '%s': %s", o->tmp, strerror(errno));
-    if (close(o->fd) != 0 && !rc)
-        rc = dfm_fail(DFM_E_IO, "cannot write '%s': %s", o->tmp, strerror(errno));
-    if (!failed && !rc && rename(o->tmp, o->path) != 0)
-        rc = dfm_fail(DFM_E_IO, "cannot rename '%s' to '%s': %s", o->tmp, o->path, strerror(errno));
-    if (failed || rc) unlink(o->tmp);
+    forget_output(o->fd);
+    if (!failed && o->tmp && fsync(o->fd) != 0)
+        rc = dfm_fail(DFM_E_IO, "cannot write '%s': %s", o->path, strerror(errno));
+    if (close(o->fd) != 0 && !rc && !failed)
+        rc = dfm_fail(DFM_E_IO, "cannot write '%s': %s", o->path, strerror(errno));
+    if (o->tmp) {
+        if (!failed && !rc && rename(o->tmp, o->path) != 0)
+            rc = dfm_fail(DFM_E_IO, "cannot rename '%s' into place: %s", o->path, strerror(errno));
+        if (failed || rc) unlink(o->tmp);
+    }
     free(o->path);
     free(o->tmp);
     memset(o, 0, sizeof *o);
+    o->fd = -1;
     return rc;
 }

@@ -23,9 +23,20 @@ void dfm_parse_wxh(const char *opt, const char *s, int *w, int *h);
 /* Match s against a NULL-terminated list; returns the index or dies naming the choices. */
 int dfm_parse_choice(const char *opt, const char *s, const char *const *choices);
 
+/* The `default:` case of every program's getopt_long loop: print one error naming the option the
+ * user typed ("unknown option '--bogus'", "option '--preset' needs a value", "option '--strict'
+ * takes no value") and the --help hint, and exit 2. getopt's own messages are off (opterr = 0,
+ * set by dfm_cli_init). longopts is the program's table: it tells an option missing its value
+ * from an unknown one, so every short option needs a long twin there. */
+struct option;
+_Noreturn void dfm_usage_bad_option(int argc, char **argv, const struct option *longopts);
+/* -j/--threads N: 1..1024, or 0 for the default, one per online core (returned as that count). */
+int dfm_parse_threads(const char *opt, const char *s);
+
 /* Refuse to write binary data to a terminal (exit 2 with a hint) unless force. */
 void dfm_check_binary_stdout(int force);
-/* Ignore SIGPIPE so writes return EPIPE; dfm_exit_pipe() then exits quietly (status 141). */
+/* Ignore SIGPIPE so writes return EPIPE; dfm_exit_pipe() then exits quietly (status 141).
+ * Also silences getopt (opterr = 0): dfm_usage_bad_option reports bad options instead. */
 void dfm_cli_init(const char *prog);
 _Noreturn void dfm_exit_pipe(void);
 /* Close stdout and report a write error; returns the exit status to use. */
@@ -35,14 +46,20 @@ int dfm_close_stdout(int status);
 /* "100M", "2.5K", "1e8", "12000000" -> a count (decimal multiples K=1e3, M=1e6, G=1e9). */
 uint64_t dfm_parse_count(const char *opt, const char *s);
 
-/* Program output: stdout, or a file written as FILE.tmp and renamed into place on success. */
+/* Program output: stdout, or a file written as FILE.tmp and renamed into place on success. An
+ * existing FILE that is not a regular file (a FIFO, /dev/null, /dev/full) is written directly. */
 typedef struct {
     int fd;
-    char *path, *tmp; /* NULL for stdout */
+    char *path, *tmp; /* path NULL for stdout; tmp NULL when written directly */
 } dfm_output;
-/* path NULL or "-" = stdout (refused when it is a terminal unless force). */
+/* path NULL or "-" = stdout (refused when it is a terminal unless force). Errors name `path`
+ * (what the user typed), never the .tmp beside it. An output that is not a pipe, FIFO or socket
+ * makes this program the last stage of its pipeline for the progress line (log.h). */
 int dfm_output_open(dfm_output *o, const char *path, int force);
 /* failed = 0: fsync and rename the .tmp into place; failed = 1: remove the .tmp.
  * stdout is flushed/closed by dfm_close_stdout at exit instead. */
 int dfm_output_close(dfm_output *o, int failed);
+/* How messages name what fd writes to: the path given to dfm_output_open for its fd, "stdout"
+ * for fd 1, else "output". The pointer stays valid until that output is closed. */
+const char *dfm_output_name(int fd);
 #endif

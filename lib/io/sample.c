@@ -5,6 +5,7 @@
 #include "base/utf8.h"
 
 #include <cjson/cJSON.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -203,4 +204,27 @@ char *dfm_key_unescape(const char *key)
     }
     *o = 0;
     return out;
+}
+
+const char *dfm_key_show(const char *key, char *buf, size_t n)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
+        if (o + 8 >= n) { /* room for one more escape and the dots */
+            memcpy(buf + o, "...", 4);
+            return buf;
+        }
+        int u = *p >= 0x80 ? dfm_utf8_len(p) : 0;
+        if (u) {
+            memcpy(buf + o, p, (size_t)u);
+            o += (size_t)u;
+            p += u - 1;
+        } else if (*p < 0x20 || *p >= 0x7f || *p == '\\') {
+            o += (size_t)snprintf(buf + o, n - o, "\\x%02x", *p);
+        } else {
+            buf[o++] = (char)*p;
+        }
+    }
+    buf[o] = 0;
+    return buf;
 }

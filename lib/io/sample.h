@@ -55,5 +55,8 @@ int dfm_sample_set_json(dfm_sample *s, const cJSON *obj);
 char *dfm_key_escape(const char *s);
 /* The inverse of dfm_key_escape for the escaped part (up to an unescaped '@'); malloc'd. */
 char *dfm_key_unescape(const char *key);
+/* A key (or any string read from input) made safe for a message: control bytes, DEL, '\\' and
+ * invalid UTF-8 as \xNN, cut with "..." to fit buf[n] (n >= 16). Returns buf. */
+const char *dfm_key_show(const char *key, char *buf, size_t n);
 
 #endif

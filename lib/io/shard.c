@@ -1,4 +1,6 @@
-/* shard.c — numbered tar shards with an index (see shard.h).
+/* shard.c — numbered tar shards with an index (see shard.h): the series on disk (refusing to
+ * mix with an earlier run's), rolling shards by count and size, one series per bucket, the index.
+ * Not here: the tar framing (stream_tar.c), the loop that feeds samples (stream_map.c).
  * ref: webdataset writer.py ShardWriter (pattern % number, maxcount/maxsize roll-over);
  *      wids_index.py (index layout). */
 #include "io/shard.h"
@@ -8,6 +10,7 @@
 #include "io/stream.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -42,6 +45,7 @@ struct dfm_sharder {
     int ndone;
     cJSON *buckets, *fields; /* histograms over the samples of complete shards */
     uint64_t total;
+    int ready; /* dfm_sharder_new succeeded: close writes the index */
 };
 
 static int check_pattern(const char *p)
@@ -90,6 +94,138 @@ static int mkdirs(const char *dir)
     return 0;
 }
 
+/* ---- the series on disk ---------------------------------------------------------------- */
+
+/* A pattern's file name split around its number: "train-%06d.tar" -> "train-", "" (the
+ * compression suffix .tar/.tar.zst is not part of the stem: both belong to one series). */
+typedef struct {
+    char pre[1024], post[1024];
+} stem;
+
+static void unescape_pct(char *out, size_t n, const char *from, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 1 < n; i++) {
+        out[o++] = from[i];
+        if (from[i] == '%' && i + 1 < len && from[i + 1] == '%') i++;
+    }
+    out[o] = 0;
+}
+
+static void split_base(const char *base, stem *st)
+{
+    const char *c = base;
+    for (; *c; c++) { /* the one conversion check_pattern allowed */
+        if (*c != '%') continue;
+        if (c[1] == '%') {
+            c++;
+            continue;
+        }
+        break;
+    }
+    unescape_pct(st->pre, sizeof st->pre, base, (size_t)(c - base));
+    const char *d = c + 1;
+    while (*d >= '0' && *d <= '9') d++;
+    d++; /* the 'd' */
+    size_t len = strlen(d);
+    if (len >= 8 && !strcmp(d + len - 8, ".tar.zst")) len -= 8;
+    else if (len >= 4 && !strcmp(d + len - 4, ".tar")) len -= 4;
+    unescape_pct(st->post, sizeof st->post, d, len);
+}
+
+/* A file of the series: PRE DIGITS POST (.tar|.tar.zst) [.tmp] */
+static int in_series(const stem *st, const char *name)
+{
+    size_t np = strlen(st->pre);
+    if (strncmp(name, st->pre, np)) return 0;
+    const char *c = name + np, *d = c;
+    while (*d >= '0' && *d <= '9') d++;
+    if (d == c) return 0;
+    size_t nq = strlen(st->post);
+    if (strncmp(d, st->post, nq)) return 0;
+    d += nq;
+    return !strcmp(d, ".tar") || !strcmp(d, ".tar.zst") || !strcmp(d, ".tar.tmp") ||
+           !strcmp(d, ".tar.zst.tmp");
+}
+
+/* A directory dfm_shard_bucket_name makes: WxHxF or "unbucketed". */
+static int bucket_dir(const char *name)
+{
+    if (!strcmp(name, "unbucketed")) return 1;
+    int w, h, f, used = 0;
+    return sscanf(name, "%d%*[x]%d%*[x]%d%n", &w, &h, &f, &used) == 3 && name[used] == 0 &&
+           name[0] >= '0' && name[0] <= '9';
+}
+
+static int remove_file(void *ctx, const char *path)
+{
+    if (unlink(path) != 0 && errno != ENOENT)
+        return dfm_fail(DFM_E_IO, "cannot remove '%s': %s", path, strerror(errno));
+    return 0;
+}
+
+/* Visit the series' files in dir (and its bucket directories when depth == 0): fn(path).
+ * Returns the number visited or < 0. */
+static int scan(const char *dir, const stem *st, int depth, int (*fn)(void *, const char *),
+                void *ctx)
+{
+    DIR *d = opendir(dir);
+    if (!d) return errno == ENOENT ? 0 : dfm_fail(DFM_E_IO, "cannot read directory '%s': %s", dir,
+                                                  strerror(errno));
+    int count = 0, rc = 0;
+    char path[8192];
+    struct dirent *e;
+    while (!rc && (e = readdir(d))) {
+        const char *nm = e->d_name;
+        snprintf(path, sizeof path, "%s/%s", dir, nm);
+        int mine = in_series(st, nm) ||
+                   (depth == 0 && (!strcmp(nm, "index.json") || !strcmp(nm, "index.json.tmp")));
+        if (mine) {
+            rc = fn(ctx, path);
+            count++;
+        } else if (depth == 0 && bucket_dir(nm)) {
+            struct stat sb;
+            if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+                int n = scan(path, st, 1, fn, ctx);
+                if (n < 0) rc = n;
+                else count += n;
+                if (n > 0 && fn == remove_file) rmdir(path); /* emptied: gone; kept when not empty */
+            }
+        }
+    }
+    closedir(d);
+    return rc < 0 ? rc : count;
+}
+
+static int note_first(void *ctx, const char *path)
+{
+    char *first = ctx;
+    if (!first[0] || strcmp(path, first) < 0) snprintf(first, 4096, "%s", path);
+    return 0;
+}
+
+static void pattern_dir(const char *pattern, char *dir, size_t n, const char **base)
+{
+    const char *slash = strrchr(pattern, '/');
+    if (!slash) snprintf(dir, n, ".");
+    else snprintf(dir, n, "%.*s", (int)(slash - pattern) + (slash == pattern), pattern);
+    *base = slash ? slash + 1 : pattern;
+}
+
+int dfm_shard_existing(const char *pattern, char *first, size_t n)
+{
+    int rc = check_pattern(pattern);
+    if (rc) return rc;
+    char dir[4096], one[4096] = "";
+    const char *base;
+    pattern_dir(pattern, dir, sizeof dir, &base);
+    stem st;
+    split_base(base, &st);
+    int count = scan(dir, &st, 0, note_first, one);
+    if (first && n) snprintf(first, n, "%s", one);
+    return count;
+}
+
 int dfm_sharder_new(dfm_sharder **out, const dfm_shard_opts *o)
 {
     *out = NULL;
@@ -110,10 +246,28 @@ int dfm_sharder_new(dfm_sharder **out, const dfm_shard_opts *o)
         dfm_sharder_close(s, 1, NULL);
         return dfm_fail(DFM_E_NOMEM, "out of memory");
     }
-    if ((rc = mkdirs(s->dir))) {
+    /* never mix two runs: the series must be empty, or emptied by overwrite */
+    char first[4096];
+    int n = dfm_shard_existing(o->pattern, first, sizeof first);
+    if (n > 0 && o->overwrite) {
+        stem st;
+        split_base(s->base, &st);
+        n = scan(s->dir, &st, 0, remove_file, NULL);
+        if (n > 0) n = 0;
+    }
+    if (n == 1)
+        rc = dfm_fail(DFM_E_IO, "'%s' already exists, from an earlier run of the series '%s'",
+                      first, s->base);
+    else if (n > 1)
+        rc = dfm_fail(DFM_E_IO, "'%s' and %d more files already exist, from an earlier run of the "
+                      "series '%s'", first, n - 1, s->base);
+    if (!rc && n < 0) rc = n;
+    if (!rc) rc = mkdirs(s->dir);
+    if (rc) {
         dfm_sharder_close(s, 1, NULL);
         return rc;
     }
+    s->ready = 1;
     *out = s;
     return 0;
 }
@@ -154,7 +308,9 @@ static int cmp_done(const void *a, const void *b)
     return strcmp(((const done_shard *)a)->url, ((const done_shard *)b)->url);
 }
 
-static int write_index(dfm_sharder *s)
+/* complete: 1 only in the clean close; while running and after a failure the index lists the
+ * shards completed so far and says "complete": false. */
+static int write_index(dfm_sharder *s, int complete)
 {
     qsort(s->done, (size_t)s->ndone, sizeof *s->done, cmp_done);
     cJSON *j = cJSON_CreateObject();
@@ -173,6 +329,7 @@ static int write_index(dfm_sharder *s)
     cJSON *d = cJSON_AddObjectToObject(j, "dfm");
     cJSON_AddNumberToObject(d, "samples", (double)s->total);
     cJSON_AddNumberToObject(d, "shards", s->ndone);
+    cJSON_AddBoolToObject(d, "complete", complete);
     cJSON_AddItemToObject(d, "buckets", cJSON_Duplicate(s->buckets, 1));
     cJSON_AddItemToObject(d, "fields", cJSON_Duplicate(s->fields, 1));
     char *txt = dfm_json_pretty(j);
@@ -206,21 +363,24 @@ static void merge_hist(cJSON *into, const cJSON *from)
     }
 }
 
-/* Close the open shard of a series; on success rename it into place and index it. */
+/* Close the open shard of a series; on success rename it into place and index it. A shard
+ * that holds no sample is never kept (it cannot happen: samples are checked before a shard is
+ * opened for them). */
 static int finish_shard(dfm_sharder *s, series *x, int failed)
 {
     if (!x->w) return 0;
-    int rc = dfm_writer_close(x->w);
+    if (x->count == 0) failed = 1;
+    int rc = 0;
+    if (failed) dfm_writer_abort(x->w);
+    else rc = dfm_writer_close(x->w);
     x->w = NULL;
     if (!rc && !failed && fsync(x->fd) != 0)
-        rc = dfm_fail(DFM_E_IO, "cannot write '%s': %s", x->tmp, strerror(errno));
-    if (close(x->fd) != 0 && !rc)
-        rc = dfm_fail(DFM_E_IO, "cannot write '%s': %s", x->tmp, strerror(errno));
+        rc = dfm_fail(DFM_E_IO, "cannot write '%s': %s", x->path, strerror(errno));
+    if (close(x->fd) != 0 && !rc && !failed)
+        rc = dfm_fail(DFM_E_IO, "cannot write '%s': %s", x->path, strerror(errno));
     x->fd = -1;
-    if (!rc && !failed) {
-        if (rename(x->tmp, x->path) != 0)
-            rc = dfm_fail(DFM_E_IO, "cannot rename '%s': %s", x->tmp, strerror(errno));
-    }
+    if (!rc && !failed && rename(x->tmp, x->path) != 0)
+        rc = dfm_fail(DFM_E_IO, "cannot rename '%s' into place: %s", x->path, strerror(errno));
     if (!rc && !failed) {
         struct stat st;
         done_shard *d = dfm_realloc(s->done, (size_t)(s->ndone + 1) * sizeof *d);
@@ -235,7 +395,7 @@ static int finish_shard(dfm_sharder *s, series *x, int failed)
             merge_hist(s->fields, x->pend_fields);
             s->total += x->count;
             d->filesize = stat(x->path, &st) == 0 ? (uint64_t)st.st_size : 0;
-            rc = d->url && d->bucket ? write_index(s) : DFM_E_NOMEM;
+            rc = d->url && d->bucket ? write_index(s, 0) : DFM_E_NOMEM;
         }
     }
     if (failed || rc) unlink(x->tmp);
@@ -269,15 +429,22 @@ static int open_shard(dfm_sharder *s, series *x)
     x->pend_buckets = cJSON_CreateObject();
     x->pend_fields = cJSON_CreateObject();
     if (!x->pend_buckets || !x->pend_fields) return dfm_fail(DFM_E_NOMEM, "out of memory");
-    x->fd = open(x->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (x->fd < 0) return dfm_fail(DFM_E_IO, "cannot create '%s': %s", x->tmp, strerror(errno));
+    /* O_EXCL: a .tmp that exists belongs to another dfm-shard writing this series now */
+    x->fd = open(x->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (x->fd < 0)
+        return dfm_fail(DFM_E_IO, "cannot create '%s': %s%s", x->path, strerror(errno),
+                        errno == EEXIST ? " (its .tmp: is another dfm-shard writing there?)" : "");
     size_t pl = strlen(path);
     int zst = pl > 8 && !strcmp(path + pl - 8, ".tar.zst");
-    return dfm_writer_open_fd(&x->w, x->fd, DFM_FRAMING_TAR, zst ? (s->o.zstd_level ? s->o.zstd_level : 3) : 0);
+    int rc = dfm_writer_open_fd(&x->w, x->fd, DFM_FRAMING_TAR,
+                                zst ? (s->o.zstd_level ? s->o.zstd_level : 3) : 0);
+    if (!rc) dfm_writer_set_name(x->w, x->path);
+    return rc;
 }
 
 int dfm_sharder_put(dfm_sharder *s, const dfm_sample *x)
 {
+    if (dfm_sample_check(x, DFM_FRAMING_TAR)) return DFM_E_SKIP; /* before any shard is touched */
     char bucket[64];
     dfm_shard_bucket_name(x, bucket, sizeof bucket);
     series *se = find_series(s, s->o.by_bucket ? bucket : "");
@@ -289,7 +456,7 @@ int dfm_sharder_put(dfm_sharder *s, const dfm_sample *x)
         rc = finish_shard(s, se, 0);
     if (!rc && !se->w) rc = open_shard(s, se);
     if (!rc) rc = dfm_writer_put(se->w, x);
-    if (rc) return rc;
+    if (rc) return rc == DFM_E_SKIP ? DFM_E_IO : rc; /* checked above: an output failure */
     se->count++;
     count_in(se->pend_buckets, bucket);
     for (int i = 0; i < x->n; i++) count_in(se->pend_fields, x->fields[i].name);
@@ -300,11 +467,14 @@ int dfm_sharder_close(dfm_sharder *s, int failed, int *nshards)
 {
     int rc = 0;
     for (int i = 0; i < s->nser; i++) {
-        int r = finish_shard(s, &s->ser[i], failed);
+        int r = finish_shard(s, &s->ser[i], failed || rc);
         if (r && !rc) rc = r;
         free(s->ser[i].bucket);
     }
-    if (!rc && !failed && s->ndone == 0 && s->dir) rc = write_index(s);
+    if (s->ready) {
+        int r = write_index(s, !failed && !rc);
+        if (r && !rc) rc = r;
+    }
     if (nshards) *nshards = s->ndone;
     for (int i = 0; i < s->ndone; i++) {
         free(s->done[i].url);

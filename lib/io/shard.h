@@ -7,8 +7,13 @@
  * by_bucket, samples go to one series per bucket ("out/WxHxF/train-%06d.tar", from the `json`
  * field's bucket, "unbucketed" without one). index.json beside the shards (in the pattern's
  * directory) lists every complete shard with its sample count and size, in the wids shard-index
- * format, plus the bucket histogram and the fields present; it is rewritten (atomically) each
- * time a shard completes. Output is deterministic: the same samples give byte-identical shards.
+ * format, plus the bucket histogram, the fields present and "complete" (true only once the
+ * whole run finished cleanly); it is rewritten (atomically) each time a shard completes. Output
+ * is deterministic: the same samples give byte-identical shards.
+ *
+ * Two runs never mix: a series is every file PRE<digits>POST.tar[.zst][.tmp] of the pattern
+ * (either compression), flat or in bucket directories (WxHxF/, unbucketed/), plus index.json.
+ * A new sharder refuses a series that has any file, unless overwrite, which removes them first.
  */
 #ifndef DFM_IO_SHARD_H
 #define DFM_IO_SHARD_H
@@ -21,16 +26,26 @@ typedef struct {
     uint64_t max_size;  /* bytes, default 1 GiB */
     int by_bucket;
     int zstd_level;     /* for .tar.zst patterns (default 3) */
+    int overwrite;      /* remove an earlier run's series instead of refusing */
 } dfm_shard_opts;
 
 typedef struct dfm_sharder dfm_sharder;
 
-/* Checks the pattern (exactly one integer conversion, .tar or .tar.zst) and creates its
- * directory. Errors are DFM_E_ARG / DFM_E_IO with a reason. */
+/* Checks the pattern (exactly one integer conversion, .tar or .tar.zst), the series on disk
+ * (see above) and creates its directory. Errors are DFM_E_ARG (the pattern) / DFM_E_IO with a
+ * reason (an existing series: "'PATH' already exists, from an earlier run ..."). */
 int dfm_sharder_new(dfm_sharder **s, const dfm_shard_opts *o);
+/* Files of pattern's series on disk now (see above), < 0 on an error; `first` (may be NULL)
+ * gets the first path in name order. */
+int dfm_shard_existing(const char *pattern, char *first, size_t n);
+/* Add one sample. DFM_E_SKIP: the sample cannot go into a tar shard (dfm_sample_check: reason
+ * in dfm_errmsg()); nothing was written and no shard was opened for it. Other errors are output
+ * failures. */
 int dfm_sharder_put(dfm_sharder *s, const dfm_sample *x);
-/* Finish every open shard and the index; *nshards (may be NULL) gets the shard count; frees s. failed = 1 removes the open shards'
- * .tmp files; complete shards stay listed. */
+/* Finish every open shard and the index; *nshards (may be NULL) gets the shard count; frees s.
+ * failed = 1 (the input was truncated, a --strict stop...) removes the open shards' .tmp files
+ * — the last shard of a failed run never appears under its final name — and writes the index
+ * with the complete shards and "complete": false. */
 int dfm_sharder_close(dfm_sharder *s, int failed, int *nshards);
 
 /* The directory series name for a sample: "WxHxF" from json.bucket, or "unbucketed". */

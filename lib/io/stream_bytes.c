@@ -2,13 +2,15 @@
  *
  * Source: reads an fd with EINTR-safe loops, keeps the bytes read for detection so nothing is
  * lost (pipes cannot seek), and decompresses zstd (any number of concatenated frames) when the
- * raw bytes start with the zstd magic. Sink: buffers output, optionally zstd-compresses it, and
- * writes it with a full-write loop that maps EPIPE to DFM_E_PIPE.
+ * raw bytes start with the zstd magic; a zstd frame cut short is a truncated input. Sink: buffers
+ * output, optionally zstd-compresses it, and writes it with a full-write loop that maps EPIPE to
+ * DFM_E_PIPE; an aborted sink drops what comes after, so a failed writer never ends cleanly.
  *
  * Not here: anything about tar or msgpack, and choosing the framing (stream.c).
  */
 #include "io/stream_impl.h"
 #include "base/buf.h"
+#include "base/cli.h"
 #include "base/error.h"
 
 #include <errno.h>
@@ -24,6 +26,7 @@ struct dfm_src {
     char *name;
     int err; /* sticky error code */
     int eof; /* the fd reported end of file */
+    uint64_t nraw; /* bytes read from the fd */
     /* raw bytes read during detection, served before the fd */
     uint8_t raw[DFM_SRC_PEEK];
     size_t raw_len, raw_pos;
@@ -66,6 +69,8 @@ void dfm_src_free(dfm_src *s)
 }
 
 const char *dfm_src_name(const dfm_src *s) { return s->name; }
+uint64_t dfm_src_bytes(const dfm_src *s) { return s->nraw; }
+int dfm_src_at_eof(const dfm_src *s) { return s->eof; }
 
 static long fd_read(dfm_src *s, void *buf, size_t n)
 {
@@ -74,10 +79,11 @@ static long fd_read(dfm_src *s, void *buf, size_t n)
         ssize_t r = read(s->fd, buf, n);
         if (r >= 0) {
             if (r == 0) s->eof = 1;
+            s->nraw += (uint64_t)r;
             return (long)r;
         }
         if (errno == EINTR) continue;
-        return dfm_fail(DFM_E_IO, "cannot read '%s': %s", s->name, strerror(errno));
+        return dfm_fail(DFM_E_IO, "read failed: %s", strerror(errno));
     }
 }
 
@@ -103,7 +109,8 @@ static long dec_read(dfm_src *s, void *buf, size_t n)
             if (r < 0) return r;
             if (r == 0) {
                 if (s->zret != 0)
-                    return dfm_fail(DFM_E_FORMAT, "'%s': truncated zstd stream", s->name);
+                    return dfm_fail(DFM_E_FORMAT, DFM_TRUNCATED_MSG ": the zstd stream ends "
+                                                  "inside a frame");
                 return 0;
             }
             s->in.src = s->zin;
@@ -113,8 +120,7 @@ static long dec_read(dfm_src *s, void *buf, size_t n)
         ZSTD_outBuffer out = {buf, n, 0};
         size_t z = ZSTD_decompressStream(s->zd, &out, &s->in);
         if (ZSTD_isError(z))
-            return dfm_fail(DFM_E_FORMAT, "'%s': corrupt zstd stream: %s", s->name,
-                            ZSTD_getErrorName(z));
+            return dfm_fail(DFM_E_FORMAT, "corrupt zstd stream: %s", ZSTD_getErrorName(z));
         s->zret = z;
         s->zpending = out.pos == out.size;
         if (out.pos > 0) return (long)out.pos;
@@ -182,6 +188,8 @@ struct dfm_sink {
     size_t len, cap;
     uint64_t written;
     int err;
+    int aborted; /* dfm_sink_abort: later writes are dropped */
+    const char *name; /* for messages; NULL = dfm_output_name(fd) */
 };
 
 int dfm_sink_new(dfm_sink **out, int fd, int zstd_level)
@@ -226,6 +234,7 @@ void dfm_sink_free(dfm_sink *k)
     free(k);
 }
 
+void dfm_sink_set_name(dfm_sink *k, const char *name) { k->name = name; }
 uint64_t dfm_sink_written(const dfm_sink *k) { return k->written; }
 int dfm_sink_error(const dfm_sink *k) { return k->err; }
 
@@ -237,7 +246,9 @@ static int write_all(dfm_sink *k, const uint8_t *p, size_t n)
             if (errno == EINTR) continue;
             if (errno == EPIPE)
                 return k->err = dfm_fail(DFM_E_PIPE, "output closed by its reader (broken pipe)");
-            return k->err = dfm_fail(DFM_E_IO, "cannot write output: %s", strerror(errno));
+            return k->err = dfm_fail(DFM_E_IO, "cannot write '%s': %s",
+                                     k->name ? k->name : dfm_output_name(k->fd),
+                                     strerror(errno));
         }
         p += w;
         n -= (size_t)w;
@@ -263,7 +274,7 @@ static int zstd_run(dfm_sink *k, ZSTD_inBuffer *in, ZSTD_EndDirective mode)
             return k->err = dfm_fail(DFM_E_IO, "zstd compression failed: %s", ZSTD_getErrorName(z));
         k->len = out.pos;
         if (k->len == k->cap && flush_buf(k)) return k->err;
-        int done = mode == ZSTD_e_continue ? in->pos == in->size : z == 0;
+        int done = mode == ZSTD_e_continue ? in->pos == in->size : z == 0; /* flush, end: all out */
         if (done) return 0;
     }
 }
@@ -271,7 +282,7 @@ static int zstd_run(dfm_sink *k, ZSTD_inBuffer *in, ZSTD_EndDirective mode)
 int dfm_sink_write(dfm_sink *k, const void *p, size_t n)
 {
     if (k->err) return k->err;
-    if (n == 0) return 0;
+    if (n == 0 || k->aborted) return 0;
     if (k->zc) {
         ZSTD_inBuffer in = {p, n, 0};
         return zstd_run(k, &in, ZSTD_e_continue);
@@ -291,12 +302,25 @@ int dfm_sink_write(dfm_sink *k, const void *p, size_t n)
 int dfm_sink_flush(dfm_sink *k)
 {
     if (k->err) return k->err;
+    if (k->aborted) return 0;
     return flush_buf(k);
+}
+
+void dfm_sink_abort(dfm_sink *k)
+{
+    if (k->aborted) return;
+    if (!k->err && k->zc) {
+        ZSTD_inBuffer in = {NULL, 0, 0};
+        zstd_run(k, &in, ZSTD_e_flush);
+    }
+    if (!k->err) flush_buf(k);
+    k->aborted = 1;
 }
 
 int dfm_sink_finish(dfm_sink *k)
 {
     if (k->err) return k->err;
+    if (k->aborted) return 0;
     if (k->zc) {
         ZSTD_inBuffer in = {NULL, 0, 0};
         if (zstd_run(k, &in, ZSTD_e_end)) return k->err;

@@ -1,6 +1,12 @@
 /* stream_msgpack.c — the msgpack framing of the sample stream (formats/sample-stream.md §2):
  * a plain concatenation of msgpack maps, one per sample,
  *     {"__key__": str, "<field>": bin (or str), ...}
+ * between two control records that dfm writers add and Python readers skip (no `__key__`):
+ *     {"__dfm_stream__": 1}   first: this stream promises an end record
+ *     {"__dfm_end__": N}      last, only when the writer finished cleanly; N samples came
+ * A stream that began with the first and ends without the second was cut short: an earlier
+ * stage died, and the reader says so. Streams without control records (third-party writers)
+ * end wherever their bytes end, as before.
  *
  * Reading is a small bounded reader for exactly this shape, fed from a dfm_src: it checks each
  * object header as it arrives, names the sample in every error, never allocates more than the
@@ -22,7 +28,7 @@
 #include <string.h>
 
 #define MP_BUF (256u << 10)
-#define MP_MAX_NAME 4096    /* bytes in a field name */
+#define MP_MAX_NAME DFM_STREAM_MAX_NAME /* bytes in a field name */
 
 struct dfm_mp_reader {
     dfm_src *src;
@@ -32,6 +38,8 @@ struct dfm_mp_reader {
     uint64_t nread;  /* samples returned so far */
     int err;
     int eof;
+    int promised;    /* a begin record came and its end record has not (yet) */
+    uint64_t seg;    /* samples since that begin record */
 };
 
 int dfm_mp_reader_new(dfm_mp_reader **out, dfm_src *src, uint64_t max_sample_bytes)
@@ -107,7 +115,7 @@ static uint64_t be(const uint8_t *p, int n)
 
 /* ---- object headers ------------------------------------------------------------------- */
 
-enum { K_MAP, K_STR, K_BIN, K_OTHER };
+enum { K_MAP, K_STR, K_BIN, K_UINT, K_OTHER };
 
 static const char *type_name(uint8_t b)
 {
@@ -123,7 +131,8 @@ static const char *type_name(uint8_t b)
     return "an ext";
 }
 
-/* Read one header: *kind, *n = element count (map) or byte length (str/bin), *tb = first byte.
+/* Read one header: *kind, *n = element count (map), byte length (str/bin) or value (uint),
+ * *tb = first byte.
  * Returns 1, 0 at a clean end of stream (no byte read), or < 0 (-100: truncated). */
 static int header(dfm_mp_reader *r, int *kind, uint64_t *n, uint8_t *tb)
 {
@@ -138,6 +147,8 @@ static int header(dfm_mp_reader *r, int *kind, uint64_t *n, uint8_t *tb)
     else if (b == 0xde || b == 0xdf) *kind = K_MAP, extra = b == 0xde ? 2 : 4;
     else if (b >= 0xd9 && b <= 0xdb) *kind = K_STR, extra = 1 << (b - 0xd9);
     else if (b >= 0xc4 && b <= 0xc6) *kind = K_BIN, extra = 1 << (b - 0xc4);
+    else if (b <= 0x7f) *kind = K_UINT, *n = b;
+    else if (b >= 0xcc && b <= 0xcf) *kind = K_UINT, extra = 1 << (b - 0xcc);
     if (*kind == K_OTHER) return 1; /* the caller reports the type; we do not skip it */
     rc = fill(r, 1 + (size_t)extra);
     if (rc < 0) return rc;
@@ -165,14 +176,23 @@ static int is_meta(const char *p, size_t n)
 
 static int truncated(dfm_mp_reader *r)
 {
-    return dfm_fail(DFM_E_FORMAT, "'%s': truncated msgpack record after %llu samples",
-                    dfm_src_name(r->src), (unsigned long long)r->nread);
+    return dfm_fail(DFM_E_FORMAT, DFM_TRUNCATED_MSG ": it ends inside a msgpack record, after %llu "
+                    "samples", (unsigned long long)r->nread);
 }
 
-static int read_record(dfm_mp_reader *r, dfm_sample *s)
+enum { REC_SAMPLE = 1, REC_BEGIN, REC_END };
+
+/* The control records' names (formats/sample-stream.md §2.1). */
+#define CTL_BEGIN "__dfm_stream__"
+#define CTL_END "__dfm_end__"
+#define STREAM_VERSION 1
+
+/* Read one record: REC_SAMPLE into s, or a control record (REC_BEGIN/REC_END with *ctl = its
+ * value), 0 at a clean end of the bytes, or < 0. */
+static int read_record(dfm_mp_reader *r, dfm_sample *s, uint64_t *ctl)
 {
     char w[600];
-    int kind = K_OTHER;
+    int kind = K_OTHER, ctl_kind = 0;
     uint64_t count = 0, n = 0;
     uint8_t tb = 0;
     int rc = header(r, &kind, &count, &tb);
@@ -180,8 +200,8 @@ static int read_record(dfm_mp_reader *r, dfm_sample *s)
     if (rc == -100) return truncated(r);
     if (rc < 0) return rc;
     if (kind != K_MAP)
-        return dfm_fail(DFM_E_FORMAT, "'%s': msgpack record %llu is %s, not a map",
-                        dfm_src_name(r->src), (unsigned long long)r->nread, type_name(tb));
+        return dfm_fail(DFM_E_FORMAT, "msgpack record %llu is %s, not a map",
+                        (unsigned long long)r->nread, type_name(tb));
     if (count > DFM_STREAM_MAX_FIELDS + 1)
         return dfm_fail(DFM_E_LIMIT, "msgpack record %llu has %llu entries (at most %d fields)",
                         (unsigned long long)r->nread, (unsigned long long)count,
@@ -208,6 +228,15 @@ static int read_record(dfm_mp_reader *r, dfm_sample *s)
         rc = header(r, &kind, &n, &tb);
         if (rc == 0 || rc == -100) return truncated(r);
         if (rc < 0) return rc;
+        int which = !strcmp(name, CTL_BEGIN) ? REC_BEGIN : !strcmp(name, CTL_END) ? REC_END : 0;
+        if (which) {
+            if (kind != K_UINT || ctl_kind)
+                return dfm_fail(DFM_E_FORMAT, "msgpack record %llu: '%s' is %s, not a count, or "
+                                "repeated", (unsigned long long)r->nread, name, type_name(tb));
+            ctl_kind = which;
+            *ctl = n;
+            continue;
+        }
         if (kind != K_STR && kind != K_BIN)
             return dfm_fail(DFM_E_FORMAT, "%s: field '%s' is %s, not bin or str",
                             who(r, s, w, sizeof w), name, type_name(tb));
@@ -261,23 +290,67 @@ static int read_record(dfm_mp_reader *r, dfm_sample *s)
         rc = dfm_sample_set_owned(s, name, data, (size_t)n);
         if (rc) return rc;
     }
+    if (ctl_kind) {
+        if (s->key || s->n)
+            return dfm_fail(DFM_E_FORMAT, "msgpack record %llu: a control record ('%s') with "
+                            "sample fields", (unsigned long long)r->nread,
+                            ctl_kind == REC_BEGIN ? CTL_BEGIN : CTL_END);
+        return ctl_kind;
+    }
     if (!s->key)
-        return dfm_fail(DFM_E_FORMAT, "'%s': msgpack record %llu has no '__key__'",
-                        dfm_src_name(r->src), (unsigned long long)r->nread);
-    return 1;
+        return dfm_fail(DFM_E_FORMAT, "msgpack record %llu has no '__key__'",
+                        (unsigned long long)r->nread);
+    return REC_SAMPLE;
+}
+
+/* Follow the begin/end records; returns 0 to go on reading, or < 0. */
+static int control(dfm_mp_reader *r, int kind, uint64_t v)
+{
+    if (kind == REC_BEGIN) {
+        if (r->promised) /* `cat cut.mp whole.mp`: the first part never ended */
+            return dfm_fail(DFM_E_FORMAT, DFM_TRUNCATED_MSG ": a new stream begins after %llu "
+                            "samples, before the end record of the one before",
+                            (unsigned long long)r->nread);
+        if (v != STREAM_VERSION)
+            return dfm_fail(DFM_E_FORMAT, "a dfm stream of version %llu (this dfm reads "
+                            "version %d)", (unsigned long long)v, STREAM_VERSION);
+        r->promised = 1;
+        r->seg = 0;
+        return 0;
+    }
+    if (!r->promised)
+        return dfm_fail(DFM_E_FORMAT, "an end record after %llu samples, with no begin record "
+                        "before it", (unsigned long long)r->nread);
+    if (v != r->seg)
+        return dfm_fail(DFM_E_FORMAT, "the end record counts %llu samples, but %llu came",
+                        (unsigned long long)v, (unsigned long long)r->seg);
+    r->promised = 0;
+    return 0;
 }
 
 int dfm_mp_reader_next(dfm_mp_reader *r, dfm_sample *s)
 {
     dfm_sample_clear(s);
     if (r->err) return r->err;
-    int rc = read_record(r, s);
-    if (rc < 0) {
-        dfm_sample_clear(s);
-        return r->err = rc;
+    for (;;) {
+        uint64_t v = 0;
+        int rc = read_record(r, s, &v);
+        if (rc == 0) {
+            if (!r->promised) return 0;
+            rc = dfm_fail(DFM_E_FORMAT, DFM_TRUNCATED_MSG ": no end record after %llu samples",
+                          (unsigned long long)r->nread);
+        } else if (rc == REC_BEGIN || rc == REC_END) {
+            rc = control(r, rc, v);
+            if (rc == 0) continue;
+        }
+        if (rc < 0) {
+            dfm_sample_clear(s);
+            return r->err = rc;
+        }
+        r->nread++;
+        r->seg++;
+        return 1;
     }
-    if (rc == 1) r->nread++;
-    return rc;
 }
 
 /* ---- writing -------------------------------------------------------------------------- */
@@ -303,3 +376,17 @@ int dfm_mp_write(dfm_sink *k, const dfm_sample *s)
     if (!bad) return 0;
     return dfm_sink_error(k) ? dfm_sink_error(k) : dfm_fail(DFM_E_IO, "msgpack packing failed");
 }
+
+static int write_control(dfm_sink *k, const char *name, uint64_t v)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, k, sink_cb);
+    int bad = msgpack_pack_map(&pk, 1);
+    bad = bad || msgpack_pack_str_with_body(&pk, name, strlen(name));
+    bad = bad || msgpack_pack_uint64(&pk, v); /* the shortest form: a fixint up to 127 */
+    if (!bad) return 0;
+    return dfm_sink_error(k) ? dfm_sink_error(k) : dfm_fail(DFM_E_IO, "msgpack packing failed");
+}
+
+int dfm_mp_write_begin(dfm_sink *k) { return write_control(k, CTL_BEGIN, STREAM_VERSION); }
+int dfm_mp_write_end(dfm_sink *k, uint64_t samples) { return write_control(k, CTL_END, samples); }

@@ -10,6 +10,13 @@
  * Grouping needs one member of lookahead: the header of the first member of the next sample is
  * read, and its data is read when that sample is.
  *
+ * Truncation: libarchive takes a stream that stops exactly at a member boundary, with no end
+ * blocks, for a clean end (tar_read_header: "Some writers do omit the block of nulls"). A writer
+ * that died between two samples leaves exactly that, so at libarchive's end we check that at least
+ * one 512-byte zero block came after the last member: the end mark every tar writer (dfm,
+ * GNU tar, Python's tarfile, libarchive) writes. Any read error after the bytes ran out is
+ * reported as a truncated input too.
+ *
  * Writing produces pax_restricted (plain ustar unless a name needs pax) members KEY.FIELD, mode
  * 0444, mtime 0, uid/gid 0, no user/group names, no block padding: byte-identical output for the
  * same samples whether the fd is a pipe or a file.
@@ -60,6 +67,7 @@ struct dfm_tar_reader {
     int pending;      /* a member header is read, its data not yet */
     char *pkey, *pfield;
     int64_t psize;
+    uint64_t nread;   /* samples returned */
 };
 
 static la_ssize_t read_cb(struct archive *a, void *ud, const void **buf)
@@ -77,13 +85,20 @@ static la_ssize_t read_cb(struct archive *a, void *ud, const void **buf)
 
 static void reader_free(dfm_tar_reader *r);
 
-/* The error for a failed libarchive call: the byte source's own error when it was the cause. */
+static int truncated(dfm_tar_reader *r, const char *where)
+{
+    return r->err = dfm_fail(DFM_E_FORMAT, DFM_TRUNCATED_MSG ": the tar stream ends %s, after "
+                             "%llu samples", where, (unsigned long long)r->nread);
+}
+
+/* The error for a failed libarchive call: the byte source's own error when it was the cause, a
+ * truncated input when the bytes ran out. */
 static int tar_error(dfm_tar_reader *r, const char *what)
 {
     if (r->src_err) return r->err = r->src_err;
+    if (dfm_src_at_eof(r->src)) return truncated(r, "inside a member");
     const char *msg = archive_error_string(r->a);
-    return r->err = dfm_fail(DFM_E_FORMAT, "tar '%s': %s: %s", dfm_src_name(r->src), what,
-                             msg ? msg : "unknown error");
+    return r->err = dfm_fail(DFM_E_FORMAT, "tar: %s: %s", what, msg ? msg : "unknown error");
 }
 
 static int reader_new(dfm_tar_reader **out, dfm_src *src, uint64_t max_sample_bytes)
@@ -148,6 +163,11 @@ static int advance(dfm_tar_reader *r)
         struct archive_entry *e;
         int rc = archive_read_next_header(r->a, &e);
         if (rc == ARCHIVE_EOF) {
+            /* header_position: where the header after the last member would start; the bytes
+             * consumed past it are the end blocks (and record padding), if any came */
+            la_int64_t end = archive_read_header_position(r->a);
+            la_int64_t all = archive_filter_bytes(r->a, 0);
+            if (end >= 0 && all >= 0 && all - end < 512) return truncated(r, "without end blocks");
             r->done = 1;
             return 0;
         }
@@ -178,8 +198,8 @@ static int advance(dfm_tar_reader *r)
 static int take_pending(dfm_tar_reader *r, dfm_sample *s, uint64_t *total)
 {
     if (r->psize < 0)
-        return r->err = dfm_fail(DFM_E_FORMAT, "tar '%s': member '%s.%s' has no size",
-                                 dfm_src_name(r->src), r->pkey, r->pfield);
+        return r->err = dfm_fail(DFM_E_FORMAT, "tar: member '%s.%s' has no size", r->pkey,
+                                 r->pfield);
     if (s->n >= DFM_STREAM_MAX_FIELDS)
         return r->err = dfm_fail(DFM_E_LIMIT, "sample '%s' has more than %d fields", r->pkey,
                                  DFM_STREAM_MAX_FIELDS);
@@ -205,9 +225,8 @@ static int take_pending(dfm_tar_reader *r, dfm_sample *s, uint64_t *total)
         la_ssize_t n = archive_read_data(r->a, data + got, cap - got);
         if (n <= 0) {
             free(data);
-            if (n == 0)
-                return r->err = dfm_fail(DFM_E_FORMAT, "tar '%s': member '%s.%s' is truncated",
-                                         dfm_src_name(r->src), r->pkey, r->pfield);
+            if (n == 0 || dfm_src_at_eof(r->src))
+                return truncated(r, "inside a member");
             return tar_error(r, "reading a member");
         }
         got += (size_t)n;
@@ -232,12 +251,14 @@ static int reader_next(dfm_tar_reader *r, dfm_sample *s)
     if (!rc) rc = take_pending(r, s, &total);
     while (!rc) {
         rc = advance(r);
-        if (rc == 0) return 1; /* end of the archive ends the sample */
+        if (rc == 0 || (rc > 0 && strcmp(r->pkey, s->key))) { /* end, or the next sample */
+            r->nread++;
+            return 1;
+        }
         if (rc < 0) break;
-        if (strcmp(r->pkey, s->key)) return 1; /* the next sample starts: keep it pending */
         if (dfm_sample_get(s, r->pfield)) {
-            rc = r->err = dfm_fail(DFM_E_FORMAT, "sample '%s': duplicate field '%s' in tar '%s'",
-                                   s->key, r->pfield, dfm_src_name(r->src));
+            rc = r->err = dfm_fail(DFM_E_FORMAT, "sample '%s': duplicate field '%s' in the tar",
+                                   s->key, r->pfield);
             break;
         }
         rc = take_pending(r, s, &total);
@@ -300,6 +321,23 @@ static int writer_new(dfm_tar_writer **out, dfm_sink *k)
     return 0;
 }
 
+static int non_ascii(const char *c)
+{
+    for (; *c; c++)
+        if ((unsigned char)*c >= 0x80) return 1;
+    return 0;
+}
+
+int dfm_tar_check(const dfm_sample *s)
+{
+    pthread_once(&g_utf8_once, utf8_init);
+    if (g_utf8) return 0;
+    int bad = non_ascii(s->key);
+    for (int i = 0; i < s->n && !bad; i++) bad = non_ascii(s->fields[i].name);
+    return bad ? dfm_fail(DFM_E_UNSUPPORTED, "non-ASCII tar names need the C.UTF-8 locale") : 0;
+}
+
+/* s passed dfm_tar_check: every failure here is the output's, not the sample's. */
 static int writer_put(dfm_tar_writer *w, const dfm_sample *s)
 {
     for (int i = 0; i < s->n; i++) {
@@ -307,12 +345,6 @@ static int writer_put(dfm_tar_writer *w, const dfm_sample *s)
         w->name.len = 0;
         if (dfm_buf_printf(&w->name, "%s.%s", s->key, f->name)) return DFM_E_NOMEM;
         struct archive_entry *e = w->e;
-        if (!g_utf8)
-            for (const char *c = (const char *)w->name.data; *c; c++)
-                if ((unsigned char)*c >= 0x80)
-                    return dfm_fail(DFM_E_UNSUPPORTED,
-                                    "sample '%s': non-ASCII tar names need the C.UTF-8 locale",
-                                    s->key);
         archive_entry_clear(e);
         archive_entry_set_pathname(e, (const char *)w->name.data); /* UTF-8 under C.UTF-8 */
         archive_entry_set_size(e, (la_int64_t)f->len);

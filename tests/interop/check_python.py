@@ -8,8 +8,14 @@
                    shardshuffle=False) and no decoder (raw bytes per field), then again with
                    .decode() (txt -> str, json -> object, npy -> ndarray).
   --msgpack PATH   a msgpack sample stream (plain or zstd, "-" = stdin): read with
-                   msgpack.Unpacker(raw=False, max_buffer_size=0); every .npy field goes through
-                   numpy.load(io.BytesIO(...), allow_pickle=False).
+                   msgpack.Unpacker(raw=False, max_buffer_size=0), skipping dfm's control
+                   records (maps without "__key__": {"__dfm_stream__": 1} first and
+                   {"__dfm_end__": N} last) as formats/sample-stream.md §2.1 shows; every .npy
+                   field goes through numpy.load(io.BytesIO(...), allow_pickle=False).
+  --expect-truncated   the msgpack stream must be seen as cut short (begin record, no end record)
+  --plain-reader PATH  read PATH with the naive loop a Python user writes without knowing about
+                   control records (rec["__key__"] for every record) and show it fails, so the
+                   skip in dfm_samples() is needed
   Both given: the two must hold the same samples (keys, order, field names, bytes).
   --expect-keys N      number of samples
   --expect-fields a,b  fields every sample must have
@@ -98,14 +104,55 @@ def read_tar(path, tmpdir):
     return samples
 
 
-def read_msgpack(path, tmpdir):
+class Truncated(Exception):
+    pass
+
+
+def dfm_samples(f):
+    """The reader recipe of formats/sample-stream.md §2.1: yield the sample maps of a msgpack
+    stream, skip dfm's control records, and raise Truncated when a stream that began with
+    {"__dfm_stream__": 1} ends without its {"__dfm_end__": N} (an earlier stage died).
+    Streams without control records (other writers) simply end at their last byte."""
     import msgpack
 
+    open_count = None  # samples since the begin record; None = no end record promised
+    for rec in msgpack.Unpacker(f, raw=False, max_buffer_size=0):
+        if isinstance(rec, dict) and "__key__" not in rec:
+            if "__dfm_stream__" in rec:
+                if open_count is not None:
+                    raise Truncated("a new stream begins before the end record")
+                open_count = 0
+            elif "__dfm_end__" in rec:
+                if open_count is None or rec["__dfm_end__"] != open_count:
+                    raise ValueError(f"end record {rec} does not match {open_count} samples")
+                open_count = None
+            else:
+                yield rec  # not ours: the caller reports the missing key
+            continue
+        if open_count is not None:
+            open_count += 1
+        yield rec
+    if open_count is not None:
+        raise Truncated(f"no end record after {open_count} samples (did the writer fail?)")
+
+
+def read_msgpack(path, tmpdir, expect_truncated=False):
     plain, z = decompressed(path, tmpdir)
     samples = []
+    truncated = False
     with open(plain, "rb") as f:
-        unpacker = msgpack.Unpacker(f, raw=False, max_buffer_size=0)
-        for i, rec in enumerate(unpacker):
+        records = dfm_samples(f)
+        i = -1
+        while True:
+            try:
+                rec = next(records)
+            except StopIteration:
+                break
+            except Truncated as e:
+                truncated = True
+                print(f"msgpack {path}: truncated: {e}")
+                break
+            i += 1
             if not isinstance(rec, dict):
                 fail(f"msgpack {path}: record {i} is {type(rec).__name__}, not a map")
                 continue
@@ -129,9 +176,29 @@ def read_msgpack(path, tmpdir):
             if name.endswith(".npy"):
                 if load_npy(f"msgpack {path}: '{key}.{name}'", value) is not None:
                     npys += 1
-    print(f"msgpack {path}{' (zstd)' if z else ''}: msgpack.Unpacker read {len(samples)} samples; "
+    if truncated != expect_truncated:
+        fail(f"msgpack {path}: {'seen as truncated' if truncated else 'not seen as truncated'}, "
+             f"expected {'truncated' if expect_truncated else 'a complete stream'}")
+    print(f"msgpack {path}{' (zstd)' if z else ''}: msgpack.Unpacker read {len(samples)} samples "
+          f"(control records skipped, {'cut short' if truncated else 'complete'}); "
           f"numpy loaded {npys} .npy fields")
     return samples
+
+
+def plain_reader(path, tmpdir):
+    """What a reader that ignores control records does: it must stumble on the first record."""
+    import msgpack
+
+    plain, _ = decompressed(path, tmpdir)
+    with open(plain, "rb") as f:
+        try:
+            for rec in msgpack.Unpacker(f, raw=False, max_buffer_size=0):
+                rec["__key__"]
+        except KeyError:
+            print(f"plain reader on {path}: KeyError on a control record, as expected; "
+                  f"readers skip maps without '__key__'")
+            return
+    fail(f"plain reader on {path}: read every record without meeting a control record")
 
 
 def check_npy_fields(label, samples):
@@ -185,16 +252,20 @@ def main():
     ap.add_argument("--expect-keys", type=int)
     ap.add_argument("--expect-fields")
     ap.add_argument("--expect-json")
+    ap.add_argument("--expect-truncated", action="store_true")
+    ap.add_argument("--plain-reader")
     args = ap.parse_args()
-    if not args.tar and not args.msgpack:
-        ap.error("give --tar and/or --msgpack")
+    if not args.tar and not args.msgpack and not args.plain_reader:
+        ap.error("give --tar, --msgpack and/or --plain-reader")
     expect = None
     if args.expect_json:
         with open(args.expect_json) as f:
             expect = json.load(f)
     with tempfile.TemporaryDirectory() as tmpdir:
         tar = read_tar(args.tar, tmpdir) if args.tar else None
-        mp = read_msgpack(args.msgpack, tmpdir) if args.msgpack else None
+        mp = read_msgpack(args.msgpack, tmpdir, args.expect_truncated) if args.msgpack else None
+        if args.plain_reader:
+            plain_reader(args.plain_reader, tmpdir)
     for label, samples in (("tar", tar), ("msgpack", mp)):
         if samples is not None:
             check_expectations(label, samples, args, expect)

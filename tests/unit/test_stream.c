@@ -272,14 +272,15 @@ TEST(stream_empty_inputs)
     put_file(path, "", 0);
     CHECK_EQ(read_all(path, 0, got, 2, &n), 0);
     CHECK_EQ(n, 0);
-    /* writers with no samples: an empty msgpack stream, a tar of two zero blocks, zstd frames */
+    /* writers with no samples: the msgpack begin and end records (17 + 14 bytes), a tar of two
+     * zero blocks, zstd frames */
     for (int f = 0; f < 2; f++)
         for (int level = 0; level <= 1; level++) {
             CHECK_EQ(write_file(path, f ? DFM_FRAMING_TAR : DFM_FRAMING_MSGPACK, level, NULL, 0), 0);
             dfm_buf b = {0};
             file_bytes(path, &b);
             if (f == 1 && level == 0) CHECK_EQ(b.len, 1024);
-            if (f == 0 && level == 0) CHECK_EQ(b.len, 0);
+            if (f == 0 && level == 0) CHECK_EQ(b.len, 31);
             dfm_buf_free(&b);
             CHECK_EQ(read_all(path, 0, got, 2, &n), 0);
             CHECK_EQ(n, 0);
@@ -333,8 +334,14 @@ TEST(stream_msgpack_wire_bytes)
     CHECK_EQ(write_file(path, DFM_FRAMING_MSGPACK, 0, &s, 1), 0);
     dfm_buf b = {0};
     file_bytes(path, &b);
-    const uint8_t want[] = {0x82, 0xa7, '_', '_', 'k', 'e', 'y', '_', '_', 0xa1, 'k',
-                            0xa3, 't',  'x', 't', 0xc4, 0x02, 'h', 'i'};
+    const uint8_t want[] = {/* {"__dfm_stream__": 1} */
+                            0x81, 0xae, '_', '_', 'd', 'f', 'm', '_', 's', 't', 'r', 'e', 'a', 'm',
+                            '_', '_', 0x01,
+                            /* {"__key__": "k", "txt": b"hi"} */
+                            0x82, 0xa7, '_', '_', 'k', 'e', 'y', '_', '_', 0xa1, 'k',
+                            0xa3, 't',  'x', 't', 0xc4, 0x02, 'h', 'i',
+                            /* {"__dfm_end__": 1} */
+                            0x81, 0xab, '_', '_', 'd', 'f', 'm', '_', 'e', 'n', 'd', '_', '_', 0x01};
     CHECK_EQ(b.len, sizeof want);
     CHECK(b.len == sizeof want && !memcmp(b.data, want, sizeof want));
     dfm_buf_free(&b);
@@ -468,12 +475,14 @@ TEST(stream_msgpack_truncated)
     dfm_buf b = {0};
     file_bytes(path, &b);
     size_t full = b.len;
+    /* the end record is the last 14 bytes: cutting into it or just before it loses no sample,
+     * but the stream is still known to be cut */
     for (size_t cut = 1; cut < 40; cut += 13) {
         put_file(path, b.data, full - cut);
         int n;
         CHECK_EQ(read_all(path, 0, got, 4, &n), DFM_E_FORMAT);
-        CHECK_EQ(n, 2);
-        CHECK(strstr(dfm_errmsg(), "truncated") != NULL);
+        CHECK_EQ(n, cut <= 14 ? 3 : 2);
+        CHECK(strstr(dfm_errmsg(), "input truncated (did the previous stage fail?)") != NULL);
         free_samples(got, n);
     }
     dfm_buf_free(&b);
@@ -682,6 +691,7 @@ TEST(stream_writer_validation)
         free(s.key);
         s.key = strdup(bad_keys[i]);
         CHECK_EQ(dfm_writer_put(w, &s), DFM_E_ARG);
+        CHECK_EQ(dfm_writer_error(w), 0); /* refused, not broken */
         dfm_sample_free(&s);
     }
     const char *bad_fields[] = {"", "a/b", "TXT", "__x__"};
@@ -718,10 +728,15 @@ TEST(stream_writer_epipe)
         CHECK_EQ(pipe(fds), 0);
         close(fds[0]);
         dfm_writer *w;
-        CHECK_EQ(dfm_writer_open_fd(&w, fds[1], f ? DFM_FRAMING_TAR : DFM_FRAMING_MSGPACK, 0), 0);
-        CHECK_EQ(dfm_writer_put(w, &s), DFM_E_PIPE);
-        CHECK_EQ(dfm_writer_put(w, &s), DFM_E_PIPE); /* sticky */
-        CHECK_EQ(dfm_writer_close(w), DFM_E_PIPE);
+        /* msgpack writes its begin record at once, so it finds out at open */
+        int rc = dfm_writer_open_fd(&w, fds[1], f ? DFM_FRAMING_TAR : DFM_FRAMING_MSGPACK, 0);
+        CHECK_EQ(rc, f ? 0 : DFM_E_PIPE);
+        if (rc == 0) {
+            CHECK_EQ(dfm_writer_put(w, &s), DFM_E_PIPE);
+            CHECK_EQ(dfm_writer_put(w, &s), DFM_E_PIPE); /* sticky */
+            CHECK_EQ(dfm_writer_error(w), DFM_E_PIPE);
+            CHECK_EQ(dfm_writer_close(w), DFM_E_PIPE);
+        }
         close(fds[1]);
     }
     dfm_sample_free(&s);
@@ -750,6 +765,12 @@ TEST(stream_fuzz_truncate_corrupt)
             int n;
             int rc = read_all(fz, 0, got, 8, &n);
             CHECK(rc <= 0 && n <= 3);
+            /* every cut is seen, except one inside a plain tar's second end block (one zero
+             * block is an end mark) */
+            if (cut > 0 && !(v == 1 && cut >= b.len - 512)) {
+                CHECK(rc < 0);
+                if (rc == 0) fprintf(stderr, "  variant %d: a cut at %zu of %zu went unseen\n", v, cut, b.len);
+            }
             free_samples(got, n < 8 ? n : 8);
         }
         for (int k = 0; k < 150; k++) {
