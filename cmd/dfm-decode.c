@@ -17,7 +17,8 @@ static const char usage[] =
     "usage: dfm-decode [options] PATH... > samples\n"
     "Find images (jpg jpeg png webp bmp) and videos (mp4 avi mov mkv webm) under each PATH\n"
     "(directories are walked recursively in sorted order; '-' reads paths from stdin, one per\n"
-    "line), decode them to RGB frames, attach captions, and write one sample per clip.\n"
+    "line, or NUL-separated with -0), decode them to RGB frames, attach captions, and write one\n"
+    "sample per clip.\n"
     "\n"
     "Captions:\n"
     "  --captions auto|FILE.jsonl  where captions come from (default auto: NAME.txt, NAME.json,\n"
@@ -28,22 +29,29 @@ static const char usage[] =
     "                              10 in frames mode)\n"
     "  --max-frames N              cap when --frames is not given (default 129)\n"
     "  --clip spread|begin|middle  spread over the whole clip (default), from the start, centred\n"
-    "  --fps F                     first resample the clip to F frames/s by index (Wan: 16)\n"
+    "  --fps F                     first resample the clip to F frames/s by presentation time\n"
+    "                              (Wan: 16)\n"
     "  --mode video|frames         one sample per clip (default) or one per selected frame\n"
     "Limits and errors:\n"
     "  --max-pixels-in N           refuse frames larger than N pixels (default 100M)\n"
+    "  --min-size S                skip images and videos whose shorter side is under S pixels\n"
+    "                              (default 0: keep all)\n"
+    "  --accept-damaged            keep JPEGs that decode with corrupt-data warnings (default:\n"
+    "                              skip them)\n"
     "  --strict                    stop at the first bad file (exit 1)\n"
+    "Input:\n"
+    "  -0, --null                  with '-': paths on stdin end with NUL (find -print0)\n"
     "Output:\n"
     "  -o, --output FILE           write to FILE (atomically) instead of stdout\n"
     "  --format msgpack|tar|tar.zst  stream framing (default msgpack)\n"
     "  --force                     write binary output even to a terminal\n"
-    "  -j, --threads N             files decoded at once (default: one per core); each video\n"
+    "  -j, --threads N             files decoded at once (default, or 0: one per core); each video\n"
     "                              decoder gets cores/N threads\n"
     "  -q, --quiet                 no progress line\n"
     "  -h, --help                  this help;  --version  print the version\n";
 
 enum { O_CAPTIONS = 256, O_FIELD, O_FRAMES, O_MAXF, O_CLIP, O_FPS, O_MODE, O_MAXPIX, O_STRICT,
-       O_FORMAT, O_FORCE, O_VERSION };
+       O_FORMAT, O_FORCE, O_VERSION, O_MINSIZE, O_DAMAGED };
 
 static const struct option longopts[] = {
     {"captions", 1, 0, O_CAPTIONS}, {"caption-field", 1, 0, O_FIELD}, {"frames", 1, 0, O_FRAMES},
@@ -51,7 +59,8 @@ static const struct option longopts[] = {
     {"mode", 1, 0, O_MODE},         {"max-pixels-in", 1, 0, O_MAXPIX}, {"strict", 0, 0, O_STRICT},
     {"output", 1, 0, 'o'},          {"format", 1, 0, O_FORMAT},       {"force", 0, 0, O_FORCE},
     {"threads", 1, 0, 'j'},         {"quiet", 0, 0, 'q'},             {"help", 0, 0, 'h'},
-    {"version", 0, 0, O_VERSION},   {0, 0, 0, 0}};
+    {"version", 0, 0, O_VERSION},   {"min-size", 1, 0, O_MINSIZE},    {"accept-damaged", 0, 0, O_DAMAGED},
+    {"null", 0, 0, '0'},            {0, 0, 0, 0}};
 
 int main(int argc, char **argv)
 {
@@ -60,11 +69,11 @@ int main(int argc, char **argv)
     dfm_ingest_opts_default(&d.ingest);
     dfm_caption_opts *copts = &d.captions;
     const char *output = NULL;
-    int format = 0, force = 0, c;
+    int format = 0, force = 0, nul = 0, c;
     static const char *const clips[] = {"spread", "begin", "middle", NULL};
     static const char *const modes[] = {"video", "frames", NULL};
     static const char *const formats[] = {"msgpack", "tar", "tar.zst", NULL};
-    while ((c = getopt_long(argc, argv, "o:j:qh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "0o:j:qh", longopts, NULL)) != -1) {
         switch (c) {
         case O_CAPTIONS: copts->manifest = strcmp(optarg, "auto") ? optarg : NULL; break;
         case O_FIELD: copts->field = optarg; break;
@@ -74,15 +83,18 @@ int main(int argc, char **argv)
         case O_FPS: d.ingest.fps = dfm_parse_double("--fps", optarg, 0.01, 1000); break;
         case O_MODE: d.ingest.mode = (dfm_ingest_mode)dfm_parse_choice("--mode", optarg, modes); break;
         case O_MAXPIX: d.ingest.max_pixels = dfm_parse_count("--max-pixels-in", optarg); break;
+        case O_MINSIZE: d.ingest.min_size = (int)dfm_parse_long("--min-size", optarg, 0, 1 << 20); break;
+        case O_DAMAGED: d.ingest.accept_damaged = 1; break;
+        case '0': nul = 1; break;
         case O_STRICT: d.strict = 1; break;
         case 'o': output = optarg; break;
         case O_FORMAT: format = dfm_parse_choice("--format", optarg, formats); break;
         case O_FORCE: force = 1; break;
-        case 'j': d.jobs = (int)dfm_parse_long("--threads", optarg, 1, 1024); break;
+        case 'j': d.jobs = dfm_parse_threads("--threads", optarg); break;
         case 'q': dfm_log_set_quiet(1); break;
         case 'h': fputs(usage, stdout); return dfm_close_stdout(0);
         case O_VERSION: dfm_print_version();
-        default: dfm_usage_error("unknown option");
+        default: dfm_usage_bad_option(argc, argv, longopts);
         }
     }
     if (optind >= argc) dfm_usage_error("no PATH given (use '-' to read paths from stdin)");
@@ -113,8 +125,9 @@ int main(int argc, char **argv)
         char *line = NULL;
         size_t cap = 0;
         ssize_t len;
-        while (rc == 0 && (len = getline(&line, &cap, stdin)) > 0) {
-            while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+        while (rc == 0 && (len = getdelim(&line, &cap, nul ? '\0' : '\n', stdin)) > 0) {
+            if (nul) len = (ssize_t)strlen(line); /* the NUL ends the string */
+            else while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
             if (len) rc = dfm_decoder_add(dec, line);
         }
         free(line);

@@ -29,6 +29,14 @@ QUAD="color=c=white:s=64x48:r=10:d=0.3,format=rgb24,geq=r='if(lt(Y,24),if(lt(X,3
 $FF -f lavfi -i "$QUAD" $X264 "$OUT/tmp_quad.mp4"
 $FF -i "$OUT/tmp_quad.mp4" -c copy -metadata:s:v:0 rotate=90 "$OUT/clip_rot90.mp4"
 rm -f "$OUT/tmp_quad.mp4"
+# Variable frame rate, as phone clips are: the same 20 frames shown at uneven times (frames 0-9
+# every 0.1 s, 10-14 every 0.2 s, 15-19 every 0.4 s: 0 ... 0.9, 1.1 ... 1.9, 2.3 ... 3.9 s), time
+# base 1/90000. The container's nominal rate says 10 fps; the real average is 19 / 3.9 s.
+$FF -f lavfi -i "$SRC" -vf "setpts='(N+if(gt(N,9),N-9,0)+if(gt(N,14),2*(N-14),0))*0.1/TB'" \
+    -fps_mode passthrough $X264 -video_track_timescale 90000 "$OUT/clip_vfr.mp4"
+# An edit list: clip.mp4 cut at 0.55 s without re-encoding (ffmpeg -ss T -c copy), so the first
+# decodable packets before the cut are flagged for discarding; the header still counts them.
+$FF -ss 0.55 -i "$OUT/clip.mp4" -c copy "$OUT/clip_cut.mp4"
 
 # ---- images through FFmpeg ------------------------------------------------------------------
 # 16x8: left half (255,0,0), right half (0,0,255)

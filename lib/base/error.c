@@ -43,6 +43,8 @@ const char *dfm_errname(int code)
     case DFM_E_LIMIT: return "limit";
     case DFM_E_SKIP: return "skip";
     case DFM_E_PIPE: return "pipe";
+    case DFM_E_SHORT: return "short";
+    case DFM_E_NONFINITE: return "nonfinite";
     }
     return "unknown";
 }

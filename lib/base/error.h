@@ -18,6 +18,8 @@ enum {
     DFM_E_LIMIT = -6,       /* input exceeds a configured limit */
     DFM_E_SKIP = -7,        /* input is valid but this step does not apply (e.g. clip too short) */
     DFM_E_PIPE = -8,        /* the reader of our output went away */
+    DFM_E_NONFINITE = -9,   /* a NaN or an Inf among numbers that must be finite */
+    DFM_E_SHORT = -10,      /* fewer items than announced arrived (e.g. decodable video frames) */
 };
 
 /* Record a message (printf-style) for the current thread and return `code`. */

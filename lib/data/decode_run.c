@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct dfm_decoder {
@@ -21,6 +22,7 @@ struct dfm_decoder {
     dfm_strset keys;
     dfm_counts *counts;
     int strict, failed;
+    uint64_t found; /* media files found so far */
 };
 typedef struct dfm_decoder run;
 
@@ -109,6 +111,7 @@ static int on_file(void *ctx, const char *path, const char *name, dfm_media_kind
 {
     run *r = ctx;
     r->counts->read++;
+    r->found++;
     dfm_progress(r->counts->read, 0, "files");
     job *j = calloc(1, sizeof *j);
     if (!j || !(j->path = strdup(path)) || !(j->name = strdup(name))) {
@@ -126,12 +129,16 @@ static int on_file(void *ctx, const char *path, const char *name, dfm_media_kind
 
 static void on_warn(void *ctx, const char *path, const char *reason)
 {
-    dfm_log_warn("cannot read '%s': %s", path, reason);
+    dfm_log_warn("skipping '%s': %s", path, reason);
 }
 
 int dfm_decoder_add(dfm_decoder *r, const char *arg)
 {
+    const uint64_t before = r->found;
     int rc = dfm_walk(arg, on_file, on_warn, r);
+    struct stat st;
+    if (rc == 0 && r->found == before && stat(arg, &st) == 0 && S_ISDIR(st.st_mode))
+        dfm_log_warn("no media found in '%s' (looked for .jpg .jpeg .png .webp .bmp .mp4 .avi .mov .mkv .webm)", arg);
     if (rc && r->failed) return rc; /* already reported by job_done */
     if (rc == 0 || rc == DFM_E_PIPE || rc == DFM_E_NOMEM || rc == DFM_E_SKIP) return rc;
     dfm_log_error("skipping '%s': %s", arg, dfm_errmsg());
@@ -175,6 +182,7 @@ int dfm_decoder_finish(dfm_decoder *r, int *failed)
         r->failed = 1;
     }
     *failed = r->failed;
+    if (r->found == 0 && r->counts->read == 0 && rc != DFM_E_PIPE) dfm_log_warn("no media found: nothing to decode");
     dfm_captioner_free(r->cap);
     dfm_strset_free(&r->keys);
     free(r);

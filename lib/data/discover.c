@@ -12,6 +12,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -57,6 +58,12 @@ typedef struct {
     int depth, cap;
 } walker;
 
+/* What a file that is neither a directory nor a regular file is, for messages. */
+static const char *special_kind(mode_t m)
+{
+    return S_ISFIFO(m) ? "a FIFO" : S_ISSOCK(m) ? "a socket" : S_ISCHR(m) || S_ISBLK(m) ? "a device" : "not a regular file";
+}
+
 static void warn(walker *w, const char *path, const char *reason)
 {
     if (w->warn) w->warn(w->ctx, path, reason);
@@ -72,14 +79,14 @@ static int read_names(const char *path, char ***names_out)
 {
     *names_out = NULL;
     DIR *d = opendir(path);
-    if (!d) return dfm_fail(DFM_E_IO, "cannot open directory '%s': %s", path, strerror(errno));
+    if (!d) return dfm_fail(DFM_E_IO, "cannot open the directory: %s", strerror(errno));
     char **names = NULL;
     int n = 0, cap = 0, rc = 0;
     for (;;) {
         errno = 0;
         struct dirent *e = readdir(d);
         if (!e) {
-            if (errno) rc = dfm_fail(DFM_E_IO, "cannot read directory '%s': %s", path, strerror(errno));
+            if (errno) rc = dfm_fail(DFM_E_IO, "cannot read the directory: %s", strerror(errno));
             break;
         }
         if (e->d_name[0] == '.') continue; /* hidden, and . and .. */
@@ -161,9 +168,14 @@ static int walk_dir(walker *w, const char *path, const char *name, int is_root)
             if ((rc = push_dir(w, &st))) break;
             rc = walk_dir(w, cp, cn, 0);
             w->depth--;
-        } else if (S_ISREG(st.st_mode)) {
+        } else {
             dfm_media_kind k = dfm_media_kind_of(names[i]);
-            if (k != DFM_MEDIA_NONE) rc = w->fn(w->ctx, cp, cn, k);
+            if (k != DFM_MEDIA_NONE && S_ISREG(st.st_mode)) rc = w->fn(w->ctx, cp, cn, k);
+            else if (k != DFM_MEDIA_NONE) { /* never opened: a FIFO would block */
+                char why[64];
+                snprintf(why, sizeof why, "%s, not a regular file", special_kind(st.st_mode));
+                warn(w, cp, why);
+            }
         }
     }
     dfm_buf_free(&p);
@@ -213,10 +225,12 @@ int dfm_walk(const char *arg, dfm_walk_fn fn, dfm_walk_warn_fn warn_fn, void *ct
 {
     if (!arg || !*arg) return dfm_fail(DFM_E_ARG, "empty path");
     struct stat st;
-    if (stat(arg, &st) != 0) return dfm_fail(DFM_E_IO, "cannot open '%s': %s", arg, strerror(errno));
+    if (stat(arg, &st) != 0) return dfm_fail(DFM_E_IO, "%s", strerror(errno));
     if (!S_ISDIR(st.st_mode)) {
         dfm_media_kind k = dfm_media_kind_of(arg);
-        if (k == DFM_MEDIA_NONE || !S_ISREG(st.st_mode)) return 0;
+        if (k == DFM_MEDIA_NONE) return 0;
+        if (!S_ISREG(st.st_mode))
+            return dfm_fail(DFM_E_UNSUPPORTED, "%s, not a regular file; not opened", special_kind(st.st_mode));
         char *name = file_name(arg);
         if (!name) return DFM_E_NOMEM;
         int rc = fn(ctx, arg, name, k);

@@ -19,8 +19,10 @@ const char *dfm_media_kind_name(dfm_media_kind k); /* "image", "video" */
  * file argument, the path as given without leading "/", "./" or "../" components (so a file listed
  * by `find D` gets the same name as when D is walked). Return 0 to go on, < 0 to stop the walk with that code. */
 typedef int (*dfm_walk_fn)(void *ctx, const char *path, const char *name, dfm_media_kind kind);
-/* An unreadable sub-directory is reported through warn_fn (may be NULL) and skipped. A missing
- * or unreadable argument is an error (DFM_E_IO). A file argument that is not media is ignored. */
+/* An unreadable sub-directory, and a media-named entry that is not a regular file (a FIFO, a
+ * socket, a device: never opened), are reported through warn_fn (may be NULL) and skipped. A
+ * missing or unreadable argument is an error (DFM_E_IO), a media-named argument that is not a
+ * regular file DFM_E_UNSUPPORTED. A file argument that is not media is ignored. */
 typedef void (*dfm_walk_warn_fn)(void *ctx, const char *path, const char *reason);
 int dfm_walk(const char *arg, dfm_walk_fn fn, dfm_walk_warn_fn warn_fn, void *ctx);
 

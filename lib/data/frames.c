@@ -32,14 +32,28 @@ void dfm_linspace_trunc(double a, double b, int n, int64_t *out)
 /* The largest clip we index (frames after resampling). */
 #define FRAMES_MAX ((int64_t)1 << 26)
 
-int dfm_frames_select(int64_t n, double src_fps, double fps, int want, int max_frames,
-                      dfm_clip_mode mode, int64_t **idx)
+/* The frame on screen at each of the len times linspace(t[0], t[n-1], len): the last i with
+ * t[i] <= time (a nanosecond of slack for the rounding of the linspace). */
+static void pick_by_time(const double *t, int64_t n, int64_t len, int64_t *out)
+{
+    const double t0 = t[0], span = t[n - 1] - t[0];
+    int64_t i = 0;
+    for (int64_t k = 0; k < len; k++) {
+        double at = len > 1 ? t0 + (double)k * span / (double)(len - 1) : t0;
+        if (len > 1 && k == len - 1) at = t[n - 1];
+        while (i + 1 < n && t[i + 1] <= at + 1e-9) i++;
+        out[k] = i;
+    }
+}
+
+int dfm_frames_select(int64_t n, const double *times, double src_fps, double fps, int want,
+                      int max_frames, dfm_clip_mode mode, int64_t **idx)
 {
     *idx = NULL;
     if (n <= 0) return 0;
     if (n > FRAMES_MAX) return dfm_fail(DFM_E_LIMIT, "clip of %lld frames is too long", (long long)n);
 
-    /* Step 1: fps resampling by index. */
+    /* Step 1: fps resampling, by index (constant rate) or by presentation time. */
     // ref: diffusion-pipe models/base.py convert_framerate (via PreprocessMediaFile)
     int64_t len = n;
     int64_t *base = NULL;
@@ -52,7 +66,8 @@ int dfm_frames_select(int64_t n, double src_fps, double fps, int want, int max_f
         if (len < 1) len = 1; /* a non-empty clip keeps at least its first frame */
         base = dfm_malloc((size_t)len * sizeof *base);
         if (!base) return DFM_E_NOMEM;
-        dfm_linspace_trunc(0.0, (double)(n - 1), (int)len, base);
+        if (times && n > 1) pick_by_time(times, n, len, base);
+        else dfm_linspace_trunc(0.0, (double)(n - 1), (int)len, base);
     }
 
     /* Step 2: the clip. */

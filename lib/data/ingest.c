@@ -10,6 +10,7 @@
 #include "media/video.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,12 @@ static int emit_all(const meta_common *m, const uint8_t *rgb, uint8_t *npy, size
             char *src = dfm_utf8_sanitize(m->name); /* JSON text must be UTF-8 */
             cJSON_AddStringToObject(j, "source", src ? src : "");
             free(src);
+            if (!dfm_utf8_valid(m->name, strlen(m->name))) {
+                /* the exact bytes, escaped as keys are: urllib.parse.unquote_to_bytes() */
+                char *raw = dfm_key_escape(m->name);
+                cJSON_AddStringToObject(j, "source_bytes", raw ? raw : "");
+                free(raw);
+            }
             cJSON_AddStringToObject(j, "media", m->kind);
             cJSON_AddNumberToObject(j, "width", m->width);
             cJSON_AddNumberToObject(j, "height", m->height);
@@ -123,6 +130,15 @@ static int emit_all(const meta_common *m, const uint8_t *rgb, uint8_t *npy, size
     return 0;
 }
 
+/* --min-size: a picture too small to be worth upscaling to a bucket is skipped. */
+static int check_min_size(const dfm_ingest_opts *o, int w, int h)
+{
+    int side = w < h ? w : h;
+    if (o->min_size > 0 && side < o->min_size)
+        return dfm_fail(DFM_E_SKIP, "%dx%d is smaller than --min-size %d", w, h, o->min_size);
+    return 0;
+}
+
 static int ingest_image(const dfm_ingest_opts *o, const char *path, meta_common *m,
                         dfm_emit_fn emit, void *ctx)
 {
@@ -135,8 +151,10 @@ static int ingest_image(const dfm_ingest_opts *o, const char *path, meta_common 
     }
     dfm_image img = {0};
     dfm_image_meta im = {0};
-    rc = dfm_image_decode(file.data, file.len, o->max_pixels, &img, &im);
+    rc = dfm_image_decode_ex(file.data, file.len, o->max_pixels,
+                             o->accept_damaged ? DFM_IMAGE_ACCEPT_DAMAGED : 0, &img, &im);
     dfm_buf_free(&file);
+    if (!rc && (rc = check_min_size(o, img.w, img.h)) < 0) dfm_image_free(&img);
     if (rc) return rc;
     m->width = img.w;
     m->height = img.h;
@@ -144,11 +162,39 @@ static int ingest_image(const dfm_ingest_opts *o, const char *path, meta_common 
     cJSON_AddStringToObject(m->extra, "format", dfm_image_type_name(im.type));
     if (im.orientation > 1) cJSON_AddNumberToObject(m->extra, "exif_orientation", im.orientation);
     if (im.had_alpha) cJSON_AddBoolToObject(m->extra, "alpha_composited", 1);
+    if (im.damage[0]) cJSON_AddStringToObject(m->extra, "decode_warning", im.damage);
     int64_t idx0 = 0;
     int count = 0;
     rc = emit_all(m, img.rgb, NULL, 0, 1, &idx0, -1, emit, ctx, &count);
     dfm_image_free(&img);
     return rc ? rc : count;
+}
+
+/* The frames to take from the clip as v now describes it (count, rate, times). */
+static int plan_frames(const dfm_ingest_opts *o, dfm_video *v, int64_t **idx)
+{
+    const dfm_video_info *vi = dfm_video_get_info(v);
+    int want = o->frames;
+    if (o->mode == DFM_INGEST_FRAMES && want == 0) want = 10;
+    int n = dfm_frames_select(vi->nframes, vi->vfr ? dfm_video_times(v) : NULL, vi->fps, o->fps, want,
+                              o->mode == DFM_INGEST_FRAMES || o->frames ? 0 : o->max_frames,
+                              o->mode == DFM_INGEST_FRAMES ? DFM_CLIP_SPREAD : o->clip, idx);
+    return n < 0 || n > 0 ? n : dfm_fail(DFM_E_FORMAT, "no frames selected");
+}
+
+/* Clip facts for json, as the frames finally decoded show them. */
+static void video_meta(const dfm_video_info *vi, meta_common *m, const dfm_ingest_opts *o)
+{
+    m->source_frames = vi->nframes;
+    m->source_fps = vi->fps;
+    m->fps = o->fps > 0 ? o->fps : vi->fps;
+    cJSON_AddStringToObject(m->extra, "codec", vi->codec);
+    if (vi->duration > 0) cJSON_AddNumberToObject(m->extra, "duration", vi->duration);
+    if (vi->vfr) cJSON_AddBoolToObject(m->extra, "vfr", 1);
+    if (vi->nominal_fps > 0 && fabs(vi->nominal_fps - vi->fps) > 0.01 * vi->fps)
+        cJSON_AddNumberToObject(m->extra, "container_fps", vi->nominal_fps);
+    if (vi->container_frames && vi->container_frames != vi->nframes)
+        cJSON_AddNumberToObject(m->extra, "container_frames", (double)vi->container_frames);
 }
 
 static int ingest_video(const dfm_ingest_opts *o, const char *path, meta_common *m,
@@ -160,57 +206,46 @@ static int ingest_video(const dfm_ingest_opts *o, const char *path, meta_common 
     const dfm_video_info *vi = dfm_video_get_info(v);
     m->width = vi->width;
     m->height = vi->height;
-    m->source_frames = vi->nframes;
-    m->source_fps = vi->fps;
-    m->fps = o->fps > 0 ? o->fps : vi->fps;
-    cJSON_AddStringToObject(m->extra, "codec", vi->codec);
-    if (vi->duration > 0) cJSON_AddNumberToObject(m->extra, "duration", vi->duration);
-    if (vi->nframes < 1) {
-        dfm_video_close(v);
-        return dfm_fail(DFM_E_FORMAT, "video has no frames");
-    }
     if (o->fps > 0 && !(vi->fps > 0)) {
         dfm_video_close(v);
         return dfm_fail(DFM_E_FORMAT, "--fps needs the source frame rate, which this file lacks");
     }
-    int want = o->frames;
-    if (o->mode == DFM_INGEST_FRAMES && want == 0) want = 10;
-    int64_t *idx = NULL;
-    int n = dfm_frames_select(vi->nframes, vi->fps, o->fps, want,
-                              o->mode == DFM_INGEST_FRAMES || o->frames ? 0 : o->max_frames,
-                              o->mode == DFM_INGEST_FRAMES ? DFM_CLIP_SPREAD : o->clip, &idx);
-    if (n <= 0) {
+    if ((rc = check_min_size(o, m->width, m->height)) < 0) {
         dfm_video_close(v);
-        free(idx);
-        return n < 0 ? n : dfm_fail(DFM_E_FORMAT, "no frames selected");
-    }
-    int count = 0;
-    uint8_t *rgb = NULL;
-    if (o->mode == DFM_INGEST_VIDEO) {
-        /* Decode straight into the frames.npy buffer: a clip is large, copy it no more. */
-        int64_t shape[4] = {n, m->height, m->width, 3};
-        uint8_t *npy;
-        size_t hdr, total = 0;
-        rc = dfm_npy_header(DFM_NPY_U8, 4, shape, &npy, &hdr);
-        if (!rc && !dfm_mul_ok((size_t)n * m->width * 3, (size_t)m->height, &total)) rc = DFM_E_LIMIT;
-        uint8_t *grown = rc ? NULL : dfm_realloc(npy, hdr + total + 1);
-        if (!rc && !grown) rc = DFM_E_NOMEM;
-        if (rc) free(npy);
-        else npy = grown, rc = dfm_video_read_into(v, idx, n, npy + hdr);
-        dfm_video_close(v);
-        if (!rc) rc = emit_all(m, NULL, npy, hdr + total, n, idx, -1, emit, ctx, &count);
-        else if (grown) free(npy);
-        free(idx);
-        return rc ? rc : count;
-    }
-    rc = dfm_video_read(v, idx, n, &rgb);
-    dfm_video_close(v);
-    if (rc) {
-        free(idx);
         return rc;
     }
-    {
-        size_t fsz = (size_t)m->width * m->height * 3;
+    const size_t fsz = (size_t)m->width * m->height * 3;
+    int64_t *idx = NULL;
+    uint8_t *npy = NULL, *rgb = NULL;
+    size_t hdr = 0, total = 0;
+    int n = 0;
+    /* Plan from what the container lists; when fewer frames decode (damaged packets), the read
+     * corrects the count and times, and the plan is made again from those (at most once more:
+     * the second pass decodes what the first one did). */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        free(idx), free(npy), free(rgb);
+        idx = NULL, npy = rgb = NULL;
+        if ((rc = n = plan_frames(o, v, &idx)) < 0) break;
+        if (o->mode == DFM_INGEST_VIDEO) {
+            /* Decode straight into the frames.npy buffer: a clip is large, copy it no more. */
+            int64_t shape[4] = {n, m->height, m->width, 3};
+            rc = dfm_npy_header(DFM_NPY_U8, 4, shape, &npy, &hdr);
+            if (!rc && !dfm_mul_ok(fsz, (size_t)n, &total)) rc = dfm_fail(DFM_E_LIMIT, "%d frames are too large", n);
+            uint8_t *grown = rc ? NULL : dfm_realloc(npy, hdr + total + 1);
+            if (!rc && !grown) rc = DFM_E_NOMEM;
+            if (!rc) npy = grown, rc = dfm_video_read_into(v, idx, n, npy + hdr);
+        } else {
+            rc = dfm_video_read(v, idx, n, &rgb);
+        }
+        if (rc != DFM_E_SHORT) break;
+    }
+    if (!rc) video_meta(vi, m, o);
+    dfm_video_close(v);
+    int count = 0;
+    if (!rc && o->mode == DFM_INGEST_VIDEO) {
+        rc = emit_all(m, NULL, npy, hdr + total, n, idx, -1, emit, ctx, &count);
+        npy = NULL; /* emit_all owns it */
+    } else if (!rc) {
         int distinct = 0;
         for (int i = 0; i < n; i++) distinct += i == 0 || idx[i] != idx[i - 1];
         cJSON_AddNumberToObject(m->extra, "frames_extracted", distinct);
@@ -221,8 +256,7 @@ static int ingest_video(const dfm_ingest_opts *o, const char *path, meta_common 
             rc = emit_all(m, rgb + (size_t)i * fsz, NULL, 0, 1, &idx[i], idx[i], emit, ctx, &count);
         }
     }
-    free(rgb);
-    free(idx);
+    free(npy), free(rgb), free(idx);
     return rc ? rc : count;
 }
 

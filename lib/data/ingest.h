@@ -21,8 +21,11 @@ typedef struct {
     int frames;           /* frames wanted; 0 = all (video mode) or 10 (frames mode) */
     int max_frames;       /* cap when frames = 0 (default 129) */
     dfm_clip_mode clip;   /* spread (default), begin, middle */
-    double fps;           /* resample to this rate by index first; 0 = keep */
+    double fps;           /* resample to this rate first (frames.h); 0 = keep */
     uint64_t max_pixels;  /* refuse inputs whose frames are larger (default 100 MP) */
+    int min_size;         /* skip inputs whose shorter side is below this many pixels (0 = keep) */
+    int accept_damaged;   /* keep images the decoder finished despite corrupt data (libjpeg's
+                           * "Corrupt JPEG data" / "Premature end" warnings); default: skip them */
     uint64_t max_bytes;   /* refuse image files larger than this (default 1 GiB) */
     int threads;          /* decoder threads (0 = one per core) */
 } dfm_ingest_opts;

@@ -6,9 +6,10 @@
  * BMP — and JPEGs TurboJPEG refuses, such as CMYK — through libavcodec, the whole file as one
  * packet, converted with libswscale (alpha composited on white, grey and 16-bit reduced to
  * 8-bit RGB). FFmpeg's own logging is silenced so stderr carries only our messages.
- * Policy on damaged input: an error (DFM_E_FORMAT) rather than a concealed picture, as Pillow
- * does without LOAD_TRUNCATED_IMAGES; libjpeg warnings other than a premature end of data are
- * tolerated (Pillow ignores them too).
+ * Policy on damaged input: an error (DFM_E_FORMAT) rather than a concealed picture: every libjpeg
+ * warning that reports corrupt or missing data rejects the picture (Pillow itself only catches a
+ * cut file), unless the caller accepts damage (DFM_IMAGE_ACCEPT_DAMAGED); warnings that do not
+ * touch the pixels are tolerated.
  * Not here: resizing, video, file reading, EXIF orientation of PNG/WebP (JPEG only).
  */
 #include "media/image.h"
@@ -170,31 +171,29 @@ int dfm_av_frame_to_rgb(const AVFrame *f, struct SwsContext **cache, int accurat
             sws_setColorspaceDetails(*sws, sws_getCoefficients(cs), full, sws_getCoefficients(SWS_CS_DEFAULT), 1,
                                      0, 1 << 16, 1 << 16);
         }
-        uint8_t *out = dst;
-        int stride = dw * 3;
-        if (alpha || pad) {
-            tmp = malloc((size_t)cw * ch * bpp);
-            if (!tmp) {
-                if (local) sws_freeContext(local);
-                av_frame_free(&pad);
-                return dfm_fail(DFM_E_NOMEM, "out of memory converting %dx%d", dw, dh);
-            }
-            out = tmp;
-            stride = cw * bpp;
+        /* Always into a padded buffer: libswscale's SIMD paths write whole blocks of pixels, past
+         * the end of each row of a tightly packed destination (and of the last row), so the
+         * output gets rows of whole 64-pixel blocks, 64-byte aligned, and a spare row. */
+        const size_t stride = ((size_t)(cw + 63) & ~(size_t)63) * bpp;
+        tmp = av_malloc(stride * ((size_t)ch + 1));
+        if (!tmp) {
+            if (local) sws_freeContext(local);
+            av_frame_free(&pad);
+            return dfm_fail(DFM_E_NOMEM, "out of memory converting %dx%d", dw, dh);
         }
+        uint8_t *out = tmp;
         uint8_t *planes[4] = {out, NULL, NULL, NULL};
-        int strides[4] = {stride, 0, 0, 0};
+        int strides[4] = {(int)stride, 0, 0, 0};
         int r = sws_scale(*sws, (const uint8_t *const *)src->data, src->linesize, 0, src->height, planes, strides);
         if (local) sws_freeContext(local);
         av_frame_free(&pad);
         if (r <= 0) {
-            free(tmp);
+            av_free(tmp);
             return dfm_fail(DFM_E_FORMAT, "pixel conversion from %s failed", desc->name);
         }
         if (!alpha) {
-            if (tmp) /* crop the padded conversion */
-                for (int y = 0; y < dh; y++) memcpy(dst + (size_t)y * dw * 3, tmp + (size_t)y * stride, (size_t)dw * 3);
-            free(tmp);
+            for (int y = 0; y < dh; y++) memcpy(dst + (size_t)y * dw * 3, tmp + (size_t)y * stride, (size_t)dw * 3);
+            av_free(tmp);
             return 0;
         }
         rgba = tmp;
@@ -212,7 +211,7 @@ int dfm_av_frame_to_rgb(const AVFrame *f, struct SwsContext **cache, int accurat
             o[2] = (uint8_t)((s[2] * a + 255 * na + 127) / 255);
         }
     }
-    free(tmp);
+    av_free(tmp);
     if (had_alpha) *had_alpha = any != 0;
     return 0;
 }
@@ -356,7 +355,19 @@ done:
 
 /* ---- JPEG -------------------------------------------------------------------------------- */
 
-static int decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixels, dfm_image *out,
+/* Does a libjpeg warning say pixels were lost? Its corrupt-data warnings (JWRN_HIT_MARKER,
+ * JWRN_HUFF_BAD_CODE, JWRN_ARITH_BAD_CODE, JWRN_MUST_RESYNC, JWRN_EXTRANEOUS_DATA), a cut file
+ * (JWRN_JPEG_EOF) and broken scan structure (JWRN_NOT_SEQUENTIAL, JWRN_BOGUS_PROGRESSION) do; a
+ * bad ICC marker, an unknown JFIF revision or Adobe transform do not.
+ * ref: libjpeg-turbo jerror.h (the JWRN_* texts) */
+static int jpeg_warning_is_damage(const char *m)
+{
+    if (strcasestr(m, "ICC")) return 0;
+    return strcasestr(m, "corrupt") || strcasestr(m, "premature end") || strcasestr(m, "invalid SOS") ||
+           strcasestr(m, "inconsistent progression");
+}
+
+static int decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixels, int flags, dfm_image *out,
                        dfm_image_meta *meta)
 {
     tjhandle tj = tjInitDecompress();
@@ -393,11 +404,16 @@ static int decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixels, dfm
             rgb = NULL;
             goto fallback;
         }
-        if (strstr(m, "Premature end")) { /* warning, but the picture is incomplete */
-            rc = dfm_fail(DFM_E_FORMAT, "jpeg: truncated data (%s)", m);
-            free(rgb);
-            tjDestroy(tj);
-            return rc;
+        /* A warning: the picture is complete, but pixels may have been lost. TurboJPEG keeps the
+         * first warning libjpeg emits. */
+        if (jpeg_warning_is_damage(m)) {
+            if (!(flags & DFM_IMAGE_ACCEPT_DAMAGED)) {
+                rc = dfm_fail(DFM_E_FORMAT, "jpeg: damaged data, parts of the picture would be grey (libjpeg: %s)", m);
+                free(rgb);
+                tjDestroy(tj);
+                return rc;
+            }
+            if (meta) snprintf(meta->damage, sizeof meta->damage, "%s", m);
         }
     }
     tjDestroy(tj);
@@ -425,6 +441,12 @@ fallback:
 int dfm_image_decode(const uint8_t *data, size_t len, uint64_t max_pixels, dfm_image *out,
                      dfm_image_meta *meta)
 {
+    return dfm_image_decode_ex(data, len, max_pixels, 0, out, meta);
+}
+
+int dfm_image_decode_ex(const uint8_t *data, size_t len, uint64_t max_pixels, int flags, dfm_image *out,
+                        dfm_image_meta *meta)
+{
     if (!out) return dfm_fail(DFM_E_ARG, "image decode: no output");
     memset(out, 0, sizeof *out);
     dfm_image_meta m = {.orientation = 1, .bit_depth = 8};
@@ -433,7 +455,7 @@ int dfm_image_decode(const uint8_t *data, size_t len, uint64_t max_pixels, dfm_i
     m.type = dfm_image_sniff(data, len);
     int rc;
     switch (m.type) {
-    case DFM_IMG_JPEG: rc = decode_jpeg(data, len, max_pixels, out, &m); break;
+    case DFM_IMG_JPEG: rc = decode_jpeg(data, len, max_pixels, flags, out, &m); break;
     case DFM_IMG_PNG:
     case DFM_IMG_WEBP:
     case DFM_IMG_BMP: rc = decode_av(data, len, m.type, max_pixels, out, &m); break;

@@ -28,6 +28,8 @@ typedef struct {
     int orientation;     /* EXIF orientation 1..8 applied (1 = none) */
     int had_alpha;       /* composited on white */
     int bit_depth;       /* 8 or 16 per channel as stored */
+    char damage[160];    /* with DFM_IMAGE_ACCEPT_DAMAGED: the decoder's complaint about corrupt
+                          * data it decoded through (empty when the data was sound) */
 } dfm_image_meta;
 
 /* Decode an image held in memory. max_pixels = 0 means no limit. Errors: DFM_E_FORMAT for
@@ -35,6 +37,15 @@ typedef struct {
  * DFM_E_UNSUPPORTED for e.g. animated WebP. meta may be NULL. */
 int dfm_image_decode(const uint8_t *data, size_t len, uint64_t max_pixels, dfm_image *out,
                      dfm_image_meta *meta);
+/* The same with flags. Damaged data: libjpeg decodes through corrupt entropy data, a missing end
+ * of data or a cut file with a warning ("Corrupt JPEG data: premature end of data segment",
+ * "Premature end of JPEG file", bad Huffman codes, resyncs, extraneous bytes), filling what is
+ * lost with grey. By default that is DFM_E_FORMAT naming the warning; DFM_IMAGE_ACCEPT_DAMAGED
+ * returns the picture and the warning in meta->damage (as Pillow's LOAD_TRUNCATED_IMAGES).
+ * Harmless warnings (an unknown JFIF revision, a bad ICC marker) never reject a picture. */
+enum { DFM_IMAGE_ACCEPT_DAMAGED = 1 };
+int dfm_image_decode_ex(const uint8_t *data, size_t len, uint64_t max_pixels, int flags, dfm_image *out,
+                        dfm_image_meta *meta);
 void dfm_image_free(dfm_image *img);
 
 /* EXIF orientation (1..8) found in a JPEG's APP1 segment, 1 when absent or unreadable. */

@@ -1,9 +1,17 @@
 /* video.c — video decode through FFmpeg (libavformat + libavcodec + libswscale) to packed RGB.
  *
  * What it is: open a file, pick the best video stream, set up a multithreaded decoder (frame +
- * slice threads), report size, exact frame count, frame rate and duration; then decode forward
- * once, keeping the frames whose index (in the order the decoder outputs them, i.e. display
- * order) is asked for, and stop as soon as the last one is in. The display matrix is honoured:
+ * slice threads); demux the stream once (no decoding) to learn which frames the decoder will
+ * output and when they are shown: packets flagged for discarding (the lead-in of an edit list,
+ * e.g. a clip cut with `ffmpeg -ss T -c copy`) are left out, so the count is what decodes, not
+ * what the container's header claims, and the sorted presentation times give the real average
+ * frame rate of variable-frame-rate (phone) clips. Then decode forward once, keeping the frames
+ * whose index (in the order the decoder outputs them, i.e. display order) is asked for, and stop
+ * as soon as the last one is in. When the decoder yields fewer frames than announced (damaged
+ * packets it drops), the read says so (DFM_E_SHORT) with the count and times corrected to what it
+ * decoded, so the caller can plan again. Damaged data is concealed differently by different
+ * numbers of frame threads, so once the decoder reports damage the read starts over on a single
+ * thread: the same file gives the same frames whatever the machine or -j. The display matrix is honoured:
  * a clip tagged as rotated by 90/180/270 degrees comes out turned the way players show it
  * (info.width/height are the displayed size). A request for an index before the current
  * position reopens the file (no seeking: exact indices matter more than speed there).
@@ -41,17 +49,61 @@ struct dfm_video {
     int orientation;     /* EXIF-style orientation from the display matrix, 1 = none */
     int64_t next_index;  /* index of the next frame the decoder will hand out */
     int flushing, ended; /* sent the NULL packet / decoder drained */
+    double *times;       /* info.nframes display times in seconds from the first, or NULL */
+    int64_t *seen;       /* timestamps of the frames decoded in this pass (for a recount) */
+    int64_t nseen, capseen;
+    int seen_nopts;      /* some decoded frame had no timestamp */
+    int damaged;         /* the decoder met damaged data: concealment differs with the thread count */
+    int single;          /* so decode on one thread from then on (the same frames whatever -j) */
     dfm_video_info info;
 };
 
 static pthread_once_t g_av_quiet_once = PTHREAD_ONCE_INIT;
 static void av_quiet(void) { av_log_set_level(AV_LOG_QUIET); }
 
-static int av_fail(int code, int averr, const char *fmt_, const char *path)
+static int av_fail(int code, int averr, const char *what)
 {
     char e[AV_ERROR_MAX_STRING_SIZE];
     av_strerror(averr, e, sizeof e);
-    return dfm_fail(code, fmt_, path, e);
+    return dfm_fail(code, "%s: %s", what, e);
+}
+
+/* Why avformat could not open a file, in the words a user needs: an empty file, or an MP4/MOV
+ * whose 'moov' box (the index, written last by most recorders) is missing. 0 = no better idea. */
+static int open_diagnosis(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    uint8_t h[16];
+    size_t n = fread(h, 1, 8, f);
+    int rc = 0;
+    if (n == 0) {
+        rc = dfm_fail(DFM_E_FORMAT, "empty file");
+    } else if (n == 8 && !memcmp(h + 4, "ftyp", 4)) {
+        /* ISO BMFF: walk the top-level boxes (size, type; size 1 = 64-bit size follows, 0 = to
+         * the end of the file) looking for 'moov'. */
+        int64_t pos = 0, boxes = 0;
+        int moov = 0, cut = 0;
+        while (!moov && boxes++ < 100000) {
+            if (fseeko(f, pos, SEEK_SET) || fread(h, 1, 8, f) != 8) break;
+            uint64_t size = (uint64_t)h[0] << 24 | h[1] << 16 | h[2] << 8 | h[3];
+            if (!memcmp(h + 4, "moov", 4)) moov = 1;
+            if (size == 1) {
+                if (fread(h + 8, 1, 8, f) != 8) break;
+                size = 0;
+                for (int i = 8; i < 16; i++) size = size << 8 | h[i];
+            }
+            if (size == 0) break;
+            if (size < 8 || size > (uint64_t)INT64_MAX - pos) break;
+            pos += (int64_t)size;
+        }
+        if (fseeko(f, 0, SEEK_END) == 0 && ftello(f) < pos) cut = 1;
+        if (!moov)
+            rc = dfm_fail(DFM_E_FORMAT, "no 'moov' box: the MP4/MOV index is missing%s (an interrupted "
+                          "recording or copy)", cut ? " and the file is cut short" : "");
+    }
+    fclose(f);
+    return rc;
 }
 
 static void close_streams(dfm_video *v)
@@ -60,6 +112,8 @@ static void close_streams(dfm_video *v)
     avformat_close_input(&v->fmt);
     v->next_index = 0;
     v->flushing = v->ended = 0;
+    v->nseen = 0;
+    v->seen_nopts = 0;
 }
 
 /* Open the container and the decoder; fills v->stream, v->cw/ch. */
@@ -68,35 +122,35 @@ static int open_streams(dfm_video *v)
     int r = avformat_open_input(&v->fmt, v->path, NULL, NULL);
     if (r < 0) {
         int code = r == AVERROR(ENOENT) || r == AVERROR(EACCES) || r == AVERROR(EISDIR) ? DFM_E_IO : DFM_E_FORMAT;
-        return av_fail(code, r, "cannot open video '%s': %s", v->path);
+        int better = code == DFM_E_FORMAT ? open_diagnosis(v->path) : 0;
+        return better ? better : av_fail(code, r, "cannot open the video");
     }
-    if ((r = avformat_find_stream_info(v->fmt, NULL)) < 0)
-        return av_fail(DFM_E_FORMAT, r, "no stream info in '%s': %s", v->path);
+    if ((r = avformat_find_stream_info(v->fmt, NULL)) < 0) return av_fail(DFM_E_FORMAT, r, "no stream info");
     const AVCodec *codec = NULL;
     r = av_find_best_stream(v->fmt, AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0);
     if (r == AVERROR_DECODER_NOT_FOUND)
-        return dfm_fail(DFM_E_UNSUPPORTED, "no decoder for the video stream of '%s'", v->path);
-    if (r < 0) return dfm_fail(DFM_E_FORMAT, "no video stream in '%s'", v->path);
+        return dfm_fail(DFM_E_UNSUPPORTED, "this FFmpeg has no decoder for the video stream");
+    if (r < 0) return dfm_fail(DFM_E_FORMAT, "no video stream");
     v->stream = r;
     AVStream *st = v->fmt->streams[r];
     if (st->codecpar->width <= 0 || st->codecpar->height <= 0)
-        return dfm_fail(DFM_E_FORMAT, "video stream of '%s' has no frame size", v->path);
+        return dfm_fail(DFM_E_FORMAT, "the video stream has no frame size");
     v->cw = st->codecpar->width;
     v->ch = st->codecpar->height;
     if (v->max_pixels && (uint64_t)v->cw * v->ch > v->max_pixels)
-        return dfm_fail(DFM_E_LIMIT, "video '%s': %dx%d frames are over the limit of %llu pixels", v->path,
-                        v->cw, v->ch, (unsigned long long)v->max_pixels);
+        return dfm_fail(DFM_E_LIMIT, "%dx%d frames are over the limit of %llu pixels", v->cw, v->ch,
+                        (unsigned long long)v->max_pixels);
     if (!(v->dec = avcodec_alloc_context3(codec))) return dfm_fail(DFM_E_NOMEM, "out of memory");
     if ((r = avcodec_parameters_to_context(v->dec, st->codecpar)) < 0)
-        return av_fail(DFM_E_FORMAT, r, "bad codec parameters in '%s': %s", v->path);
-    v->dec->thread_count = v->threads > 0 ? v->threads : 0; /* 0: one per core */
-    v->dec->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;
+        return av_fail(DFM_E_FORMAT, r, "bad codec parameters");
+    v->dec->thread_count = v->single ? 1 : v->threads > 0 ? v->threads : 0; /* 0: one per core */
+    v->dec->thread_type = v->single ? 0 : FF_THREAD_FRAME | FF_THREAD_SLICE;
     v->dec->pkt_timebase = st->time_base;
     /* slack: libavcodec checks its limit on the stride-aligned width; ours is exact, above */
     if (v->max_pixels)
         v->dec->max_pixels = v->max_pixels > INT64_MAX / 4 ? INT64_MAX : (int64_t)v->max_pixels * 2 + 65536;
     if ((r = avcodec_open2(v->dec, codec, NULL)) < 0)
-        return av_fail(DFM_E_UNSUPPORTED, r, "cannot open the decoder for '%s': %s", v->path);
+        return av_fail(DFM_E_UNSUPPORTED, r, "cannot open the decoder");
     v->next_index = 0;
     v->flushing = v->ended = 0;
     return 0;
@@ -116,16 +170,70 @@ static int stream_orientation(const AVStream *st)
     return 1;                            /* flips and odd angles: left as stored */
 }
 
-static int count_frames(dfm_video *v, int64_t *n)
+static int cmp_i64(const void *a, const void *b)
 {
-    int64_t c = 0;
-    int r;
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Frame times and rate from n timestamps ts (any order; sorted here) in the stream's time base:
+ * fills v->times (seconds from the first) and info.fps / vfr / duration. nopts: some frame had
+ * none, so only the nominal rate is known. */
+static int set_timing(dfm_video *v, int64_t *ts, int64_t n, int nopts)
+{
+    dfm_video_info *in = &v->info;
+    free(v->times);
+    v->times = NULL;
+    in->nframes = n;
+    in->fps = in->nominal_fps;
+    in->vfr = 0;
+    if (!nopts && n >= 2) {
+        const AVRational tb = v->fmt->streams[v->stream]->time_base;
+        qsort(ts, (size_t)n, sizeof *ts, cmp_i64);
+        double span = (double)(ts[n - 1] - ts[0]) * av_q2d(tb);
+        if (span > 0) {
+            if (!(v->times = malloc((size_t)n * sizeof *v->times))) return dfm_fail(DFM_E_NOMEM, "out of memory");
+            for (int64_t i = 0; i < n; i++) v->times[i] = (double)(ts[i] - ts[0]) * av_q2d(tb);
+            const double mean = span / (double)(n - 1);
+            for (int64_t i = 1; i < n && !in->vfr; i++)
+                in->vfr = fabs(v->times[i] - v->times[i - 1] - mean) > 0.1 * mean;
+            const double avg = 1.0 / mean;
+            if (in->vfr || !(in->nominal_fps > 0) || fabs(avg - in->nominal_fps) > 0.01 * in->nominal_fps)
+                in->fps = avg;
+        }
+    }
+    in->duration = in->fps > 0 ? (double)n / in->fps : 0;
+    return 0;
+}
+
+/* Demux the whole stream once (no decoding): the timestamps of the packets the decoder will turn
+ * into frames. Leaves the demuxer at the end; the caller reopens. */
+static int scan_frames(dfm_video *v)
+{
+    int64_t n = 0, cap = 0, *ts = NULL;
+    int nopts = 0, r;
     while ((r = av_read_frame(v->fmt, v->pkt)) >= 0) {
-        if (v->pkt->stream_index == v->stream) c++;
+        const AVPacket *p = v->pkt;
+        if (p->stream_index == v->stream && !(p->flags & AV_PKT_FLAG_DISCARD)) {
+            if (n == cap) {
+                int64_t c = cap ? cap * 2 : 256;
+                int64_t *g = realloc(ts, (size_t)c * sizeof *g);
+                if (!g) {
+                    free(ts);
+                    av_packet_unref(v->pkt);
+                    return dfm_fail(DFM_E_NOMEM, "out of memory");
+                }
+                ts = g, cap = c;
+            }
+            int64_t t = p->pts != AV_NOPTS_VALUE ? p->pts : p->dts;
+            nopts |= t == AV_NOPTS_VALUE;
+            ts[n++] = t;
+        }
         av_packet_unref(v->pkt);
     }
-    *n = c;
-    return 0;
+    int rc = set_timing(v, ts, n, nopts);
+    free(ts);
+    return rc;
 }
 
 int dfm_video_open(dfm_video **out, const char *path, int threads, uint64_t max_pixels)
@@ -152,22 +260,14 @@ int dfm_video_open(dfm_video **out, const char *path, int threads, uint64_t max_
     in->width = v->orientation >= 5 ? v->ch : v->cw;
     in->height = v->orientation >= 5 ? v->cw : v->ch;
     AVRational fr = av_guess_frame_rate(v->fmt, st, NULL);
-    in->fps = fr.num > 0 && fr.den > 0 ? av_q2d(fr) : 0;
-    if (st->duration != AV_NOPTS_VALUE && st->duration > 0)
-        in->duration = st->duration * av_q2d(st->time_base);
-    else if (v->fmt->duration != AV_NOPTS_VALUE && v->fmt->duration > 0)
-        in->duration = (double)v->fmt->duration / AV_TIME_BASE;
+    in->nominal_fps = fr.num > 0 && fr.den > 0 ? av_q2d(fr) : 0;
+    in->container_frames = st->nb_frames > 0 ? st->nb_frames : 0;
     snprintf(in->codec, sizeof in->codec, "%s", v->dec->codec->name);
-    if (st->nb_frames > 0) {
-        in->nframes = st->nb_frames;
-    } else {
-        /* The container does not say (Matroska, WebM, some AVI): count packets, then reopen. */
-        if ((rc = count_frames(v, &in->nframes)) < 0) goto fail;
-        close_streams(v);
-        if ((rc = open_streams(v)) < 0) goto fail;
-    }
+    if ((rc = scan_frames(v)) < 0) goto fail;
+    close_streams(v);
+    if ((rc = open_streams(v)) < 0) goto fail;
     if (in->nframes <= 0) {
-        rc = dfm_fail(DFM_E_FORMAT, "video '%s' has no frames", path);
+        rc = dfm_fail(DFM_E_FORMAT, "the video stream has no frames");
         goto fail;
     }
     *out = v;
@@ -178,6 +278,7 @@ fail:
 }
 
 const dfm_video_info *dfm_video_get_info(const dfm_video *v) { return v ? &v->info : NULL; }
+const double *dfm_video_times(const dfm_video *v) { return v ? v->times : NULL; }
 
 /* Next decoded frame into v->frame: 0 got one, 1 end of stream, <0 error. */
 static int next_frame(dfm_video *v)
@@ -185,13 +286,20 @@ static int next_frame(dfm_video *v)
     if (v->ended) return 1;
     for (;;) {
         int r = avcodec_receive_frame(v->dec, v->frame);
-        if (r == 0) return 0;
+        if (r == 0) {
+            if (v->frame->decode_error_flags || (v->frame->flags & AV_FRAME_FLAG_CORRUPT)) v->damaged = 1;
+            return 0;
+        }
         if (r == AVERROR_EOF) {
             v->ended = 1;
             return 1;
         }
+        if (r == AVERROR_INVALIDDATA) { /* a damaged frame is dropped (frame threads report it here) */
+            v->damaged = 1;
+            continue;
+        }
         if (r != AVERROR(EAGAIN))
-            return av_fail(DFM_E_FORMAT, r, "decoding '%s' failed: %s", v->path);
+            return av_fail(DFM_E_FORMAT, r, "decoding failed");
         if (v->flushing) { /* cannot happen after a flush; do not spin */
             v->ended = 1;
             return 1;
@@ -208,8 +316,9 @@ static int next_frame(dfm_video *v)
         }
         r = avcodec_send_packet(v->dec, v->pkt);
         av_packet_unref(v->pkt);
+        if (r == AVERROR_INVALIDDATA) v->damaged = 1;
         if (r < 0 && r != AVERROR(EAGAIN) && r != AVERROR_INVALIDDATA)
-            return av_fail(DFM_E_FORMAT, r, "decoding '%s' failed: %s", v->path);
+            return av_fail(DFM_E_FORMAT, r, "decoding failed");
         /* AVERROR_INVALIDDATA: a damaged packet; the decoder conceals it and goes on */
     }
 }
@@ -219,8 +328,7 @@ static int store_frame(dfm_video *v, uint8_t *dst)
 {
     const AVFrame *f = v->frame;
     if (v->max_pixels && (uint64_t)f->width * f->height > v->max_pixels)
-        return dfm_fail(DFM_E_LIMIT, "video '%s': a %dx%d frame is over the pixel limit", v->path, f->width,
-                        f->height);
+        return dfm_fail(DFM_E_LIMIT, "a %dx%d frame is over the pixel limit", f->width, f->height);
     int rc;
     if (v->orientation == 1) {
         rc = dfm_av_frame_to_rgb(f, &v->sws, 0, dst, v->cw, v->ch, NULL);
@@ -235,8 +343,40 @@ static int store_frame(dfm_video *v, uint8_t *dst)
         }
         free(tmp);
     }
-    if (rc < 0) dfm_fail_ctx(rc, "video '%s' frame %lld", v->path, (long long)v->next_index);
+    if (rc < 0) dfm_fail_ctx(rc, "frame %lld", (long long)v->next_index);
     return rc;
+}
+
+/* Remember the timestamp of the frame just decoded (for a recount when the stream falls short). */
+static int note_frame(dfm_video *v)
+{
+    if (v->nseen == v->capseen) {
+        int64_t c = v->capseen ? v->capseen * 2 : 256;
+        int64_t *g = realloc(v->seen, (size_t)c * sizeof *g);
+        if (!g) return dfm_fail(DFM_E_NOMEM, "out of memory");
+        v->seen = g, v->capseen = c;
+    }
+    int64_t t = v->frame->best_effort_timestamp;
+    v->seen_nopts |= t == AV_NOPTS_VALUE;
+    v->seen[v->nseen++] = t;
+    return 0;
+}
+
+/* The stream ended before frame `want`: the count and times become what was decoded. */
+static int fell_short(dfm_video *v, int64_t want)
+{
+    const int64_t listed = v->info.nframes, decoded = v->next_index;
+    char header[96] = "";
+    if (v->info.container_frames && v->info.container_frames != listed)
+        snprintf(header, sizeof header, "; its header says %lld", (long long)v->info.container_frames);
+    int rc = set_timing(v, v->seen, v->nseen, v->seen_nopts);
+    if (rc < 0) return rc;
+    if (decoded == 0)
+        return dfm_fail(DFM_E_FORMAT, "no frame decodes, the container lists %lld%s (damaged or cut file)",
+                        (long long)listed, header);
+    return dfm_fail(DFM_E_SHORT, "only %lld frames decode, the container lists %lld%s (damaged or cut "
+                    "file; asked for frame %lld)", (long long)decoded, (long long)listed, header,
+                    (long long)want);
 }
 
 int dfm_video_read_into(dfm_video *v, const int64_t *idx, int n, uint8_t *buf)
@@ -247,21 +387,29 @@ int dfm_video_read_into(dfm_video *v, const int64_t *idx, int n, uint8_t *buf)
         if (idx[i] < 0 || (i > 0 && idx[i] < idx[i - 1]))
             return dfm_fail(DFM_E_ARG, "video read: frame indices must be ascending and >= 0");
     if (idx[n - 1] >= v->info.nframes)
-        return dfm_fail(DFM_E_FORMAT, "video '%s' has only %lld frames (asked for frame %lld)", v->path,
-                        (long long)v->info.nframes, (long long)idx[n - 1]);
+        return dfm_fail(DFM_E_ARG, "video read: asked for frame %lld of a clip of %lld frames",
+                        (long long)idx[n - 1], (long long)v->info.nframes);
     size_t fsz = (size_t)v->info.width * v->info.height * 3;
     int rc = 0;
-    if (idx[0] < v->next_index) { /* going back: start over */
+restart:
+    if (idx[0] < v->next_index || (v->damaged && !v->single)) { /* going back: start over */
+        if (v->damaged) v->single = 1;
         close_streams(v);
         if ((rc = open_streams(v)) < 0) return rc;
     }
     int j = 0;
     while (j < n) {
         rc = next_frame(v);
+        if (v->damaged && !v->single) { /* the frames so far may depend on the thread count */
+            av_frame_unref(v->frame);
+            goto restart;
+        }
         if (rc < 0) return rc;
-        if (rc == 1)
-            return dfm_fail(DFM_E_FORMAT, "video '%s' has only %lld frames (asked for frame %lld)", v->path,
-                            (long long)v->next_index, (long long)idx[j]);
+        if (rc == 1) return fell_short(v, idx[j]);
+        if ((rc = note_frame(v)) < 0) {
+            av_frame_unref(v->frame);
+            return rc;
+        }
         int64_t cur = v->next_index++;
         if (cur == idx[j]) {
             rc = store_frame(v, buf + (size_t)j * fsz);
@@ -301,6 +449,8 @@ void dfm_video_close(dfm_video *v)
     sws_freeContext(v->sws);
     av_packet_free(&v->pkt);
     av_frame_free(&v->frame);
+    free(v->times);
+    free(v->seen);
     free(v->path);
     free(v);
 }

@@ -1,7 +1,8 @@
 /* video.h — video decode through FFmpeg (libavformat + libavcodec + libswscale) to 8-bit RGB.
  *
- * Open a file, read its stream info, then decode the frames at a sorted list of indices
- * (0-based, in decode order, repeats allowed) in one forward pass with multithreaded decoding.
+ * Open a file, read its stream info and the timestamps of its frames, then decode the frames at a
+ * sorted list of indices (0-based, in display order, repeats allowed) in one forward pass with
+ * multithreaded decoding.
  * Memory: the selected frames plus the decoder's own buffers; never the whole clip.
  * Not here: which frames to take (data/frames.h), resizing (resample.h).
  */
@@ -13,18 +14,31 @@
 typedef struct dfm_video dfm_video;
 
 typedef struct {
-    int width, height;   /* display size of the decoded frames */
-    int64_t nframes;     /* exact frame count (counted by demuxing when the container lacks it) */
-    double fps;          /* average frame rate (av_guess_frame_rate) */
-    double duration;     /* seconds, 0 if unknown */
-    char codec[32];      /* decoder name, e.g. "h264" */
+    int width, height;        /* display size of the decoded frames */
+    int64_t nframes;          /* frames the decoder yields: the packets it will turn into pictures
+                               * (edit lists and discarded packets left out), counted by demuxing
+                               * at open; lowered by a read that finds fewer (see DFM_E_SHORT) */
+    int64_t container_frames; /* what the container's header claims (0 = it says nothing) */
+    double fps;               /* average frame rate of those frames, from their timestamps (the
+                               * container's nominal rate when it agrees within 1% and the clip is
+                               * constant-rate, or when the timestamps are missing); 0 unknown */
+    double nominal_fps;       /* the container's rate (av_guess_frame_rate), 0 unknown */
+    double duration;          /* nframes / fps seconds (0 when fps is unknown) */
+    int vfr;                  /* variable frame rate: some frame interval is off the mean by > 10% */
+    char codec[32];           /* decoder name, e.g. "h264" */
 } dfm_video_info;
 
-/* threads: decoder threads (0 = one per core). max_pixels: refuse larger frames (0 = no limit). */
+/* threads: decoder threads (0 = one per core). max_pixels: refuse larger frames (0 = no limit).
+ * Messages do not repeat the path (the caller names the file). */
 int dfm_video_open(dfm_video **v, const char *path, int threads, uint64_t max_pixels);
 const dfm_video_info *dfm_video_get_info(const dfm_video *v);
+/* Presentation times of the frames in display order, seconds from the first one: nframes entries,
+ * or NULL when the container gives no timestamps (then frame i is at i / fps). */
+const double *dfm_video_times(const dfm_video *v);
 /* Decode frames idx[0..n) (ascending, repeats allowed) into *out: n*H*W*3 bytes, malloc'd.
- * If the stream ends before an index, returns DFM_E_FORMAT naming how many frames it had. */
+ * When the stream ends before an index (damaged packets the decoder drops, a cut file), it has
+ * decoded to the end and returns DFM_E_SHORT with nframes and the times corrected to what it
+ * decoded: plan again with them and read again. */
 int dfm_video_read(dfm_video *v, const int64_t *idx, int n, uint8_t **out);
 /* The same, into a caller's buffer of n*H*W*3 bytes (e.g. just after an npy header). */
 int dfm_video_read_into(dfm_video *v, const int64_t *idx, int n, uint8_t *dst);

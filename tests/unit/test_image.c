@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <turbojpeg.h>
 
 /* A fixture under tests/fixtures/media. */
 static int load(const char *name, dfm_buf *b) { return dfm_test_load_fixture("media", name, b); }
@@ -434,5 +435,68 @@ TEST(image_truncated_and_flipped)
             free(c);
         }
         dfm_buf_free(&b);
+    }
+}
+
+/* A JPEG of w x h with texture in every block (so the entropy data fills the file), baseline or
+ * progressive, from TurboJPEG: malloc'd, length in *len. */
+static uint8_t *textured_jpeg(int w, int h, int progressive, size_t *len)
+{
+    uint8_t *rgb = malloc((size_t)w * h * 3);
+    uint32_t s = 99;
+    for (size_t i = 0; i < (size_t)w * h * 3; i++) rgb[i] = (uint8_t)((i / 3 % w) + ((s = s * 1103515245 + 12345) >> 27));
+    tjhandle tj = tjInitCompress();
+    unsigned char *jpeg = NULL;
+    unsigned long n = 0;
+    int r = tjCompress2(tj, rgb, w, 0, h, TJPF_RGB, &jpeg, &n, TJSAMP_420, 90,
+                        progressive ? TJFLAG_PROGRESSIVE : 0);
+    tjDestroy(tj);
+    free(rgb);
+    if (r < 0) return NULL;
+    uint8_t *out = malloc(n);
+    memcpy(out, jpeg, n);
+    tjFree(jpeg);
+    *len = n;
+    return out;
+}
+
+/* Corrupt-but-decodable JPEGs (libjpeg fills what is missing with grey and only warns): cut to a
+ * third with an end marker appended ("Corrupt JPEG data: premature end of data segment"), cut
+ * without one ("Premature end of JPEG file"), a stray marker inside the entropy data. Each is an error
+ * naming libjpeg's warning, whatever its case; DFM_IMAGE_ACCEPT_DAMAGED keeps the picture and the
+ * warning. A sound file decodes with no warning. */
+TEST(image_jpeg_damage)
+{
+    for (int progressive = 0; progressive <= 1; progressive++) {
+        size_t n = 0;
+        uint8_t *j = textured_jpeg(96, 64, progressive, &n);
+        CHECK(j != NULL);
+        if (!j) continue;
+        dfm_image im;
+        dfm_image_meta meta;
+        CHECK_EQ(dfm_image_decode_ex(j, n, 0, DFM_IMAGE_ACCEPT_DAMAGED, &im, &meta), 0);
+        CHECK_STR(meta.damage, "");
+        dfm_image_free(&im);
+        uint8_t *c = malloc(n);
+        for (int kind = 0; kind < 3; kind++) {
+            size_t m = n;
+            memcpy(c, j, n);
+            if (kind == 0) m = n / 3, c[m++] = 0xFF, c[m++] = 0xD9; /* a third, then EOI */
+            if (kind == 1) m = n * 2 / 3;                           /* cut, no EOI */
+            if (kind == 2) c[n / 2] = 0xFF, c[n / 2 + 1] = 0xD5;    /* a stray RST marker */
+            int rc = dfm_image_decode(c, m, 0, &im, &meta);
+            if (rc == 0) fprintf(stderr, "  progressive %d, damage %d: accepted\n", progressive, kind);
+            CHECK_EQ(rc, DFM_E_FORMAT);
+            CHECK(strstr(dfm_errmsg(), "libjpeg: ") != NULL);
+            if (kind == 0) CHECK(strstr(dfm_errmsg(), "premature end of data segment") != NULL);
+            if (kind == 1) CHECK(strstr(dfm_errmsg(), "Premature end of JPEG file") != NULL);
+            rc = dfm_image_decode_ex(c, m, 0, DFM_IMAGE_ACCEPT_DAMAGED, &im, &meta);
+            CHECK_EQ(rc, 0);
+            CHECK(meta.damage[0] != 0);
+            if (rc == 0) CHECK(im.w == 96 && im.h == 64);
+            dfm_image_free(&im);
+        }
+        free(c);
+        free(j);
     }
 }
