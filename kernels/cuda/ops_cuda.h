@@ -48,6 +48,10 @@ int dfm_cuda_mul(const float *a, const float *b, float *y, int64_t n);
 int dfm_cuda_attention_bias(const float *q, const float *k, const float *v, const float *bias,
                             float scale, float *out, int64_t heads, int64_t sq, int64_t sk, int64_t d);
 
+/* Non-finite values (NaN, +-Inf) among n F32/BF16/F16 elements at x: *count of them and the
+ * index of the *first (-1 if none); other dtypes have none. (lib/tensor/finite.h) */
+int dfm_cuda_count_nonfinite(const void *x, dfm_dtype dt, int64_t n, int64_t *count, int64_t *first);
+
 /* Free the device scratch the ops keep between calls (conv3d columns, attention scores, weights
  * converted to f32/bf16: up to a few hundred MiB); the next op that needs it allocates again. */
 void dfm_cuda_release_scratch(void);

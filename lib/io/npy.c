@@ -144,7 +144,9 @@ static int dtype_of(const char *d, dfm_npy_dtype *t)
     return dfm_fail(DFM_E_UNSUPPORTED, "npy: unsupported dtype '%s' (we read u1 i4 i8 f2 f4)", d);
 }
 
-static int parse_header(const char *h, size_t n, dfm_npy *out)
+/* With descr non-NULL (32 bytes) the dtype string is copied there instead of being checked, so a
+ * header with any dtype can be described. */
+static int parse_header(const char *h, size_t n, dfm_npy *out, char *descr_out)
 {
     cursor c = {h, h + n};
     int have_descr = 0, have_fortran = 0, have_shape = 0, fortran = 0;
@@ -155,14 +157,15 @@ static int parse_header(const char *h, size_t n, dfm_npy *out)
         if (parse_str(&c, key, sizeof key))
             return dfm_fail(DFM_E_FORMAT, "npy header: expected a quoted key");
         if (!accept(&c, ':')) return dfm_fail(DFM_E_FORMAT, "npy header: expected ':' after '%s'", key);
+        int rc;
         if (!strcmp(key, "descr") && !have_descr) {
             skip_ws(&c);
             if (c.p < c.end && *c.p == '[')
                 return dfm_fail(DFM_E_UNSUPPORTED, "npy: structured dtypes are not supported");
             if (parse_str(&c, descr, sizeof descr))
                 return dfm_fail(DFM_E_FORMAT, "npy header: bad 'descr' string");
-            int rc = dtype_of(descr, &out->dtype);
-            if (rc) return rc;
+            if (descr_out) memcpy(descr_out, descr, sizeof descr);
+            else if ((rc = dtype_of(descr, &out->dtype))) return rc;
             have_descr = 1;
         } else if (!strcmp(key, "fortran_order") && !have_fortran) {
             if (parse_word(&c, "True")) fortran = 1;
@@ -170,8 +173,7 @@ static int parse_header(const char *h, size_t n, dfm_npy *out)
                 return dfm_fail(DFM_E_FORMAT, "npy header: 'fortran_order' is not True/False");
             have_fortran = 1;
         } else if (!strcmp(key, "shape") && !have_shape) {
-            int rc = parse_shape(&c, out);
-            if (rc) return rc;
+            if ((rc = parse_shape(&c, out))) return rc;
             have_shape = 1;
         } else {
             return dfm_fail(DFM_E_FORMAT, "npy header: unexpected or repeated key '%s'", key);
@@ -201,7 +203,9 @@ static int count_bytes(dfm_npy_dtype t, int ndim, const int64_t *shape, size_t *
     return 0;
 }
 
-int dfm_npy_parse(const uint8_t *buf, size_t len, dfm_npy *out)
+/* The magic, version and header of a .npy into out (no data yet); *data_at gets the offset of
+ * the data. descr: as parse_header's. */
+static int read_header(const uint8_t *buf, size_t len, dfm_npy *out, char *descr, size_t *data_at)
 {
     memset(out, 0, sizeof *out);
     if (len < 10) return dfm_fail(DFM_E_FORMAT, "npy: truncated (%zu bytes)", len);
@@ -219,16 +223,80 @@ int dfm_npy_parse(const uint8_t *buf, size_t len, dfm_npy *out)
         return dfm_fail(DFM_E_UNSUPPORTED, "npy: format version %d.%d", major, buf[7]);
     }
     if (hlen > len - start) return dfm_fail(DFM_E_FORMAT, "npy: truncated header");
-    int rc = parse_header((const char *)buf + start, hlen, out);
+    int rc = parse_header((const char *)buf + start, hlen, out, descr);
+    if (rc) return rc;
+    *data_at = start + hlen;
+    return 0;
+}
+
+int dfm_npy_parse(const uint8_t *buf, size_t len, dfm_npy *out)
+{
+    size_t at;
+    int rc = read_header(buf, len, out, NULL, &at);
     if (rc) return rc;
     if (count_bytes(out->dtype, out->ndim, out->shape, &out->nbytes))
         return dfm_fail(DFM_E_FORMAT, "npy: shape overflows");
-    size_t have = len - start - hlen;
+    size_t have = len - at;
     if (have != out->nbytes)
         return dfm_fail(DFM_E_FORMAT, "npy: data is %zu bytes, shape and dtype say %zu (%s)", have,
                         out->nbytes, have < out->nbytes ? "truncated" : "trailing garbage");
-    out->data = buf + start + hlen;
+    out->data = buf + at;
     return 0;
+}
+
+const char *dfm_npy_type_name(dfm_npy_dtype t)
+{
+    switch (t) {
+    case DFM_NPY_U8: return "uint8";
+    case DFM_NPY_I32: return "int32";
+    case DFM_NPY_I64: return "int64";
+    case DFM_NPY_F16: return "float16";
+    case DFM_NPY_F32: return "float32";
+    }
+    return "?";
+}
+
+/* numpy's name for a descr such as '<f8' (float64), '|b1' (bool), '>i2' (big-endian int16). */
+static void descr_name(const char *descr, char *out, size_t n)
+{
+    const char *order = "", *d = descr;
+    if (*d == '<' || *d == '|' || *d == '=') d++;
+    else if (*d == '>') order = "big-endian ", d++;
+    static const struct {
+        char kind;
+        const char *name;
+    } kinds[] = {{'f', "float"}, {'i', "int"}, {'u', "uint"}, {'c', "complex"}};
+    char *end;
+    long size = d[0] ? strtol(d + 1, &end, 10) : 0;
+    if (d[0] && size > 0 && size <= 64 && !*end) {
+        if (d[0] == 'b' && size == 1) {
+            snprintf(out, n, "%sbool", order);
+            return;
+        }
+        for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+            if (d[0] == kinds[i].kind) {
+                snprintf(out, n, "%s%s%ld", order, kinds[i].name, size * 8);
+                return;
+            }
+    }
+    snprintf(out, n, "dtype '%s'", descr);
+}
+
+const char *dfm_npy_describe(const uint8_t *buf, size_t len, char *out, size_t n)
+{
+    dfm_npy a;
+    char descr[32], name[48];
+    size_t at;
+    if (read_header(buf, len, &a, descr, &at)) {
+        snprintf(out, n, "not a readable .npy");
+        return out;
+    }
+    descr_name(descr, name, sizeof name);
+    size_t k = (size_t)snprintf(out, n, "%s [", name);
+    for (int i = 0; i < a.ndim && k < n; i++)
+        k += (size_t)snprintf(out + k, n - k, "%s%lld", i ? "," : "", (long long)a.shape[i]);
+    if (k < n) snprintf(out + k, n - k, "]");
+    return out;
 }
 
 /* ---- writing -------------------------------------------------------------------------- */

@@ -23,6 +23,13 @@ const char *dfm_npy_descr(dfm_npy_dtype t); /* "|u1", "<i4", ... */
 /* Parse a .npy held in memory; out->data aliases buf. Rejects Fortran order, big-endian,
  * unsupported dtypes, truncated data and trailing garbage. */
 int dfm_npy_parse(const uint8_t *buf, size_t len, dfm_npy *out);
+/* numpy's name for a dtype: "uint8", "int32", "int64", "float16", "float32". */
+const char *dfm_npy_type_name(dfm_npy_dtype t);
+/* For messages about a .npy a stage will not take: its dtype (numpy's name) and shape, such as
+ * "float64 [16,3,8,8]", read from the header alone, so also for the dtypes dfm_npy_parse
+ * rejects; "not a readable .npy" when the header itself is broken. Writes at most n bytes to
+ * out and returns it. May replace the thread's error message (error.h). */
+const char *dfm_npy_describe(const uint8_t *buf, size_t len, char *out, size_t n);
 /* Build a complete .npy (header + copy of data) in a malloc'd buffer; one zero byte follows
  * *out_len, so the buffer can go straight to dfm_sample_set_owned(). Headers are byte-identical
  * to numpy's np.save (numpy >= 1.24). */

@@ -47,6 +47,13 @@ d = max(float(np.abs(a[k] - b[k]).max()) for k in a)
 assert d <= 1e-4, d
 PY
 fi
+# a byte order mark at the start of txt (from a tool other than dfm-decode) is not tokenized
+printf '\357\273\277a red fox in snow' > bom.txt
+printf 'a red fox in snow' > plain.txt
+tar --format=ustar -cf bom.tar bom.txt plain.txt
+dfm-text-encode --tokenizer model/tokenizer --tokens-only bom.tar 2>err | dfm-shard --list > l5 2>/dev/null
+expect_grep '1 repeated captions reused' err
+expect_eq "bom tokens" "$(field bom tokens.npy l5)" "$(field plain tokens.npy l5)"
 # an empty caption is valid (just </s>); invalid UTF-8 is a per-sample error
 printf '' > empty.txt
 python3 -c "
@@ -57,5 +64,5 @@ sys.stdout.buffer.write(msgpack.packb({'__key__':'ok','txt':b'fine'},use_bin_typ
   || { echo "python3 msgpack missing: skipping the odd-caption part"; exit 0; }
 dfm-text-encode --model model odd.mp 2>err | dfm-shard --list > l4 2>/dev/null
 expect_eq "empty caption" "$(field e tokens.npy l4)" "i4[1]"
-expect_grep "skipping sample 'bad': the caption is not valid UTF-8" err
+expect_grep "skipping sample 'bad': txt is not valid UTF-8 \(byte 0xe9 at offset 3 of 4\)" err
 expect_grep 'read 3, written 2, skipped 1' err

@@ -7,6 +7,7 @@
 #include "base/strset.h"
 #include "base/utf8.h"
 #include "io/npy.h"
+#include "tensor/finite.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -83,6 +84,7 @@ static int compute(dfm_text_encoder *te, const char *text, size_t len, entry_t *
         rc = dfm_umt5_encode(te->enc, ids, n, &h);
         if (!rc) rc = dfm_tensor_copy(&host, &h, DFM_CPU);
         dfm_tensor_free(&h);
+        if (!rc) rc = dfm_tensor_check_finite(&host, "text.npy (the text encoder's output)");
         if (!rc) {
             size_t cnt = (size_t)dfm_tensor_numel(&host);
             void *buf = host.data;
@@ -90,6 +92,15 @@ static int compute(dfm_text_encoder *te, const char *text, size_t len, entry_t *
                 buf = dfm_malloc(cnt * 2);
                 if (!buf) rc = DFM_E_NOMEM;
                 else rc = dfm_convert_floats(buf, DFM_F16, host.data, DFM_F32, cnt);
+            }
+            if (!rc && buf != host.data) { /* past float16's range is Inf once converted */
+                dfm_tensor v = dfm_tensor_view(buf, DFM_F16, DFM_CPU, 2, host.shape);
+                dfm_nonfinite r;
+                char m[256];
+                if (!(rc = dfm_tensor_nonfinite(&v, &r)) && r.count)
+                    rc = dfm_fail(DFM_E_NONFINITE, "text.npy as float16 has %s: values past float16's "
+                                  "range (65504); store float32 with --out-dtype f32",
+                                  dfm_nonfinite_str(&r, &v, m, sizeof m));
             }
             if (!rc)
                 rc = dfm_npy_build(te->o.out_dtype == DFM_F16 ? DFM_NPY_F16 : DFM_NPY_F32, 2, host.shape, buf,
@@ -104,14 +115,30 @@ static int compute(dfm_text_encoder *te, const char *text, size_t len, entry_t *
     return rc;
 }
 
+/* Why the n bytes at p (NUL-terminated one past n) are not valid caption text: "a NUL byte at
+ * offset 3" or "byte 0xe9 at offset 3 does not start a valid UTF-8 sequence". */
+static int bad_text(const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        if (!p[i]) return dfm_fail(DFM_E_FORMAT, "txt has a NUL byte at offset %zu", i);
+        int k = dfm_utf8_len(p + i);
+        if (!k || i + (size_t)k > n) break;
+        i += (size_t)k;
+    }
+    return dfm_fail(DFM_E_FORMAT, "txt is not valid UTF-8 (byte 0x%02x at offset %zu of %zu)",
+                    i < n ? p[i] : 0, i, n);
+}
+
 int dfm_text_encode_sample(dfm_text_encoder *te, dfm_sample *s)
 {
     const dfm_field *f = dfm_sample_get(s, "txt");
     if (!f) return dfm_fail(DFM_E_FORMAT, "no 'txt' field (captions come from dfm-decode)");
-    if (!dfm_utf8_valid((const char *)f->data, f->len))
-        return dfm_fail(DFM_E_FORMAT, "the caption is not valid UTF-8");
+    if (!dfm_utf8_valid((const char *)f->data, f->len)) return bad_text(f->data, f->len);
     const char *text = (const char *)f->data;
     size_t len = f->len;
+    /* A byte order mark is not text: strip any leading U+FEFF (as dfm-decode's captions do). */
+    while (len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3)) text += 3, len -= 3;
     entry_t *e = NULL, *victim = &te->cache[0];
     for (int i = 0; i < te->o.cache_entries; i++) {
         entry_t *c = &te->cache[i];

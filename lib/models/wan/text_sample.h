@@ -2,6 +2,9 @@
  * `text.npy` ([L, d_model] f16/f32, the UMT5 states of the L valid tokens incl. </s>, i.e. the rows
  * the Wan pipeline keeps before it zero-pads to 512). Identical captions are encoded once: the
  * last `cache_entries` distinct captions and their results are kept (bounded memory).
+ * A leading byte order mark (U+FEFF) is not tokenized. txt that is not UTF-8 is DFM_E_FORMAT
+ * naming the offset; a NaN or Inf in the states (as computed, or past float16's range once
+ * stored as F16) is DFM_E_NONFINITE (tensor/finite.h).
  */
 #ifndef DFM_MODELS_WAN_TEXT_SAMPLE_H
 #define DFM_MODELS_WAN_TEXT_SAMPLE_H

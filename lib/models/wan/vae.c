@@ -13,6 +13,7 @@
 #include "base/strset.h"
 #include "io/hfmodel.h"
 #include "io/safetensors.h"
+#include "tensor/finite.h"
 #include "tensor/ops.h"
 
 #include <math.h>
@@ -861,7 +862,12 @@ int dfm_wan_vae_encode(dfm_wan_vae *v, const dfm_tensor *x, dfm_tensor *mean, df
     dfm_tensor q = {0};
     if (!rc) rc = conv_plain(&v->quant, &enc, 0, &q);
     dfm_tensor_free(&enc);
-    if (rc) return rc;
+    /* before logvar's clamp, which would turn an Inf into a plausible 20 */
+    if (!rc) rc = dfm_tensor_check_finite(&q, "the VAE encoder's output [2C (mean, logvar),F,H,W]");
+    if (rc) {
+        dfm_tensor_free(&q);
+        return rc;
+    }
     dfm_tensor mu = dfm_tensor_slice0(&q, 0, c->z_dim), lv = dfm_tensor_slice0(&q, c->z_dim, c->z_dim);
     if (mean) rc = dfm_tensor_copy(mean, &mu, mu.device);
     if (!rc && logvar) {
@@ -912,6 +918,8 @@ int dfm_wan_vae_decode(dfm_wan_vae *v, const dfm_tensor *z, dfm_tensor *out)
     dfm_tensor_free(&pq);
     if (!rc && done != F) rc = dfm_fail(DFM_E_ARG, "internal: decoder gave %lld frames, expected %lld",
                                         (long long)done, (long long)F);
+    /* before the clamp, which would turn an Inf into a plausible -1 or 1 */
+    if (!rc) rc = dfm_tensor_check_finite(out, "the VAE decoder's output [C,F,H,W]");
     if (!rc) rc = dfm_op_clamp(out, -1.0f, 1.0f, out);
     if (rc) dfm_tensor_free(out);
     return rc;

@@ -43,9 +43,12 @@ dfm_device dfm_wan_vae_device(const dfm_wan_vae *vae);
 
 /* x: [3, F, H, W] F32 on the VAE's device. mean, logvar (either may be NULL): allocated here,
  * [z, 1+(F-1)/4, H/8, W/8] F32; logvar clamped to [-30, 20] as the reference does. A shape
- * breaking the rules is DFM_E_ARG with the fix in the message. */
+ * breaking the rules is DFM_E_ARG with the fix in the message; a NaN or Inf in what the encoder
+ * computes (checked before the clamp) is DFM_E_NONFINITE (tensor/finite.h). */
 int dfm_wan_vae_encode(dfm_wan_vae *vae, const dfm_tensor *x, dfm_tensor *mean, dfm_tensor *logvar);
-/* z: [z_dim, T, h, w] F32 (un-normalized latents). out: allocated, [3, 1+4(T-1), 8h, 8w]. */
+/* z: [z_dim, T, h, w] F32 (un-normalized latents). out: allocated, [3, 1+4(T-1), 8h, 8w].
+ * A NaN or Inf in the decoder's output (checked before the clamp to [-1, 1], which would hide an
+ * Inf) is DFM_E_NONFINITE. */
 int dfm_wan_vae_decode(dfm_wan_vae *vae, const dfm_tensor *z, dfm_tensor *out);
 
 /* In place on a CPU F32 [z, ...] tensor: normalize (z - mean) * (1/std) with the fp32 reciprocal,

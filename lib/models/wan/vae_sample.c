@@ -7,6 +7,7 @@
 #include "base/rng.h"
 #include "base/strset.h"
 #include "io/npy.h"
+#include "tensor/finite.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -51,6 +52,8 @@ static int to_device(const dfm_tensor *x, dfm_device dev, dfm_tensor *out)
     return dfm_tensor_copy(out, x, dev);
 }
 
+/* Store t (F32) as field in dtype dt (F32 or F16). What is stored must be finite: a value past
+ * float16's range becomes Inf when converted, and that is an error naming the way out. */
 static int set_npy_f(dfm_sample *s, const char *field, const dfm_tensor *t, dfm_dtype dt)
 {
     const dfm_tensor *src = t;
@@ -64,6 +67,15 @@ static int set_npy_f(dfm_sample *s, const char *field, const dfm_tensor *t, dfm_
     void *buf = dt == DFM_F32 ? src->data : dfm_malloc(n * 2);
     if (!buf) rc = DFM_E_NOMEM;
     if (!rc && dt != DFM_F32) rc = dfm_convert_floats(buf, dt, src->data, DFM_F32, n);
+    if (!rc && dt != DFM_F32) {
+        dfm_tensor v = dfm_tensor_view(buf, dt, DFM_CPU, src->ndim, src->shape);
+        dfm_nonfinite r;
+        char m[256];
+        if (!(rc = dfm_tensor_nonfinite(&v, &r)) && r.count)
+            rc = dfm_fail(DFM_E_NONFINITE, "%s as float16 has %s: values past float16's range "
+                          "(65504); store float32 with --out-dtype f32", field,
+                          dfm_nonfinite_str(&r, &v, m, sizeof m));
+    }
     uint8_t *npy = NULL;
     size_t len = 0;
     if (!rc) rc = dfm_npy_build(dt == DFM_F32 ? DFM_NPY_F32 : DFM_NPY_F16, src->ndim, src->shape, buf, &npy, &len);
@@ -101,9 +113,12 @@ int dfm_vae_encode_sample(dfm_wan_vae *vae, const dfm_vae_sample_opts *o, dfm_sa
     if (!f) return dfm_fail(DFM_E_FORMAT, "no 'frames.npy' field (run dfm-decode | dfm-bucket first)");
     dfm_npy a;
     int rc = dfm_npy_parse(f->data, f->len, &a);
+    if (rc == DFM_E_UNSUPPORTED || (!rc && (a.dtype != DFM_NPY_U8 || a.ndim != 4 || a.shape[3] != 3))) {
+        char got[160];
+        return dfm_fail(DFM_E_FORMAT, "frames.npy is %s; want uint8 [F,H,W,3] (RGB, as dfm-decode "
+                        "writes it)", dfm_npy_describe(f->data, f->len, got, sizeof got));
+    }
     if (rc) return dfm_fail_ctx(rc, "frames.npy");
-    if (a.dtype != DFM_NPY_U8 || a.ndim != 4 || a.shape[3] != 3)
-        return dfm_fail(DFM_E_FORMAT, "frames.npy must be uint8 [F,H,W,3]");
     int64_t F = a.shape[0], H = a.shape[1], W = a.shape[2];
     if (F < 1 || (F - 1) % 4)
         return dfm_fail(DFM_E_ARG, "%lld frames: the Wan VAE takes 4k+1 frames; trim with dfm-bucket "
@@ -140,6 +155,7 @@ int dfm_vae_encode_sample(dfm_wan_vae *vae, const dfm_vae_sample_opts *o, dfm_sa
     }
     dfm_tensor_free(&mean), dfm_tensor_free(&logvar);
     if (!rc) rc = dfm_wan_vae_normalize(vae, &z);
+    if (!rc) rc = dfm_tensor_check_finite(&z, "latents.npy (normalized)");
     if (!rc) rc = set_npy_f(s, "latents.npy", &z, o->out_dtype);
     if (!rc) {
         cJSON *j = cJSON_CreateObject();
@@ -163,14 +179,22 @@ int dfm_vae_decode_sample(dfm_wan_vae *vae, const dfm_vae_sample_opts *o, dfm_sa
     if (!f) return dfm_fail(DFM_E_FORMAT, "no 'latents.npy' field (run dfm-vae-encode first)");
     dfm_npy a;
     int rc = dfm_npy_parse(f->data, f->len, &a);
-    if (rc) return dfm_fail_ctx(rc, "latents.npy");
     const dfm_wan_vae_config *cfg = dfm_wan_vae_get_config(vae);
-    if ((a.dtype != DFM_NPY_F16 && a.dtype != DFM_NPY_F32) || a.ndim != 4 || a.shape[0] != cfg->z_dim)
-        return dfm_fail(DFM_E_FORMAT, "latents.npy must be float16/float32 [%d, T, h, w]", cfg->z_dim);
+    if (rc == DFM_E_UNSUPPORTED ||
+        (!rc && ((a.dtype != DFM_NPY_F16 && a.dtype != DFM_NPY_F32) || a.ndim != 4 ||
+                 a.shape[0] != cfg->z_dim || a.shape[1] < 1 || a.shape[2] < 1 || a.shape[3] < 1))) {
+        char got[160];
+        return dfm_fail(DFM_E_FORMAT, "latents.npy is %s; want float16/float32 [C,F,H,W] with "
+                        "C = %d (the VAE's z_dim) and F, H, W >= 1",
+                        dfm_npy_describe(f->data, f->len, got, sizeof got), cfg->z_dim);
+    }
+    if (rc) return dfm_fail_ctx(rc, "latents.npy");
+    dfm_dtype dt = a.dtype == DFM_NPY_F16 ? DFM_F16 : DFM_F32;
+    dfm_tensor in = dfm_tensor_view((void *)a.data, dt, DFM_CPU, 4, a.shape);
+    if ((rc = dfm_tensor_check_finite(&in, "latents.npy"))) return rc;
     dfm_tensor z;
     if ((rc = dfm_tensor_alloc(&z, DFM_F32, DFM_CPU, 4, a.shape))) return rc;
-    rc = dfm_convert_floats(z.data, DFM_F32, a.data, a.dtype == DFM_NPY_F16 ? DFM_F16 : DFM_F32,
-                            (size_t)dfm_tensor_numel(&z));
+    rc = dfm_convert_floats(z.data, DFM_F32, a.data, dt, (size_t)dfm_tensor_numel(&z));
     if (!rc) rc = dfm_wan_vae_denormalize(vae, &z);
     dfm_tensor zd = {0}, out = {0}, host = {0};
     if (!rc) rc = to_device(&z, dfm_wan_vae_device(vae), &zd);

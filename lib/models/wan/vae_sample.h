@@ -1,7 +1,11 @@
 /* vae_sample.h — the per-sample work of dfm-vae-encode and dfm-vae-decode: `frames.npy` (uint8
  * [F,H,W,3]) <-> normalized `latents.npy` ([z, F', H/8, W/8], f16 or f32), with what was done
  * recorded in `json`. Rule breaks (F != 4k+1, sides not multiples of 8, missing fields) are
- * per-sample DFM_E_ARG/DFM_E_FORMAT errors whose message names the fix.
+ * per-sample DFM_E_ARG/DFM_E_FORMAT errors whose message names the fix; a field of the wrong
+ * dtype or shape is named with what it is ("latents.npy is float64 [16,3,8,8]; want ...").
+ * Numbers must be finite (tensor/finite.h): a NaN or Inf in latents.npy, in what the VAE computes,
+ * or in what would be stored (float16 overflows to Inf past 65504) is DFM_E_NONFINITE saying how
+ * many and where the first is.
  */
 #ifndef DFM_MODELS_WAN_VAE_SAMPLE_H
 #define DFM_MODELS_WAN_VAE_SAMPLE_H
