@@ -6,7 +6,10 @@
  * loaded once, whole, into one sorted table. Captions are cleaned when the tables are built, so
  * an entry whose caption cleans to "" is absent and the lookup falls through to the next source.
  * Malformed files are warned about once (when parsed) and treated as absent; nothing here fails
- * on bad input. Not here: HTML unescaping / ftfy (NeMo's Wan text cleaning), tokenization.
+ * on bad input. Files written on Windows read the same as any other: a UTF-8 byte order mark at
+ * the start of a file (and of each JSON Lines line) is dropped before parsing, CR and CRLF end
+ * lines as LF does, and a caption loses any leading U+FEFF when it is cleaned.
+ * Not here: HTML unescaping / ftfy (NeMo's Wan text cleaning), tokenization.
  */
 #include "data/captions.h"
 #include "base/buf.h"
@@ -72,6 +75,10 @@ static int is_ws(char ch)
     return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f';
 }
 
+#define BOM "\xEF\xBB\xBF" /* U+FEFF in UTF-8 */
+
+static int is_bom(const char *p, size_t n) { return n >= 3 && !memcmp(p, BOM, 3); }
+
 // ref: NeMo AutoModel tools/diffusion/processors/wan.py (strip + re.sub(r"\s+", " ", text))
 void dfm_caption_clean(char *s)
 {
@@ -79,6 +86,10 @@ void dfm_caption_clean(char *s)
     char *w = s;
     int pending = 0;
     for (const char *r = s; *r; r++) {
+        if (w == s && r[0] == BOM[0] && r[1] == BOM[1] && r[2] == BOM[2]) { /* before the text */
+            r += 2;
+            continue;
+        }
         if (is_ws(*r)) {
             pending = w != s; /* never a leading space */
             continue;
@@ -316,6 +327,10 @@ static int read_source(const char *path, size_t limit, dfm_buf *b)
         dfm_log_warn("caption source '%s' ignored: %s", path, dfm_errmsg());
         return 0;
     }
+    if (is_bom((const char *)b->data, b->len)) { /* dfm_read_file keeps a NUL after the data */
+        memmove(b->data, b->data + 3, b->len - 3 + 1);
+        b->len -= 3;
+    }
     return 1;
 }
 
@@ -458,14 +473,15 @@ out:
     return rc;
 }
 
-/* Parse JSON Lines text (or, if it starts with '[', one JSON array of objects) into t.
- * Malformed lines are counted in *bad and skipped. */
+/* Parse JSON Lines text (or, if it starts with '[', one JSON array of objects) into t. Lines end
+ * at LF, CRLF or CR; a byte order mark at the start of a line is dropped. Malformed lines are
+ * counted in *bad and skipped. */
 static int load_jsonl_text(char *text, size_t len, const char *const *names,
                            const char *const *fields, int normalize_key, table *t, size_t *bad)
 {
     int rc = 0;
     size_t i = 0;
-    while (i < len && is_ws(text[i])) i++;
+    while (i < len && (is_ws(text[i]) || is_bom(text + i, len - i))) i += is_ws(text[i]) ? 1 : 3;
     if (i < len && text[i] == '[') {
         cJSON *j = cJSON_ParseWithLength(text + i, len - i);
         if (!j || !cJSON_IsArray(j)) {
@@ -482,10 +498,12 @@ static int load_jsonl_text(char *text, size_t len, const char *const *names,
     }
     char *p = text, *end = text + len;
     while (p < end && rc == 0) {
-        char *nl = memchr(p, '\n', (size_t)(end - p));
-        char *le = nl ? nl : end;
+        char *nl = p;
+        while (nl < end && *nl != '\n' && *nl != '\r') nl++;
+        char *le = nl;
+        if (nl == end) nl = NULL;
         char *s = p;
-        while (s < le && is_ws(*s)) s++;
+        while (s < le && (is_ws(*s) || is_bom(s, (size_t)(le - s)))) s += is_ws(*s) ? 1 : 3;
         if (s < le) {
             cJSON *j = cJSON_ParseWithLength(s, (size_t)(le - s));
             if (!j) (*bad)++;

@@ -12,8 +12,9 @@
  *   6. the file name: stem with '_' as spaces                             "filename"
  * With a JSONL manifest (mode = path to FILE.jsonl) that manifest is consulted first, matched by
  * "file_name" against the path relative to the manifest's directory or the basename.
- * Every caption is cleaned: whitespace trimmed, runs of whitespace collapsed to one space.
- * An empty or unreadable source falls through to the next. Directory-level files are parsed once
+ * Every caption is cleaned: a leading byte order mark (U+FEFF) dropped, whitespace trimmed,
+ * runs of whitespace (line ends included: LF, CRLF, CR) collapsed to one space. Files may start
+ * with a byte order mark and end lines with CRLF or CR (JSON Lines too). An empty or unreadable source falls through to the next. Directory-level files are parsed once
  * per directory and cached.
  */
 #ifndef DFM_DATA_CAPTIONS_H
@@ -40,7 +41,7 @@ typedef struct {
 int dfm_captions_find(dfm_captioner *c, const char *path, dfm_captions *out);
 void dfm_captions_free(dfm_captions *caps);
 
-/* Trim, collapse whitespace runs to one space; in place. */
+/* Drop a leading U+FEFF, trim, collapse whitespace runs to one space; in place. */
 void dfm_caption_clean(char *s);
 
 #endif

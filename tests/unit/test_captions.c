@@ -379,3 +379,69 @@ TEST(captions_dir_cache)
     dfm_captioner_free(c);
     dfm_captioner_free(NULL);
 }
+
+/* Files written on Windows: a UTF-8 byte order mark at the start of the file (and of a caption
+ * string), CRLF and CR line ends, for every source. */
+#define BOM "\xEF\xBB\xBF"
+TEST(captions_bom_and_crlf_each_source)
+{
+    char dir[512];
+    mkdirs(dir, sizeof dir, "bom");
+    put(dir, "t.txt", BOM "a cat\r\non the grass\r\n");
+    put(dir, "t2.txt", BOM "  " BOM "two marks\rold mac\r");
+    put(dir, "j.json", BOM "{\r\n  \"caption\": \"" BOM "json caption\"\r\n}\r\n");
+    put(dir, "meta.json", BOM "[{\"file_name\": \"m.png\",\r\n \"caption\": \"" BOM "meta\\r\\ncaption\"}]\r\n");
+    put(dir, "captions.json", BOM "{\"c.png\": [\"" BOM "caps one\", \"caps\\r\\ntwo\"]}");
+    put(dir, "crlf_internvl.json", BOM "{\"file_name\": \"crlf_sample_1.png\", \"internvl\": \"" BOM "ivl one\"}\r\n"
+                                      "{\"file_name\": \"crlf_sample_2.png\", \"internvl\": \"ivl two\"}\r\n");
+    /* CR only: every line is read, not just the first */
+    put(dir, "cr_internvl.json", "{\"file_name\": \"cr_sample_1.png\", \"internvl\": \"cr one\"}\r"
+                                    "{\"file_name\": \"cr_sample_2.png\", \"internvl\": \"cr two\"}\r");
+    put(dir, "arr_internvl.json", BOM "\r\n[{\"file_name\": \"arr_sample_1.png\", \"internvl\": \"arr one\"}]\r\n");
+    put(dir, "mf.jsonl", BOM "{\"file_name\": \"x.png\", \"caption\": \"" BOM "manifest x\"}\r\n"
+                            "{\"file_name\": \"y.png\", \"caption\": \"manifest y\"}\r"
+                            "{\"file_name\": \"z.png\", \"caption\": \"manifest z\"}\r\n");
+    dfm_captioner *c = NULL;
+    CHECK_EQ(dfm_captioner_new(&c, NULL), 0);
+    if (!c) return;
+    expect1(c, dir, "t.png", "txt", "a cat on the grass");
+    expect1(c, dir, "t2.png", "txt", "two marks old mac");
+    expect1(c, dir, "j.png", "json", "json caption");
+    expect1(c, dir, "m.png", "meta.json", "meta caption");
+    dfm_captions caps;
+    CHECK_STR(find(c, dir, "c.png", &caps), "captions.json");
+    CHECK_EQ(caps.n, 2);
+    if (caps.n == 2) {
+        CHECK_STR(caps.text[0], "caps one");
+        CHECK_STR(caps.text[1], "caps two");
+    }
+    dfm_captions_free(&caps);
+    expect1(c, dir, "crlf_sample_1.png", "internvl", "ivl one");
+    expect1(c, dir, "crlf_sample_2.png", "internvl", "ivl two");
+    expect1(c, dir, "cr_sample_1.png", "internvl", "cr one");
+    expect1(c, dir, "cr_sample_2.png", "internvl", "cr two");
+    expect1(c, dir, "arr_sample_1.png", "internvl", "arr one");
+    expect1(c, dir, BOM "fallback_name.png", "filename", "fallback name");
+    dfm_captioner_free(c);
+
+    char mpath[700];
+    snprintf(mpath, sizeof mpath, "%s/mf.jsonl", dir);
+    dfm_caption_opts o = {.manifest = mpath};
+    CHECK_EQ(dfm_captioner_new(&c, &o), 0);
+    if (!c) return;
+    expect1(c, dir, "x.png", "manifest", "manifest x");
+    expect1(c, dir, "y.png", "manifest", "manifest y");
+    expect1(c, dir, "z.png", "manifest", "manifest z");
+    dfm_captioner_free(c);
+
+    /* the cleaning alone: leading marks go, one inside the text stays */
+    char a[] = BOM " \t" BOM "x" BOM "y\r\n";
+    dfm_caption_clean(a);
+    CHECK_STR(a, "x" BOM "y");
+    char b[] = BOM;
+    dfm_caption_clean(b);
+    CHECK_STR(b, "");
+    char d[] = "\xEF\xBB"; /* a truncated mark is not one */
+    dfm_caption_clean(d);
+    CHECK_STR(d, "\xEF\xBB");
+}
