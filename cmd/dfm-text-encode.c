@@ -32,7 +32,7 @@ static const char usage[] =
     "                              them out at load (least memory, slower encodes)\n"
     "  --out-dtype f16|f32         stored text.npy dtype (default f16)\n"
     "  --device cpu|cuda           where to run (default cpu)\n"
-    "  -j, --threads N             CPU threads (default: one per core)\n"
+    "  -j, --threads N             CPU threads (default, or 0: one per core)\n"
     "  -o, --output FILE           write to FILE (atomically) instead of stdout\n"
     "  --format msgpack|tar|tar.zst  stream framing (default msgpack)\n"
     "  --strict                    stop at the first bad sample (exit 1)\n"
@@ -71,9 +71,9 @@ int main(int argc, char **argv)
         case O_ODTYPE: to.out_dtype = dfm_parse_choice("--out-dtype", optarg, odtypes) ? DFM_F32 : DFM_F16; break;
         case O_DEVICE: uo.device = dfm_parse_choice("--device", optarg, devices) ? DFM_CUDA : DFM_CPU; break;
         case O_KEEP: uo.keep_mapped = 1; break;
-        case 'j': threads = (int)dfm_parse_long("--threads", optarg, 1, 1024); break;
+        case 'j': threads = dfm_parse_threads("--threads", optarg); break;
         default:
-            if (!dfm_stream_opt(c, optarg, &mo, usage)) dfm_usage_error("unknown option");
+            if (!dfm_stream_opt(c, optarg, &mo, usage)) dfm_usage_bad_option(argc, argv, longopts);
         }
     }
     if (!model && !tokdir) dfm_usage_error("no --model DIR (or --tokenizer DIR and --text-encoder DIR)");

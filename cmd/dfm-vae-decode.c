@@ -23,7 +23,7 @@ static const char usage[] =
     "  --dtype f32|bf16            compute: f32 (default) or bf16 weights and GEMM inputs\n"
     "  --keep-latents              keep latents.npy next to frames.npy\n"
     "  --device cpu|cuda           where to run (default cpu)\n"
-    "  -j, --threads N             CPU threads (default: one per core)\n"
+    "  -j, --threads N             CPU threads (default, or 0: one per core)\n"
     "  -o, --output FILE           write to FILE (atomically) instead of stdout\n"
     "  --format msgpack|tar|tar.zst  stream framing (default msgpack)\n"
     "  --strict                    stop at the first bad sample (exit 1)\n"
@@ -63,9 +63,9 @@ int main(int argc, char **argv)
         case O_DTYPE: vo.weights = dfm_parse_choice("--dtype", optarg, dtypes) ? DFM_BF16 : DFM_F32; break;
         case O_KEEP: cx.o.keep_latents = 1; break;
         case O_DEVICE: vo.device = dfm_parse_choice("--device", optarg, devices) ? DFM_CUDA : DFM_CPU; break;
-        case 'j': threads = (int)dfm_parse_long("--threads", optarg, 1, 1024); break;
+        case 'j': threads = dfm_parse_threads("--threads", optarg); break;
         default:
-            if (!dfm_stream_opt(c, optarg, &mo, usage)) dfm_usage_error("unknown option");
+            if (!dfm_stream_opt(c, optarg, &mo, usage)) dfm_usage_bad_option(argc, argv, longopts);
         }
     }
     if (!cx.o.model) dfm_usage_error("no --model DIR (a diffusers Wan model or its vae/ directory)");

@@ -28,7 +28,7 @@ static const char usage[] =
     "                              on the seed and its key only\n"
     "  --keep-frames               keep frames.npy next to latents.npy\n"
     "  --device cpu|cuda           where to run (default cpu)\n"
-    "  -j, --threads N             CPU threads (default: one per core)\n"
+    "  -j, --threads N             CPU threads (default, or 0: one per core)\n"
     "  -o, --output FILE           write to FILE (atomically) instead of stdout\n"
     "  --format msgpack|tar|tar.zst  stream framing (default msgpack)\n"
     "  --strict                    stop at the first bad sample (exit 1)\n"
@@ -74,9 +74,9 @@ int main(int argc, char **argv)
         case O_SEED: cx.o.seed = (uint64_t)dfm_parse_long("--seed", optarg, 0, 0x7fffffffffffffffL); break;
         case O_KEEP: cx.o.keep_frames = 1; break;
         case O_DEVICE: vo.device = dfm_parse_choice("--device", optarg, devices) ? DFM_CUDA : DFM_CPU; break;
-        case 'j': threads = (int)dfm_parse_long("--threads", optarg, 1, 1024); break;
+        case 'j': threads = dfm_parse_threads("--threads", optarg); break;
         default:
-            if (!dfm_stream_opt(c, optarg, &mo, usage)) dfm_usage_error("unknown option");
+            if (!dfm_stream_opt(c, optarg, &mo, usage)) dfm_usage_bad_option(argc, argv, longopts);
         }
     }
     if (!cx.o.model) dfm_usage_error("no --model DIR (a diffusers Wan model or its vae/ directory)");

@@ -1,5 +1,35 @@
-# Every program: --help and --version on stdout with exit 0, unknown options exit 2.
+# Every program: --help and --version on stdout with exit 0; a bad option is one error line
+# naming it plus the hint, exit 2; -j 0 means the default; every option in --help is in the man
+# page, with the same default.
 . "$DFM_TOP/tests/lib.sh"
+# man_entry PAGE OPTION — the text of OPTION's entry in a man page source (the .TP paragraph
+# whose tag names it), font escapes and macros removed, on one line
+man_entry() {
+  awk -v opt="$2" '
+    function clean(s) {
+      gsub(/\\f[BIRP]/, "", s); gsub(/\\-/, "-", s); gsub(/\\\(mu/, "x", s); gsub(/\\[ ~]/, " ", s)
+      gsub(/\\&/, "", s); sub(/^\.[A-Z]+ ?/, "", s); gsub(/"/, "", s); return s
+    }
+    /^\.(TP|SH|SS|PP|LP|P)( |$)/ { if (on) exit; tag = $1 == ".TP"; next }
+    tag { tag = 0; n = split(clean($0), w, /[ ,]+/); for (i = 1; i <= n; i++) if (w[i] == opt) on = 1 }
+    on { printf "%s ", clean($0) }
+  ' "$1"
+}
+# help_defaults PROGRAM — "OPTION VALUE" for every --help line that states a default: "(default X",
+# "(default: X", "(default, or X:", or "X (default)" where X is one of the option's a|b|c choices
+help_defaults() {
+  "$1" --help | awk '
+    /^  +-/ { opt = ""; for (i = 1; i <= NF; i++) if ($i ~ /^--[a-z]/) { opt = $i; sub(/[,=].*/, "", opt); break }
+             choices = "|" $(i + 1) "|" }
+    /\(default/ && opt != "" {
+      s = substr($0, index($0, "(default") + 8)
+      if (s ~ /^, or /) { s = substr(s, 6); sub(/:.*/, "", s); print opt, s; next }
+      sub(/^:? */, "", s)
+      if (match(s, /^[A-Za-z0-9.+_-]+/)) { print opt, substr(s, 1, RLENGTH); next }
+      b = substr($0, 1, index($0, "(default") - 1); n = split(b, w, " ")
+      if (n && index(choices, "|" w[n] "|")) print opt, w[n]
+    }'
+}
 for p in dfm-decode dfm-bucket dfm-shard dfm-vae-encode dfm-vae-decode dfm-text-encode; do
   $p --help > h 2>/dev/null || fail "$p --help exit"
   expect_grep "^usage: $p" h
@@ -10,12 +40,44 @@ for p in dfm-decode dfm-bucket dfm-shard dfm-vae-encode dfm-vae-decode dfm-text-
   set -e
   expect_eq "$p bad option" $rc 2
   expect_grep "hint: try '$p --help'" err
+  # one error line naming the option (no getopt message before it), then the hint
+  for bad in "--bogus:unknown option '--bogus'" "--bogus=1:unknown option '--bogus'" "-Y:unknown option '-Y'" \
+             "--quiet=1:option '--quiet' takes no value" "--format:option '--format' needs a value" \
+             "-o:option '-o' \(--output\) needs a value" "-qY:unknown option '-Y'"; do
+    set +e
+    $p ${bad%%:*} < /dev/null > /dev/null 2>err; rc=$?
+    set -e
+    expect_eq "$p ${bad%%:*} exit" $rc 2
+    expect_eq "$p ${bad%%:*} lines" "$(lines err)" 2
+    expect_grep "^$p: error: ${bad#*:}\$" err
+  done
+  # -j 0 is the default (one per core), accepted wherever -j is
+  if grep -q -- '--threads' h; then
+    $p -j 0 --help > /dev/null 2>err || fail "$p -j 0: $(cat err)"
+    $p --threads=0 --help > /dev/null 2>err || fail "$p --threads=0: $(cat err)"
+    set +e
+    $p -j -1 --help > /dev/null 2>err; rc=$?
+    set -e
+    expect_eq "$p -j -1 exit" $rc 2
+  fi
+  # every default --help states, the man page states too
+  help_defaults $p > defaults
+  while read -r o v; do
+    e=$(man_entry "$DFM_TOP/man/man1/$p.1" "$o")
+    x=$(printf '%s' "$v" | sed 's/[.+]/\\&/g')
+    if [ -z "$e" ]; then
+      echo "$p: no entry for $o in man/man1/$p.1" >> disagree
+    elif ! printf '%s\n' "$e" | grep -Eqi -- "default[:,]? (or )?$x([^A-Za-z0-9]|\$)|(^|[^A-Za-z0-9])$x \((the )?default"; then
+      echo "$p $o: --help says the default is '$v'; man/man1/$p.1 says: $e" >> disagree
+    fi
+  done < defaults
   # every long option in --help is documented in the man page
   for o in $(grep -oE -- '--[a-z][a-z0-9-]+' h | sort -u); do
     grep -q -- "$(echo "$o" | sed 's/-/\\\\-/g')" "$DFM_TOP/man/man1/$p.1" || \
       grep -q -- "$o" "$DFM_TOP/man/man1/$p.1" || fail "$p: option $o is not in man/man1/$p.1"
   done
 done
+[ ! -s disagree ] || { cat disagree >&2; fail "defaults in --help and the man pages disagree"; }
 set +e
 dfm-decode > /dev/null 2>err; rc=$?
 set -e
