@@ -6,7 +6,8 @@
  * (tokenizers) and scheduler_config.json (schedulers). Its class is "_class_name" (diffusers),
  * else the first of "architectures" (transformers), else "tokenizer_class" (tokenizers).
  * Getters accept JSON numbers that are whole (16.0) as integers, and treat null like a missing
- * field (HF configs write null for "not set").
+ * field (HF configs write null for "not set"). The _range getters bound sizes in int64 before
+ * any caller narrows or multiplies them.
  *
  * Not here: the weights (safetensors.c), what the fields mean (models/), downloading.
  */
@@ -430,5 +431,42 @@ int dfm_hf_bool_array(const dfm_hf_config *c, const char *key, int required, int
         out[i++] = cJSON_IsTrue(x);
     }
     *n = i;
+    return 0;
+}
+
+static int range_error(const dfm_hf_config *c, const char *key, int i, int64_t v, int64_t min, int64_t max)
+{
+    const char *path = c->path ? c->path : "config.json";
+    char el[32] = "";
+    if (i >= 0) snprintf(el, sizeof el, " element %d", i);
+    return dfm_fail(DFM_E_FORMAT, "%s: field '%s'%s is %lld, outside the supported range [%lld, %lld]", path,
+                    key, el, (long long)v, (long long)min, (long long)max);
+}
+
+int dfm_hf_int_range(const dfm_hf_config *c, const char *key, int required, int64_t def, int64_t min,
+                     int64_t max, int64_t *out)
+{
+    int64_t v;
+    int rc = dfm_hf_int(c, key, required, def, &v);
+    if (rc) return rc;
+    if (v < min || v > max) return range_error(c, key, -1, v, min, max);
+    *out = v;
+    return 0;
+}
+
+int dfm_hf_int_array_range(const dfm_hf_config *c, const char *key, int required, int64_t min, int64_t max,
+                           int64_t *out, int max_n, int *n)
+{
+    int rc = dfm_hf_int_array(c, key, required, out, max_n, n);
+    if (rc) {
+        *n = 0;
+        return rc;
+    }
+    for (int i = 0; i < *n; i++)
+        if (out[i] < min || out[i] > max) {
+            rc = range_error(c, key, i, out[i], min, max);
+            *n = 0;
+            return rc;
+        }
     return 0;
 }

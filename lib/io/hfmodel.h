@@ -37,4 +37,16 @@ int dfm_hf_float_array(const dfm_hf_config *c, const char *key, int required, do
 int dfm_hf_int_array(const dfm_hf_config *c, const char *key, int required, int64_t *out, int max, int *n);
 int dfm_hf_bool_array(const dfm_hf_config *c, const char *key, int required, int *out, int max, int *n);
 
+/* Sizes: every size a model loader reads from a config goes through these. The value is checked
+ * against [min, max] in int64 before the caller narrows it (to int) or multiplies it, so a
+ * 4294967297 never becomes 1 and a 2147483647 never overflows a product; out of range is
+ * DFM_E_FORMAT naming the file, the field, the value and the range. The default of a missing
+ * optional field is checked too (it may come from another field). Pick max so that the products
+ * the model forms from these values fit in int, and let the weights file decide the rest: check
+ * each tensor's shape in its header before allocating anything for it (dfm_st_check). */
+int dfm_hf_int_range(const dfm_hf_config *c, const char *key, int required, int64_t def, int64_t min,
+                     int64_t max, int64_t *out);
+int dfm_hf_int_array_range(const dfm_hf_config *c, const char *key, int required, int64_t min, int64_t max,
+                           int64_t *out, int max_n, int *n);
+
 #endif

@@ -638,8 +638,7 @@ const char *dfm_st_metadata(const dfm_st *st)
 
 static int is_float(dfm_dtype t) { return t == DFM_F32 || t == DFM_BF16 || t == DFM_F16; }
 
-int dfm_st_read(const dfm_st *st, const char *name, dfm_dtype want, int ndim, const int64_t *shape,
-                void *dst)
+int dfm_st_check(const dfm_st *st, const char *name, dfm_dtype want, int ndim, const int64_t *shape)
 {
     const dfm_st_tensor *t = dfm_st_find(st, name);
     if (!t) {
@@ -670,6 +669,15 @@ int dfm_st_read(const dfm_st *st, const char *name, dfm_dtype want, int ndim, co
                         fs, fdt, ws, dfm_dtype_name(want),
                         convertible ? "" : " (no conversion between these dtypes)");
     }
+    return 0;
+}
+
+int dfm_st_read(const dfm_st *st, const char *name, dfm_dtype want, int ndim, const int64_t *shape,
+                void *dst)
+{
+    int rc = dfm_st_check(st, name, want, ndim, shape);
+    if (rc) return rc;
+    const dfm_st_tensor *t = dfm_st_find(st, name);
     size_t n = t->nbytes / dfm_dtype_size(t->dtype);
     if (want == t->dtype) {
         if (t->nbytes) memcpy(dst, t->data, t->nbytes);

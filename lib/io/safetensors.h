@@ -48,6 +48,9 @@ const char *dfm_st_file(const dfm_st *st, const dfm_st_tensor *t);
  * each naming the tensor, what was expected and what the file has. */
 int dfm_st_read(const dfm_st *st, const char *name, dfm_dtype want, int ndim, const int64_t *shape,
                 void *dst);
+/* The checks of dfm_st_read without the copy. Loaders call it before allocating the destination,
+ * so that a config declaring huge sizes fails on the file's header, not on the allocation. */
+int dfm_st_check(const dfm_st *st, const char *name, dfm_dtype want, int ndim, const int64_t *shape);
 /* The "__metadata__" object as JSON text ("{}" if none; for a sharded set, the first shard's
  * that has one); owned by st. */
 const char *dfm_st_metadata(const dfm_st *st);

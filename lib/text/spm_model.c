@@ -136,10 +136,11 @@ static int parse_normalizer(pb m, spm_info *info)
     return 0;
 }
 
-/* One SentencePiece message: piece (1), score (2, float), type (3). */
+/* One SentencePiece message: piece (1), score (2, float), type (3). A message without a piece
+ * field has the empty piece (proto2's default), never a NULL pointer. */
 static int parse_piece(pb m, const uint8_t **piece, size_t *len, float *score, int *type)
 {
-    *piece = NULL;
+    *piece = (const uint8_t *)"";
     *len = 0;
     *score = 0.0f;
     *type = 1;
@@ -157,7 +158,7 @@ static int parse_piece(pb m, const uint8_t **piece, size_t *len, float *score, i
                          (uint32_t)sub.p[3] << 24;
             memcpy(score, &u, 4);
         } else if (f == 3 && have) {
-            *type = (int)v;
+            *type = (int)(int32_t)(uint32_t)v; /* an enum is an int32: protobuf keeps the low 32 bits */
         }
     }
     return 0;
@@ -208,8 +209,11 @@ static int read_config(const char *path, t5_config *c)
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "extra_ids");
     int rc = 0;
     if (cJSON_IsNumber(e)) {
-        if (e->valuedouble < 0 || e->valuedouble > 1000000) rc = dfm_fail(DFM_E_FORMAT, "extra_ids out of range");
-        c->extra_ids = (int)e->valuedouble;
+        if (!(e->valuedouble >= 0 && e->valuedouble <= 1000000) || e->valuedouble != (int)e->valuedouble)
+            rc = dfm_fail(DFM_E_FORMAT, "'%s': extra_ids %g is not a whole number in [0, 1000000]", path,
+                          e->valuedouble);
+        else
+            c->extra_ids = (int)e->valuedouble;
     }
     const cJSON *add = cJSON_GetObjectItemCaseSensitive(j, "additional_special_tokens"), *x;
     if (!rc && cJSON_IsArray(add)) {
@@ -280,7 +284,7 @@ int dfm_tok_load_spm(dfm_tokenizer *t, const char *path, const char *config)
             rc = dfm_fail(DFM_E_FORMAT, "piece %d is not valid UTF-8", n_pieces);
             goto done;
         }
-        if ((rc = dfm_unigram_add(&t->model, piece ? (const char *)piece : "", len, (double)score))) goto done;
+        if ((rc = dfm_unigram_add(&t->model, (const char *)piece, len, (double)score))) goto done;
         n_pieces++;
     }
     if (!n_pieces) {
@@ -357,7 +361,7 @@ int dfm_tok_load_spm(dfm_tokenizer *t, const char *path, const char *config)
         goto done;
     }
     t->suffix[0] = eos;
-    t->n_suffix = 1;
+    t->n_suffix = t->cap_suffix = 1;
     rc = dfm_tok_finish(t);
 done:
     if (have_cfg) config_free(&cfg);

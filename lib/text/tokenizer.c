@@ -9,6 +9,7 @@
 #include "text/tokenizer.h"
 #include "base/buf.h"
 #include "base/error.h"
+#include "base/strset.h"
 #include "io/hfmodel.h"
 #include "text/grapheme.h"
 #include "text/tokenizer_impl.h"
@@ -21,20 +22,42 @@
 /* ---------------------------------------------------------------------------------------------
  * Building */
 
+dfm_tokenizer *dfm_tok_new(void)
+{
+    dfm_tokenizer *t = dfm_calloc(1, sizeof *t);
+    if (!t) return NULL;
+    dfm_unigram_init(&t->model);
+    dfm_unigram_init(&t->raw_dict);
+    dfm_unigram_init(&t->norm_dict);
+    t->added_max_id = -1;
+    return t;
+}
+
+int dfm_tok_reserve(void **arr, int *cap, int need, size_t size)
+{
+    if (need <= *cap) return 0;
+    if (need > INT32_MAX / 2) return dfm_fail(DFM_E_LIMIT, "more than 2^30 tokenizer entries");
+    int c = *cap ? *cap : 8;
+    while (c < need) c *= 2;
+    void *p = dfm_realloc(*arr, (size_t)c * size);
+    if (!p) return DFM_E_NOMEM;
+    *arr = p;
+    *cap = c;
+    return 0;
+}
+
 int dfm_tok_add_norm(dfm_tokenizer *t, const dfm_norm_step *s)
 {
-    dfm_norm_step *n = dfm_realloc(t->norm, (size_t)(t->n_norm + 1) * sizeof *n);
-    if (!n) return DFM_E_NOMEM;
-    t->norm = n;
+    int rc = dfm_tok_reserve((void **)&t->norm, &t->cap_norm, t->n_norm + 1, sizeof *t->norm);
+    if (rc) return rc;
     t->norm[t->n_norm++] = *s;
     return 0;
 }
 
 int dfm_tok_add_pre(dfm_tokenizer *t, const dfm_pre_step *s)
 {
-    dfm_pre_step *p = dfm_realloc(t->pre, (size_t)(t->n_pre + 1) * sizeof *p);
-    if (!p) return DFM_E_NOMEM;
-    t->pre = p;
+    int rc = dfm_tok_reserve((void **)&t->pre, &t->cap_pre, t->n_pre + 1, sizeof *t->pre);
+    if (rc) return rc;
     t->pre[t->n_pre++] = *s;
     return 0;
 }
@@ -44,6 +67,10 @@ int dfm_tok_replace_step(dfm_norm_step *s, const char *pat, int is_regex, const 
     memset(s, 0, sizeof *s);
     s->type = DFM_NORM_REPLACE;
     size_t n = strlen(pat);
+    /* first: the regex scan below steps over whole UTF-8 sequences */
+    if (!dfm_utf8_valid(pat, n)) return dfm_fail(DFM_E_FORMAT, "Replace normalizer: pattern is not valid UTF-8");
+    if (!dfm_utf8_valid(content, strlen(content)))
+        return dfm_fail(DFM_E_FORMAT, "Replace normalizer: content is not valid UTF-8");
     if (!is_regex) {
         if (!n) return dfm_fail(DFM_E_UNSUPPORTED, "Replace normalizer with an empty pattern");
         s->pat = dfm_strdup(pat);
@@ -113,11 +140,48 @@ int dfm_tok_replace_step(dfm_norm_step *s, const char *pat, int is_regex, const 
     return 0;
 }
 
+/* The slot of content s[0..len) in the added-token index: the one holding it, or the empty one
+ * where it would go. The table exists and is never full (load <= 1/2). */
+static uint32_t added_slot(const dfm_tokenizer *t, const char *s, size_t len)
+{
+    uint64_t h = dfm_hash_fnv1a(s, len);
+    uint32_t i = (uint32_t)(h ^ h >> 29) & t->added_mask; /* FNV's low bits alone mix poorly */
+    for (;; i = (i + 1) & t->added_mask) {
+        uint32_t v = t->added_slot[i];
+        if (!v) return i;
+        const dfm_tok_added *a = &t->added[v - 1];
+        if (a->len == len && !memcmp(a->content, s, len)) return i;
+    }
+}
+
+/* The added token with this content, or NULL. */
+static dfm_tok_added *find_added(const dfm_tokenizer *t, const char *s, size_t len)
+{
+    if (!t->added_slot) return NULL;
+    uint32_t v = t->added_slot[added_slot(t, s, len)];
+    return v ? &t->added[v - 1] : NULL;
+}
+
+/* Room in the index for one more token (rehash at half load). */
+static int added_index_grow(dfm_tokenizer *t)
+{
+    uint32_t cap = t->added_slot ? t->added_mask + 1 : 0;
+    if ((uint64_t)(t->n_added + 1) * 2 <= cap) return 0;
+    uint32_t ncap = cap ? cap * 2 : 64;
+    uint32_t *slots = dfm_calloc(ncap, sizeof *slots), *old = t->added_slot;
+    if (!slots) return DFM_E_NOMEM;
+    t->added_slot = slots;
+    t->added_mask = ncap - 1;
+    for (int k = 0; k < t->n_added; k++)
+        slots[added_slot(t, t->added[k].content, t->added[k].len)] = (uint32_t)k + 1;
+    free(old);
+    return 0;
+}
+
 static int32_t token_to_id(const dfm_tokenizer *t, const char *s, size_t len)
 {
-    for (int i = 0; i < t->n_added; i++)
-        if (t->added[i].len == len && !memcmp(t->added[i].content, s, len)) return t->added[i].id;
-    return dfm_unigram_id(&t->model, s, len);
+    const dfm_tok_added *a = find_added(t, s, len);
+    return a ? a->id : dfm_unigram_id(&t->model, s, len);
 }
 
 int dfm_tok_add_token(dfm_tokenizer *t, const char *content, size_t len, int single_word, int lstrip,
@@ -125,25 +189,20 @@ int dfm_tok_add_token(dfm_tokenizer *t, const char *content, size_t len, int sin
 {
     if (!len) return 0; /* HF ignores empty added tokens */
     if (!dfm_utf8_check(content, len, 1)) return dfm_fail(DFM_E_FORMAT, "added token is not valid UTF-8");
-    for (int i = 0; i < t->n_added; i++) {
-        dfm_tok_added *a = &t->added[i];
-        if (a->len == len && !memcmp(a->content, content, len)) { /* same content: new flags */
-            a->single_word = single_word, a->lstrip = lstrip, a->rstrip = rstrip;
-            a->normalized = normalized, a->special = special;
-            return 0;
-        }
+    dfm_tok_added *a = find_added(t, content, len);
+    if (a) { /* same content: new flags */
+        a->single_word = single_word, a->lstrip = lstrip, a->rstrip = rstrip;
+        a->normalized = normalized, a->special = special;
+        return 0;
     }
     int32_t id = dfm_unigram_id(&t->model, content, len);
     if (id < 0) {
-        int32_t next = t->model.n;
-        for (int i = 0; i < t->n_added; i++)
-            if (t->added[i].id >= next) next = t->added[i].id + 1;
+        int32_t next = t->added_max_id >= t->model.n ? t->added_max_id + 1 : t->model.n;
         if (next == INT32_MAX) return dfm_fail(DFM_E_LIMIT, "too many added tokens");
         id = next;
     }
-    dfm_tok_added *a = dfm_realloc(t->added, (size_t)(t->n_added + 1) * sizeof *a);
-    if (!a) return DFM_E_NOMEM;
-    t->added = a;
+    int rc = dfm_tok_reserve((void **)&t->added, &t->cap_added, t->n_added + 1, sizeof *t->added);
+    if (rc || (rc = added_index_grow(t))) return rc;
     a = &t->added[t->n_added];
     memset(a, 0, sizeof *a);
     a->content = dfm_strndup(content, len);
@@ -152,7 +211,9 @@ int dfm_tok_add_token(dfm_tokenizer *t, const char *content, size_t len, int sin
     a->id = id;
     a->single_word = single_word, a->lstrip = lstrip, a->rstrip = rstrip;
     a->normalized = normalized, a->special = special;
+    t->added_slot[added_slot(t, content, len)] = (uint32_t)t->n_added + 1;
     t->n_added++;
+    if (id > t->added_max_id) t->added_max_id = id;
     return 0;
 }
 
@@ -252,11 +313,8 @@ done:
 int dfm_tokenizer_load(dfm_tokenizer **out, const char *path)
 {
     *out = NULL;
-    dfm_tokenizer *t = dfm_calloc(1, sizeof *t);
+    dfm_tokenizer *t = dfm_tok_new();
     if (!t) return DFM_E_NOMEM;
-    dfm_unigram_init(&t->model);
-    dfm_unigram_init(&t->raw_dict);
-    dfm_unigram_init(&t->norm_dict);
     int rc;
     if (is_dir(path)) {
         rc = load_dir(t, path, 0);
@@ -305,6 +363,7 @@ void dfm_tokenizer_free(dfm_tokenizer *t)
         free(t->added[i].match);
     }
     free(t->added);
+    free(t->added_slot);
     for (int i = 0; i < t->n_norm; i++) {
         dfm_charsmap_free(&t->norm[i].cm);
         free(t->norm[i].pat);

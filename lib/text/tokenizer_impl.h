@@ -48,29 +48,39 @@ struct dfm_tokenizer {
     char *source; /* the file it came from, for messages */
     dfm_unigram model;
     dfm_tok_added *added;
-    int n_added;
+    int n_added, cap_added;
+    uint32_t *added_slot;   /* content -> index in `added`: open addressing, slot = index + 1 */
+    uint32_t added_mask;    /* slots - 1 (0 with no table) */
+    int32_t added_max_id;   /* the largest id of an added token, -1 if none */
     dfm_unigram raw_dict, norm_dict; /* added tokens by match string; ids index `added` */
     int has_raw, has_norm;
     dfm_norm_step *norm;
-    int n_norm;
+    int n_norm, cap_norm;
     dfm_pre_step *pre;
-    int n_pre;
+    int n_pre, cap_pre;
     int32_t *prefix, *suffix; /* post-processor ids around the content */
-    int n_prefix, n_suffix;
+    int n_prefix, n_suffix, cap_prefix, cap_suffix;
     int32_t vocab_size;
 };
 
+/* An empty tokenizer for the loaders to fill (free with dfm_tokenizer_free); NULL on no memory. */
+dfm_tokenizer *dfm_tok_new(void);
+/* Room for `need` elements of `size` bytes in *arr (capacity *cap, grown geometrically), so that
+ * filling an array one element at a time stays linear whatever the file declares. */
+int dfm_tok_reserve(void **arr, int *cap, int need, size_t size);
 /* Builders used by the two loaders. */
 int dfm_tok_add_norm(dfm_tokenizer *t, const dfm_norm_step *s); /* takes ownership of s's buffers */
 int dfm_tok_add_pre(dfm_tokenizer *t, const dfm_pre_step *s);
 /* Add tokens the way AddedVocabulary::add_tokens does: an existing content keeps its id (the
  * added vocabulary first, then the model), a new one gets the next id after the model (or after
- * the largest added id past it). `content` is copied. */
+ * the largest added id past it). `content` is copied. Constant time per token (a hash lookup):
+ * a file may add a million. */
 int dfm_tok_add_token(dfm_tokenizer *t, const char *content, size_t len, int single_word, int lstrip,
                       int rstrip, int normalized, int special);
 /* After all of the above: normalize the normalized added tokens, build the matchers. */
 int dfm_tok_finish(dfm_tokenizer *t);
-/* Replace normalizer from a tokenizer.json pattern: is_regex selects Regex vs String. */
+/* Replace normalizer from a tokenizer.json pattern: is_regex selects Regex vs String. pat and
+ * content are checked to be valid UTF-8 before anything reads them (DFM_E_FORMAT). */
 int dfm_tok_replace_step(dfm_norm_step *s, const char *pat, int is_regex, const char *content);
 
 int dfm_tok_load_json(dfm_tokenizer *t, const char *path);

@@ -3,6 +3,7 @@
  * Prepend), pre-tokenizers Metaspace and WhitespaceSplit (alone or in a Sequence), post-processor
  * TemplateProcessing. Any other component type is DFM_E_UNSUPPORTED, naming it; `decoder`,
  * `truncation` and `padding` are ignored (the call arguments decide).
+ * Every string is checked to be valid UTF-8 before anything uses it (a scan, a copy, a message).
  * ref: tokenizers tokenizer/serialization.rs, models/unigram/serialization.rs,
  * normalizers/mod.rs, pre_tokenizers/metaspace.rs, processors/template.rs.
  */
@@ -64,10 +65,20 @@ static int b64_decode(const char *s, uint8_t **out, size_t *out_len)
     return 0;
 }
 
+/* A string's text if it is valid UTF-8 (cJSON strings hold no NUL), else NULL. */
+static const char *utf8_text(const cJSON *v)
+{
+    if (!cJSON_IsString(v) || !v->valuestring) return NULL;
+    return dfm_utf8_valid(v->valuestring, strlen(v->valuestring)) ? v->valuestring : NULL;
+}
+
+/* The "type" of a component; NULL if missing; a placeholder naming the fault if not text. */
 static const char *type_of(const cJSON *o)
 {
     const cJSON *ty = cJSON_GetObjectItemCaseSensitive(o, "type");
-    return cJSON_IsString(ty) ? ty->valuestring : NULL;
+    if (!cJSON_IsString(ty)) return NULL;
+    const char *t = utf8_text(ty);
+    return t ? t : "(not valid UTF-8)";
 }
 
 /* An optional bool member: def when missing or null; error when of another type. */
@@ -86,10 +97,9 @@ static int get_bool(const cJSON *o, const char *key, int def, int *out, const ch
 static int get_str(const cJSON *o, const char *key, const char **out, const char *what)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsString(v)) return dfm_fail(DFM_E_FORMAT, "%s: '%s' is missing or not a string", what, key);
-    if (!dfm_utf8_check(v->valuestring, strlen(v->valuestring), 1))
-        return dfm_fail(DFM_E_FORMAT, "%s: '%s' is not valid UTF-8", what, key);
-    *out = v->valuestring;
+    if (!cJSON_IsString(v) || !v->valuestring)
+        return dfm_fail(DFM_E_FORMAT, "%s: '%s' is missing or not a string", what, key);
+    if (!(*out = utf8_text(v))) return dfm_fail(DFM_E_FORMAT, "%s: '%s' is not valid UTF-8", what, key);
     return 0;
 }
 
@@ -124,19 +134,15 @@ static int load_normalizer(dfm_tokenizer *t, const cJSON *n, int depth)
         if (rc) return rc;
     } else if (!strcmp(ty, "Replace")) {
         const cJSON *pat = cJSON_GetObjectItemCaseSensitive(n, "pattern");
-        const cJSON *ps = cJSON_GetObjectItemCaseSensitive(pat, "String");
-        const cJSON *pr = cJSON_GetObjectItemCaseSensitive(pat, "Regex");
-        const char *content;
-        if ((rc = get_str(n, "content", &content, "Replace normalizer"))) return rc;
-        if (cJSON_IsString(ps)) rc = dfm_tok_replace_step(&st, ps->valuestring, 0, content);
-        else if (cJSON_IsString(pr)) rc = dfm_tok_replace_step(&st, pr->valuestring, 1, content);
-        else return dfm_fail(DFM_E_FORMAT, "Replace normalizer: pattern is neither {\"String\"} nor {\"Regex\"}");
-        if (rc) return rc;
-        if (!dfm_utf8_check(st.pat, st.pat_len, 1)) {
-            free(st.pat);
-            free(st.content);
-            return dfm_fail(DFM_E_FORMAT, "Replace normalizer: pattern is not valid UTF-8");
-        }
+        const char *content, *ptext;
+        int is_string = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(pat, "String"));
+        int is_regex = !is_string && cJSON_IsString(cJSON_GetObjectItemCaseSensitive(pat, "Regex"));
+        if (!is_string && !is_regex)
+            return dfm_fail(DFM_E_FORMAT, "Replace normalizer: pattern is neither {\"String\"} nor {\"Regex\"}");
+        if ((rc = get_str(n, "content", &content, "Replace normalizer")) ||
+            (rc = get_str(pat, is_regex ? "Regex" : "String", &ptext, "Replace normalizer pattern")) ||
+            (rc = dfm_tok_replace_step(&st, ptext, is_regex, content)))
+            return rc;
     } else if (!strcmp(ty, "Strip")) {
         st.type = DFM_NORM_STRIP;
         if ((rc = get_bool(n, "strip_left", 0, &st.left, "Strip normalizer")) ||
@@ -197,11 +203,12 @@ static int load_pre_tokenizer(dfm_tokenizer *t, const cJSON *p, int depth)
     st.prepend = DFM_PREPEND_ALWAYS;
     const cJSON *ps = cJSON_GetObjectItemCaseSensitive(p, "prepend_scheme");
     if (ps && !cJSON_IsNull(ps)) {
-        if (!cJSON_IsString(ps)) return dfm_fail(DFM_E_FORMAT, "Metaspace: prepend_scheme is not a string");
-        if (!strcmp(ps->valuestring, "always")) st.prepend = DFM_PREPEND_ALWAYS;
-        else if (!strcmp(ps->valuestring, "first")) st.prepend = DFM_PREPEND_FIRST;
-        else if (!strcmp(ps->valuestring, "never")) st.prepend = DFM_PREPEND_NEVER;
-        else return dfm_fail(DFM_E_FORMAT, "Metaspace: unknown prepend_scheme '%s'", ps->valuestring);
+        const char *scheme;
+        if ((rc = get_str(p, "prepend_scheme", &scheme, "Metaspace"))) return rc;
+        if (!strcmp(scheme, "always")) st.prepend = DFM_PREPEND_ALWAYS;
+        else if (!strcmp(scheme, "first")) st.prepend = DFM_PREPEND_FIRST;
+        else if (!strcmp(scheme, "never")) st.prepend = DFM_PREPEND_NEVER;
+        else return dfm_fail(DFM_E_FORMAT, "Metaspace: unknown prepend_scheme '%s'", scheme);
     }
     const cJSON *aps = cJSON_GetObjectItemCaseSensitive(p, "add_prefix_space");
     if (aps && !cJSON_IsNull(aps)) {
@@ -234,29 +241,29 @@ static int load_post_processor(dfm_tokenizer *t, const cJSON *p)
         const cJSON *seq = cJSON_GetObjectItemCaseSensitive(e, "Sequence");
         const cJSON *sp = cJSON_GetObjectItemCaseSensitive(e, "SpecialToken");
         if (seq) {
-            const cJSON *id = cJSON_GetObjectItemCaseSensitive(seq, "id");
-            if (!cJSON_IsString(id) || strcmp(id->valuestring, "A") || seen_a)
+            const char *id = utf8_text(cJSON_GetObjectItemCaseSensitive(seq, "id"));
+            if (!id || strcmp(id, "A") || seen_a)
                 return dfm_fail(DFM_E_UNSUPPORTED, "TemplateProcessing: single template must hold $A once");
             seen_a = 1;
             continue;
         }
-        const cJSON *name = cJSON_GetObjectItemCaseSensitive(sp, "id");
-        if (!cJSON_IsString(name)) return dfm_fail(DFM_E_FORMAT, "TemplateProcessing: bad template item");
-        const cJSON *tok = cJSON_GetObjectItemCaseSensitive(specials, name->valuestring);
+        const char *name = utf8_text(cJSON_GetObjectItemCaseSensitive(sp, "id"));
+        if (!name) return dfm_fail(DFM_E_FORMAT, "TemplateProcessing: bad template item");
+        const cJSON *tok = cJSON_GetObjectItemCaseSensitive(specials, name);
         const cJSON *ids = cJSON_GetObjectItemCaseSensitive(tok, "ids"), *x;
         if (!cJSON_IsArray(ids))
-            return dfm_fail(DFM_E_FORMAT, "TemplateProcessing: special token '%s' has no ids", name->valuestring);
+            return dfm_fail(DFM_E_FORMAT, "TemplateProcessing: special token '%s' has no ids", name);
         cJSON_ArrayForEach(x, ids)
         {
             if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble > INT32_MAX ||
                 x->valuedouble != floor(x->valuedouble))
-                return dfm_fail(DFM_E_FORMAT, "TemplateProcessing: bad id of '%s'", name->valuestring);
+                return dfm_fail(DFM_E_FORMAT, "TemplateProcessing: bad id of '%s'", name);
             int32_t **arr = seen_a ? &t->suffix : &t->prefix;
             int *cnt = seen_a ? &t->n_suffix : &t->n_prefix;
-            int32_t *q = dfm_realloc(*arr, (size_t)(*cnt + 1) * sizeof *q);
-            if (!q) return DFM_E_NOMEM;
-            *arr = q;
-            q[(*cnt)++] = (int32_t)x->valuedouble;
+            int *cap = seen_a ? &t->cap_suffix : &t->cap_prefix;
+            int rc = dfm_tok_reserve((void **)arr, cap, *cnt + 1, sizeof **arr);
+            if (rc) return rc;
+            (*arr)[(*cnt)++] = (int32_t)x->valuedouble;
         }
     }
     if (!seen_a) return dfm_fail(DFM_E_UNSUPPORTED, "TemplateProcessing: single template without $A");

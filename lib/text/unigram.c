@@ -164,9 +164,11 @@ int dfm_unigram_finish(dfm_unigram *u, int32_t unk_id, int byte_fallback)
         u->hslot[i] = (uint32_t)id + 1;
     }
     /* byte trie of every piece; a duplicate's leaf is its last id, as in the map. The edge table
-     * starts as large as the bytes of all pieces (an upper bound of the edges): no rehash. */
+     * starts as large as the bytes of all pieces (an upper bound of the edges: no rehash for a
+     * real vocabulary) up to 2^22 slots (32 MiB); past that it grows with the edges actually
+     * made, so a million pieces sharing a prefix (T5 sentinels) cost what their trie needs. */
     uint32_t ecap = 1024;
-    while (ecap < (u->pool_len - (size_t)u->n) && ecap < (1u << 30)) ecap *= 2;
+    while (ecap < (u->pool_len - (size_t)u->n) && ecap < (1u << 22)) ecap *= 2;
     int rc = edge_grow(u, ecap);
     if (rc) return rc;
     u->nodes_cap = 1024;

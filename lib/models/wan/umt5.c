@@ -67,22 +67,25 @@ int dfm_umt5_config_load(dfm_umt5_config *cfg, const char *dir)
                       !strcmp(mt, "t5") ? " (T5 shares layer 0's relative bias table; only UMT5 is supported)" : "");
         goto out;
     }
-    if ((rc = dfm_hf_int(&c, "d_model", 0, 512, &v[0])) || (rc = dfm_hf_int(&c, "d_kv", 0, 64, &v[1])) ||
-        (rc = dfm_hf_int(&c, "num_heads", 0, 6, &v[2])) || (rc = dfm_hf_int(&c, "d_ff", 0, 1024, &v[3])) ||
-        (rc = dfm_hf_int(&c, "num_layers", 0, 8, &v[4])) || (rc = dfm_hf_int(&c, "vocab_size", 0, 250112, &v[5])) ||
-        (rc = dfm_hf_int(&c, "relative_attention_num_buckets", 0, 32, &v[6])) ||
-        (rc = dfm_hf_int(&c, "relative_attention_max_distance", 0, 128, &v[7])) ||
+    /* sizes in int64 against limits far above UMT5-XXL (4096, 64, 64, 10240, 24, 256384, 32,
+     * 128) that keep every product the model forms in int64; the weights file bounds the rest
+     * (each tensor's shape is checked against its header before anything is allocated) */
+    if ((rc = dfm_hf_int_range(&c, "d_model", 0, 512, 1, 1 << 20, &v[0])) ||
+        (rc = dfm_hf_int_range(&c, "d_kv", 0, 64, 1, 1 << 16, &v[1])) ||
+        (rc = dfm_hf_int_range(&c, "num_heads", 0, 6, 1, 1 << 12, &v[2])) ||
+        (rc = dfm_hf_int_range(&c, "d_ff", 0, 1024, 1, 1 << 22, &v[3])) ||
+        (rc = dfm_hf_int_range(&c, "num_layers", 0, 8, 0, 4096, &v[4])) ||
+        (rc = dfm_hf_int_range(&c, "vocab_size", 0, 250112, 1, 1 << 30, &v[5])) ||
+        (rc = dfm_hf_int_range(&c, "relative_attention_num_buckets", 0, 32, 4, 1 << 16, &v[6])) ||
+        (rc = dfm_hf_int_range(&c, "relative_attention_max_distance", 0, 128, 1, 1 << 30, &v[7])) ||
         (rc = dfm_hf_float(&c, "layer_norm_epsilon", 0, 1e-6, &cfg->eps)) ||
         (rc = dfm_hf_str(&c, "feed_forward_proj", 0, "gated-gelu", &ffp)))
         goto out;
-    if (v[0] < 1 || v[0] > (1 << 20) || v[1] < 1 || v[1] > (1 << 16) || v[2] < 1 || v[2] > (1 << 12) ||
-        v[1] * v[2] > (1 << 20) || v[3] < 1 || v[3] > (1 << 22) || v[4] < 0 || v[4] > 4096 || v[5] < 1 ||
-        v[5] > (1 << 30) || v[6] < 4 || v[6] > (1 << 16) || v[7] <= v[6] / 4 || v[7] > (1 << 30)) {
-        rc = dfm_fail(DFM_E_FORMAT, "%s: sizes out of range (d_model %lld, d_kv %lld, num_heads %lld, d_ff %lld, "
-                                    "num_layers %lld, vocab_size %lld, relative_attention_num_buckets %lld, "
-                                    "relative_attention_max_distance %lld)",
-                      c.path, (long long)v[0], (long long)v[1], (long long)v[2], (long long)v[3], (long long)v[4],
-                      (long long)v[5], (long long)v[6], (long long)v[7]);
+    if (v[1] * v[2] > (1 << 20) || v[7] <= v[6] / 4) {
+        rc = dfm_fail(DFM_E_FORMAT, "%s: %s", c.path,
+                      v[7] <= v[6] / 4 ? "relative_attention_max_distance must exceed a quarter of "
+                                         "relative_attention_num_buckets"
+                                       : "num_heads x d_kv is over 2^20");
         goto out;
     }
     if (!(cfg->eps >= 0.0 && cfg->eps < 1.0)) {
@@ -141,7 +144,7 @@ static int find_checked(loader_t *L, const char *name, int ndim, const int64_t *
     int ok = t && t->ndim == ndim && is_float_dt(t->dtype);
     for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
     if (!ok) {
-        int rc = dfm_st_read(L->st, name, DFM_F32, ndim, shape, NULL); /* fails before any copy */
+        int rc = dfm_st_check(L->st, name, DFM_F32, ndim, shape);
         return rc ? rc : dfm_fail(DFM_E_FORMAT, "tensor '%s': unexpected layout", name);
     }
     if (dfm_strset_add(&L->used, name) < 0) return DFM_E_NOMEM;

@@ -102,12 +102,16 @@ typedef struct {
     dfm_strset used; /* names read, to find tensors the model does not use */
 } loader_t;
 
-/* Read `name` with the given shape into a new tensor of dtype dt on the loader's device. */
+/* Read `name` with the given shape into a new tensor of dtype dt on the loader's device. The
+ * shape the config implies is checked against the file's header first: nothing is allocated for
+ * a tensor the file does not hold. */
 static int load_tensor(const loader_t *L, const char *name, dfm_dtype dt, int ndim, const int64_t *shape,
                        dfm_tensor *out)
 {
     dfm_tensor host;
-    int rc = dfm_tensor_alloc(&host, dt, DFM_CPU, ndim, shape);
+    int rc = dfm_st_check(L->st, name, dt, ndim, shape);
+    if (rc) return rc;
+    rc = dfm_tensor_alloc(&host, dt, DFM_CPU, ndim, shape);
     if (rc) return rc;
     rc = dfm_st_read(L->st, name, dt, ndim, shape, host.data);
     if (!rc && dfm_strset_add((dfm_strset *)&L->used, name) < 0) rc = DFM_E_NOMEM;
@@ -309,6 +313,16 @@ static int load_decoder(const loader_t *L, const dfm_wan_vae_config *cfg, coder_
 
 static const char *const vae_classes[] = {"AutoencoderKLWan", NULL};
 
+/* Config limits, far above any Wan VAE (base_dim 96, dim_mult <= 4, z_dim 16/48, 3 channels) and
+ * low enough that every channel count and the 3 * C of an attention's qkv fit in int. The
+ * weights file bounds the rest: each tensor's shape is checked against its header before any
+ * allocation (load_tensor). */
+#define VAE_MAX_BASE_DIM (1 << 16)
+#define VAE_MAX_DIM_MULT (1 << 10)
+#define VAE_MAX_CHANNELS (1 << 20) /* base_dim x dim_mult */
+#define VAE_MAX_RES_BLOCKS 64
+#define VAE_MAX_IO_CHANNELS 1024
+
 int dfm_wan_vae_config_load(dfm_wan_vae_config *cfg, const char *dir)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -324,26 +338,48 @@ int dfm_wan_vae_config_load(dfm_wan_vae_config *cfg, const char *dir)
         rc = dfm_fail(DFM_E_FORMAT, "%s: _class_name is '%s', expected AutoencoderKLWan", c.path, cls);
         goto out;
     }
-    if ((rc = dfm_hf_int(&c, "base_dim", 0, 96, &v))) goto out;
+    if ((rc = dfm_hf_int_range(&c, "base_dim", 0, 96, 1, VAE_MAX_BASE_DIM, &v))) goto out;
     cfg->base_dim = (int)v;
-    if ((rc = dfm_hf_int(&c, "decoder_base_dim", 0, v, &v))) goto out;
+    if ((rc = dfm_hf_int_range(&c, "decoder_base_dim", 0, v, 1, VAE_MAX_BASE_DIM, &v))) goto out;
     cfg->decoder_base_dim = (int)v;
-    if ((rc = dfm_hf_int(&c, "z_dim", 0, 16, &v))) goto out;
+    if ((rc = dfm_hf_int_range(&c, "z_dim", 0, 16, 1, DFM_WAN_VAE_MAX_Z, &v))) goto out;
     cfg->z_dim = (int)v;
-    if ((rc = dfm_hf_int(&c, "num_res_blocks", 0, 2, &v))) goto out;
+    if ((rc = dfm_hf_int_range(&c, "num_res_blocks", 0, 2, 1, VAE_MAX_RES_BLOCKS, &v))) goto out;
     cfg->num_res_blocks = (int)v;
-    if ((rc = dfm_hf_int(&c, "in_channels", 0, 3, &v))) goto out;
+    if ((rc = dfm_hf_int_range(&c, "in_channels", 0, 3, 1, VAE_MAX_IO_CHANNELS, &v))) goto out;
     cfg->in_channels = (int)v;
-    if ((rc = dfm_hf_int(&c, "out_channels", 0, 3, &v))) goto out;
+    if ((rc = dfm_hf_int_range(&c, "out_channels", 0, 3, 1, VAE_MAX_IO_CHANNELS, &v))) goto out;
     cfg->out_channels = (int)v;
-    if ((rc = dfm_hf_int_array(&c, "dim_mult", 0, arr, DFM_WAN_VAE_MAX_LEVELS, &n))) goto out;
+    if ((rc = dfm_hf_int_array_range(&c, "dim_mult", 0, 1, VAE_MAX_DIM_MULT, arr, DFM_WAN_VAE_MAX_LEVELS, &n)))
+        goto out;
     if (n == 0) {
         static const int64_t def[4] = {1, 2, 4, 4};
         memcpy(arr, def, sizeof def);
         n = 4;
     }
+    if (n < 2) {
+        rc = dfm_fail(DFM_E_FORMAT, "%s: dim_mult has %d entry, at least 2 needed", c.path, n);
+        goto out;
+    }
     cfg->n_levels = n;
-    for (int i = 0; i < n; i++) cfg->dim_mult[i] = (int)arr[i];
+    for (int i = 0; i < n; i++) {
+        int64_t enc = (int64_t)cfg->base_dim * arr[i], dec = (int64_t)cfg->decoder_base_dim * arr[i];
+        if (enc > VAE_MAX_CHANNELS || dec > VAE_MAX_CHANNELS) {
+            rc = dfm_fail(DFM_E_FORMAT, "%s: %s %d x dim_mult[%d] %lld = %lld channels, more than the %d supported",
+                          c.path, enc >= dec ? "base_dim" : "decoder_base_dim",
+                          enc >= dec ? cfg->base_dim : cfg->decoder_base_dim, i, (long long)arr[i],
+                          (long long)(enc >= dec ? enc : dec), VAE_MAX_CHANNELS);
+            goto out;
+        }
+        /* the decoder's upsamplers halve the channels of levels 1.. (WanDecoder3d: in_dim // 2) */
+        if (i > 0 && dec < 2) {
+            rc = dfm_fail(DFM_E_FORMAT, "%s: decoder_base_dim %d x dim_mult[%d] %lld = %lld channels: "
+                                        "halved by the upsampling, that leaves none", c.path,
+                          cfg->decoder_base_dim, i, (long long)arr[i], (long long)dec);
+            goto out;
+        }
+        cfg->dim_mult[i] = (int)arr[i];
+    }
     if ((rc = dfm_hf_bool_array(&c, "temperal_downsample", 0, flags, DFM_WAN_VAE_MAX_LEVELS, &n))) goto out;
     if (n == 0) {
         static const int def[3] = {0, 1, 1};
@@ -362,28 +398,18 @@ int dfm_wan_vae_config_load(dfm_wan_vae_config *cfg, const char *dir)
                                          "support yet", c.path);
         goto out;
     }
-    if ((rc = dfm_hf_int_array(&c, "attn_scales", 0, arr, DFM_WAN_VAE_MAX_LEVELS, &n))) {
-        /* attn_scales holds floats; an empty list is all we support */
-        double fs[DFM_WAN_VAE_MAX_LEVELS];
-        if ((rc = dfm_hf_float_array(&c, "attn_scales", 0, fs, DFM_WAN_VAE_MAX_LEVELS, &n))) goto out;
-    }
+    /* attn_scales holds floats; an empty list is all we support */
+    double fs[DFM_WAN_VAE_MAX_LEVELS];
+    if ((rc = dfm_hf_float_array(&c, "attn_scales", 0, fs, DFM_WAN_VAE_MAX_LEVELS, &n))) goto out;
     if (n != 0) {
         rc = dfm_fail(DFM_E_UNSUPPORTED, "%s: attn_scales is not empty (attention in the down/up path is "
                                          "not part of Wan 2.1)", c.path);
         goto out;
     }
-    const char *ps = NULL;
-    if (dfm_hf_int(&c, "patch_size", 0, 0, &v) == 0 && v > 1) {
+    if ((rc = dfm_hf_int(&c, "patch_size", 0, 0, &v))) goto out;
+    if (v > 1) {
         rc = dfm_fail(DFM_E_UNSUPPORTED, "%s: patch_size %lld is the Wan 2.2 layout, not supported yet",
                       c.path, (long long)v);
-        goto out;
-    }
-    (void)ps;
-    if (cfg->base_dim < 1 || cfg->decoder_base_dim < 1 || cfg->z_dim < 1 || cfg->z_dim > DFM_WAN_VAE_MAX_Z ||
-        cfg->num_res_blocks < 1 || cfg->n_levels < 2 || cfg->in_channels < 1 || cfg->out_channels < 1) {
-        rc = dfm_fail(DFM_E_FORMAT, "%s: sizes out of range (base_dim %d, z_dim %d, num_res_blocks %d, "
-                                    "%d levels)", c.path, cfg->base_dim, cfg->z_dim, cfg->num_res_blocks,
-                      cfg->n_levels);
         goto out;
     }
     int nm = 0, ns = 0;
@@ -391,8 +417,15 @@ int dfm_wan_vae_config_load(dfm_wan_vae_config *cfg, const char *dir)
     if ((rc = dfm_hf_float_array(&c, "latents_mean", 0, f, DFM_WAN_VAE_MAX_Z, &nm))) goto out;
     if ((rc = dfm_hf_float_array(&c, "latents_std", 0, g, DFM_WAN_VAE_MAX_Z, &ns))) goto out;
     if (nm == cfg->z_dim && ns == cfg->z_dim) {
+        for (int i = 0; i < nm; i++) {
+            cfg->latents_mean[i] = (float)f[i], cfg->latents_std[i] = (float)g[i];
+            if (!isfinite(cfg->latents_mean[i]) || !isfinite(cfg->latents_std[i]) || !(cfg->latents_std[i] > 0)) {
+                rc = dfm_fail(DFM_E_FORMAT, "%s: latents_mean[%d] %g / latents_std[%d] %g: a finite mean and a "
+                                            "positive finite std are needed", c.path, i, f[i], i, g[i]);
+                goto out;
+            }
+        }
         cfg->has_latents_stats = 1;
-        for (int i = 0; i < nm; i++) cfg->latents_mean[i] = (float)f[i], cfg->latents_std[i] = (float)g[i];
     } else if (nm || ns) {
         rc = dfm_fail(DFM_E_FORMAT, "%s: latents_mean/latents_std have %d/%d entries, expected z_dim = %d",
                       c.path, nm, ns, cfg->z_dim);
