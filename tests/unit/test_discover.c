@@ -200,7 +200,15 @@ TEST(discover_file_args_and_errors)
     walk_log l3 = {0};
     snprintf(p, sizeof p, "%s/nope", root);
     CHECK_EQ(dfm_walk(p, on_file, NULL, &l3), DFM_E_IO);
-    CHECK(strstr(dfm_errmsg(), "nope") != NULL);
+    CHECK(strstr(dfm_errmsg(), "No such file") != NULL);
+    CHECK(strstr(dfm_errmsg(), "nope") == NULL); /* the caller names the path, once */
+    /* a FIFO with a media name is never opened (it would block): an error naming what it is */
+    snprintf(p, sizeof p, "%s/pipe.jpg", root);
+    CHECK_EQ(mkfifo(p, 0600), 0);
+    CHECK_EQ(dfm_walk(p, on_file, NULL, &l3), DFM_E_UNSUPPORTED);
+    CHECK(strstr(dfm_errmsg(), "a FIFO, not a regular file") != NULL);
+    CHECK_EQ(l3.n, 0);
+    unlink(p);
     snprintf(p, sizeof p, "%s/broken.png", root); /* a dangling link argument */
     CHECK_EQ(dfm_walk(p, on_file, NULL, &l3), DFM_E_IO);
     CHECK_EQ(l3.n, 0);
