@@ -121,8 +121,7 @@ static AVFrame *pad_frame(const AVFrame *f, const AVPixFmtDescriptor *d)
     return p;
 }
 
-int dfm_av_frame_to_rgb(const AVFrame *f, struct SwsContext **cache, int accurate, uint8_t *dst, int dw,
-                        int dh, int *had_alpha)
+static int convert(const AVFrame *f, dfm_rgb_conv *cv, int accurate, uint8_t *dst, int dw, int dh, int *had_alpha)
 {
     const AVPixFmtDescriptor *desc = av_pix_fmt_desc_get(f->format);
     if (!desc || f->width <= 0 || f->height <= 0 || dw <= 0 || dh <= 0 ||
@@ -138,7 +137,6 @@ int dfm_av_frame_to_rgb(const AVFrame *f, struct SwsContext **cache, int accurat
     }
     const uint8_t *rgba = NULL; /* RGBA pixels to composite, visible dw x dh */
     ptrdiff_t rgba_stride = 0;
-    uint8_t *tmp = NULL;
     if (alpha && same && f->format == AV_PIX_FMT_RGBA) {
         rgba = f->data[0];
         rgba_stride = f->linesize[0];
@@ -156,7 +154,7 @@ int dfm_av_frame_to_rgb(const AVFrame *f, struct SwsContext **cache, int accurat
         }
         const int bpp = alpha ? 4 : 3;
         enum AVPixelFormat to = alpha ? AV_PIX_FMT_RGBA : AV_PIX_FMT_RGB24;
-        struct SwsContext *local = NULL, **sws = cache ? cache : &local;
+        struct SwsContext **sws = &cv->sws;
         int flags = accurate ? SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT : SWS_BICUBIC;
         *sws = sws_getCachedContext(*sws, src->width, src->height, src->format, cw, ch, to, flags, NULL, NULL, NULL);
         if (!*sws) {
@@ -174,29 +172,27 @@ int dfm_av_frame_to_rgb(const AVFrame *f, struct SwsContext **cache, int accurat
         /* Always into a padded buffer: libswscale's SIMD paths write whole blocks of pixels, past
          * the end of each row of a tightly packed destination (and of the last row), so the
          * output gets rows of whole 64-pixel blocks, 64-byte aligned, and a spare row. */
-        const size_t stride = ((size_t)(cw + 63) & ~(size_t)63) * bpp;
-        tmp = av_malloc(stride * ((size_t)ch + 1));
-        if (!tmp) {
-            if (local) sws_freeContext(local);
-            av_frame_free(&pad);
-            return dfm_fail(DFM_E_NOMEM, "out of memory converting %dx%d", dw, dh);
+        const size_t stride = ((size_t)(cw + 63) & ~(size_t)63) * bpp, need = stride * ((size_t)ch + 1);
+        if (cv->cap < need) {
+            av_free(cv->buf);
+            cv->cap = 0;
+            if (!(cv->buf = av_malloc(need))) {
+                av_frame_free(&pad);
+                return dfm_fail(DFM_E_NOMEM, "out of memory converting %dx%d", dw, dh);
+            }
+            cv->cap = need;
         }
-        uint8_t *out = tmp;
+        uint8_t *out = cv->buf;
         uint8_t *planes[4] = {out, NULL, NULL, NULL};
         int strides[4] = {(int)stride, 0, 0, 0};
         int r = sws_scale(*sws, (const uint8_t *const *)src->data, src->linesize, 0, src->height, planes, strides);
-        if (local) sws_freeContext(local);
         av_frame_free(&pad);
-        if (r <= 0) {
-            av_free(tmp);
-            return dfm_fail(DFM_E_FORMAT, "pixel conversion from %s failed", desc->name);
-        }
+        if (r <= 0) return dfm_fail(DFM_E_FORMAT, "pixel conversion from %s failed", desc->name);
         if (!alpha) {
-            for (int y = 0; y < dh; y++) memcpy(dst + (size_t)y * dw * 3, tmp + (size_t)y * stride, (size_t)dw * 3);
-            av_free(tmp);
+            for (int y = 0; y < dh; y++) memcpy(dst + (size_t)y * dw * 3, out + (size_t)y * stride, (size_t)dw * 3);
             return 0;
         }
-        rgba = tmp;
+        rgba = out;
         rgba_stride = stride;
     }
     int any = 0;
@@ -211,9 +207,25 @@ int dfm_av_frame_to_rgb(const AVFrame *f, struct SwsContext **cache, int accurat
             o[2] = (uint8_t)((s[2] * a + 255 * na + 127) / 255);
         }
     }
-    av_free(tmp);
     if (had_alpha) *had_alpha = any != 0;
     return 0;
+}
+
+void dfm_rgb_conv_free(dfm_rgb_conv *c)
+{
+    if (!c) return;
+    sws_freeContext(c->sws);
+    av_free(c->buf);
+    memset(c, 0, sizeof *c);
+}
+
+int dfm_av_frame_to_rgb(const AVFrame *f, dfm_rgb_conv *conv, int accurate, uint8_t *dst, int dw, int dh,
+                        int *had_alpha)
+{
+    dfm_rgb_conv local = {0}, *cv = conv ? conv : &local;
+    int rc = convert(f, cv, accurate, dst, dw, dh, had_alpha);
+    if (!conv) dfm_rgb_conv_free(&local);
+    return rc;
 }
 
 /* ---- libavcodec decode of a whole file --------------------------------------------------- */

@@ -61,11 +61,20 @@ int dfm_rgb_orient(const uint8_t *src, int w, int h, int orientation, uint8_t **
  * to Pillow/libwebp for still images; ~20 ms for a 1080p frame). accurate = 0: SWS_BICUBIC alone,
  * which for same-size 4:2:0/4:2:2 takes libswscale's SIMD yuv2rgb path (~1 ms for 1080p) and is
  * bit-identical to OpenCV's and PyAV's frame conversion, i.e. what the video references see.
- * *sws caches the converter between calls (sws_freeContext it when done); sws may be NULL.
+ * libswscale writes into padded rows (its SIMD paths write whole blocks of pixels past the end
+ * of a row), copied out to dst, so every width and pixel format is safe and exact.
+ * conv (may be NULL) keeps the libswscale context and those rows between calls (a video's
+ * frames); dfm_rgb_conv_free releases them.
  * had_alpha (may be NULL) is set to 1 when some pixel was not opaque. */
 struct AVFrame;
 struct SwsContext;
-int dfm_av_frame_to_rgb(const struct AVFrame *f, struct SwsContext **sws, int accurate, uint8_t *dst, int dw,
-                        int dh, int *had_alpha);
+typedef struct {
+    struct SwsContext *sws;
+    uint8_t *buf; /* padded output rows */
+    size_t cap;
+} dfm_rgb_conv;
+void dfm_rgb_conv_free(dfm_rgb_conv *c);
+int dfm_av_frame_to_rgb(const struct AVFrame *f, dfm_rgb_conv *conv, int accurate, uint8_t *dst, int dw, int dh,
+                        int *had_alpha);
 
 #endif

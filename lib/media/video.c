@@ -44,7 +44,7 @@ struct dfm_video {
     int stream;
     AVPacket *pkt;
     AVFrame *frame;
-    struct SwsContext *sws;
+    dfm_rgb_conv conv;   /* RGB conversion kept between frames */
     int cw, ch;          /* stored (coded) size, before rotation */
     int orientation;     /* EXIF-style orientation from the display matrix, 1 = none */
     int64_t next_index;  /* index of the next frame the decoder will hand out */
@@ -331,12 +331,12 @@ static int store_frame(dfm_video *v, uint8_t *dst)
         return dfm_fail(DFM_E_LIMIT, "a %dx%d frame is over the pixel limit", f->width, f->height);
     int rc;
     if (v->orientation == 1) {
-        rc = dfm_av_frame_to_rgb(f, &v->sws, 0, dst, v->cw, v->ch, NULL);
+        rc = dfm_av_frame_to_rgb(f, &v->conv, 0, dst, v->cw, v->ch, NULL);
     } else {
         size_t n = (size_t)v->cw * v->ch * 3;
         uint8_t *tmp = malloc(n), *rot = NULL;
         if (!tmp) return dfm_fail(DFM_E_NOMEM, "out of memory");
-        rc = dfm_av_frame_to_rgb(f, &v->sws, 0, tmp, v->cw, v->ch, NULL);
+        rc = dfm_av_frame_to_rgb(f, &v->conv, 0, tmp, v->cw, v->ch, NULL);
         if (rc == 0 && (rc = dfm_rgb_orient(tmp, v->cw, v->ch, v->orientation, &rot, NULL, NULL)) == 0) {
             memcpy(dst, rot, n);
             free(rot);
@@ -446,7 +446,7 @@ void dfm_video_close(dfm_video *v)
 {
     if (!v) return;
     close_streams(v);
-    sws_freeContext(v->sws);
+    dfm_rgb_conv_free(&v->conv);
     av_packet_free(&v->pkt);
     av_frame_free(&v->frame);
     free(v->times);
