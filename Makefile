@@ -1,6 +1,7 @@
 # dfm — one build for libdfm, the programs, the tests and the docs.
 #   make            build bin/dfm-* (and the CUDA objects when nvcc exists)
-#   make test       unit tests + pipeline tests     (SAN=1: under ASan + UBSan)
+#   make test       unit tests + pipeline tests + fuzz corpus replays (SAN=1: under ASan + UBSan)
+#   make fuzz       libFuzzer on every parser, FUZZ_SECONDS each (needs clang; tests/fuzz/README.md)
 #   make demo       the main job on generated media
 #   make bench      benchmarks against baselines run in the same invocation
 #   make install    PREFIX=/usr/local
@@ -22,6 +23,10 @@ CFLAGS  += $(OPT) -g -std=c11 -D_GNU_SOURCE -pthread -Wall -Wextra -Wno-unused-p
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lopenblas -lm -pthread
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+ifeq ($(SAN),fuzz) # make fuzz's own build (clang): coverage for libFuzzer in every object
+CFLAGS  += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
 
@@ -51,12 +56,16 @@ else
 BINDIR  := bin
 endif
 BINS    := $(CMD_SRC:cmd/%.c=$(BINDIR)/%)
+# Fuzz harnesses tests/fuzz/fuzz_NAME.c: replayed by `make test`, fuzzed by `make fuzz`.
+FUZZ_NAMES  := $(sort $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_REPLAY := $(FUZZ_NAMES:%=$(BINDIR)/fuzz-replay/%)
+FUZZ_SECONDS ?= 60
 
-.PHONY: all test demo bench install clean fixtures
+.PHONY: all test demo bench install clean fixtures fuzz fuzz-run
 .SECONDARY:
 ifneq ($(DEPS_OK),yes)
 # A fresh machine: install what is missing, then run the same goal again.
-all test demo bench install:
+all test demo bench install fuzz:
 	@echo "dfm: build dependencies missing; running scripts/install-deps.sh" >&2
 	@scripts/install-deps.sh
 	@$(MAKE) --no-print-directory $@
@@ -83,8 +92,26 @@ $(BINDIR)/dfm-unit-tests: $(TEST_OBJ) $(LIBDFM)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $(TEST_OBJ) $(LIBDFM) $(LDLIBS) -o $@
 
-test: all
+$(BINDIR)/fuzz-replay/%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/util.o $(BUILD)/tests/fuzz/replay.o $(LIBDFM)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+test: all $(FUZZ_REPLAY)
 	@tests/run.sh $(BINDIR) all
+
+# libFuzzer + ASan + UBSan with clang in build-fuzz/ (no CUDA), each harness FUZZ_SECONDS on its
+# seeds; new inputs go to build-fuzz/fuzz/corpus/NAME, crashes to build-fuzz/fuzz/crashes/NAME.
+# FUZZ_ONLY="npy stream" picks harnesses; FUZZ_ARGS adds libFuzzer flags.
+fuzz:
+	@command -v clang >/dev/null || { echo "make fuzz: needs clang (scripts/install-deps.sh --fuzz)" >&2; exit 2; }
+	@$(MAKE) --no-print-directory CC=clang NVCC= SAN=fuzz BUILD=build-fuzz BINDIR=build-fuzz/bin fuzz-run
+
+build-fuzz/fuzz/%: build-fuzz/tests/fuzz/fuzz_%.o build-fuzz/tests/fuzz/util.o $(LIBDFM)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer $^ $(LDLIBS) -o $@
+
+fuzz-run: $(patsubst %,build-fuzz/fuzz/%,$(or $(FUZZ_ONLY),$(FUZZ_NAMES)))
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_ARGS="$(FUZZ_ARGS)" tests/fuzz/run.sh build-fuzz/fuzz $(or $(FUZZ_ONLY),$(FUZZ_NAMES))
 
 demo: all
 	@scripts/demo.sh
@@ -104,6 +131,6 @@ fixtures:
 	@scripts/make-fixtures.sh
 
 clean:
-	rm -rf build build-san bin
+	rm -rf build build-san build-fuzz bin
 
--include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(CMD_SRC:%.c=$(BUILD)/%.d) $(CU_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(wildcard $(BUILD)/tests/fuzz/*.d) $(CMD_SRC:%.c=$(BUILD)/%.d) $(CU_OBJ:.o=.d)

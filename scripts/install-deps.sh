@@ -1,10 +1,12 @@
 #!/bin/sh
 # Install what dfm needs to build, test and run its demo on Debian (bookworm or later).
+# --fuzz: also clang, which only `make fuzz` needs (libFuzzer; tests/fuzz/README.md).
 # Run as root; a non-root user is told the exact command to run instead.
 set -eu
 PKGS="build-essential pkg-config libarchive-dev libmsgpack-dev libzstd-dev libturbojpeg0-dev
 libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libcjson-dev libopenblas-dev ffmpeg zstd
 python3"
+[ "${1:-}" = --fuzz ] && PKGS="$PKGS clang libclang-rt-dev" # libFuzzer is in the latter
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -2,6 +2,8 @@
 # tests/run.sh BINDIR [all|unit] — run the unit tests and (all) the pipeline tests, then print
 # one closing line "N passed, N failed, N skipped" counting every unit and pipeline test.
 # A pipeline test is tests/pipeline/*.sh: exit 0 passes, 77 skips, anything else fails.
+# Fuzz replays (both modes): BINDIR/fuzz-replay/NAME runs harness tests/fuzz/fuzz_NAME.c on
+# tests/fuzz/corpus/NAME and on tests/fuzz/crashes/NAME, one test each.
 set -u
 bindir=$(cd "${1:-bin}" && pwd)
 mode=${2:-all}
@@ -23,6 +25,25 @@ if [ -z "$up" ]; then
 fi
 echo "unit tests: $up passed, $uf failed" >&2
 passed=$((passed + up)); failed=$((failed + uf))
+
+for src in tests/fuzz/fuzz_*.c; do
+  [ -e "$src" ] || continue
+  name=$(basename "$src" .c); name=${name#fuzz_}
+  for set in corpus crashes; do
+    [ -d "tests/fuzz/$set/$name" ] || continue
+    out=$(mktemp)
+    if [ ! -x "$bindir/fuzz-replay/$name" ]; then
+      echo "FAIL fuzz/$name/$set: $bindir/fuzz-replay/$name not built" >&2; failed=$((failed + 1))
+    elif "$bindir/fuzz-replay/$name" "tests/fuzz/$set/$name" >"$out" 2>&1; then
+      echo "ok   fuzz/$name/$set ($(tail -n 1 "$out"))" >&2; passed=$((passed + 1))
+    else
+      echo "FAIL fuzz/$name/$set (the last input named below)" >&2
+      tail -n 40 "$out" | sed 's/^/    /' >&2
+      failed=$((failed + 1))
+    fi
+    rm -f "$out"
+  done
+done
 
 if [ "$mode" = all ]; then
   export PATH="$bindir:$PATH" DFM_TOP="$top"
