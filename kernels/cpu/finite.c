@@ -1,10 +1,12 @@
 /* finite.c — counting non-finite values (finite.h). A float is NaN or +-Inf exactly when its
  * exponent bits are all ones: F32 0x7f800000, BF16 0x7f80, F16 0x7c00. Each thread scans a range
- * in blocks, counting (a loop without branches that GCC vectorizes) and, in the first block that
- * has any, finding the first; ranges combine by a sum and a minimum, which do not depend on the
- * order the threads finish in. */
+ * in blocks, counting (AVX2: compare 32 bytes at a time and count the mask bits; the plain loop
+ * elsewhere, which -O2 does not vectorize) and, in the first block that has any, finding the
+ * first; ranges combine by a sum and a minimum, which do not depend on the order the threads
+ * finish in. */
 #include "cpu/finite.h"
 #include "cpu/cpu.h"
+#include "cpu/simd.h"
 
 #include <string.h>
 
@@ -30,9 +32,37 @@ static inline uint32_t load(const uint8_t *p, int esize, int64_t i)
     return h;
 }
 
+#ifdef DFM_SIMD_X86
+/* Count over [i0, i1) in whole 32-byte vectors; returns the count and sets *done to where it
+ * stopped. */
+__attribute__((target("avx2"))) static int64_t count_avx2(const uint8_t *p, int esize, uint32_t mask,
+                                                          int64_t i0, int64_t i1, int64_t *done)
+{
+    int64_t c = 0, per = 32 / esize, i = i0;
+    if (esize == 4) {
+        const __m256i m = _mm256_set1_epi32((int)mask);
+        for (; i + per <= i1; i += per) {
+            __m256i v = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(p + 4 * i)), m);
+            c += __builtin_popcount((unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(v, m))));
+        }
+    } else {
+        const __m256i m = _mm256_set1_epi16((short)mask);
+        for (; i + per <= i1; i += per) {
+            __m256i v = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(p + 2 * i)), m);
+            c += __builtin_popcount((unsigned)_mm256_movemask_epi8(_mm256_cmpeq_epi16(v, m))) / 2;
+        }
+    }
+    *done = i;
+    return c;
+}
+#endif
+
 static int64_t count_block(const uint8_t *p, int esize, uint32_t mask, int64_t i0, int64_t i1)
 {
     int64_t c = 0;
+#ifdef DFM_SIMD_X86
+    if (dfm_cpu_use_avx2()) c = count_avx2(p, esize, mask, i0, i1, &i0);
+#endif
     if (esize == 4) {
         for (int64_t i = i0; i < i1; i++) {
             uint32_t u;

@@ -1,7 +1,8 @@
 /* test_finite.c — the non-finite check (tensor/finite.h, kernels/cpu/finite.c): NaN, +Inf and -Inf
  * in F32, BF16 and F16 at the first, a middle and the last element; the largest finite values,
  * subnormals and -0 are not flagged; unaligned data; arrays long enough to be split across
- * threads give the same count and first index at every thread count; the message names the
+ * threads give the same count and first index at every thread count; all of it on the AVX2 path
+ * and on the plain one; the message names the
  * count, the kind and the index in the tensor's shape; the CUDA twin agrees with the CPU when a
  * device is present. Also dfm_npy_describe, which model stages use to say what they rejected. */
 #include "test.h"
@@ -50,7 +51,7 @@ static void *finite_array(const bits_t *b, int64_t n, size_t pad)
     return p;
 }
 
-TEST(finite_each_dtype_value_and_place)
+static void each_dtype_value_and_place(void)
 {
     const int64_t shape[4] = {2, 3, 4, 6}, n = 2 * 3 * 4 * 6;
     for (size_t d = 0; d < sizeof BITS / sizeof BITS[0]; d++) {
@@ -92,7 +93,7 @@ TEST(finite_each_dtype_value_and_place)
     }
 }
 
-TEST(finite_other_dtypes_empty_and_unaligned)
+static void other_dtypes_empty_and_unaligned(void)
 {
     uint8_t u8[4] = {255, 255, 255, 255};
     int64_t four = 4, zero = 0;
@@ -126,7 +127,7 @@ TEST(finite_other_dtypes_empty_and_unaligned)
 }
 
 /* Large arrays are split across threads: the count and the first index must not depend on it. */
-TEST(finite_threads_agree)
+static void threads_agree(void)
 {
     int64_t n = (int64_t)3 << 20; /* several chunks */
     const bits_t *b = &BITS[2];   /* F16 */
@@ -146,6 +147,20 @@ TEST(finite_threads_agree)
     }
     dfm_cpu_set_threads(saved);
     free(p);
+}
+
+/* Each check on the AVX2 path (where the CPU has it) and on the plain loops. */
+TEST(finite_cpu_paths)
+{
+    for (int simd = 1; simd >= 0; simd--) {
+        dfm_cpu_set_simd(simd);
+        int before = dfm_test_failures;
+        each_dtype_value_and_place();
+        other_dtypes_empty_and_unaligned();
+        threads_agree();
+        if (dfm_test_failures != before) fprintf(stderr, "  (on the %s path)\n", dfm_cpu_impl());
+    }
+    dfm_cpu_set_simd(1);
 }
 
 /* The CUDA twin against the CPU over sizes around the grid-stride boundaries. */
