@@ -135,13 +135,19 @@ int main(int argc, char **argv)
     mo.sink_writes_files = 1;
     int status = dfm_stream_map(&mo, argv + optind, argc - optind, NULL, NULL, &counts);
     int nshards = 0;
+    uint64_t in_shards = 0;
     /* a failed run (truncated input, --strict stop) keeps its complete shards, never the last */
-    if (dfm_sharder_close(sh, status != 0, &nshards)) {
+    if (dfm_sharder_close(sh, status != 0, &nshards, &in_shards)) {
         dfm_log_error("%s", dfm_errmsg());
         status = DFM_EXIT_FAIL;
     }
-    char extra[64];
-    snprintf(extra, sizeof extra, "%d shard%s", nshards, nshards == 1 ? "" : "s");
+    char extra[128];
+    int n = snprintf(extra, sizeof extra, "%d shard%s", nshards, nshards == 1 ? "" : "s");
+    if (in_shards < counts.written) /* they went into a shard that was not finished */
+        snprintf(extra + n, sizeof extra - (size_t)n, ", %llu sample%s dropped with the unfinished shard",
+                 (unsigned long long)(counts.written - in_shards),
+                 counts.written - in_shards == 1 ? "" : "s");
+    counts.written = in_shards;
     dfm_summary(&counts, extra);
     return status;
 }

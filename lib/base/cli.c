@@ -194,7 +194,7 @@ int dfm_close_stdout(int status)
     int err = ferror(stdout);
     if (fclose(stdout) != 0 || err) {
         if (errno == EPIPE) dfm_exit_pipe();
-        fprintf(stderr, "%s: error: writing output failed: %s\n", dfm_prog(), strerror(errno));
+        fprintf(stderr, "%s: error: cannot write to stdout: %s\n", dfm_prog(), strerror(errno));
         return status ? status : DFM_EXIT_FAIL;
     }
     return status;
@@ -241,7 +241,7 @@ const char *dfm_output_name(int fd)
 {
     for (int i = 0; i < g_noutputs; i++)
         if (g_outputs[i].fd == fd) return g_outputs[i].path;
-    return fd == 1 ? "stdout" : "output";
+    return NULL;
 }
 
 int dfm_output_open(dfm_output *o, const char *path, int force)

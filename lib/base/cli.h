@@ -59,7 +59,7 @@ int dfm_output_open(dfm_output *o, const char *path, int force);
 /* failed = 0: fsync and rename the .tmp into place; failed = 1: remove the .tmp.
  * stdout is flushed/closed by dfm_close_stdout at exit instead. */
 int dfm_output_close(dfm_output *o, int failed);
-/* How messages name what fd writes to: the path given to dfm_output_open for its fd, "stdout"
- * for fd 1, else "output". The pointer stays valid until that output is closed. */
+/* The path given to dfm_output_open for fd (valid until that output is closed), or NULL: how
+ * write errors deep in lib/io name the output. */
 const char *dfm_output_name(int fd);
 #endif

@@ -28,6 +28,16 @@ const char *dfm_prog(void) { return g_prog; }
 void dfm_log_set_quiet(int quiet) { g_quiet = quiet; }
 int dfm_log_quiet(void) { return g_quiet; }
 
+/* Before a whole line on a terminal: clear whatever partial line is there — our progress line,
+ * or another pipeline stage's, which shares the terminal. */
+static void clear_line(void)
+{
+    static int tty = -1;
+    if (tty < 0) tty = isatty(2);
+    if (tty || g_progress_shown) fputs("\r\033[K", stderr);
+    g_progress_shown = 0;
+}
+
 static void vlog(const char *level, const char *fmt, va_list ap)
 {
     char line[4096];
@@ -36,7 +46,7 @@ static void vlog(const char *level, const char *fmt, va_list ap)
     else n = snprintf(line, sizeof line, "hint: ");
     if (n < 0) n = 0;
     vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
-    if (g_progress_shown) dfm_progress_done();
+    clear_line();
     fprintf(stderr, "%s\n", line);
 }
 
@@ -69,7 +79,7 @@ void dfm_counts_init(dfm_counts *c)
 
 void dfm_summary(const dfm_counts *c, const char *extra)
 {
-    if (g_progress_shown) dfm_progress_done();
+    clear_line();
     fprintf(stderr, "%s: read %llu, written %llu, skipped %llu, %.2f s%s%s\n", g_prog,
             (unsigned long long)c->read, (unsigned long long)c->written,
             (unsigned long long)c->skipped, dfm_now() - c->t0, extra && *extra ? ", " : "",

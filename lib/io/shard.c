@@ -243,7 +243,7 @@ int dfm_sharder_new(dfm_sharder **out, const dfm_shard_opts *o)
     s->buckets = cJSON_CreateObject();
     s->fields = cJSON_CreateObject();
     if (!s->dir || !s->base || !s->buckets || !s->fields) {
-        dfm_sharder_close(s, 1, NULL);
+        dfm_sharder_close(s, 1, NULL, NULL);
         return dfm_fail(DFM_E_NOMEM, "out of memory");
     }
     /* never mix two runs: the series must be empty, or emptied by overwrite */
@@ -264,7 +264,7 @@ int dfm_sharder_new(dfm_sharder **out, const dfm_shard_opts *o)
     if (!rc && n < 0) rc = n;
     if (!rc) rc = mkdirs(s->dir);
     if (rc) {
-        dfm_sharder_close(s, 1, NULL);
+        dfm_sharder_close(s, 1, NULL, NULL);
         return rc;
     }
     s->ready = 1;
@@ -463,7 +463,7 @@ int dfm_sharder_put(dfm_sharder *s, const dfm_sample *x)
     return 0;
 }
 
-int dfm_sharder_close(dfm_sharder *s, int failed, int *nshards)
+int dfm_sharder_close(dfm_sharder *s, int failed, int *nshards, uint64_t *nsamples)
 {
     int rc = 0;
     for (int i = 0; i < s->nser; i++) {
@@ -476,6 +476,7 @@ int dfm_sharder_close(dfm_sharder *s, int failed, int *nshards)
         if (r && !rc) rc = r;
     }
     if (nshards) *nshards = s->ndone;
+    if (nsamples) *nsamples = s->total;
     for (int i = 0; i < s->ndone; i++) {
         free(s->done[i].url);
         free(s->done[i].bucket);

@@ -42,11 +42,12 @@ int dfm_shard_existing(const char *pattern, char *first, size_t n);
  * in dfm_errmsg()); nothing was written and no shard was opened for it. Other errors are output
  * failures. */
 int dfm_sharder_put(dfm_sharder *s, const dfm_sample *x);
-/* Finish every open shard and the index; *nshards (may be NULL) gets the shard count; frees s.
+/* Finish every open shard and the index; *nshards and *nsamples (may be NULL) get the count of
+ * complete shards and of the samples in them; frees s.
  * failed = 1 (the input was truncated, a --strict stop...) removes the open shards' .tmp files
  * — the last shard of a failed run never appears under its final name — and writes the index
  * with the complete shards and "complete": false. */
-int dfm_sharder_close(dfm_sharder *s, int failed, int *nshards);
+int dfm_sharder_close(dfm_sharder *s, int failed, int *nshards, uint64_t *nsamples);
 
 /* The directory series name for a sample: "WxHxF" from json.bucket, or "unbucketed". */
 int dfm_shard_bucket_name(const dfm_sample *x, char *out, size_t n);

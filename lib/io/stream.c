@@ -226,7 +226,7 @@ static int has_upper(const char *s)
 int dfm_sample_check(const dfm_sample *s, dfm_framing framing)
 {
     char b[300];
-    if (!s->key || !s->key[0]) return dfm_fail(DFM_E_ARG, "a sample has an empty key");
+    if (!s->key || !s->key[0]) return dfm_fail(DFM_E_ARG, "sample '': the key is empty");
     const char *k = s->key;
     if (!dfm_utf8_valid(k, strlen(k)))
         return dfm_fail(DFM_E_ARG, "sample '%s': the key is not valid UTF-8", dfm_key_show(k, b, sizeof b));

@@ -14,6 +14,7 @@
 #include "base/error.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -40,6 +41,8 @@ struct dfm_src {
     /* decoded bytes looked at during detection, served first */
     uint8_t head[DFM_SRC_PEEK];
     size_t head_len, head_pos;
+    int deferred;         /* an error met while filling head, reported once head is served */
+    char deferred_msg[1024];
 };
 
 int dfm_src_new(dfm_src **out, int fd, int own_fd, const char *name)
@@ -154,9 +157,19 @@ int dfm_src_detect(dfm_src *s, const uint8_t **head, size_t *head_len, int *zstd
         if (!s->zd || !s->zin) return s->err = dfm_fail(DFM_E_NOMEM, "out of memory (zstd)");
         *zstd = 1;
     }
-    r = read_full(s, dec_read, s->head, sizeof s->head);
-    if (r < 0) return s->err = (int)r;
-    s->head_len = (size_t)r;
+    /* a short stream cut inside its zstd frame: the bytes before the cut still count */
+    size_t got = 0;
+    while (got < sizeof s->head) {
+        r = dec_read(s, s->head + got, sizeof s->head - got);
+        if (r < 0 && got == 0) return s->err = (int)r;
+        if (r < 0) {
+            s->deferred = (int)r;
+            snprintf(s->deferred_msg, sizeof s->deferred_msg, "%s", dfm_errmsg());
+        }
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    s->head_len = got;
     *head = s->head;
     *head_len = s->head_len;
     return 0;
@@ -172,6 +185,7 @@ long dfm_src_read(dfm_src *s, void *buf, size_t n)
         s->head_pos += k;
         return (long)k;
     }
+    if (s->deferred) return s->err = dfm_fail(s->deferred, "%s", s->deferred_msg);
     long r = dec_read(s, buf, n);
     if (r < 0) s->err = (int)r;
     return r;
@@ -246,8 +260,10 @@ static int write_all(dfm_sink *k, const uint8_t *p, size_t n)
             if (errno == EINTR) continue;
             if (errno == EPIPE)
                 return k->err = dfm_fail(DFM_E_PIPE, "output closed by its reader (broken pipe)");
-            return k->err = dfm_fail(DFM_E_IO, "cannot write '%s': %s",
-                                     k->name ? k->name : dfm_output_name(k->fd),
+            const char *name = k->name ? k->name : dfm_output_name(k->fd);
+            if (!name && k->fd == 1)
+                return k->err = dfm_fail(DFM_E_IO, "cannot write to stdout: %s", strerror(errno));
+            return k->err = dfm_fail(DFM_E_IO, "cannot write '%s': %s", name ? name : "output",
                                      strerror(errno));
         }
         p += w;

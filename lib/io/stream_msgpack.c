@@ -278,10 +278,10 @@ static int read_record(dfm_mp_reader *r, dfm_sample *s, uint64_t *ctl)
             got = cap;
         }
         data[n] = 0;
-        if (is_key) {
-            if (n == 0 || memchr(data, 0, (size_t)n)) {
+        if (is_key) { /* an empty key is a bad sample (writers skip it), a NUL cannot be kept */
+            if (memchr(data, 0, (size_t)n)) {
                 free(data);
-                return dfm_fail(DFM_E_FORMAT, "msgpack record %llu: '__key__' is empty or has a NUL",
+                return dfm_fail(DFM_E_FORMAT, "msgpack record %llu: '__key__' has a NUL byte",
                                 (unsigned long long)r->nread);
             }
             s->key = (char *)data;

@@ -42,3 +42,37 @@ set +e
 dfm-shard -o out/train.tar < s > /dev/null 2>err; rc=$?
 set -e
 expect_eq "bad pattern exit" $rc 2
+# Two runs never mix: a rerun into a series that has shards (or .tmp files of it, or an index)
+# is refused with a hint; --overwrite removes the old series first, so fewer samples leave no
+# stale shard behind for 'train-*.tar' to find. Also for .tar.zst and --by-bucket series.
+set +e
+dfm-shard -o out/train-%06d.tar --max-count 5 s 2>err; rc=$?
+set -e
+expect_eq "rerun refused" $rc 1
+expect_grep "error: 'out/index.json' and 4 more files already exist, from an earlier run of the series 'train-%06d.tar'" err
+expect_grep "^hint: pass --overwrite" err
+dfm-decode "$M/images/wide" 2>/dev/null > few
+dfm-shard -o out/train-%06d.tar --max-count 1 --overwrite few 2>err
+expect_grep 'read 2, written 2, skipped 0, .* 2 shards' err
+expect_eq "after --overwrite" "$(ls out | tr '\n' ' ')" "index.json train-000000.tar train-000001.tar "
+expect_eq "globbing finds only the new run" "$(dfm-shard --list out/train-*.tar 2>/dev/null | wc -l | tr -d ' ')" 2
+# the other compression, a stale .tmp, a lone index.json, a bucket directory: all the same series
+for stale in train-000007.tar.zst train-000003.tar.tmp index.json 64x64x1/train-000000.tar; do
+  rm -rf st; mkdir -p st/64x64x1; : > "st/$stale"
+  set +e
+  dfm-shard -o st/train-%06d.tar few 2>err; rc=$?
+  set -e
+  expect_eq "stale $stale refused" $rc 1
+  expect_grep "'st/$stale' already exists" err
+  dfm-shard -o st/train-%06d.tar --overwrite few 2>/dev/null
+  [ ! -e "st/$stale" ] || [ "$stale" = index.json ] || fail "--overwrite left st/$stale"
+done
+set +e
+dfm-shard -o bb/part-%04d.tar.zst --by-bucket few 2>err; rc=$?
+set -e
+expect_eq "by-bucket .tar.zst over a by-bucket .tar series" $rc 1
+expect_grep "already exist" err
+# unrelated files next to a series are never touched
+: > out/notes.txt; : > out/val-000000.tar
+dfm-shard -o out/train-%06d.tar --overwrite few 2>/dev/null
+[ -f out/notes.txt ] && [ -f out/val-000000.tar ] || fail "--overwrite removed other files"
