@@ -111,7 +111,7 @@ int main(int argc, char **argv)
                            format == 2 ? 3 : 0) ||
         dfm_decoder_new(&dec, &d, w, &counts)) {
         dfm_log_error("%s", dfm_errmsg());
-        if (w) dfm_writer_close(w);
+        if (w) dfm_writer_abort(w); /* no end record: the next stage must see the failure */
         if (output) dfm_output_close(&out, 1);
         dfm_summary(&counts, NULL);
         return DFM_EXIT_FAIL;
@@ -133,7 +133,7 @@ int main(int argc, char **argv)
         free(line);
     }
     int prc = dfm_decoder_finish(dec, &failed);
-    int wrc = dfm_writer_close(w);
+    int wrc = failed || rc ? (dfm_writer_abort(w), 0) : dfm_writer_close(w); /* end record if clean */
     if (rc == DFM_E_PIPE || prc == DFM_E_PIPE || wrc == DFM_E_PIPE) dfm_exit_pipe();
     if (wrc) {
         dfm_log_error("%s", dfm_errmsg());

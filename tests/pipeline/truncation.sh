@@ -101,3 +101,16 @@ wait
 set -e
 check_cut "kill -9 of the writer"
 expect_grep 'read 3, written 3' b.err
+
+# dfm-decode that fails (--strict, a bad file) writes no end record: the next stage fails too
+set +e
+{ dfm-decode --strict "$M/images/wide" "$M/bad" 2>d.err; echo $? > rc1; } | dfm-shard --list > l 2>s.err
+rc2=$?
+set -e
+expect_eq "decode --strict exit" "$(cat rc1)" 1
+expect_eq "after decode failed: exit" $rc2 1
+expect_grep "$msg" s.err
+expect_eq "after decode failed: samples before kept" "$(lines l)" 2
+# and a clean decode with a skipped file is a clean end
+dfm-decode "$M/images/wide" "$M/bad" 2>/dev/null | dfm-shard --list > l 2>s.err
+expect_eq "decode with skips: samples" "$(lines l)" 2
