@@ -4,18 +4,30 @@
  * Usage: NAME-replay DIR|FILE...  Runs the harness once on every regular file (a directory is
  * read one level deep, in name order) and prints "replayed N inputs". A crash, a sanitizer
  * report or a leak ends the process with a failure status: the test fails. Before each input it
- * names the file on stderr, so the failing one is the last named.
+ * names the file on stderr, so the failing one is the last named. An input running past
+ * $DFM_FUZZ_REPLAY_TIMEOUT seconds (default 60) fails too: libFuzzer's -timeout, for the
+ * quadratic loops and hangs that no sanitizer sees.
  * Not a fuzzer: no mutation, no coverage (that is `make fuzz`).
  */
 #include "fuzz.h"
 
 #include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
-static int run_file(const char *path)
+static void on_alarm(int sig)
+{
+    static const char msg[] = "replay: timeout: the input named last ran too long\n";
+    (void)sig;
+    if (write(2, msg, sizeof msg - 1) < 0) {}
+    _exit(70);
+}
+
+static int run_file(const char *path, unsigned timeout)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -46,7 +58,9 @@ static int run_file(const char *path)
     memcpy(in, buf, n);
     free(buf);
     fprintf(stderr, "replay: %s (%zu bytes)\n", path, n);
+    alarm(timeout);
     LLVMFuzzerTestOneInput(in, n);
+    alarm(0);
     free(in);
     return 0;
 }
@@ -61,11 +75,14 @@ static int by_name(const void *a, const void *b) { return strcmp(*(char *const *
 int main(int argc, char **argv)
 {
     int count = 0, bad = 0;
+    const char *t = getenv("DFM_FUZZ_REPLAY_TIMEOUT");
+    unsigned timeout = t && atoi(t) > 0 ? (unsigned)atoi(t) : 60;
+    signal(SIGALRM, on_alarm);
     for (int i = 1; i < argc; i++) {
         struct stat st;
         if (stat(argv[i], &st) != 0) continue; /* no crashes saved yet: nothing to replay */
         if (!S_ISDIR(st.st_mode)) {
-            bad |= run_file(argv[i]) != 0;
+            bad |= run_file(argv[i], timeout) != 0;
             count++;
             continue;
         }
@@ -89,7 +106,7 @@ int main(int argc, char **argv)
         qsort(names, n, sizeof *names, by_name);
         for (size_t k = 0; k < n; k++) {
             if (stat(names[k], &st) == 0 && S_ISREG(st.st_mode)) {
-                bad |= run_file(names[k]) != 0;
+                bad |= run_file(names[k], timeout) != 0;
                 count++;
             }
             free(names[k]);
