@@ -14,6 +14,7 @@
 #include "io/hfmodel.h"
 #include "base/buf.h"
 #include "base/error.h"
+#include "base/utf8.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -355,6 +356,8 @@ int dfm_hf_str(const dfm_hf_config *c, const char *key, int required, const char
         return 0;
     }
     if (!cJSON_IsString(v) || !v->valuestring) return type_error(c, key, "a string", v);
+    if (!dfm_utf8_valid(v->valuestring, strlen(v->valuestring)))
+        return dfm_fail(DFM_E_FORMAT, "%s: field '%s' is not valid UTF-8", c->path ? c->path : "config.json", key);
     *out = v->valuestring;
     return 0;
 }

@@ -31,7 +31,8 @@ void dfm_hf_config_free(dfm_hf_config *c);
 int dfm_hf_int(const dfm_hf_config *c, const char *key, int required, int64_t def, int64_t *out);
 int dfm_hf_float(const dfm_hf_config *c, const char *key, int required, double def, double *out);
 int dfm_hf_bool(const dfm_hf_config *c, const char *key, int required, int def, int *out);
-int dfm_hf_str(const dfm_hf_config *c, const char *key, int required, const char *def, const char **out);
+int dfm_hf_str(const dfm_hf_config *c, const char *key, int required, const char *def,
+               const char **out); /* valid UTF-8 or DFM_E_FORMAT */
 /* Arrays of numbers / bools: *n gets the length (up to max); a missing optional array gives n=0. */
 int dfm_hf_float_array(const dfm_hf_config *c, const char *key, int required, double *out, int max, int *n);
 int dfm_hf_int_array(const dfm_hf_config *c, const char *key, int required, int64_t *out, int max, int *n);

@@ -70,7 +70,7 @@ TEST(hf_int_range_getters)
 {
     char d[600];
     config_dir("range", "{\"a\": 5, \"b\": 4294967297, \"c\": -1, \"big\": 2147483648, \"arr\": [1, 0, 3], "
-                        "\"ok\": [2, 4], \"f\": 2.5, \"n\": null}", d, sizeof d);
+                        "\"ok\": [2, 4], \"f\": 2.5, \"n\": null, \"s\": \"\xC3\"}", d, sizeof d);
     dfm_hf_config c;
     CHECK_EQ(dfm_hf_config_load(&c, d), 0);
     int64_t v = 0, arr[4];
@@ -99,6 +99,9 @@ TEST(hf_int_range_getters)
     CHECK_EQ(dfm_hf_int_array_range(&c, "ok", 1, 1, 10, arr, 4, &n), 0);
     CHECK_EQ(n, 2);
     CHECK_EQ(arr[1], 4);
+    const char *str = NULL;
+    expect(dfm_hf_str(&c, "s", 1, NULL, &str), DFM_E_FORMAT, (const char *[]){"'s'", "UTF-8", NULL}, "str");
+    CHECK(str == NULL);
     dfm_hf_config_free(&c);
 }
 
