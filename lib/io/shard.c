@@ -312,7 +312,7 @@ static int cmp_done(const void *a, const void *b)
  * shards completed so far and says "complete": false. */
 static int write_index(dfm_sharder *s, int complete)
 {
-    qsort(s->done, (size_t)s->ndone, sizeof *s->done, cmp_done);
+    if (s->ndone > 1) qsort(s->done, (size_t)s->ndone, sizeof *s->done, cmp_done);
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "__kind__", "wids-shard-index-v1");
     cJSON_AddNumberToObject(j, "wids_version", 1);
