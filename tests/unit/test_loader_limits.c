@@ -238,8 +238,8 @@ TEST(tokenizer_strings_validated_before_use)
         "{\"model\":{\"vocab\":[]},\"normalizer\":{\"type\":\"Replace\",\"pattern\":{\"Regex\":\"\xF0\"},\"content\":\"\"}}",
         "{\"model\":{\"vocab\":[]},\"normalizer\":{\"type\":\"Replace\",\"pattern\":{\"String\":\"a\xE2\"},\"content\":\"b\"}}",
         "{\"model\":{\"vocab\":[]},\"normalizer\":{\"type\":\"Replace\",\"pattern\":{\"Regex\":\"a+\"},\"content\":\"\xC3\"}}",
-        "{\"model\":{\"vocab\":[]},\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"_\","
-        "\"prepend_scheme\":\"\xFF\"}}",
+        ("{\"model\":{\"vocab\":[]},\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"_\","
+         "\"prepend_scheme\":\"\xFF\"}}"),
         "{\"model\":{\"vocab\":[]},\"normalizer\":{\"type\":\"Prepend\",\"prepend\":\"\xED\xA0\x80\"}}",
         "{\"model\":{\"vocab\":[[\"\xC0\x80\",0]]}}",
         "{\"model\":{\"vocab\":[]},\"normalizer\":{\"type\":\"\xE0\x80\"}}",
