@@ -38,6 +38,7 @@ static const char usage[] =
     "  --strict                    stop at the first bad sample (exit 1)\n"
     "  --force                     binary data to or from a terminal\n"
     "  -j, --threads N             resampling threads (default, or 0: one per core)\n"
+    "  --progress                  show the progress line even when stdout is a pipe\n"
     "  -q, --quiet                 no progress line\n"
     "  -h, --help                  this help;  --version  print the version\n";
 

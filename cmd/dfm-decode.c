@@ -47,11 +47,12 @@ static const char usage[] =
     "  --force                     write binary output even to a terminal\n"
     "  -j, --threads N             files decoded at once (default, or 0: one per core); each video\n"
     "                              decoder gets cores/N threads\n"
+    "  --progress                  show the progress line even when stdout is a pipe\n"
     "  -q, --quiet                 no progress line\n"
     "  -h, --help                  this help;  --version  print the version\n";
 
 enum { O_CAPTIONS = 256, O_FIELD, O_FRAMES, O_MAXF, O_CLIP, O_FPS, O_MODE, O_MAXPIX, O_STRICT,
-       O_FORMAT, O_FORCE, O_VERSION, O_MINSIZE, O_DAMAGED };
+       O_FORMAT, O_FORCE, O_VERSION, O_MINSIZE, O_DAMAGED, O_PROGRESS };
 
 static const struct option longopts[] = {
     {"captions", 1, 0, O_CAPTIONS}, {"caption-field", 1, 0, O_FIELD}, {"frames", 1, 0, O_FRAMES},
@@ -60,7 +61,7 @@ static const struct option longopts[] = {
     {"output", 1, 0, 'o'},          {"format", 1, 0, O_FORMAT},       {"force", 0, 0, O_FORCE},
     {"threads", 1, 0, 'j'},         {"quiet", 0, 0, 'q'},             {"help", 0, 0, 'h'},
     {"version", 0, 0, O_VERSION},   {"min-size", 1, 0, O_MINSIZE},    {"accept-damaged", 0, 0, O_DAMAGED},
-    {"null", 0, 0, '0'},            {0, 0, 0, 0}};
+    {"null", 0, 0, '0'},            {"progress", 0, 0, O_PROGRESS},   {0, 0, 0, 0}};
 
 int main(int argc, char **argv)
 {
@@ -86,6 +87,7 @@ int main(int argc, char **argv)
         case O_MINSIZE: d.ingest.min_size = (int)dfm_parse_long("--min-size", optarg, 0, 1 << 20); break;
         case O_DAMAGED: d.ingest.accept_damaged = 1; break;
         case '0': nul = 1; break;
+        case O_PROGRESS: dfm_progress_mode(DFM_PROGRESS_ON); break;
         case O_STRICT: d.strict = 1; break;
         case 'o': output = optarg; break;
         case O_FORMAT: format = dfm_parse_choice("--format", optarg, formats); break;
@@ -106,10 +108,10 @@ int main(int argc, char **argv)
     dfm_output out;
     dfm_writer *w = NULL;
     dfm_decoder *dec = NULL;
-    if (dfm_output_open(&out, output, force) ||
-        dfm_writer_open_fd(&w, out.fd, format ? DFM_FRAMING_TAR : DFM_FRAMING_MSGPACK,
-                           format == 2 ? 3 : 0) ||
-        dfm_decoder_new(&dec, &d, w, &counts)) {
+    int orc = dfm_output_open(&out, output, force);
+    if (!orc) orc = dfm_writer_open_fd(&w, out.fd, format ? DFM_FRAMING_TAR : DFM_FRAMING_MSGPACK, format == 2 ? 3 : 0);
+    if (orc == DFM_E_PIPE) dfm_exit_pipe(); /* the reader went away before we began: quietly, as cat */
+    if (orc || dfm_decoder_new(&dec, &d, w, &counts)) {
         dfm_log_error("%s", dfm_errmsg());
         if (w) dfm_writer_abort(w); /* no end record: the next stage must see the failure */
         if (output) dfm_output_close(&out, 1);
@@ -133,6 +135,7 @@ int main(int argc, char **argv)
         free(line);
     }
     int prc = dfm_decoder_finish(dec, &failed);
+    if (rc) failed = 1; /* out of memory, a strict stop: never a normal end */
     int wrc = failed || rc ? (dfm_writer_abort(w), 0) : dfm_writer_close(w); /* end record if clean */
     if (rc == DFM_E_PIPE || prc == DFM_E_PIPE || wrc == DFM_E_PIPE) dfm_exit_pipe();
     if (wrc) {

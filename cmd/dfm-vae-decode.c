@@ -28,6 +28,7 @@ static const char usage[] =
     "  --format msgpack|tar|tar.zst  stream framing (default msgpack)\n"
     "  --strict                    stop at the first bad sample (exit 1)\n"
     "  --force                     binary data to or from a terminal\n"
+    "  --progress                  show the progress line even when stdout is a pipe\n"
     "  -q, --quiet                 no progress line\n"
     "  -h, --help                  this help;  --version  print the version\n";
 

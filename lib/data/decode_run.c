@@ -98,6 +98,12 @@ static int job_done(void *ctx, void *arg)
         rc = unique_key(r, &j->samples[i]);
         if (!rc) rc = dfm_writer_put(r->out, &j->samples[i]);
         if (!rc) r->counts->written++;
+        if (rc && rc != DFM_E_NOMEM && !dfm_writer_error(r->out)) { /* this sample refused; the writer goes on */
+            dfm_log_error("skipping sample '%s': %s", j->samples[i].key ? j->samples[i].key : "", dfm_errmsg());
+            r->counts->skipped++;
+            rc = 0;
+            if (r->strict) r->failed = 1, rc = DFM_E_SKIP;
+        }
     }
     if (rc && rc != DFM_E_SKIP && rc != DFM_E_PIPE) {
         dfm_log_error("%s", dfm_errmsg());
