@@ -18,6 +18,7 @@ int dfm_utf8_len(const unsigned char *p)
 
 int dfm_utf8_check(const char *s, size_t n, int allow_nul)
 {
+    if (n == 0) return 1; /* s may be NULL then (NULL + 0 is undefined behaviour) */
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
     while (p < end) {
         unsigned char b = *p;
