@@ -72,7 +72,8 @@ static const char *utf8_text(const cJSON *v)
     return dfm_utf8_valid(v->valuestring, strlen(v->valuestring)) ? v->valuestring : NULL;
 }
 
-/* The "type" of a component; NULL if missing; a placeholder naming the fault if not text. */
+/* The "type" of a component: NULL if missing, "(not valid UTF-8)" if its bytes are not text (so the
+ * unsupported-type error names the fault). */
 static const char *type_of(const cJSON *o)
 {
     const cJSON *ty = cJSON_GetObjectItemCaseSensitive(o, "type");
