@@ -237,14 +237,16 @@ static int read_record(dfm_mp_reader *r, dfm_sample *s, uint64_t *ctl)
             *ctl = n;
             continue;
         }
+        char shown[300]; /* the name as bytes a terminal can show */
         if (kind != K_STR && kind != K_BIN)
-            return dfm_fail(DFM_E_FORMAT, "%s: field '%s' is %s, not bin or str",
-                            who(r, s, w, sizeof w), name, type_name(tb));
+            return dfm_fail(DFM_E_FORMAT, "%s: field '%s' is %s, not bin or str", who(r, s, w, sizeof w),
+                            dfm_key_show(name, shown, sizeof shown), type_name(tb));
         int is_key = !strcmp(name, "__key__");
         if (is_key && s->key)
             return dfm_fail(DFM_E_FORMAT, "%s: duplicate '__key__'", who(r, s, w, sizeof w));
         if (!is_key && !is_meta(name, strlen(name)) && dfm_sample_get(s, name))
-            return dfm_fail(DFM_E_FORMAT, "%s: duplicate field '%s'", who(r, s, w, sizeof w), name);
+            return dfm_fail(DFM_E_FORMAT, "%s: duplicate field '%s'", who(r, s, w, sizeof w),
+                            dfm_key_show(name, shown, sizeof shown));
         total += n;
         if (r->max && total > r->max)
             return dfm_fail(DFM_E_LIMIT, "%s is larger than the limit of %llu bytes",
