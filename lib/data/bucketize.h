@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include "data/bucket.h"
 #include "io/sample.h"
-#include "cpu/resample.h"
+#include "media/resize.h"
 
 typedef enum { DFM_BUCKETS_NEMO = 0, DFM_BUCKETS_FIXED, DFM_BUCKETS_LOG } dfm_bucket_method;
 typedef enum { DFM_FRAMES_4K1 = 0, DFM_FRAMES_NONE, DFM_FRAMES_LIST } dfm_frame_rule;

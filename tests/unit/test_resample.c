@@ -4,7 +4,7 @@
 #include "test.h"
 #include "base/buf.h"
 #include "base/error.h"
-#include "cpu/resample.h"
+#include "media/resize.h"
 
 #include <stdint.h>
 #include <stdlib.h>

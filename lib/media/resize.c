@@ -1,4 +1,4 @@
-/* resample.c — Pillow-exact separable resampling of packed RGB8, scalar reference + AVX2 path.
+/* resize.c — Pillow-exact separable resampling of packed RGB8, scalar reference + AVX2 path.
  *
  * What it is: the arithmetic of Pillow's ImagingResample for 8-bit images, reproduced bit for
  * bit: double-precision filter weights normalized per output pixel, converted to 22-bit fixed
@@ -25,7 +25,7 @@
  * ref: Pillow src/libImaging/Resample.c (precompute_coeffs, normalize_coeffs_8bpc,
  *      ImagingResampleHorizontal_8bpc, ImagingResampleVertical_8bpc, ImagingResampleInner)
  */
-#include "cpu/resample.h"
+#include "media/resize.h"
 
 #include "base/error.h"
 

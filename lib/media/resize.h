@@ -1,13 +1,15 @@
-/* resample.h — separable image resampling of packed 8-bit RGB, CPU reference and fast path.
+/* resize.h — Pillow-exact resize (and crop) of packed 8-bit RGB images, scalar and AVX2.
  *
  * Semantics follow Pillow's Image.resize (the NeMo and diffusion-pipe reference): the filter is
  * stretched by the scale factor when shrinking (antialiasing), pixel centres at +0.5, weights
  * normalized per output pixel, results rounded and clamped to 0..255. A crop of the resized
  * image is computed directly — only the output pixels inside the crop are evaluated, giving
  * exactly the pixels of "resize to (rw, rh), then crop (left, top, dw, dh)".
+ * Not here: tensor ops (this is not a kernel of the op table: no device, no dispatch), decode
+ * (image.h, video.h), choosing the size and crop (data/bucketize.h).
  */
-#ifndef DFM_KERNELS_CPU_RESAMPLE_H
-#define DFM_KERNELS_CPU_RESAMPLE_H
+#ifndef DFM_MEDIA_RESIZE_H
+#define DFM_MEDIA_RESIZE_H
 #include <stdint.h>
 
 typedef enum {
