@@ -1,11 +1,11 @@
 /* dfm-text-encode — captions (txt) -> UMT5 token ids and text-encoder states for every sample.
  * Thin: options and wiring; the work is lib/text/tokenizer.c, lib/models/wan/umt5.c and
- * lib/models/wan/text_sample.c. */
+ * lib/models/wan/text_stage.c. */
 #include "base/cli.h"
 #include "base/error.h"
 #include "base/log.h"
 #include "io/stream_map.h"
-#include "models/wan/text_sample.h"
+#include "models/wan/text_stage.h"
 #include "tensor/ops.h"
 
 #include <getopt.h>

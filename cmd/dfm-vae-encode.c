@@ -1,10 +1,10 @@
 /* dfm-vae-encode — frames.npy -> normalized Wan VAE latents.npy for every sample of a stream.
- * Thin: options and wiring; the work is lib/models/wan/vae.c and vae_sample.c. */
+ * Thin: options and wiring; the work is lib/models/wan/vae.c and vae_stage.c. */
 #include "base/cli.h"
 #include "base/error.h"
 #include "base/log.h"
 #include "io/stream_map.h"
-#include "models/wan/vae_sample.h"
+#include "models/wan/vae_stage.h"
 #include "tensor/ops.h"
 
 #include <getopt.h>
@@ -47,7 +47,7 @@ static const struct option longopts[] = {
 
 typedef struct {
     dfm_wan_vae *vae;
-    dfm_vae_sample_opts o;
+    dfm_vae_stage_opts o;
 } ctx_t;
 
 static int map(void *c, dfm_sample *s)

@@ -1,5 +1,5 @@
-/* test_stage_checks.c — what the model stages refuse, and how they say it (vae_sample.c,
- * text_sample.c, on the tiny fixture models):
+/* test_stage_checks.c — what the model stages refuse, and how they say it (vae_stage.c,
+ * text_stage.c, on the tiny fixture models):
  *   - dfm-vae-decode: latents.npy with a NaN, +Inf or -Inf in float16 and float32, at the first
  *     and at the last element, is an error naming the field, the count and the index; latents of
  *     the wrong dtype or shape are named as what they are;
@@ -13,8 +13,8 @@
 #include "base/error.h"
 #include "io/npy.h"
 #include "io/sample.h"
-#include "models/wan/text_sample.h"
-#include "models/wan/vae_sample.h"
+#include "models/wan/text_stage.h"
+#include "models/wan/vae_stage.h"
 #include "tensor/ops.h"
 
 #include <cjson/cJSON.h>
@@ -117,7 +117,7 @@ TEST(stage_vae_decode_nonfinite_latents)
     vae_dir(dir, sizeof dir);
     dfm_wan_vae *vae = load_vae(dir, 0, 1);
     if (!vae) return;
-    dfm_vae_sample_opts o = {.model = dir};
+    dfm_vae_stage_opts o = {.model = dir};
     const int64_t shape[4] = {16, 1, 2, 3}, n = 16 * 2 * 3;
     /* f16 and f32 bit patterns of NaN, +Inf, -Inf and of 0.5 */
     const uint32_t f32[4] = {0x7fc00000u, 0x7f800000u, 0xff800000u, 0x3f000000u};
@@ -168,7 +168,7 @@ TEST(stage_vae_decode_names_what_it_got)
     vae_dir(dir, sizeof dir);
     dfm_wan_vae *vae = load_vae(dir, 0, 1);
     if (!vae) return;
-    dfm_vae_sample_opts o = {.model = dir};
+    dfm_vae_stage_opts o = {.model = dir};
     /* float64: a dtype the npy reader does not take at all */
     static const char hdr[] = "{'descr': '<f8', 'fortran_order': False, 'shape': (16, 3, 8, 8), }";
     size_t hl = 64 * ((10 + sizeof hdr - 1 + 1 + 63) / 64) - 10, data = 16 * 3 * 8 * 8 * 8;
@@ -226,7 +226,7 @@ TEST(stage_vae_outputs_nonfinite)
     if (!poisoned_model(src, w, "vae_enc_inf", "quant_conv.bias", 2, INFINITY, dir, sizeof dir)) {
         dfm_wan_vae *vae = load_vae(dir, 1, 0);
         if (vae) {
-            dfm_vae_sample_opts o = {.model = dir, .out_dtype = DFM_F16};
+            dfm_vae_stage_opts o = {.model = dir, .out_dtype = DFM_F16};
             dfm_sample s;
             frames_sample(&s);
             /* [2C, F', H/8, W/8] = [32, 2, 2, 2]: 8 values of channel 2 */
@@ -242,7 +242,7 @@ TEST(stage_vae_outputs_nonfinite)
     if (!poisoned_model(src, w, "vae_enc_big", "quant_conv.bias", 3, 1e6f, dir, sizeof dir)) {
         dfm_wan_vae *vae = load_vae(dir, 1, 0);
         if (vae) {
-            dfm_vae_sample_opts o = {.model = dir, .out_dtype = DFM_F16};
+            dfm_vae_stage_opts o = {.model = dir, .out_dtype = DFM_F16};
             dfm_sample s;
             frames_sample(&s);
             expect_msg(dfm_vae_encode_sample(vae, &o, &s), DFM_E_NONFINITE,
@@ -261,7 +261,7 @@ TEST(stage_vae_outputs_nonfinite)
     if (!poisoned_model(src, w, "vae_dec_inf", "decoder.conv_out.bias", 1, INFINITY, dir, sizeof dir)) {
         dfm_wan_vae *vae = load_vae(dir, 0, 1);
         if (vae) {
-            dfm_vae_sample_opts o = {.model = dir};
+            dfm_vae_stage_opts o = {.model = dir};
             float z[16 * 2 * 3] = {0};
             const int64_t shape[4] = {16, 1, 2, 3};
             dfm_sample s;
@@ -278,7 +278,7 @@ TEST(stage_vae_outputs_nonfinite)
     vae_dir(src, sizeof src);
     dfm_wan_vae *vae = load_vae(src, 0, 1);
     if (vae) {
-        dfm_vae_sample_opts o = {.model = src};
+        dfm_vae_stage_opts o = {.model = src};
         float z[16 * 2 * 3];
         for (int i = 0; i < 16 * 6; i++) z[i] = 3e38f;
         const int64_t shape[4] = {16, 1, 2, 3};
@@ -296,7 +296,7 @@ TEST(stage_vae_encode_names_what_it_got)
     vae_dir(dir, sizeof dir);
     dfm_wan_vae *vae = load_vae(dir, 1, 0);
     if (!vae) return;
-    dfm_vae_sample_opts o = {.model = dir, .out_dtype = DFM_F16};
+    dfm_vae_stage_opts o = {.model = dir, .out_dtype = DFM_F16};
     float px[5 * 16 * 16 * 3] = {0};
     const int64_t shape[4] = {5, 16, 16, 3}, s3[3] = {16, 16, 3};
     dfm_sample s;

@@ -1,4 +1,4 @@
-/* text_sample.h — the per-sample work of dfm-text-encode: `txt` -> `tokens.npy` (int32 [L]) and
+/* text_stage.h — the per-sample work of dfm-text-encode: `txt` -> `tokens.npy` (int32 [L]) and
  * `text.npy` ([L, d_model] f16/f32, the UMT5 states of the L valid tokens incl. </s>, i.e. the rows
  * the Wan pipeline keeps before it zero-pads to 512). Identical captions are encoded once: the
  * last `cache_entries` distinct captions and their results are kept (bounded memory).
@@ -6,8 +6,8 @@
  * naming the offset; a NaN or Inf in the states (as computed, or past float16's range once
  * stored as F16) is DFM_E_NONFINITE (tensor/finite.h).
  */
-#ifndef DFM_MODELS_WAN_TEXT_SAMPLE_H
-#define DFM_MODELS_WAN_TEXT_SAMPLE_H
+#ifndef DFM_MODELS_WAN_TEXT_STAGE_H
+#define DFM_MODELS_WAN_TEXT_STAGE_H
 #include "io/sample.h"
 #include "models/wan/umt5.h"
 #include "text/tokenizer.h"

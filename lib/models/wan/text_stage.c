@@ -1,7 +1,7 @@
-/* text_sample.c — captions to UMT5 states (see text_sample.h).
+/* text_stage.c — captions to UMT5 states (see text_stage.h).
  * ref: diffusers pipeline_wan.py _get_t5_prompt_embeds (max_length 512, trim to the mask's length);
  *      NeMo AutoModel processors/wan.py (the same, stored per sample). */
-#include "models/wan/text_sample.h"
+#include "models/wan/text_stage.h"
 #include "base/buf.h"
 #include "base/error.h"
 #include "base/strset.h"

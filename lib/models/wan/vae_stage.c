@@ -1,7 +1,7 @@
-/* vae_sample.c — sample-level VAE encode/decode (see vae_sample.h).
+/* vae_stage.c — sample-level VAE encode/decode (see vae_stage.h).
  * ref: diffusers VideoProcessor.preprocess_video / postprocess_video; NeMo AutoModel
  *      tools/diffusion/processors/wan.py (normalized latents), pipeline_wan.py (denormalize). */
-#include "models/wan/vae_sample.h"
+#include "models/wan/vae_stage.h"
 #include "base/buf.h"
 #include "base/error.h"
 #include "base/rng.h"
@@ -107,7 +107,7 @@ static cJSON *shape_json(const dfm_tensor *t)
     return a;
 }
 
-int dfm_vae_encode_sample(dfm_wan_vae *vae, const dfm_vae_sample_opts *o, dfm_sample *s)
+int dfm_vae_encode_sample(dfm_wan_vae *vae, const dfm_vae_stage_opts *o, dfm_sample *s)
 {
     const dfm_field *f = dfm_sample_get(s, "frames.npy");
     if (!f) return dfm_fail(DFM_E_FORMAT, "no 'frames.npy' field (run dfm-decode | dfm-bucket first)");
@@ -173,7 +173,7 @@ int dfm_vae_encode_sample(dfm_wan_vae *vae, const dfm_vae_sample_opts *o, dfm_sa
     return rc;
 }
 
-int dfm_vae_decode_sample(dfm_wan_vae *vae, const dfm_vae_sample_opts *o, dfm_sample *s)
+int dfm_vae_decode_sample(dfm_wan_vae *vae, const dfm_vae_stage_opts *o, dfm_sample *s)
 {
     const dfm_field *f = dfm_sample_get(s, "latents.npy");
     if (!f) return dfm_fail(DFM_E_FORMAT, "no 'latents.npy' field (run dfm-vae-encode first)");
