@@ -81,7 +81,6 @@ int main(int argc, char **argv)
     if (!model && !encdir && !to.tokens_only) dfm_usage_error("--tokenizer needs --text-encoder DIR (or --tokens-only)");
     if (uo.device == DFM_CUDA && !dfm_device_available(DFM_CUDA)) dfm_usage_error("--device cuda: %s", dfm_errmsg());
     if (threads) dfm_ops_set_threads(threads);
-    dfm_ops_set_bf16_compute(uo.weights == DFM_BF16);
     to.model = model ? model : encdir ? encdir : tokdir;
     dfm_counts counts;
     dfm_counts_init(&counts);

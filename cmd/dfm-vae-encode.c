@@ -84,7 +84,6 @@ int main(int argc, char **argv)
     if (vo.device == DFM_CUDA && !dfm_device_available(DFM_CUDA))
         dfm_usage_error("--device cuda: %s", dfm_errmsg());
     if (threads) dfm_ops_set_threads(threads);
-    dfm_ops_set_bf16_compute(vo.weights == DFM_BF16);
     dfm_counts counts;
     dfm_counts_init(&counts);
     if (dfm_wan_vae_load(&cx.vae, cx.o.model, &vo)) {

@@ -138,7 +138,7 @@ int main(int argc, char **argv)
                 if (c == 0)
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, (int)n, (int)k, 1.0f, x, (int)k, w, (int)k, 0.0f,
                                 y0, (int)n);
-                else if (dfm_op_linear(&xt, lin[c - 1], yp, 0)) {
+                else if (dfm_op_linear(NULL, &xt, lin[c - 1], yp, 0)) {
                     fprintf(stderr, "bench_linear: %s\n", dfm_errmsg());
                     return 1;
                 }

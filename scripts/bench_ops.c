@@ -77,18 +77,17 @@ static int bench(const shape *s, int reps, int bf16, double peak)
     fill(x.data, dfm_tensor_numel(&x));
     fill(w.data, dfm_tensor_numel(&w));
     fill(b.data, dfm_tensor_numel(&b));
-    dfm_ops_set_bf16_compute(bf16);
+    dfm_compute cc = {bf16 ? DFM_BF16 : DFM_F32, NULL};
     double best = 1e30;
     for (int r = 0; r <= reps; r++) {
         double t = now();
-        if (dfm_op_conv3d(&x, &w, &b, &y, s->stride, s->pad) < 0) {
+        if (dfm_op_conv3d(&cc, &x, &w, &b, &y, s->stride, s->pad) < 0) {
             fprintf(stderr, "bench_ops: %s\n", dfm_errmsg());
             return 1;
         }
         t = now() - t;
         if (r > 0 && t < best) best = t; /* run 0 warms up */
     }
-    dfm_ops_set_bf16_compute(0);
     double per_tap = 2.0 * s->cout * s->cin * ho * wo * s->k[1] * s->k[2]; /* one time tap, one frame */
     double nominal = per_tap * s->k[0] * to, executed = 0;
     for (int64_t ot = 0; ot < to; ot++)

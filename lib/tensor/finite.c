@@ -1,15 +1,11 @@
-/* finite.c — the non-finite check (finite.h): device dispatch and the message. */
+/* finite.c — the non-finite check (finite.h): the scan through the op table, and the message. */
 #include "tensor/finite.h"
 #include "base/error.h"
-#include "cpu/finite.h"
+#include "tensor/op.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-#ifdef DFM_HAVE_CUDA
-#include "cuda/ops_cuda.h"
-#endif
 
 static int is_float(dfm_dtype d) { return d == DFM_F32 || d == DFM_BF16 || d == DFM_F16; }
 
@@ -32,24 +28,21 @@ int dfm_tensor_nonfinite(const dfm_tensor *t, dfm_nonfinite *out)
     if (!is_float(t->dtype) || n <= 0) return 0;
     size_t es = dfm_dtype_size(t->dtype);
     uint8_t elem[4];
-    if (t->device == DFM_CPU) {
-        out->count = dfm_cpu_count_nonfinite(t->data, t->dtype, n, &out->first);
-        if (out->count) memcpy(elem, (const uint8_t *)t->data + (size_t)out->first * es, es);
-    } else {
-#ifdef DFM_HAVE_CUDA
-        int rc = dfm_cuda_count_nonfinite(t->data, t->dtype, n, &out->count, &out->first);
-        if (rc) return rc;
-        if (out->count) { /* one element back to the host */
-            int64_t one = 1;
-            dfm_tensor v = dfm_tensor_view((uint8_t *)t->data + (size_t)out->first * es, t->dtype,
-                                           t->device, 1, &one), h;
+    dfm_op_args a = {.src = {t}};
+    int rc = dfm_op_run(DFM_OP_COUNT_NONFINITE, &a);
+    if (rc) return rc;
+    out->count = a.r[0], out->first = a.r[1];
+    if (out->count) { /* that element, from the device if need be */
+        int64_t one = 1;
+        dfm_tensor v = dfm_tensor_view((uint8_t *)t->data + (size_t)out->first * es, t->dtype, t->device, 1, &one);
+        if (t->device == DFM_CPU) {
+            memcpy(elem, v.data, es);
+        } else {
+            dfm_tensor h;
             if ((rc = dfm_tensor_copy(&h, &v, DFM_CPU))) return rc;
             memcpy(elem, h.data, es);
             dfm_tensor_free(&h);
         }
-#else
-        return dfm_fail(DFM_E_UNSUPPORTED, "finite check: this build has no CUDA backend");
-#endif
     }
     if (out->count) out->value = to_f32(elem, t->dtype);
     return 0;

@@ -1,9 +1,11 @@
-/* ops.c — the one dispatch point for every op (ops.h): check arguments, shapes, dtypes and
- * devices, then call the CPU kernel (kernels/cpu/<op>.c) or its CUDA twin (kernels/cuda,
- * ops_cuda.h; only in DFM_HAVE_CUDA builds). Error messages name the op and every operand as
- * "[C,T,H,W] DTYPE device". Not here: any arithmetic.
+/* ops.c — the op set (ops.h) on the op table (op.h): for every op a check of its arguments
+ * (shapes, dtypes, devices, aliasing; messages name the op and every operand as
+ * "[C,T,H,W] DTYPE device"), a CPU entry calling kernels/cpu/<op>.c, a CUDA entry calling
+ * kernels/cuda/<op>.cu (CUDA builds only), the typed function of ops.h, and at the end the one
+ * table and the one dispatch. Not here: any arithmetic.
  */
 #include "tensor/ops.h"
+#include "tensor/op.h"
 #include "base/buf.h"
 #include "base/error.h"
 #include "cpu/attention.h"
@@ -12,6 +14,7 @@
 #include "cpu/cpu.h"
 #include "cpu/eltwise.h"
 #include "cpu/embedding.h"
+#include "cpu/finite.h"
 #include "cpu/gated.h"
 #include "cpu/layout.h"
 #include "cpu/linear.h"
@@ -29,12 +32,8 @@
 #include "cuda/ops_cuda.h"
 #endif
 
-static int g_bf16_compute;
-
 void dfm_ops_set_threads(int n) { dfm_cpu_set_threads(n); }
 int dfm_ops_threads(void) { return dfm_cpu_threads(); }
-void dfm_ops_set_bf16_compute(int on) { g_bf16_compute = on != 0; }
-int dfm_ops_bf16_compute(void) { return g_bf16_compute; }
 void dfm_ops_release_scratch(void)
 {
     dfm_cpu_scratch_release();
@@ -94,30 +93,28 @@ static int overlaps(const dfm_tensor *a, const dfm_tensor *b)
     return na && nb && pa < pb + nb && pb < pa + na;
 }
 
-#ifndef DFM_HAVE_CUDA
-static int no_cuda(const char *op)
-{
-    return dfm_fail(DFM_E_UNSUPPORTED, "%s: tensors on a CUDA device, but this build has no CUDA support", op);
-}
-#endif
+static int bf16(const dfm_op_args *a) { return dfm_compute_is_bf16(a->cc); }
+static const void *ptr(const dfm_tensor *t) { return t ? t->data : NULL; }
+static dfm_dtype dt_or_f32(const dfm_tensor *t) { return t ? t->dtype : DFM_F32; }
 
 /* ---- conv3d -------------------------------------------------------------------------------- */
 
-int dfm_op_conv3d(const dfm_tensor *x, const dfm_tensor *w, const dfm_tensor *b, dfm_tensor *y,
-                  const int stride[3], const int pad[6])
+static int check_conv3d(const dfm_op_args *a)
 {
     const char *op = "conv3d";
+    const dfm_tensor *x = a->src[0], *w = a->src[1], *b = a->src[2], *y = a->dst[0];
+    const int64_t *stride = a->i, *pad = a->i + 3;
 #define ARGS "x", x, "w", w, "b", b, "y", y, NULL
-    if (!x || !w || !y || !stride || !pad) return dfm_fail(DFM_E_ARG, "conv3d: NULL argument");
+    if (!x || !w || !y) return dfm_fail(DFM_E_ARG, "conv3d: NULL argument");
     if (x->ndim != 4 || x->dtype != DFM_F32) return bad(op, "x must be F32 [Cin, T, H, W]", ARGS);
     if (w->ndim != 5 || !is_float(w->dtype)) return bad(op, "w must be F32/BF16/F16 [Cout, Cin, kt, kh, kw]", ARGS);
     if (w->shape[1] != x->shape[0]) return bad(op, "w's Cin differs from x's channels", ARGS);
     if (b && (!is_channel_vec(b, w->shape[0]) || !is_float(b->dtype))) return bad(op, "b must be a float [Cout]", ARGS);
     for (int i = 0; i < 3; i++)
-        if (stride[i] < 1 || w->shape[2 + i] < 1)
+        if (stride[i] < 1 || stride[i] > (1 << 20) || w->shape[2 + i] < 1 || w->shape[2 + i] > (1 << 20))
             return bad(op, "strides and kernel sizes must be >= 1", ARGS);
     for (int i = 0; i < 6; i++)
-        if (pad[i] < 0) return bad(op, "negative padding", ARGS);
+        if (pad[i] < 0 || pad[i] > (1 << 20)) return bad(op, "negative padding", ARGS);
     int64_t out[3];
     for (int i = 0; i < 3; i++) {
         int64_t span = x->shape[1 + i] + pad[2 * i] + pad[2 * i + 1] - w->shape[2 + i];
@@ -126,143 +123,151 @@ int dfm_op_conv3d(const dfm_tensor *x, const dfm_tensor *w, const dfm_tensor *b,
     }
     if (y->ndim != 4 || y->dtype != DFM_F32 || y->shape[0] != w->shape[0] || y->shape[1] != out[0] ||
         y->shape[2] != out[1] || y->shape[3] != out[2]) {
-        char why[160];
+        char why[200];
         snprintf(why, sizeof why, "y must be F32 [%lld,%lld,%lld,%lld] (stride %d,%d,%d pad %d,%d,%d,%d,%d,%d)",
-                 (long long)w->shape[0], (long long)out[0], (long long)out[1], (long long)out[2], stride[0],
-                 stride[1], stride[2], pad[0], pad[1], pad[2], pad[3], pad[4], pad[5]);
+                 (long long)w->shape[0], (long long)out[0], (long long)out[1], (long long)out[2], (int)stride[0],
+                 (int)stride[1], (int)stride[2], (int)pad[0], (int)pad[1], (int)pad[2], (int)pad[3], (int)pad[4],
+                 (int)pad[5]);
         return bad(op, why, ARGS);
     }
     if (w->device != x->device || y->device != x->device || (b && b->device != x->device))
         return bad(op, "operands on different devices", ARGS);
     if (overlaps(x, y)) return bad(op, "y overlaps x", ARGS);
 #undef ARGS
-    int kt = (int)w->shape[2], kh = (int)w->shape[3], kw = (int)w->shape[4];
-    if (x->device == DFM_CPU)
-        return dfm_cpu_conv3d(x->data, x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->data, w->dtype,
-                              w->shape[0], kt, kh, kw, b ? b->data : NULL, b ? b->dtype : DFM_F32, y->data,
-                              stride, pad, g_bf16_compute);
-#ifdef DFM_HAVE_CUDA
-    return dfm_cuda_conv3d(x->data, x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->data, w->dtype,
-                           w->shape[0], kt, kh, kw, b ? b->data : NULL, b ? b->dtype : DFM_F32, y->data,
-                           stride, pad, g_bf16_compute);
-#else
-    return no_cuda(op);
-#endif
+    return 0;
 }
 
-/* ---- rms norm -------------------------------------------------------------------------------- */
+/* The int parameters of a conv3d call. */
+static void conv3d_params(const dfm_op_args *a, int stride[3], int pad[6])
+{
+    for (int i = 0; i < 3; i++) stride[i] = (int)a->i[i];
+    for (int i = 0; i < 6; i++) pad[i] = (int)a->i[3 + i];
+}
 
-int dfm_op_rms_norm_channels(const dfm_tensor *x, const dfm_tensor *gamma, const dfm_tensor *bias,
-                             dfm_tensor *y)
+static int cpu_conv3d(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0], *w = a->src[1], *b = a->src[2];
+    int stride[3], pad[6];
+    conv3d_params(a, stride, pad);
+    return dfm_cpu_conv3d(x->data, x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->data, w->dtype,
+                          w->shape[0], (int)w->shape[2], (int)w->shape[3], (int)w->shape[4], ptr(b), dt_or_f32(b),
+                          a->dst[0]->data, stride, pad, bf16(a));
+}
+
+int dfm_op_conv3d(const dfm_compute *cc, const dfm_tensor *x, const dfm_tensor *w, const dfm_tensor *b,
+                  dfm_tensor *y, const int stride[3], const int pad[6])
+{
+    if (!stride || !pad) return dfm_fail(DFM_E_ARG, "conv3d: NULL argument");
+    dfm_op_args a = {.src = {x, w, b}, .dst = {y}, .cc = cc};
+    for (int i = 0; i < 3; i++) a.i[i] = stride[i];
+    for (int i = 0; i < 6; i++) a.i[3 + i] = pad[i];
+    return dfm_op_run(DFM_OP_CONV3D, &a);
+}
+
+/* ---- channel rms norm ------------------------------------------------------------------------ */
+
+static int check_rms_norm_channels(const dfm_op_args *a)
 {
     const char *op = "rms_norm_channels";
+    const dfm_tensor *x = a->src[0], *gamma = a->src[1], *bias = a->src[2], *y = a->dst[0];
 #define ARGS "x", x, "gamma", gamma, "bias", bias, "y", y, NULL
     if (!x || !gamma || !y) return dfm_fail(DFM_E_ARG, "rms_norm_channels: NULL argument");
     if (x->ndim < 1 || x->dtype != DFM_F32) return bad(op, "x must be F32 [C, ...]", ARGS);
     if (!same_shape(x, y) || y->dtype != DFM_F32) return bad(op, "y must be F32 with x's shape", ARGS);
-    int64_t c = x->shape[0], n = c ? dfm_tensor_numel(x) / c : 0;
+    int64_t c = x->shape[0];
     if (!is_channel_vec(gamma, c) || !is_float(gamma->dtype)) return bad(op, "gamma must be a float [C]", ARGS);
     if (bias && (!is_channel_vec(bias, c) || !is_float(bias->dtype))) return bad(op, "bias must be a float [C]", ARGS);
     if (gamma->device != x->device || y->device != x->device || (bias && bias->device != x->device))
         return bad(op, "operands on different devices", ARGS);
     if (x->data != y->data && overlaps(x, y)) return bad(op, "y partly overlaps x", ARGS);
 #undef ARGS
-    if (x->device == DFM_CPU)
-        return dfm_cpu_rms_norm_channels(x->data, c, n, gamma->data, gamma->dtype, bias ? bias->data : NULL,
-                                         bias ? bias->dtype : DFM_F32, y->data);
-#ifdef DFM_HAVE_CUDA
-    return dfm_cuda_rms_norm_channels(x->data, c, n, gamma->data, gamma->dtype, bias ? bias->data : NULL,
-                                      bias ? bias->dtype : DFM_F32, y->data);
-#else
-    return no_cuda(op);
-#endif
+    return 0;
+}
+
+/* [C, ...] as C rows of n */
+static int64_t per_channel(const dfm_tensor *x) { return x->shape[0] ? dfm_tensor_numel(x) / x->shape[0] : 0; }
+
+static int cpu_rms_norm_channels(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0], *g = a->src[1], *b = a->src[2];
+    return dfm_cpu_rms_norm_channels(x->data, x->shape[0], per_channel(x), g->data, g->dtype, ptr(b), dt_or_f32(b),
+                                     a->dst[0]->data);
+}
+
+int dfm_op_rms_norm_channels(const dfm_tensor *x, const dfm_tensor *gamma, const dfm_tensor *bias, dfm_tensor *y)
+{
+    dfm_op_args a = {.src = {x, gamma, bias}, .dst = {y}};
+    return dfm_op_run(DFM_OP_RMS_NORM_CHANNELS, &a);
 }
 
 /* ---- elementwise ----------------------------------------------------------------------------- */
 
 /* x (and a second input) and y: F32, same shape, same device; y is x or does not overlap it. */
-static int check_elt(const char *op, const dfm_tensor *a, const dfm_tensor *b, const dfm_tensor *y)
+static int check_elt(const char *op, const dfm_tensor *x, const dfm_tensor *b, const dfm_tensor *y, int binary)
 {
-    if (!a || !y) return dfm_fail(DFM_E_ARG, "%s: NULL argument", op);
-#define ARGS "x", a, "x2", b, "y", y, NULL
-    if (a->dtype != DFM_F32 || y->dtype != DFM_F32 || (b && b->dtype != DFM_F32))
+    if (!x || !y || (binary && !b)) return dfm_fail(DFM_E_ARG, "%s: NULL argument", op);
+#define ARGS "x", x, "x2", b, "y", y, NULL
+    if (x->dtype != DFM_F32 || y->dtype != DFM_F32 || (b && b->dtype != DFM_F32))
         return bad(op, "operands must be F32", ARGS);
-    if (!same_shape(a, y) || (b && !same_shape(a, b))) return bad(op, "shapes differ", ARGS);
-    if (y->device != a->device || (b && b->device != a->device)) return bad(op, "operands on different devices", ARGS);
-    if ((a->data != y->data && overlaps(a, y)) || (b && b->data != y->data && overlaps(b, y)))
+    if (!same_shape(x, y) || (b && !same_shape(x, b))) return bad(op, "shapes differ", ARGS);
+    if (y->device != x->device || (b && b->device != x->device)) return bad(op, "operands on different devices", ARGS);
+    if ((x->data != y->data && overlaps(x, y)) || (b && b->data != y->data && overlaps(b, y)))
         return bad(op, "y partly overlaps an input", ARGS);
 #undef ARGS
     return 0;
 }
 
-int dfm_op_silu(const dfm_tensor *x, dfm_tensor *y)
+static int check_silu(const dfm_op_args *a) { return check_elt("silu", a->src[0], NULL, a->dst[0], 0); }
+static int check_add(const dfm_op_args *a) { return check_elt("add", a->src[0], a->src[1], a->dst[0], 1); }
+static int check_mul(const dfm_op_args *a) { return check_elt("mul", a->src[0], a->src[1], a->dst[0], 1); }
+static int check_gelu_new(const dfm_op_args *a) { return check_elt("gelu_new", a->src[0], NULL, a->dst[0], 0); }
+static int check_affine(const dfm_op_args *a) { return check_elt("affine", a->src[0], NULL, a->dst[0], 0); }
+static int check_clamp(const dfm_op_args *a)
 {
-    int rc = check_elt("silu", x, NULL, y);
+    int rc = check_elt("clamp", a->src[0], NULL, a->dst[0], 0);
     if (rc < 0) return rc;
-    if (x->device == DFM_CPU) {
-        dfm_cpu_silu(x->data, y->data, dfm_tensor_numel(x));
-        return 0;
-    }
-#ifdef DFM_HAVE_CUDA
-    return dfm_cuda_silu(x->data, y->data, dfm_tensor_numel(x));
-#else
-    return no_cuda("silu");
-#endif
+    if (!(a->f[0] <= a->f[1])) return dfm_fail(DFM_E_ARG, "clamp: lo %g > hi %g", a->f[0], a->f[1]);
+    return 0;
 }
 
-int dfm_op_add(const dfm_tensor *a, const dfm_tensor *b, dfm_tensor *y)
-{
-    if (!b) return dfm_fail(DFM_E_ARG, "add: NULL argument");
-    int rc = check_elt("add", a, b, y);
-    if (rc < 0) return rc;
-    if (a->device == DFM_CPU) {
-        dfm_cpu_add(a->data, b->data, y->data, dfm_tensor_numel(a));
-        return 0;
-    }
-#ifdef DFM_HAVE_CUDA
-    return dfm_cuda_add(a->data, b->data, y->data, dfm_tensor_numel(a));
-#else
-    return no_cuda("add");
-#endif
-}
+#define X0 ((const float *)a->src[0]->data)
+#define X1 ((const float *)a->src[1]->data)
+#define Y0 ((float *)a->dst[0]->data)
+#define N0 dfm_tensor_numel(a->src[0])
+static int cpu_silu(dfm_op_args *a) { return dfm_cpu_silu(X0, Y0, N0), 0; }
+static int cpu_add(dfm_op_args *a) { return dfm_cpu_add(X0, X1, Y0, N0), 0; }
+static int cpu_mul(dfm_op_args *a) { return dfm_cpu_mul(X0, X1, Y0, N0), 0; }
+static int cpu_gelu_new(dfm_op_args *a) { return dfm_cpu_gelu_new(X0, Y0, N0), 0; }
+static int cpu_clamp(dfm_op_args *a) { return dfm_cpu_clamp(X0, a->f[0], a->f[1], Y0, N0), 0; }
+static int cpu_affine(dfm_op_args *a) { return dfm_cpu_affine(X0, a->f[0], a->f[1], Y0, N0), 0; }
 
-int dfm_op_clamp(const dfm_tensor *x, float lo, float hi, dfm_tensor *y)
+static int unary(dfm_op_id id, const dfm_tensor *x, dfm_tensor *y, float f0, float f1)
 {
-    int rc = check_elt("clamp", x, NULL, y);
-    if (rc < 0) return rc;
-    if (!(lo <= hi)) return dfm_fail(DFM_E_ARG, "clamp: lo %g > hi %g", lo, hi);
-    if (x->device == DFM_CPU) {
-        dfm_cpu_clamp(x->data, lo, hi, y->data, dfm_tensor_numel(x));
-        return 0;
-    }
-#ifdef DFM_HAVE_CUDA
-    return dfm_cuda_clamp(x->data, lo, hi, y->data, dfm_tensor_numel(x));
-#else
-    return no_cuda("clamp");
-#endif
+    dfm_op_args a = {.src = {x}, .dst = {y}, .f = {f0, f1}};
+    return dfm_op_run(id, &a);
 }
-
+static int binary(dfm_op_id id, const dfm_tensor *x, const dfm_tensor *x2, dfm_tensor *y)
+{
+    dfm_op_args a = {.src = {x, x2}, .dst = {y}};
+    return dfm_op_run(id, &a);
+}
+int dfm_op_silu(const dfm_tensor *x, dfm_tensor *y) { return unary(DFM_OP_SILU, x, y, 0, 0); }
+int dfm_op_gelu_new(const dfm_tensor *x, dfm_tensor *y) { return unary(DFM_OP_GELU_NEW, x, y, 0, 0); }
+int dfm_op_clamp(const dfm_tensor *x, float lo, float hi, dfm_tensor *y) { return unary(DFM_OP_CLAMP, x, y, lo, hi); }
 int dfm_op_affine(const dfm_tensor *x, float scale, float shift, dfm_tensor *y)
 {
-    int rc = check_elt("affine", x, NULL, y);
-    if (rc < 0) return rc;
-    if (x->device == DFM_CPU) {
-        dfm_cpu_affine(x->data, scale, shift, y->data, dfm_tensor_numel(x));
-        return 0;
-    }
-#ifdef DFM_HAVE_CUDA
-    return dfm_cuda_affine(x->data, scale, shift, y->data, dfm_tensor_numel(x));
-#else
-    return no_cuda("affine");
-#endif
+    return unary(DFM_OP_AFFINE, x, y, scale, shift);
 }
+int dfm_op_add(const dfm_tensor *a, const dfm_tensor *b, dfm_tensor *y) { return binary(DFM_OP_ADD, a, b, y); }
+int dfm_op_mul(const dfm_tensor *a, const dfm_tensor *b, dfm_tensor *y) { return binary(DFM_OP_MUL, a, b, y); }
 
 /* ---- matmul -------------------------------------------------------------------------------- */
 
-int dfm_op_matmul(const dfm_tensor *a, int ta, const dfm_tensor *b, int tb, const dfm_tensor *bias,
-                  float beta, dfm_tensor *y)
+static int check_matmul(const dfm_op_args *ar)
 {
     const char *op = "matmul";
+    const dfm_tensor *a = ar->src[0], *b = ar->src[1], *bias = ar->src[2], *y = ar->dst[0];
+    int ta = ar->i[0] != 0, tb = ar->i[1] != 0;
 #define ARGS "a", a, "b", b, "bias", bias, "y", y, NULL
     if (!a || !b || !y) return dfm_fail(DFM_E_ARG, "matmul: NULL argument");
     if (a->ndim != 2 || a->dtype != DFM_F32) return bad(op, "a must be F32 2-D", ARGS);
@@ -280,15 +285,31 @@ int dfm_op_matmul(const dfm_tensor *a, int ta, const dfm_tensor *b, int tb, cons
     if (overlaps(a, y) || overlaps(b, y)) return bad(op, "y overlaps an input", ARGS);
     if (m > 0x7fffffff || n > 0x7fffffff || k > 0x7fffffff) return bad(op, "dimension past 2^31", ARGS);
 #undef ARGS
-    if (a->device == DFM_CPU)
-        return dfm_cpu_matmul(a->data, ta != 0, b->data, b->dtype, tb != 0, bias ? bias->data : NULL,
-                              bias ? bias->dtype : DFM_F32, beta, y->data, m, n, k, g_bf16_compute);
-#ifdef DFM_HAVE_CUDA
-    return dfm_cuda_matmul(a->data, ta != 0, b->data, b->dtype, tb != 0, bias ? bias->data : NULL,
-                           bias ? bias->dtype : DFM_F32, beta, y->data, m, n, k, g_bf16_compute);
-#else
-    return no_cuda(op);
-#endif
+    return 0;
+}
+
+/* m, n, k of a checked matmul */
+static void matmul_dims(const dfm_op_args *ar, int64_t *m, int64_t *n, int64_t *k)
+{
+    const dfm_tensor *a = ar->src[0], *b = ar->src[1];
+    *m = ar->i[0] ? a->shape[1] : a->shape[0], *k = ar->i[0] ? a->shape[0] : a->shape[1];
+    *n = ar->i[1] ? b->shape[0] : b->shape[1];
+}
+
+static int cpu_matmul(dfm_op_args *ar)
+{
+    int64_t m, n, k;
+    matmul_dims(ar, &m, &n, &k);
+    const dfm_tensor *b = ar->src[1], *bias = ar->src[2];
+    return dfm_cpu_matmul(ar->src[0]->data, ar->i[0] != 0, b->data, b->dtype, ar->i[1] != 0, ptr(bias),
+                          dt_or_f32(bias), ar->f[0], ar->dst[0]->data, m, n, k, bf16(ar));
+}
+
+int dfm_op_matmul(const dfm_compute *cc, const dfm_tensor *a, int ta, const dfm_tensor *b, int tb,
+                  const dfm_tensor *bias, float beta, dfm_tensor *y)
+{
+    dfm_op_args ar = {.src = {a, b, bias}, .dst = {y}, .i = {ta != 0, tb != 0}, .f = {beta}, .cc = cc};
+    return dfm_op_run(DFM_OP_MATMUL, &ar);
 }
 
 /* ---- linear (packed weights) ---------------------------------------------------------------- */
@@ -367,50 +388,57 @@ int dfm_linear_create(dfm_linear **out, const dfm_tensor *const *w, int nw, dfm_
     return 0;
 }
 
-int dfm_op_linear(const dfm_tensor *x, const dfm_linear *l, dfm_tensor *const *y, int accumulate)
+static int check_linear(const dfm_op_args *a)
 {
     const char *op = "linear";
-    if (!x || !l || !y) return dfm_fail(DFM_E_ARG, "linear: NULL argument");
+    const dfm_tensor *x = a->src[0];
+    const dfm_linear *l = a->p;
+    if (!x || !l) return dfm_fail(DFM_E_ARG, "linear: NULL argument");
     if (x->ndim != 2 || x->dtype != DFM_F32 || x->shape[1] != l->k || x->device != l->device) {
         char why[96];
         snprintf(why, sizeof why, "x must be F32 [m, %lld] on the weights' device", (long long)l->k);
         return bad(op, why, "x", x, NULL);
     }
     if (x->shape[0] > 0x7fffffff) return bad(op, "dimension past 2^31", "x", x, NULL);
-    dfm_cpu_linear_seg seg[DFM_LINEAR_MAX];
     for (int i = 0; i < l->nw; i++) {
-        if (!y[i]) return dfm_fail(DFM_E_ARG, "linear: NULL output %d", i);
-        if (y[i]->ndim != 2 || y[i]->dtype != DFM_F32 || y[i]->shape[0] != x->shape[0] || y[i]->shape[1] != l->n[i] ||
-            y[i]->device != l->device) {
+        const dfm_tensor *y = a->dst[i];
+        if (!y) return dfm_fail(DFM_E_ARG, "linear: NULL output %d", i);
+        if (y->ndim != 2 || y->dtype != DFM_F32 || y->shape[0] != x->shape[0] || y->shape[1] != l->n[i] ||
+            y->device != l->device) {
             char why[96];
             snprintf(why, sizeof why, "output %d must be F32 [m, %lld] on the weights' device", i, (long long)l->n[i]);
-            return bad(op, why, "x", x, "y", y[i], NULL);
+            return bad(op, why, "x", x, "y", y, NULL);
         }
-        if (overlaps(x, y[i])) return bad(op, "an output overlaps x", "x", x, "y", y[i], NULL);
+        if (overlaps(x, y)) return bad(op, "an output overlaps x", "x", x, "y", y, NULL);
         for (int j = 0; j < i; j++)
-            if (overlaps(y[j], y[i])) return bad(op, "outputs overlap", "y", y[j], "y", y[i], NULL);
-        seg[i] = (dfm_cpu_linear_seg){l->packed[i], l->n[i], y[i]->data, l->n[i]};
-    }
-    if (l->device == DFM_CPU)
-        return dfm_cpu_linear(x->data, x->shape[0], l->k, l->dtype, seg, l->nw, accumulate, g_bf16_compute);
-#ifdef DFM_HAVE_CUDA
-    for (int i = 0; i < l->nw; i++) {
-        int rc = dfm_cuda_matmul(x->data, 0, l->dev[i].data, l->dtype, 1, NULL, DFM_F32, accumulate ? 1.0f : 0.0f,
-                                 y[i]->data, x->shape[0], l->n[i], l->k, g_bf16_compute);
-        if (rc) return rc;
+            if (overlaps(a->dst[j], y)) return bad(op, "outputs overlap", "y", a->dst[j], "y", y, NULL);
     }
     return 0;
-#else
-    return no_cuda(op);
-#endif
+}
+
+static int cpu_linear(dfm_op_args *a)
+{
+    const dfm_linear *l = a->p;
+    dfm_cpu_linear_seg seg[DFM_LINEAR_MAX];
+    for (int i = 0; i < l->nw; i++) seg[i] = (dfm_cpu_linear_seg){l->packed[i], l->n[i], a->dst[i]->data, l->n[i]};
+    return dfm_cpu_linear(a->src[0]->data, a->src[0]->shape[0], l->k, l->dtype, seg, l->nw, (int)a->i[0], bf16(a));
+}
+
+int dfm_op_linear(const dfm_compute *cc, const dfm_tensor *x, const dfm_linear *l, dfm_tensor *const *y,
+                  int accumulate)
+{
+    if (!y || !l) return dfm_fail(DFM_E_ARG, "linear: NULL argument");
+    dfm_op_args a = {.src = {x}, .p = l, .i = {accumulate != 0}, .cc = cc};
+    for (int i = 0; i < l->nw; i++) a.dst[i] = y[i];
+    return dfm_op_run(DFM_OP_LINEAR, &a);
 }
 
 /* ---- attention ----------------------------------------------------------------------------- */
 
-int dfm_op_attention(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v, float scale,
-                     dfm_tensor *out)
+static int check_attention(const dfm_op_args *a)
 {
     const char *op = "attention";
+    const dfm_tensor *q = a->src[0], *k = a->src[1], *v = a->src[2], *out = a->dst[0];
 #define ARGS "q", q, "k", k, "v", v, "out", out, NULL
     if (!q || !k || !v || !out) return dfm_fail(DFM_E_ARG, "attention: NULL argument");
     if (q->ndim != 3 || k->ndim != 3 || v->ndim != 3 || out->ndim != 3 || q->dtype != DFM_F32 ||
@@ -424,306 +452,26 @@ int dfm_op_attention(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor 
     if (overlaps(out, q) || overlaps(out, k) || overlaps(out, v)) return bad(op, "out overlaps an input", ARGS);
     if (k->shape[1] == 0 && q->shape[1] > 0) return bad(op, "no keys", ARGS);
 #undef ARGS
-    if (q->device == DFM_CPU)
-        return dfm_cpu_attention(q->data, k->data, v->data, scale, out->data, q->shape[0], q->shape[1],
-                                 k->shape[1], q->shape[2]);
-#ifdef DFM_HAVE_CUDA
-    return dfm_cuda_attention(q->data, k->data, v->data, scale, out->data, q->shape[0], q->shape[1],
-                              k->shape[1], q->shape[2]);
-#else
-    return no_cuda(op);
-#endif
-}
-
-/* ---- data movement ------------------------------------------------------------------------- */
-
-static int elem_ok(const dfm_tensor *t)
-{
-    size_t s = dfm_dtype_size(t->dtype);
-    return s == 1 || s == 2 || s == 4 || s == 8;
-}
-
-int dfm_op_transpose2d(const dfm_tensor *x, dfm_tensor *y)
-{
-    const char *op = "transpose2d";
-#define ARGS "x", x, "y", y, NULL
-    if (!x || !y) return dfm_fail(DFM_E_ARG, "transpose2d: NULL argument");
-    if (x->ndim != 2 || y->ndim != 2 || x->dtype != y->dtype || !elem_ok(x))
-        return bad(op, "x and y must be 2-D of one dtype", ARGS);
-    if (y->shape[0] != x->shape[1] || y->shape[1] != x->shape[0]) return bad(op, "y must be [C, R] for x [R, C]", ARGS);
-    if (y->device != x->device) return bad(op, "operands on different devices", ARGS);
-    if (overlaps(x, y)) return bad(op, "y overlaps x", ARGS);
-#undef ARGS
-    int es = (int)dfm_dtype_size(x->dtype);
-    if (x->device == DFM_CPU) {
-        dfm_cpu_transpose2d(x->data, y->data, x->shape[0], x->shape[1], es);
-        return 0;
-    }
-#ifdef DFM_HAVE_CUDA
-    return dfm_cuda_transpose2d(x->data, y->data, x->shape[0], x->shape[1], es);
-#else
-    return no_cuda(op);
-#endif
-}
-
-int dfm_op_upsample_nearest2x(const dfm_tensor *x, dfm_tensor *y)
-{
-    const char *op = "upsample_nearest2x";
-#define ARGS "x", x, "y", y, NULL
-    if (!x || !y) return dfm_fail(DFM_E_ARG, "upsample_nearest2x: NULL argument");
-    if (x->ndim != 4 || y->ndim != 4 || x->dtype != y->dtype || !elem_ok(x))
-        return bad(op, "x and y must be [C, T, H, W] of one dtype", ARGS);
-    if (y->shape[0] != x->shape[0] || y->shape[1] != x->shape[1] || y->shape[2] != 2 * x->shape[2] ||
-        y->shape[3] != 2 * x->shape[3])
-        return bad(op, "y must be [C, T, 2H, 2W]", ARGS);
-    if (y->device != x->device) return bad(op, "operands on different devices", ARGS);
-    if (overlaps(x, y)) return bad(op, "y overlaps x", ARGS);
-#undef ARGS
-    int es = (int)dfm_dtype_size(x->dtype);
-    if (x->device == DFM_CPU) {
-        dfm_cpu_upsample_nearest2x(x->data, y->data, x->shape[0], x->shape[1], x->shape[2], x->shape[3], es);
-        return 0;
-    }
-#ifdef DFM_HAVE_CUDA
-    return dfm_cuda_upsample_nearest2x(x->data, y->data, x->shape[0], x->shape[1], x->shape[2], x->shape[3], es);
-#else
-    return no_cuda(op);
-#endif
-}
-
-#ifdef DFM_HAVE_CUDA
-/* count blocks of `bytes`, device to device, one cudaMemcpy each. */
-static int cuda_copy_blocks(char *dst, size_t ds, const char *src, size_t ss, size_t bytes, int64_t count)
-{
-    for (int64_t i = 0; i < count && bytes; i++) {
-        const char *why = NULL;
-        if (dfm_cuda_memcpy(dst + i * ds, src + i * ss, bytes, 2, &why))
-            return dfm_fail(DFM_E_IO, "cudaMemcpy failed: %s", why ? why : "?");
-    }
-    return 0;
-}
-#endif
-
-int dfm_op_concat(const dfm_tensor *a, const dfm_tensor *b, int dim, dfm_tensor *y)
-{
-    const char *op = "concat";
-#define ARGS "a", a, "b", b, "y", y, NULL
-    if (!a || !b || !y) return dfm_fail(DFM_E_ARG, "concat: NULL argument");
-    if (a->ndim < 1 || b->ndim != a->ndim || y->ndim != a->ndim || a->dtype != b->dtype || y->dtype != a->dtype)
-        return bad(op, "a, b and y must have one rank and one dtype", ARGS);
-    int d = dim < 0 ? dim + a->ndim : dim;
-    if (d < 0 || d >= a->ndim) {
-        char why[64];
-        snprintf(why, sizeof why, "dimension %d out of range", dim);
-        return bad(op, why, ARGS);
-    }
-    for (int i = 0; i < a->ndim; i++) {
-        int64_t want = i == d ? a->shape[i] + b->shape[i] : a->shape[i];
-        if ((i != d && b->shape[i] != a->shape[i]) || y->shape[i] != want)
-            return bad(op, "shapes do not match along the other dimensions, or y's is not their sum", ARGS);
-    }
-    if (b->device != a->device || y->device != a->device) return bad(op, "operands on different devices", ARGS);
-    if (overlaps(a, y) || overlaps(b, y)) return bad(op, "y overlaps an input", ARGS);
-#undef ARGS
-    int64_t outer = 1, inner = 1, es = (int64_t)dfm_dtype_size(a->dtype);
-    for (int i = 0; i < d; i++) outer *= a->shape[i];
-    for (int i = d + 1; i < a->ndim; i++) inner *= a->shape[i];
-    int64_t na = a->shape[d] * inner, nb = b->shape[d] * inner; /* elements per outer index */
-    if (a->device == DFM_CPU) {
-        size_t ys = (size_t)((na + nb) * es);
-        dfm_cpu_copy_blocks(y->data, ys, a->data, (size_t)(na * es), (size_t)(na * es), outer);
-        dfm_cpu_copy_blocks((char *)y->data + na * es, ys, b->data, (size_t)(nb * es), (size_t)(nb * es), outer);
-        return 0;
-    }
-#ifdef DFM_HAVE_CUDA
-    return dfm_cuda_concat(a->data, na, b->data, nb, y->data, outer, (int)es);
-#else
-    return no_cuda(op);
-#endif
-}
-
-int dfm_op_frames(const dfm_tensor *x, int64_t t0, int64_t n, dfm_tensor *y)
-{
-    const char *op = "frames";
-#define ARGS "x", x, "y", y, NULL
-    if (!x || !y) return dfm_fail(DFM_E_ARG, "frames: NULL argument");
-    if (x->ndim != 4 || y->ndim != 4 || x->dtype != y->dtype) return bad(op, "x and y must be [C, T, H, W] of one dtype", ARGS);
-    if (t0 < 0 || n < 0 || t0 + n > x->shape[1]) {
-        char why[96];
-        snprintf(why, sizeof why, "frames [%lld, %lld) outside x", (long long)t0, (long long)(t0 + n));
-        return bad(op, why, ARGS);
-    }
-    if (y->shape[0] != x->shape[0] || y->shape[1] != n || y->shape[2] != x->shape[2] || y->shape[3] != x->shape[3])
-        return bad(op, "y must be [C, n, H, W]", ARGS);
-    if (y->device != x->device) return bad(op, "operands on different devices", ARGS);
-    if (overlaps(x, y)) return bad(op, "y overlaps x", ARGS);
-#undef ARGS
-    size_t frame = (size_t)(x->shape[2] * x->shape[3]) * dfm_dtype_size(x->dtype);
-    size_t xs = frame * (size_t)x->shape[1], ys = frame * (size_t)n;
-    const char *src = (const char *)x->data + (size_t)t0 * frame;
-    if (x->device == DFM_CPU) {
-        dfm_cpu_copy_blocks(y->data, ys, src, xs, ys, x->shape[0]);
-        return 0;
-    }
-#ifdef DFM_HAVE_CUDA
-    return cuda_copy_blocks(y->data, ys, src, xs, ys, x->shape[0]);
-#else
-    return no_cuda(op);
-#endif
-}
-
-int dfm_op_put_frames(dfm_tensor *y, int64_t t0, const dfm_tensor *f)
-{
-    const char *op = "put_frames";
-#define ARGS "y", y, "f", f, NULL
-    if (!y || !f) return dfm_fail(DFM_E_ARG, "put_frames: NULL argument");
-    if (y->ndim != 4 || f->ndim != 4 || y->dtype != f->dtype) return bad(op, "y and f must be [C, T, H, W] of one dtype", ARGS);
-    int64_t n = f->shape[1];
-    if (t0 < 0 || t0 + n > y->shape[1]) {
-        char why[96];
-        snprintf(why, sizeof why, "frames [%lld, %lld) outside y", (long long)t0, (long long)(t0 + n));
-        return bad(op, why, ARGS);
-    }
-    if (f->shape[0] != y->shape[0] || f->shape[2] != y->shape[2] || f->shape[3] != y->shape[3])
-        return bad(op, "f must be [C, n, H, W] with y's C, H, W", ARGS);
-    if (y->device != f->device) return bad(op, "operands on different devices", ARGS);
-    if (overlaps(y, f)) return bad(op, "f overlaps y", ARGS);
-#undef ARGS
-    size_t frame = (size_t)(y->shape[2] * y->shape[3]) * dfm_dtype_size(y->dtype);
-    size_t ys = frame * (size_t)y->shape[1], fs = frame * (size_t)n;
-    char *dst = (char *)y->data + (size_t)t0 * frame;
-    if (y->device == DFM_CPU) {
-        dfm_cpu_copy_blocks(dst, ys, f->data, fs, fs, y->shape[0]);
-        return 0;
-    }
-#ifdef DFM_HAVE_CUDA
-    return cuda_copy_blocks(dst, ys, f->data, fs, fs, y->shape[0]);
-#else
-    return no_cuda(op);
-#endif
-}
-
-/* ---- text encoders ------------------------------------------------------------------------- */
-
-/* idx: a CPU I32 vector of n values, each in [0, limit); the first bad one is named. */
-static int check_index(const char *op, const char *what, const dfm_tensor *idx, int64_t n, int64_t limit,
-                       const char *limit_what)
-{
-    const int32_t *p = idx->data;
-    for (int64_t i = 0; i < n; i++)
-        if (p[i] < 0 || p[i] >= limit)
-            return dfm_fail(DFM_E_ARG, "%s: %s %d at position %lld is outside [0, %lld) (%s)", op, what, (int)p[i],
-                            (long long)i, (long long)limit, limit_what);
     return 0;
 }
 
-int dfm_op_embedding(const dfm_tensor *table, const dfm_tensor *ids, dfm_tensor *out)
+static int cpu_attention(dfm_op_args *a)
 {
-    const char *op = "embedding";
-#define ARGS "table", table, "ids", ids, "out", out, NULL
-    if (!table || !ids || !out) return dfm_fail(DFM_E_ARG, "embedding: NULL argument");
-    if (table->ndim != 2 || !is_float(table->dtype)) return bad(op, "table must be F32/BF16/F16 [V, D]", ARGS);
-    if (ids->ndim != 1 || ids->dtype != DFM_I32 || ids->device != DFM_CPU) return bad(op, "ids must be I32 [n] on the CPU", ARGS);
-    if (out->ndim != 2 || out->dtype != DFM_F32 || out->shape[0] != ids->shape[0] || out->shape[1] != table->shape[1])
-        return bad(op, "out must be F32 [n, D]", ARGS);
-    if (out->device != table->device) return bad(op, "table and out on different devices", ARGS);
-    if (overlaps(table, out)) return bad(op, "out overlaps table", ARGS);
-#undef ARGS
-    int64_t n = ids->shape[0], d = table->shape[1];
-    int rc = check_index(op, "id", ids, n, table->shape[0], "the table's rows");
-    if (rc < 0) return rc;
-    if (out->device == DFM_CPU) return dfm_cpu_embedding(table->data, table->dtype, d, ids->data, n, out->data);
-#ifdef DFM_HAVE_CUDA
-    return dfm_cuda_embedding(table->data, table->dtype, d, ids->data, n, out->data);
-#else
-    return no_cuda(op);
-#endif
+    const dfm_tensor *q = a->src[0];
+    return dfm_cpu_attention(q->data, a->src[1]->data, a->src[2]->data, a->f[0], a->dst[0]->data, q->shape[0],
+                             q->shape[1], a->src[1]->shape[1], q->shape[2]);
 }
 
-int dfm_op_rel_bias(const dfm_tensor *table, const dfm_tensor *buckets, dfm_tensor *out)
+int dfm_op_attention(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v, float scale, dfm_tensor *out)
 {
-    const char *op = "rel_bias";
-#define ARGS "table", table, "buckets", buckets, "out", out, NULL
-    if (!table || !buckets || !out) return dfm_fail(DFM_E_ARG, "rel_bias: NULL argument");
-    if (table->ndim != 2 || !is_float(table->dtype)) return bad(op, "table must be F32/BF16/F16 [NB, H]", ARGS);
-    if (out->ndim != 3 || out->dtype != DFM_F32 || out->shape[0] != table->shape[1])
-        return bad(op, "out must be F32 [H, Sq, Sk] with the table's H", ARGS);
-    int64_t sq = out->shape[1], sk = out->shape[2];
-    int64_t nr = sq > 0 && sk > 0 ? sq + sk - 1 : 0;
-    if (buckets->ndim != 1 || buckets->dtype != DFM_I32 || buckets->device != DFM_CPU || buckets->shape[0] != nr)
-        return bad(op, "buckets must be I32 [Sq + Sk - 1] on the CPU", ARGS);
-    if (out->device != table->device) return bad(op, "table and out on different devices", ARGS);
-    if (overlaps(table, out)) return bad(op, "out overlaps table", ARGS);
-#undef ARGS
-    int rc = check_index(op, "bucket", buckets, nr, table->shape[0], "the table's buckets");
-    if (rc < 0) return rc;
-    if (out->device == DFM_CPU)
-        return dfm_cpu_rel_bias(table->data, table->dtype, table->shape[0], table->shape[1], buckets->data, sq, sk,
-                                out->data);
-#ifdef DFM_HAVE_CUDA
-    return dfm_cuda_rel_bias(table->data, table->dtype, table->shape[0], table->shape[1], buckets->data, sq, sk,
-                             out->data);
-#else
-    return no_cuda(op);
-#endif
+    dfm_op_args a = {.src = {q, k, v}, .dst = {out}, .f = {scale}};
+    return dfm_op_run(DFM_OP_ATTENTION, &a);
 }
 
-int dfm_op_rms_norm(const dfm_tensor *x, const dfm_tensor *w, float eps, dfm_tensor *y)
-{
-    const char *op = "rms_norm";
-#define ARGS "x", x, "w", w, "y", y, NULL
-    if (!x || !w || !y) return dfm_fail(DFM_E_ARG, "rms_norm: NULL argument");
-    if (x->ndim < 1 || x->dtype != DFM_F32) return bad(op, "x must be F32 [..., D]", ARGS);
-    if (!same_shape(x, y) || y->dtype != DFM_F32) return bad(op, "y must be F32 with x's shape", ARGS);
-    int64_t d = x->shape[x->ndim - 1], rows = d ? dfm_tensor_numel(x) / d : 0;
-    if (w->ndim != 1 || w->shape[0] != d || !is_float(w->dtype)) return bad(op, "w must be a float [D]", ARGS);
-    if (w->device != x->device || y->device != x->device) return bad(op, "operands on different devices", ARGS);
-    if (x->data != y->data && overlaps(x, y)) return bad(op, "y partly overlaps x", ARGS);
-    if (!(eps >= 0.0f)) return bad(op, "eps must be >= 0", ARGS);
-#undef ARGS
-    if (x->device == DFM_CPU) return dfm_cpu_rms_norm(x->data, rows, d, w->data, w->dtype, eps, y->data);
-#ifdef DFM_HAVE_CUDA
-    return dfm_cuda_rms_norm(x->data, rows, d, w->data, w->dtype, eps, y->data);
-#else
-    return no_cuda(op);
-#endif
-}
-
-int dfm_op_gelu_new(const dfm_tensor *x, dfm_tensor *y)
-{
-    int rc = check_elt("gelu_new", x, NULL, y);
-    if (rc < 0) return rc;
-    if (x->device == DFM_CPU) {
-        dfm_cpu_gelu_new(x->data, y->data, dfm_tensor_numel(x));
-        return 0;
-    }
-#ifdef DFM_HAVE_CUDA
-    return dfm_cuda_gelu_new(x->data, y->data, dfm_tensor_numel(x));
-#else
-    return no_cuda("gelu_new");
-#endif
-}
-
-int dfm_op_mul(const dfm_tensor *a, const dfm_tensor *b, dfm_tensor *y)
-{
-    if (!b) return dfm_fail(DFM_E_ARG, "mul: NULL argument");
-    int rc = check_elt("mul", a, b, y);
-    if (rc < 0) return rc;
-    if (a->device == DFM_CPU) {
-        dfm_cpu_mul(a->data, b->data, y->data, dfm_tensor_numel(a));
-        return 0;
-    }
-#ifdef DFM_HAVE_CUDA
-    return dfm_cuda_mul(a->data, b->data, y->data, dfm_tensor_numel(a));
-#else
-    return no_cuda("mul");
-#endif
-}
-
-int dfm_op_attention_bias(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v,
-                          const dfm_tensor *bias, float scale, dfm_tensor *out)
+static int check_attention_bias(const dfm_op_args *a)
 {
     const char *op = "attention_bias";
+    const dfm_tensor *q = a->src[0], *k = a->src[1], *v = a->src[2], *bias = a->src[3], *out = a->dst[0];
 #define ARGS "q", q, "k", k, "v", v, "bias", bias, "out", out, NULL
     if (!q || !k || !v || !out) return dfm_fail(DFM_E_ARG, "attention_bias: NULL argument");
     if (q->ndim != 3 || k->ndim != 3 || v->ndim != 3 || out->ndim != 3 || q->dtype != DFM_F32 ||
@@ -744,12 +492,528 @@ int dfm_op_attention_bias(const dfm_tensor *q, const dfm_tensor *k, const dfm_te
     if (sk == 0 && sq > 0) return bad(op, "no keys", ARGS);
     if (h * d > 0x7fffffff || sq > 0x7fffffff || sk > 0x7fffffff) return bad(op, "dimension past 2^31", ARGS);
 #undef ARGS
-    const float *bp = bias ? bias->data : NULL;
-    if (q->device == DFM_CPU)
-        return dfm_cpu_attention_bias(q->data, k->data, v->data, bp, scale, out->data, h, sq, sk, d);
+    return 0;
+}
+
+static int cpu_attention_bias(dfm_op_args *a)
+{
+    const dfm_tensor *q = a->src[0];
+    return dfm_cpu_attention_bias(q->data, a->src[1]->data, a->src[2]->data, ptr(a->src[3]), a->f[0],
+                                  a->dst[0]->data, q->shape[1], q->shape[0], a->src[1]->shape[0], q->shape[2]);
+}
+
+int dfm_op_attention_bias(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v, const dfm_tensor *bias,
+                          float scale, dfm_tensor *out)
+{
+    dfm_op_args a = {.src = {q, k, v, bias}, .dst = {out}, .f = {scale}};
+    return dfm_op_run(DFM_OP_ATTENTION_BIAS, &a);
+}
+
+/* ---- text encoders: gathers and the row norm ------------------------------------------------ */
+
+/* idx: a CPU I32 vector of n values, each in [0, limit); the first bad one is named. */
+static int check_index(const char *op, const char *what, const dfm_tensor *idx, int64_t n, int64_t limit,
+                       const char *limit_what)
+{
+    const int32_t *p = idx->data;
+    for (int64_t i = 0; i < n; i++)
+        if (p[i] < 0 || p[i] >= limit)
+            return dfm_fail(DFM_E_ARG, "%s: %s %d at position %lld is outside [0, %lld) (%s)", op, what, (int)p[i],
+                            (long long)i, (long long)limit, limit_what);
+    return 0;
+}
+
+static int check_embedding(const dfm_op_args *a)
+{
+    const char *op = "embedding";
+    const dfm_tensor *table = a->src[0], *ids = a->src[1], *out = a->dst[0];
+#define ARGS "table", table, "ids", ids, "out", out, NULL
+    if (!table || !ids || !out) return dfm_fail(DFM_E_ARG, "embedding: NULL argument");
+    if (table->ndim != 2 || !is_float(table->dtype)) return bad(op, "table must be F32/BF16/F16 [V, D]", ARGS);
+    if (ids->ndim != 1 || ids->dtype != DFM_I32 || ids->device != DFM_CPU) return bad(op, "ids must be I32 [n] on the CPU", ARGS);
+    if (out->ndim != 2 || out->dtype != DFM_F32 || out->shape[0] != ids->shape[0] || out->shape[1] != table->shape[1])
+        return bad(op, "out must be F32 [n, D]", ARGS);
+    if (out->device != table->device) return bad(op, "table and out on different devices", ARGS);
+    if (overlaps(table, out)) return bad(op, "out overlaps table", ARGS);
+#undef ARGS
+    return check_index(op, "id", ids, ids->shape[0], table->shape[0], "the table's rows");
+}
+
+static int cpu_embedding(dfm_op_args *a)
+{
+    const dfm_tensor *t = a->src[0];
+    return dfm_cpu_embedding(t->data, t->dtype, t->shape[1], a->src[1]->data, a->src[1]->shape[0], a->dst[0]->data);
+}
+
+int dfm_op_embedding(const dfm_tensor *table, const dfm_tensor *ids, dfm_tensor *out)
+{
+    dfm_op_args a = {.src = {table, ids}, .dst = {out}};
+    return dfm_op_run(DFM_OP_EMBEDDING, &a);
+}
+
+static int check_rel_bias(const dfm_op_args *a)
+{
+    const char *op = "rel_bias";
+    const dfm_tensor *table = a->src[0], *buckets = a->src[1], *out = a->dst[0];
+#define ARGS "table", table, "buckets", buckets, "out", out, NULL
+    if (!table || !buckets || !out) return dfm_fail(DFM_E_ARG, "rel_bias: NULL argument");
+    if (table->ndim != 2 || !is_float(table->dtype)) return bad(op, "table must be F32/BF16/F16 [NB, H]", ARGS);
+    if (out->ndim != 3 || out->dtype != DFM_F32 || out->shape[0] != table->shape[1])
+        return bad(op, "out must be F32 [H, Sq, Sk] with the table's H", ARGS);
+    int64_t sq = out->shape[1], sk = out->shape[2];
+    int64_t nr = sq > 0 && sk > 0 ? sq + sk - 1 : 0;
+    if (buckets->ndim != 1 || buckets->dtype != DFM_I32 || buckets->device != DFM_CPU || buckets->shape[0] != nr)
+        return bad(op, "buckets must be I32 [Sq + Sk - 1] on the CPU", ARGS);
+    if (out->device != table->device) return bad(op, "table and out on different devices", ARGS);
+    if (overlaps(table, out)) return bad(op, "out overlaps table", ARGS);
+#undef ARGS
+    return check_index(op, "bucket", buckets, nr, table->shape[0], "the table's buckets");
+}
+
+static int cpu_rel_bias(dfm_op_args *a)
+{
+    const dfm_tensor *t = a->src[0], *o = a->dst[0];
+    return dfm_cpu_rel_bias(t->data, t->dtype, t->shape[0], t->shape[1], a->src[1]->data, o->shape[1], o->shape[2],
+                            o->data);
+}
+
+int dfm_op_rel_bias(const dfm_tensor *table, const dfm_tensor *buckets, dfm_tensor *out)
+{
+    dfm_op_args a = {.src = {table, buckets}, .dst = {out}};
+    return dfm_op_run(DFM_OP_REL_BIAS, &a);
+}
+
+static int check_rms_norm(const dfm_op_args *a)
+{
+    const char *op = "rms_norm";
+    const dfm_tensor *x = a->src[0], *w = a->src[1], *y = a->dst[0];
+#define ARGS "x", x, "w", w, "y", y, NULL
+    if (!x || !w || !y) return dfm_fail(DFM_E_ARG, "rms_norm: NULL argument");
+    if (x->ndim < 1 || x->dtype != DFM_F32) return bad(op, "x must be F32 [..., D]", ARGS);
+    if (!same_shape(x, y) || y->dtype != DFM_F32) return bad(op, "y must be F32 with x's shape", ARGS);
+    int64_t d = x->shape[x->ndim - 1];
+    if (w->ndim != 1 || w->shape[0] != d || !is_float(w->dtype)) return bad(op, "w must be a float [D]", ARGS);
+    if (w->device != x->device || y->device != x->device) return bad(op, "operands on different devices", ARGS);
+    if (x->data != y->data && overlaps(x, y)) return bad(op, "y partly overlaps x", ARGS);
+    if (!(a->f[0] >= 0.0f)) return bad(op, "eps must be >= 0", ARGS);
+#undef ARGS
+    return 0;
+}
+
+/* [..., D] as rows of D */
+static int64_t last_dim(const dfm_tensor *x) { return x->shape[x->ndim - 1]; }
+static int64_t rows_of(const dfm_tensor *x) { return last_dim(x) ? dfm_tensor_numel(x) / last_dim(x) : 0; }
+
+static int cpu_rms_norm(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0], *w = a->src[1];
+    return dfm_cpu_rms_norm(x->data, rows_of(x), last_dim(x), w->data, w->dtype, a->f[0], a->dst[0]->data);
+}
+
+int dfm_op_rms_norm(const dfm_tensor *x, const dfm_tensor *w, float eps, dfm_tensor *y)
+{
+    dfm_op_args a = {.src = {x, w}, .dst = {y}, .f = {eps}};
+    return dfm_op_run(DFM_OP_RMS_NORM, &a);
+}
+
+/* ---- data movement ------------------------------------------------------------------------- */
+
+static int elem_ok(const dfm_tensor *t)
+{
+    size_t s = dfm_dtype_size(t->dtype);
+    return s == 1 || s == 2 || s == 4 || s == 8;
+}
+static int esize(const dfm_tensor *t) { return (int)dfm_dtype_size(t->dtype); }
+
+static int check_transpose2d(const dfm_op_args *a)
+{
+    const char *op = "transpose2d";
+    const dfm_tensor *x = a->src[0], *y = a->dst[0];
+#define ARGS "x", x, "y", y, NULL
+    if (!x || !y) return dfm_fail(DFM_E_ARG, "transpose2d: NULL argument");
+    if (x->ndim != 2 || y->ndim != 2 || x->dtype != y->dtype || !elem_ok(x))
+        return bad(op, "x and y must be 2-D of one dtype", ARGS);
+    if (y->shape[0] != x->shape[1] || y->shape[1] != x->shape[0]) return bad(op, "y must be [C, R] for x [R, C]", ARGS);
+    if (y->device != x->device) return bad(op, "operands on different devices", ARGS);
+    if (overlaps(x, y)) return bad(op, "y overlaps x", ARGS);
+#undef ARGS
+    return 0;
+}
+
+static int cpu_transpose2d(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0];
+    dfm_cpu_transpose2d(x->data, a->dst[0]->data, x->shape[0], x->shape[1], esize(x));
+    return 0;
+}
+
+int dfm_op_transpose2d(const dfm_tensor *x, dfm_tensor *y)
+{
+    dfm_op_args a = {.src = {x}, .dst = {y}};
+    return dfm_op_run(DFM_OP_TRANSPOSE2D, &a);
+}
+
+static int check_upsample_nearest2x(const dfm_op_args *a)
+{
+    const char *op = "upsample_nearest2x";
+    const dfm_tensor *x = a->src[0], *y = a->dst[0];
+#define ARGS "x", x, "y", y, NULL
+    if (!x || !y) return dfm_fail(DFM_E_ARG, "upsample_nearest2x: NULL argument");
+    if (x->ndim != 4 || y->ndim != 4 || x->dtype != y->dtype || !elem_ok(x))
+        return bad(op, "x and y must be [C, T, H, W] of one dtype", ARGS);
+    if (y->shape[0] != x->shape[0] || y->shape[1] != x->shape[1] || y->shape[2] != 2 * x->shape[2] ||
+        y->shape[3] != 2 * x->shape[3])
+        return bad(op, "y must be [C, T, 2H, 2W]", ARGS);
+    if (y->device != x->device) return bad(op, "operands on different devices", ARGS);
+    if (overlaps(x, y)) return bad(op, "y overlaps x", ARGS);
+#undef ARGS
+    return 0;
+}
+
+static int cpu_upsample_nearest2x(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0];
+    dfm_cpu_upsample_nearest2x(x->data, a->dst[0]->data, x->shape[0], x->shape[1], x->shape[2], x->shape[3], esize(x));
+    return 0;
+}
+
+int dfm_op_upsample_nearest2x(const dfm_tensor *x, dfm_tensor *y)
+{
+    dfm_op_args a = {.src = {x}, .dst = {y}};
+    return dfm_op_run(DFM_OP_UPSAMPLE_NEAREST2X, &a);
+}
+
+static int check_concat(const dfm_op_args *ar)
+{
+    const char *op = "concat";
+    const dfm_tensor *a = ar->src[0], *b = ar->src[1], *y = ar->dst[0];
+    int64_t dim = ar->i[0];
+#define ARGS "a", a, "b", b, "y", y, NULL
+    if (!a || !b || !y) return dfm_fail(DFM_E_ARG, "concat: NULL argument");
+    if (a->ndim < 1 || b->ndim != a->ndim || y->ndim != a->ndim || a->dtype != b->dtype || y->dtype != a->dtype)
+        return bad(op, "a, b and y must have one rank and one dtype", ARGS);
+    int64_t d = dim < 0 ? dim + a->ndim : dim;
+    if (d < 0 || d >= a->ndim) {
+        char why[64];
+        snprintf(why, sizeof why, "dimension %lld out of range", (long long)dim);
+        return bad(op, why, ARGS);
+    }
+    for (int i = 0; i < a->ndim; i++) {
+        int64_t want = i == d ? a->shape[i] + b->shape[i] : a->shape[i];
+        if ((i != d && b->shape[i] != a->shape[i]) || y->shape[i] != want)
+            return bad(op, "shapes do not match along the other dimensions, or y's is not their sum", ARGS);
+    }
+    if (b->device != a->device || y->device != a->device) return bad(op, "operands on different devices", ARGS);
+    if (overlaps(a, y) || overlaps(b, y)) return bad(op, "y overlaps an input", ARGS);
+#undef ARGS
+    return 0;
+}
+
+/* A checked concat as outer blocks of na and nb elements. */
+static void concat_blocks(const dfm_op_args *ar, int64_t *outer, int64_t *na, int64_t *nb)
+{
+    const dfm_tensor *a = ar->src[0], *b = ar->src[1];
+    int d = (int)(ar->i[0] < 0 ? ar->i[0] + a->ndim : ar->i[0]);
+    int64_t o = 1, inner = 1;
+    for (int i = 0; i < d; i++) o *= a->shape[i];
+    for (int i = d + 1; i < a->ndim; i++) inner *= a->shape[i];
+    *outer = o, *na = a->shape[d] * inner, *nb = b->shape[d] * inner;
+}
+
+static int cpu_concat(dfm_op_args *ar)
+{
+    int64_t outer, na, nb, es = esize(ar->src[0]);
+    concat_blocks(ar, &outer, &na, &nb);
+    size_t ys = (size_t)((na + nb) * es);
+    char *y = ar->dst[0]->data;
+    dfm_cpu_copy_blocks(y, ys, ar->src[0]->data, (size_t)(na * es), (size_t)(na * es), outer);
+    dfm_cpu_copy_blocks(y + na * es, ys, ar->src[1]->data, (size_t)(nb * es), (size_t)(nb * es), outer);
+    return 0;
+}
+
+int dfm_op_concat(const dfm_tensor *a, const dfm_tensor *b, int dim, dfm_tensor *y)
+{
+    dfm_op_args ar = {.src = {a, b}, .dst = {y}, .i = {dim}};
+    return dfm_op_run(DFM_OP_CONCAT, &ar);
+}
+
+static int check_frames(const dfm_op_args *a)
+{
+    const char *op = "frames";
+    const dfm_tensor *x = a->src[0], *y = a->dst[0];
+#define ARGS "x", x, "y", y, NULL
+    if (!x || !y) return dfm_fail(DFM_E_ARG, "frames: NULL argument");
+    if (x->ndim != 4 || y->ndim != 4 || x->dtype != y->dtype) return bad(op, "x and y must be [C, T, H, W] of one dtype", ARGS);
+    int64_t t0 = a->i[0], n = y->shape[1];
+    if (t0 < 0 || t0 + n > x->shape[1]) {
+        char why[96];
+        snprintf(why, sizeof why, "frames [%lld, %lld) outside x", (long long)t0, (long long)(t0 + n));
+        return bad(op, why, ARGS);
+    }
+    if (y->shape[0] != x->shape[0] || y->shape[2] != x->shape[2] || y->shape[3] != x->shape[3])
+        return bad(op, "y must be [C, n, H, W]", ARGS);
+    if (y->device != x->device) return bad(op, "operands on different devices", ARGS);
+    if (overlaps(x, y)) return bad(op, "y overlaps x", ARGS);
+#undef ARGS
+    return 0;
+}
+
+/* A frame range of [C, T, H, W] as C blocks: bytes per frame. */
+static size_t frame_bytes(const dfm_tensor *t) { return (size_t)(t->shape[2] * t->shape[3]) * dfm_dtype_size(t->dtype); }
+
+static int cpu_frames(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0], *y = a->dst[0];
+    size_t fr = frame_bytes(x), xs = fr * (size_t)x->shape[1], ys = fr * (size_t)y->shape[1];
+    dfm_cpu_copy_blocks(y->data, ys, (const char *)x->data + (size_t)a->i[0] * fr, xs, ys, x->shape[0]);
+    return 0;
+}
+
+int dfm_op_frames(const dfm_tensor *x, int64_t t0, int64_t n, dfm_tensor *y)
+{
+    if (y && y->ndim == 4 && y->shape[1] != n) {
+        char why[96];
+        snprintf(why, sizeof why, "y must be [C, %lld, H, W]", (long long)n);
+        return bad("frames", why, "x", x, "y", y, NULL);
+    }
+    if (n < 0) return bad("frames", "negative frame count", "x", x, "y", y, NULL);
+    dfm_op_args a = {.src = {x}, .dst = {y}, .i = {t0}};
+    return dfm_op_run(DFM_OP_FRAMES, &a);
+}
+
+static int check_put_frames(const dfm_op_args *a)
+{
+    const char *op = "put_frames";
+    const dfm_tensor *f = a->src[0], *y = a->dst[0];
+#define ARGS "y", y, "f", f, NULL
+    if (!y || !f) return dfm_fail(DFM_E_ARG, "put_frames: NULL argument");
+    if (y->ndim != 4 || f->ndim != 4 || y->dtype != f->dtype) return bad(op, "y and f must be [C, T, H, W] of one dtype", ARGS);
+    int64_t t0 = a->i[0], n = f->shape[1];
+    if (t0 < 0 || t0 + n > y->shape[1]) {
+        char why[96];
+        snprintf(why, sizeof why, "frames [%lld, %lld) outside y", (long long)t0, (long long)(t0 + n));
+        return bad(op, why, ARGS);
+    }
+    if (f->shape[0] != y->shape[0] || f->shape[2] != y->shape[2] || f->shape[3] != y->shape[3])
+        return bad(op, "f must be [C, n, H, W] with y's C, H, W", ARGS);
+    if (y->device != f->device) return bad(op, "operands on different devices", ARGS);
+    if (overlaps(y, f)) return bad(op, "f overlaps y", ARGS);
+#undef ARGS
+    return 0;
+}
+
+static int cpu_put_frames(dfm_op_args *a)
+{
+    const dfm_tensor *f = a->src[0], *y = a->dst[0];
+    size_t fr = frame_bytes(y), ys = fr * (size_t)y->shape[1], fs = fr * (size_t)f->shape[1];
+    dfm_cpu_copy_blocks((char *)y->data + (size_t)a->i[0] * fr, ys, f->data, fs, fs, y->shape[0]);
+    return 0;
+}
+
+int dfm_op_put_frames(dfm_tensor *y, int64_t t0, const dfm_tensor *f)
+{
+    dfm_op_args a = {.src = {f}, .dst = {y}, .i = {t0}};
+    return dfm_op_run(DFM_OP_PUT_FRAMES, &a);
+}
+
+/* ---- non-finite scan ------------------------------------------------------------------------ */
+
+static int check_count_nonfinite(const dfm_op_args *a)
+{
+    if (!a->src[0]) return dfm_fail(DFM_E_ARG, "count_nonfinite: NULL argument");
+    return 0;
+}
+
+static int nonfinite_applies(const dfm_tensor *x, int64_t *n)
+{
+    *n = dfm_tensor_numel(x);
+    return is_float(x->dtype) && *n > 0;
+}
+
+static int cpu_count_nonfinite(dfm_op_args *a)
+{
+    int64_t n;
+    a->r[0] = 0, a->r[1] = -1;
+    if (nonfinite_applies(a->src[0], &n)) a->r[0] = dfm_cpu_count_nonfinite(a->src[0]->data, a->src[0]->dtype, n, &a->r[1]);
+    return 0;
+}
+
+/* ---- the CUDA entries ------------------------------------------------------------------------ */
+
 #ifdef DFM_HAVE_CUDA
-    return dfm_cuda_attention_bias(q->data, k->data, v->data, bp, scale, out->data, h, sq, sk, d);
+static int cuda_conv3d(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0], *w = a->src[1], *b = a->src[2];
+    int stride[3], pad[6];
+    conv3d_params(a, stride, pad);
+    return dfm_cuda_conv3d(x->data, x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->data, w->dtype,
+                           w->shape[0], (int)w->shape[2], (int)w->shape[3], (int)w->shape[4], ptr(b), dt_or_f32(b),
+                           a->dst[0]->data, stride, pad, bf16(a));
+}
+static int cuda_rms_norm_channels(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0], *g = a->src[1], *b = a->src[2];
+    return dfm_cuda_rms_norm_channels(x->data, x->shape[0], per_channel(x), g->data, g->dtype, ptr(b), dt_or_f32(b),
+                                      a->dst[0]->data);
+}
+static int cuda_silu(dfm_op_args *a) { return dfm_cuda_silu(X0, Y0, N0); }
+static int cuda_add(dfm_op_args *a) { return dfm_cuda_add(X0, X1, Y0, N0); }
+static int cuda_mul(dfm_op_args *a) { return dfm_cuda_mul(X0, X1, Y0, N0); }
+static int cuda_gelu_new(dfm_op_args *a) { return dfm_cuda_gelu_new(X0, Y0, N0); }
+static int cuda_clamp(dfm_op_args *a) { return dfm_cuda_clamp(X0, a->f[0], a->f[1], Y0, N0); }
+static int cuda_affine(dfm_op_args *a) { return dfm_cuda_affine(X0, a->f[0], a->f[1], Y0, N0); }
+static int cuda_matmul(dfm_op_args *ar)
+{
+    int64_t m, n, k;
+    matmul_dims(ar, &m, &n, &k);
+    const dfm_tensor *b = ar->src[1], *bias = ar->src[2];
+    return dfm_cuda_matmul(ar->src[0]->data, ar->i[0] != 0, b->data, b->dtype, ar->i[1] != 0, ptr(bias),
+                           dt_or_f32(bias), ar->f[0], ar->dst[0]->data, m, n, k, bf16(ar));
+}
+static int cuda_linear(dfm_op_args *a)
+{
+    const dfm_linear *l = a->p;
+    const dfm_tensor *x = a->src[0];
+    for (int i = 0; i < l->nw; i++) {
+        int rc = dfm_cuda_matmul(x->data, 0, l->dev[i].data, l->dtype, 1, NULL, DFM_F32, a->i[0] ? 1.0f : 0.0f,
+                                 a->dst[i]->data, x->shape[0], l->n[i], l->k, bf16(a));
+        if (rc) return rc;
+    }
+    return 0;
+}
+static int cuda_attention(dfm_op_args *a)
+{
+    const dfm_tensor *q = a->src[0];
+    return dfm_cuda_attention(q->data, a->src[1]->data, a->src[2]->data, a->f[0], a->dst[0]->data, q->shape[0],
+                              q->shape[1], a->src[1]->shape[1], q->shape[2]);
+}
+static int cuda_attention_bias(dfm_op_args *a)
+{
+    const dfm_tensor *q = a->src[0];
+    return dfm_cuda_attention_bias(q->data, a->src[1]->data, a->src[2]->data, ptr(a->src[3]), a->f[0],
+                                   a->dst[0]->data, q->shape[1], q->shape[0], a->src[1]->shape[0], q->shape[2]);
+}
+static int cuda_embedding(dfm_op_args *a)
+{
+    const dfm_tensor *t = a->src[0];
+    return dfm_cuda_embedding(t->data, t->dtype, t->shape[1], a->src[1]->data, a->src[1]->shape[0], a->dst[0]->data);
+}
+static int cuda_rel_bias(dfm_op_args *a)
+{
+    const dfm_tensor *t = a->src[0], *o = a->dst[0];
+    return dfm_cuda_rel_bias(t->data, t->dtype, t->shape[0], t->shape[1], a->src[1]->data, o->shape[1], o->shape[2],
+                             o->data);
+}
+static int cuda_rms_norm(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0], *w = a->src[1];
+    return dfm_cuda_rms_norm(x->data, rows_of(x), last_dim(x), w->data, w->dtype, a->f[0], a->dst[0]->data);
+}
+static int cuda_transpose2d(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0];
+    return dfm_cuda_transpose2d(x->data, a->dst[0]->data, x->shape[0], x->shape[1], esize(x));
+}
+static int cuda_upsample_nearest2x(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0];
+    return dfm_cuda_upsample_nearest2x(x->data, a->dst[0]->data, x->shape[0], x->shape[1], x->shape[2], x->shape[3],
+                                       esize(x));
+}
+static int cuda_concat(dfm_op_args *ar)
+{
+    int64_t outer, na, nb;
+    concat_blocks(ar, &outer, &na, &nb);
+    return dfm_cuda_concat(ar->src[0]->data, na, ar->src[1]->data, nb, ar->dst[0]->data, outer, esize(ar->src[0]));
+}
+/* count blocks of `bytes`, device to device, one cudaMemcpy each. */
+static int cuda_copy_blocks(char *dst, size_t ds, const char *src, size_t ss, size_t bytes, int64_t count)
+{
+    for (int64_t i = 0; i < count && bytes; i++) {
+        const char *why = NULL;
+        if (dfm_cuda_memcpy(dst + i * ds, src + i * ss, bytes, 2, &why))
+            return dfm_fail(DFM_E_IO, "cudaMemcpy failed: %s", why ? why : "?");
+    }
+    return 0;
+}
+static int cuda_frames(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0], *y = a->dst[0];
+    size_t fr = frame_bytes(x), xs = fr * (size_t)x->shape[1], ys = fr * (size_t)y->shape[1];
+    return cuda_copy_blocks(y->data, ys, (const char *)x->data + (size_t)a->i[0] * fr, xs, ys, x->shape[0]);
+}
+static int cuda_put_frames(dfm_op_args *a)
+{
+    const dfm_tensor *f = a->src[0], *y = a->dst[0];
+    size_t fr = frame_bytes(y), ys = fr * (size_t)y->shape[1], fs = fr * (size_t)f->shape[1];
+    return cuda_copy_blocks((char *)y->data + (size_t)a->i[0] * fr, ys, f->data, fs, fs, y->shape[0]);
+}
+static int cuda_count_nonfinite(dfm_op_args *a)
+{
+    int64_t n;
+    a->r[0] = 0, a->r[1] = -1;
+    if (!nonfinite_applies(a->src[0], &n)) return 0;
+    return dfm_cuda_count_nonfinite(a->src[0]->data, a->src[0]->dtype, n, &a->r[0], &a->r[1]);
+}
+#define CU(f) f
 #else
-    return no_cuda(op);
+#define CU(f) NULL
 #endif
+#undef X0
+#undef X1
+#undef Y0
+#undef N0
+
+/* ---- the table and the dispatch -------------------------------------------------------------- */
+
+#define OP(id, name) [DFM_OP_##id] = {#name, check_##name, cpu_##name, CU(cuda_##name)}
+static const dfm_op_def g_ops[DFM_OP_COUNT] = {
+    OP(CONV3D, conv3d),
+    OP(RMS_NORM_CHANNELS, rms_norm_channels),
+    OP(SILU, silu),
+    OP(ADD, add),
+    OP(MUL, mul),
+    OP(CLAMP, clamp),
+    OP(AFFINE, affine),
+    OP(GELU_NEW, gelu_new),
+    OP(MATMUL, matmul),
+    OP(LINEAR, linear),
+    OP(ATTENTION, attention),
+    OP(ATTENTION_BIAS, attention_bias),
+    OP(EMBEDDING, embedding),
+    OP(REL_BIAS, rel_bias),
+    OP(RMS_NORM, rms_norm),
+    OP(TRANSPOSE2D, transpose2d),
+    OP(UPSAMPLE_NEAREST2X, upsample_nearest2x),
+    OP(CONCAT, concat),
+    OP(FRAMES, frames),
+    OP(PUT_FRAMES, put_frames),
+    OP(COUNT_NONFINITE, count_nonfinite),
+};
+#undef OP
+
+const dfm_op_def *dfm_op_get(dfm_op_id id)
+{
+    return (unsigned)id < DFM_OP_COUNT ? &g_ops[id] : NULL;
+}
+
+dfm_device dfm_op_device(const dfm_op_args *a)
+{
+    for (int i = 0; i < DFM_OP_MAX_SRC; i++)
+        if (a->src[i]) return a->src[i]->device;
+    for (int i = 0; i < DFM_OP_MAX_DST; i++)
+        if (a->dst[i]) return a->dst[i]->device;
+    return DFM_CPU;
+}
+
+int dfm_op_run(dfm_op_id id, dfm_op_args *a)
+{
+    const dfm_op_def *d = dfm_op_get(id);
+    if (!d || !d->check) return dfm_fail(DFM_E_ARG, "op %d: no such op", (int)id);
+    int rc = d->check(a);
+    if (rc) return rc;
+    if (dfm_op_device(a) == DFM_CPU) return d->cpu(a);
+    if (!d->cuda)
+        return dfm_fail(DFM_E_UNSUPPORTED, "%s: tensors on a CUDA device, but this build has no CUDA support", d->name);
+    return d->cuda(a);
 }

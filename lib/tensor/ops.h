@@ -1,7 +1,10 @@
-/* ops.h — the op set, one dispatch point per op: each dfm_op_* checks shapes and dtypes, then
- * runs kernels/cpu/<op>.c or kernels/cuda/<op>.cu by the tensors' device (all operands on one
- * device). All ops compute in f32 with f32 accumulation; weights may be BF16 or F16 (converted on
- * the fly), activations are F32 unless an op says otherwise. Outputs are allocated by the caller.
+/* ops.h — the op set as typed functions: each dfm_op_* fills an argument record and runs its
+ * entry of the op table (op.h), which checks shapes and dtypes once, then runs kernels/cpu/<op>.c
+ * or kernels/cuda/<op>.cu by the tensors' device (all operands on one device). All ops compute in
+ * f32 with f32 accumulation; weights may be BF16 or F16 (converted on the fly), activations are
+ * F32 unless an op says otherwise. Outputs are allocated by the caller. The GEMM-shaped ops
+ * (conv3d, matmul, linear) take a compute context (compute.h; NULL = exact f32): under a BF16
+ * context their inputs are rounded to bf16 first, accumulation stays f32.
  * Shapes use the VAE's channels-first layout: a video activation is [C, T, H, W] (batch 1).
  *
  * Errors: DFM_E_ARG with a message naming the op and the shapes. Threads: CPU ops use
@@ -9,18 +12,11 @@
  */
 #ifndef DFM_TENSOR_OPS_H
 #define DFM_TENSOR_OPS_H
+#include "tensor/compute.h"
 #include "tensor/tensor.h"
 
 void dfm_ops_set_threads(int n);
 int dfm_ops_threads(void);
-/* Round GEMM inputs (activations and weights) to bf16 before multiplying, accumulating in f32:
- * the numerics of a bf16 run. Off by default (exact f32). Applies to conv3d and matmul (not to
- * attention or the elementwise ops). Bound: bf16 keeps 8 significant bits, so each rounded input
- * is within 2^-8 relative of its f32 value and each product a*b within (2^-7 + 2^-16)|a*b|; an
- * output differs from the f32 result by at most (2^-7 + 2^-16) * sum|a*b| plus the f32
- * accumulation error (products of bf16 values are exact in f32). */
-void dfm_ops_set_bf16_compute(int on);
-int dfm_ops_bf16_compute(void);
 /* Free the calling thread's CPU scratch buffers (conv tiles, converted weight blocks, attention
  * scores; otherwise kept for the next op and freed when the thread exits) and, in CUDA builds,
  * the device scratch (dfm_cuda_release_scratch). */
@@ -31,7 +27,7 @@ void dfm_ops_release_scratch(void);
  *   T' = (T + pad[0] + pad[1] - kt) / stride[0] + 1   (pad = {front, back, top, bottom, left, right})
  * and likewise for H (pad[2], pad[3], stride[1]) and W (pad[4], pad[5], stride[2]). Zero padding.
  * A 2-D conv per frame is kt = 1. ref: torch.nn.functional.conv3d */
-int dfm_op_conv3d(const dfm_tensor *x, const dfm_tensor *w, const dfm_tensor *b, dfm_tensor *y,
+int dfm_op_conv3d(const dfm_compute *cc, const dfm_tensor *x, const dfm_tensor *w, const dfm_tensor *b, dfm_tensor *y,
                   const int stride[3], const int pad[6]);
 
 /* Wan RMS norm over channels: y[c, i] = x[c, i] / max(||x[:, i]||_2, 1e-12) * sqrt(C) * gamma[c]
@@ -49,7 +45,7 @@ int dfm_op_affine(const dfm_tensor *x, float scale, float shift, dfm_tensor *y);
 
 /* Y = op(A) @ op(B) (+ bias over columns when bias: [N]); A: [M,K] (or [K,M] if ta), B: [K,N]
  * (or [N,K] if tb), Y: [M,N] F32. A and B F32, or B BF16/F16 (weights). beta = 1 adds into Y. */
-int dfm_op_matmul(const dfm_tensor *a, int ta, const dfm_tensor *b, int tb, const dfm_tensor *bias,
+int dfm_op_matmul(const dfm_compute *cc, const dfm_tensor *a, int ta, const dfm_tensor *b, int tb, const dfm_tensor *bias,
                   float beta, dfm_tensor *y);
 
 /* Scaled dot-product attention, heads independent: q [Hh, Sq, D], k, v [Hh, Sk, D], out
@@ -87,10 +83,10 @@ void dfm_linear_free(dfm_linear *l);
 size_t dfm_linear_nbytes(const dfm_linear *l);
 
 /* y[i] = x W_i^T (accumulate: y[i] += x W_i^T) for every weight. x: [m, k] F32; y[i]: [m, n_i]
- * F32; all on the linear's device; no y may overlap x. f32 accumulation; with
- * dfm_ops_set_bf16_compute(1) x is rounded to bf16 first (store the weights as BF16 for a bf16
+ * F32; all on the linear's device; no y may overlap x. f32 accumulation; under a BF16
+ * context x is rounded to bf16 first (store the weights as BF16 for a bf16
  * run). ref: torch.nn.functional.linear (no bias) */
-int dfm_op_linear(const dfm_tensor *x, const dfm_linear *l, dfm_tensor *const *y, int accumulate);
+int dfm_op_linear(const dfm_compute *cc, const dfm_tensor *x, const dfm_linear *l, dfm_tensor *const *y, int accumulate);
 
 /* ---- text encoders (UMT5 now; the Wan transformer and T5 reuse them) ----------------------- */
 

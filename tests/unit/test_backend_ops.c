@@ -161,10 +161,9 @@ static void conv_case(int64_t cin, int64_t t, int64_t h, int64_t w, int64_t cout
         dfm_test_failures++;
         return;
     }
-    dfm_ops_set_bf16_compute(bf16);
-    int rc_c = dfm_op_conv3d(&x.c, &wt.c, with_bias ? &b.c : NULL, &y.c, cf->stride, cf->pad);
-    int rc_g = dfm_op_conv3d(&x.g, &wt.g, with_bias ? &b.g : NULL, &y.g, cf->stride, cf->pad);
-    dfm_ops_set_bf16_compute(0);
+    dfm_compute cc = {bf16 ? DFM_BF16 : DFM_F32, NULL};
+    int rc_c = dfm_op_conv3d(&cc, &x.c, &wt.c, with_bias ? &b.c : NULL, &y.c, cf->stride, cf->pad);
+    int rc_g = dfm_op_conv3d(&cc, &x.g, &wt.g, with_bias ? &b.g : NULL, &y.g, cf->stride, cf->pad);
     if (both_ran(what, rc_c, rc_g)) agree(what, &y.c, &y.g, TOL_GEMM);
     pair_free(&x);
     pair_free(&wt);
@@ -295,10 +294,9 @@ static void matmul_case(int64_t m, int64_t n, int64_t k, int ta, int tb, dfm_dty
     if (!rc) rc = pair_rand(&y, DFM_F32, SHAPE(m, n)); /* the same initial Y for beta = 1 */
     CHECK_EQ(rc, 0);
     if (rc) return;
-    dfm_ops_set_bf16_compute(bf16);
-    int rc_c = dfm_op_matmul(&a.c, ta, &b.c, tb, with_bias ? &bias.c : NULL, beta, &y.c);
-    int rc_g = dfm_op_matmul(&a.g, ta, &b.g, tb, with_bias ? &bias.g : NULL, beta, &y.g);
-    dfm_ops_set_bf16_compute(0);
+    dfm_compute cc = {bf16 ? DFM_BF16 : DFM_F32, NULL};
+    int rc_c = dfm_op_matmul(&cc, &a.c, ta, &b.c, tb, with_bias ? &bias.c : NULL, beta, &y.c);
+    int rc_g = dfm_op_matmul(&cc, &a.g, ta, &b.g, tb, with_bias ? &bias.g : NULL, beta, &y.g);
     if (both_ran(what, rc_c, rc_g)) agree(what, &y.c, &y.g, TOL_GEMM);
     pair_free(&a);
     pair_free(&b);
@@ -344,10 +342,9 @@ static void linear_case(int64_t m, int64_t k, int nw, const int64_t *n, dfm_dtyp
     if (!rc) rc = dfm_linear_create(&lg, wp, nw, store, DFM_CUDA);
     CHECK_EQ(rc, 0);
     if (!rc) {
-        dfm_ops_set_bf16_compute(bf16);
-        int rc_c = dfm_op_linear(&x.c, lc, yc, acc);
-        int rc_g = dfm_op_linear(&x.g, lg, yg, acc);
-        dfm_ops_set_bf16_compute(0);
+        dfm_compute cc = {bf16 ? DFM_BF16 : DFM_F32, NULL};
+        int rc_c = dfm_op_linear(&cc, &x.c, lc, yc, acc);
+        int rc_g = dfm_op_linear(&cc, &x.g, lg, yg, acc);
         if (both_ran(what, rc_c, rc_g))
             for (int i = 0; i < nw; i++) agree(what, &y[i].c, &y[i].g, TOL_GEMM);
     }

@@ -65,9 +65,8 @@ static int linear_case(int64_t m, int64_t k, int nw, const int64_t *n, dfm_dtype
     size_t expect = 0;
     for (int i = 0; i < nw; i++) expect += (size_t)((n[i] + 15) / 16) * (size_t)k * 16 * (store == DFM_F32 ? 4 : 2);
     CHECK_EQ(dfm_linear_nbytes(l), expect);
-    dfm_ops_set_bf16_compute(bf16c);
-    rc = dfm_op_linear(&x, l, yp, accumulate);
-    dfm_ops_set_bf16_compute(0);
+    dfm_compute cc = {bf16c ? DFM_BF16 : DFM_F32, NULL};
+    rc = dfm_op_linear(&cc, &x, l, yp, accumulate);
     CHECK_EQ(rc, 0);
     for (int i = 0; i < nw && !rc; i++) {
         double worst = 0;
@@ -153,7 +152,7 @@ TEST(ops_linear_guard)
     CHECK_EQ(dfm_linear_create(&l, &wp, 1, DFM_F32, DFM_CPU), 0);
     for (int simd = 0; simd < 2; simd++) {
         dfm_cpu_set_simd(simd);
-        CHECK_EQ(dfm_op_linear(&x, l, &yp, simd), 0);
+        CHECK_EQ(dfm_op_linear(NULL, &x, l, &yp, simd), 0);
         int bad = 0;
         for (int i = 0; i < GUARD; i++) bad += buf[i] != 12345.0f || buf[GUARD + m * n + i] != 12345.0f;
         CHECK_EQ(bad, 0);
@@ -184,15 +183,15 @@ TEST(ops_linear_args)
     CHECK_EQ(dfm_linear_create(&l, ws, 1, DFM_F16, DFM_CPU), DFM_E_ARG);
     CHECK_EQ(dfm_linear_create(&l, ws, 1, DFM_BF16, DFM_CPU), 0);
     dfm_tensor *yp = &yb;
-    CHECK_EQ(dfm_op_linear(&x, l, &yp, 0), DFM_E_ARG); /* [4,8] is not [4,5] */
+    CHECK_EQ(dfm_op_linear(NULL, &x, l, &yp, 0), DFM_E_ARG); /* [4,8] is not [4,5] */
     CHECK(strstr(dfm_errmsg(), "linear") && strstr(dfm_errmsg(), "[4,8] F32"));
     yp = &y;
-    CHECK_EQ(dfm_op_linear(&w, l, &yp, 0), DFM_E_ARG); /* x rows 5 != y rows 4 */
+    CHECK_EQ(dfm_op_linear(NULL, &w, l, &yp, 0), DFM_E_ARG); /* x rows 5 != y rows 4 */
     dfm_tensor xv = dfm_tensor_view(y.data, DFM_F32, DFM_CPU, 2, (int64_t[]){2, 8}), yv = y;
     yp = &yv;
-    CHECK_EQ(dfm_op_linear(&xv, l, &yp, 0), DFM_E_ARG); /* overlap (and rows) */
+    CHECK_EQ(dfm_op_linear(NULL, &xv, l, &yp, 0), DFM_E_ARG); /* overlap (and rows) */
     yp = &y;
-    CHECK_EQ(dfm_op_linear(&x, l, &yp, 0), 0);
+    CHECK_EQ(dfm_op_linear(NULL, &x, l, &yp, 0), 0);
     dfm_linear_free(l);
     dfm_linear_free(NULL);
     dfm_tensor_free(&x);

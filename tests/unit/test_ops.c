@@ -24,6 +24,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+static const dfm_compute g_bf16cc = {DFM_BF16, NULL};
+
 static uint64_t g_rng = 0x2545f4914f6cdd1dull;
 static float frand(void) /* uniform in [-1, 1) */
 {
@@ -172,10 +174,9 @@ static int conv_check(const conv_case *c, dfm_dtype wdt, dfm_dtype bdt, int with
         dfm_cpu_conv3d_force_path(set[s].path);
         dfm_cpu_conv3d_set_tile_bytes(set[s].tile);
         dfm_ops_set_threads(set[s].threads);
-        dfm_ops_set_bf16_compute(set[s].bf16);
         dfm_cpu_set_simd(set[s].simd);
         memset(y.data, 0xff, dfm_tensor_nbytes(&y));
-        int rc = dfm_op_conv3d(&x, &w, with_bias ? &b : NULL, &y, c->stride, c->pad);
+        int rc = dfm_op_conv3d(set[s].bf16 ? &g_bf16cc : NULL, &x, &w, with_bias ? &b : NULL, &y, c->stride, c->pad);
         char what[256];
         snprintf(what, sizeof what,
                  "conv3d cin %lld cout %lld x [%lld,%lld,%lld] k %dx%dx%d stride %d,%d,%d pad %d,%d,%d,%d,%d,%d "
@@ -198,7 +199,6 @@ static int conv_check(const conv_case *c, dfm_dtype wdt, dfm_dtype bdt, int with
     dfm_cpu_conv3d_force_path(NULL);
     dfm_cpu_conv3d_set_tile_bytes(0);
     dfm_ops_set_threads(0);
-    dfm_ops_set_bf16_compute(0);
     dfm_cpu_set_simd(1);
     free(ref);
     free(mag);
@@ -330,18 +330,18 @@ TEST(ops_conv3d_errors)
     dfm_tensor x = rand_tensor(DFM_F32, 4, xs), w = rand_tensor(DFM_F32, 5, ws), y = new_tensor(DFM_F32, 4, ys);
     dfm_tensor wb = rand_tensor(DFM_F32, 5, bad_ws);
     int st[3] = {1, 1, 1}, pad[6] = {2, 0, 1, 1, 1, 1}, nopad[6] = {0};
-    CHECK_EQ(dfm_op_conv3d(&x, &w, NULL, &y, st, pad), 0);
-    CHECK_EQ(dfm_op_conv3d(&x, &wb, NULL, &y, st, pad), DFM_E_ARG);
+    CHECK_EQ(dfm_op_conv3d(NULL, &x, &w, NULL, &y, st, pad), 0);
+    CHECK_EQ(dfm_op_conv3d(NULL, &x, &wb, NULL, &y, st, pad), DFM_E_ARG);
     CHECK(strstr(dfm_errmsg(), "conv3d") && strstr(dfm_errmsg(), "[6,5,3,3,3] F32 cpu"));
-    CHECK_EQ(dfm_op_conv3d(&x, &w, NULL, &y, st, nopad), DFM_E_ARG); /* y would be [6,1,3,3] */
+    CHECK_EQ(dfm_op_conv3d(NULL, &x, &w, NULL, &y, st, nopad), DFM_E_ARG); /* y would be [6,1,3,3] */
     CHECK(strstr(dfm_errmsg(), "[6,1,3,3]") != NULL);
     int bad_st[3] = {0, 1, 1}, neg[6] = {-1, 0, 0, 0, 0, 0};
-    CHECK_EQ(dfm_op_conv3d(&x, &w, NULL, &y, bad_st, pad), DFM_E_ARG);
-    CHECK_EQ(dfm_op_conv3d(&x, &w, NULL, &y, st, neg), DFM_E_ARG);
-    CHECK_EQ(dfm_op_conv3d(&x, &w, NULL, &x, st, pad), DFM_E_ARG); /* y is x: shape fails first */
+    CHECK_EQ(dfm_op_conv3d(NULL, &x, &w, NULL, &y, bad_st, pad), DFM_E_ARG);
+    CHECK_EQ(dfm_op_conv3d(NULL, &x, &w, NULL, &y, st, neg), DFM_E_ARG);
+    CHECK_EQ(dfm_op_conv3d(NULL, &x, &w, NULL, &x, st, pad), DFM_E_ARG); /* y is x: shape fails first */
     int64_t bs[1] = {5};
     dfm_tensor b = rand_tensor(DFM_F32, 1, bs);
-    CHECK_EQ(dfm_op_conv3d(&x, &w, &b, &y, st, pad), DFM_E_ARG);
+    CHECK_EQ(dfm_op_conv3d(NULL, &x, &w, &b, &y, st, pad), DFM_E_ARG);
     dfm_tensor_free(&x);
     dfm_tensor_free(&w);
     dfm_tensor_free(&wb);
@@ -521,9 +521,7 @@ static int matmul_check(int64_t m, int64_t n, int64_t k, int ta, int tb, dfm_dty
             ref[i * n + j] = s;
             mag[i * n + j] = mg;
         }
-    dfm_ops_set_bf16_compute(bf16);
-    int rc = dfm_op_matmul(&a, ta, &b, tb, with_bias ? &bias : NULL, beta, &y);
-    dfm_ops_set_bf16_compute(0);
+    int rc = dfm_op_matmul(bf16 ? &g_bf16cc : NULL, &a, ta, &b, tb, with_bias ? &bias : NULL, beta, &y);
     char what[160];
     snprintf(what, sizeof what, "matmul m %lld n %lld k %lld ta %d tb %d b %s bias %d beta %g bf16 %d", (long long)m,
              (long long)n, (long long)k, ta, tb, dfm_dtype_name(bdt), with_bias, beta, bf16);
@@ -564,7 +562,7 @@ TEST(ops_matmul)
 
     int64_t as[2] = {3, 4}, bs[2] = {5, 6}, ys[2] = {3, 6};
     dfm_tensor a = rand_tensor(DFM_F32, 2, as), b = rand_tensor(DFM_F32, 2, bs), y = new_tensor(DFM_F32, 2, ys);
-    CHECK_EQ(dfm_op_matmul(&a, 0, &b, 0, NULL, 0, &y), DFM_E_ARG);
+    CHECK_EQ(dfm_op_matmul(NULL, &a, 0, &b, 0, NULL, 0, &y), DFM_E_ARG);
     CHECK(strstr(dfm_errmsg(), "matmul") && strstr(dfm_errmsg(), "[5,6] F32"));
     dfm_tensor_free(&a);
     dfm_tensor_free(&b);
@@ -778,9 +776,15 @@ TEST(ops_threads_setting)
     CHECK_EQ(dfm_ops_threads(), 1);
     dfm_ops_set_threads(0);
     CHECK(dfm_ops_threads() >= 1);
-    dfm_ops_set_bf16_compute(5);
-    CHECK_EQ(dfm_ops_bf16_compute(), 1);
-    dfm_ops_set_bf16_compute(0);
+    dfm_compute c = {DFM_BF16, (const char *const[]){"norm2", "time_embedder", NULL}};
+    CHECK_EQ(dfm_compute_is_bf16(&c), 1);
+    CHECK_EQ(dfm_compute_is_bf16(NULL), 0);
+    CHECK_EQ(dfm_compute_for(&c, "blocks.3.norm2").dtype, DFM_F32);
+    CHECK_EQ(dfm_compute_for(&c, "condition_embedder.time_embedder.linear_1").dtype, DFM_F32);
+    CHECK_EQ(dfm_compute_for(&c, "blocks.3.attn1.to_q").dtype, DFM_BF16);
+    CHECK_EQ(dfm_compute_for(&c, "blocks.3.norm20").dtype, DFM_BF16); /* parts, not prefixes */
+    CHECK_EQ(dfm_compute_for(&c, "xnorm2").dtype, DFM_BF16);
+    CHECK_EQ(dfm_compute_for(NULL, "norm2").dtype, DFM_F32);
 }
 
 /* ---- tensors --------------------------------------------------------------------------------- */

@@ -100,7 +100,6 @@ static dfm_wan_vae *load_vae(const char *dir, int enc, int dec)
 {
     dfm_wan_vae *vae = NULL;
     dfm_wan_vae_opts o = {.device = DFM_CPU, .weights = DFM_F32, .load_encoder = enc, .load_decoder = dec};
-    dfm_ops_set_bf16_compute(0);
     int rc = dfm_wan_vae_load(&vae, dir, &o);
     CHECK_EQ(rc, 0);
     if (rc) fprintf(stderr, "  %s\n", dfm_errmsg());
@@ -389,7 +388,6 @@ TEST(stage_text_outputs_nonfinite)
             continue;
         dfm_umt5 *enc = NULL;
         dfm_umt5_opts uo = {.device = DFM_CPU, .weights = DFM_F32};
-        dfm_ops_set_bf16_compute(0);
         int rc = dfm_umt5_load(&enc, dir, &uo);
         CHECK_EQ(rc, 0);
         if (rc) {

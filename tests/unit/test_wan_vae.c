@@ -30,7 +30,6 @@ static int run_model(const char *mdir, dfm_dtype wdt, double lat_bound, double p
 {
     dfm_wan_vae *vae = NULL;
     dfm_wan_vae_opts o = {.device = DFM_CPU, .weights = wdt};
-    dfm_ops_set_bf16_compute(wdt == DFM_BF16);
     int rc = dfm_wan_vae_load(&vae, mdir, &o);
     CHECK_EQ(rc, 0);
     if (rc) {
@@ -98,7 +97,6 @@ static int run_model(const char *mdir, dfm_dtype wdt, double lat_bound, double p
     }
     if (d) closedir(d);
     dfm_wan_vae_free(vae);
-    dfm_ops_set_bf16_compute(0);
     return n;
 }
 

@@ -45,6 +45,7 @@ struct dfm_umt5 {
     dfm_tensor final_ln;  /* [d_model] F32 */
     layer_t *layers;
     size_t owned, mapped; /* weight bytes */
+    dfm_compute cc;       /* BF16 in BF16 mode: GEMM inputs rounded to bf16 */
     dfm_tensor ws;        /* activations, kept between encodes (grown when n grows) */
 };
 
@@ -346,6 +347,7 @@ int dfm_umt5_load(dfm_umt5 **out, const char *model_dir, const dfm_umt5_opts *o)
         return DFM_E_NOMEM;
     }
     m->opts = *o;
+    m->cc = (dfm_compute){o->weights == DFM_BF16 ? DFM_BF16 : DFM_F32, NULL};
     loader_t L = {0};
     if ((rc = dfm_umt5_config_load(&m->cfg, dir))) goto fail;
     if ((rc = dfm_st_open(&m->st, dir))) goto fail;
@@ -439,9 +441,9 @@ static int alloc2(dfm_tensor *t, dfm_device dev, int64_t a, int64_t b)
 }
 
 /* y = x W^T: x [n, in], W [out, in], y [n, out]. ref: torch.nn.Linear (bias=False) */
-static int linear(const dfm_tensor *x, const dfm_tensor *w, dfm_tensor *y)
+static int linear(const dfm_compute *cc, const dfm_tensor *x, const dfm_tensor *w, dfm_tensor *y)
 {
-    return dfm_op_matmul(x, 0, w, 1, NULL, 0.0f, y);
+    return dfm_op_matmul(cc, x, 0, w, 1, NULL, 0.0f, y);
 }
 
 /* q, k, v, ctx: [n, heads * d_kv] viewed as [n, heads, d_kv]. */
@@ -454,6 +456,7 @@ static dfm_tensor heads_view(const dfm_tensor *t, int heads, int dkv)
 static int layer_forward(const dfm_umt5 *m, const layer_t *y, const dfm_tensor *buckets, dfm_tensor *h, acts_t *a)
 {
     const dfm_umt5_config *c = &m->cfg;
+    const dfm_compute *cc = &m->cc;
     float eps = (float)c->eps;
     int rc;
     dfm_tensor *qkv[3] = {&a->q, &a->k, &a->v}, *gl[2] = {&a->g, &a->l};
@@ -461,28 +464,28 @@ static int layer_forward(const dfm_umt5 *m, const layer_t *y, const dfm_tensor *
     if ((rc = dfm_op_rms_norm(h, &y->ln1, eps, &a->x)) || (rc = dfm_op_rel_bias(&y->rel, buckets, &a->bias)))
         return rc;
     if (y->qkv)
-        rc = dfm_op_linear(&a->x, y->qkv, qkv, 0);
-    else if (!(rc = linear(&a->x, &y->q, &a->q)) && !(rc = linear(&a->x, &y->k, &a->k)))
-        rc = linear(&a->x, &y->v, &a->v);
+        rc = dfm_op_linear(cc, &a->x, y->qkv, qkv, 0);
+    else if (!(rc = linear(cc, &a->x, &y->q, &a->q)) && !(rc = linear(cc, &a->x, &y->k, &a->k)))
+        rc = linear(cc, &a->x, &y->v, &a->v);
     if (rc) return rc;
     dfm_tensor q = heads_view(&a->q, c->num_heads, c->d_kv), k = heads_view(&a->k, c->num_heads, c->d_kv);
     dfm_tensor v = heads_view(&a->v, c->num_heads, c->d_kv), o = heads_view(&a->ctx, c->num_heads, c->d_kv);
     if ((rc = dfm_op_attention_bias(&q, &k, &v, &a->bias, 1.0f, &o))) return rc;
     if (y->lo) /* h += ctx Wo^T in the GEMM's output */
-        rc = dfm_op_linear(&a->ctx, y->lo, &h, 1);
-    else if (!(rc = linear(&a->ctx, &y->o, &a->t)))
+        rc = dfm_op_linear(cc, &a->ctx, y->lo, &h, 1);
+    else if (!(rc = linear(cc, &a->ctx, &y->o, &a->t)))
         rc = dfm_op_add(h, &a->t, h);
     if (rc) return rc;
     /* UMT5LayerFF (UMT5DenseGatedActDense) */
     if ((rc = dfm_op_rms_norm(h, &y->ln2, eps, &a->x))) return rc;
     if (y->wi)
-        rc = dfm_op_linear(&a->x, y->wi, gl, 0);
-    else if (!(rc = linear(&a->x, &y->wi0, &a->g)))
-        rc = linear(&a->x, &y->wi1, &a->l);
+        rc = dfm_op_linear(cc, &a->x, y->wi, gl, 0);
+    else if (!(rc = linear(cc, &a->x, &y->wi0, &a->g)))
+        rc = linear(cc, &a->x, &y->wi1, &a->l);
     if (rc || (rc = dfm_op_gelu_new(&a->g, &a->g)) || (rc = dfm_op_mul(&a->g, &a->l, &a->g))) return rc;
     if (y->lwo)
-        rc = dfm_op_linear(&a->g, y->lwo, &h, 1);
-    else if (!(rc = linear(&a->g, &y->wo, &a->t)))
+        rc = dfm_op_linear(cc, &a->g, y->lwo, &h, 1);
+    else if (!(rc = linear(cc, &a->g, &y->wo, &a->t)))
         rc = dfm_op_add(h, &a->t, h);
     return rc;
 }
@@ -494,7 +497,7 @@ int dfm_umt5_encode(dfm_umt5 *m, const int32_t *ids, int n, dfm_tensor *out)
     if (n < 1 || !ids) return dfm_fail(DFM_E_ARG, "UMT5 encode: no tokens (n = %d)", n);
     dfm_device dev = m->opts.device;
     int64_t d = c->d_model;
-    int bf16 = m->opts.weights == DFM_BF16, old_bf16 = dfm_ops_bf16_compute();
+    int bf16 = m->opts.weights == DFM_BF16;
     acts_t a = {0};
     dfm_tensor h = {0}, hc = {0}, bk = {0};
     int64_t sn[1] = {n}, sb[1] = {2 * (int64_t)n - 1};
@@ -517,11 +520,9 @@ int dfm_umt5_encode(dfm_umt5 *m, const int32_t *ids, int n, dfm_tensor *out)
     for (int64_t r = 0; !rc && r < sb[0]; r++)
         ((int32_t *)bk.data)[r] = dfm_umt5_rel_bucket(r - (n - 1), c->rel_buckets, c->rel_max_distance);
     if (!rc) rc = acts_views(m, n, &a);
-    dfm_ops_set_bf16_compute(bf16);
     for (int i = 0; !rc && i < c->num_layers; i++)
         if ((rc = layer_forward(m, &m->layers[i], &bk, &h, &a)) < 0) dfm_fail_ctx(rc, "UMT5 layer %d", i);
     if (!rc && !(rc = alloc2(out, dev, n, d))) rc = dfm_op_rms_norm(&h, &m->final_ln, (float)c->eps, out);
-    dfm_ops_set_bf16_compute(old_bf16);
     if (rc) dfm_tensor_free(out);
     dfm_tensor_free(&h);
     dfm_tensor_free(&hc);

@@ -64,8 +64,10 @@ void dfm_umt5_memory(const dfm_umt5 *m, size_t *owned, size_t *mapped);
 
 /* ids[0..n) (the valid tokens incl. </s>; padding never enters: masked keys get zero weight in the
  * reference, so encoding only the valid tokens is the same math). out: allocated [n, d_model] F32
- * on the model's device. An id outside [0, vocab_size) or n < 1 is DFM_E_ARG. Uses (and restores)
- * the global dfm_ops_set_bf16_compute() switch: one encode at a time per process. */
+ * on the model's device. An id outside [0, vocab_size) or n < 1 is DFM_E_ARG. Computes under the
+ * model's own context (BF16 weights: bf16 GEMM inputs, f32 accumulation; tensor/compute.h), so
+ * other models in the process keep theirs. One encode at a time per model (it reuses its
+ * activation workspace). */
 int dfm_umt5_encode(dfm_umt5 *m, const int32_t *ids, int n, dfm_tensor *out);
 
 /* The encoder's (bidirectional) relative position bucket of rel = key position - query position,

@@ -525,6 +525,11 @@ static int alloc_like(dfm_tensor *t, dfm_device dev, int64_t c, int64_t T, int64
     return dfm_tensor_alloc(t, DFM_F32, dev, 4, s);
 }
 
+/* The compute context of a conv (precision belongs to its weights): BF16 weights compute with
+ * bf16 inputs and f32 accumulation, as the model's BF16 mode asks; F32 weights exactly. */
+static const dfm_compute vae_bf16 = {DFM_BF16, NULL};
+static const dfm_compute *conv_cc(const conv_t *c) { return c->w.dtype == DFM_BF16 ? &vae_bf16 : &dfm_compute_f32; }
+
 /* Plain conv (no cache): pads as configured (causal front zeros included). */
 static int conv_plain(const conv_t *c, const dfm_tensor *x, int front, dfm_tensor *y)
 {
@@ -536,7 +541,7 @@ static int conv_plain(const conv_t *c, const dfm_tensor *x, int front, dfm_tenso
     int64_t Wo = (W + pad[4] + pad[5] - c->kw) / c->stride[2] + 1;
     int rc = alloc_like(y, x->device, c->cout, To, Ho, Wo);
     if (rc) return rc;
-    rc = dfm_op_conv3d(x, &c->w, &c->b, y, c->stride, pad);
+    rc = dfm_op_conv3d(conv_cc(c), x, &c->w, &c->b, y, c->stride, pad);
     if (rc) dfm_tensor_free(y);
     return rc;
 }
@@ -677,11 +682,11 @@ static void weight_rows(const conv_t *c, int64_t r0, int64_t n, dfm_tensor *w, d
 }
 
 /* Y[S, n] = X[C, S]^T W[n, C]^T + b: a 1x1 conv whose output is position-major. */
-static int proj_t(const dfm_tensor *x, const dfm_tensor *w, const dfm_tensor *b, dfm_tensor *y)
+static int proj_t(const dfm_compute *cc, const dfm_tensor *x, const dfm_tensor *w, const dfm_tensor *b, dfm_tensor *y)
 {
     int64_t ys[2] = {x->shape[1], w->shape[0]};
     int rc = dfm_tensor_alloc(y, DFM_F32, x->device, 2, ys);
-    if (!rc) rc = dfm_op_matmul(x, 1, w, 1, b, 0.0f, y);
+    if (!rc) rc = dfm_op_matmul(cc, x, 1, w, 1, b, 0.0f, y);
     if (rc) dfm_tensor_free(y);
     return rc;
 }
@@ -700,9 +705,9 @@ static int attn_forward(const attn_t *a, const dfm_tensor *x, dfm_tensor *out)
         if (!rc && !(rc = dfm_tensor_alloc(&fn, DFM_F32, x->device, 2, s2)))
             rc = dfm_op_rms_norm_channels(&f, &a->n.gamma, NULL, &fn);
         /* q | k | v are output channels [0,C), [C,2C), [2C,3C) of to_qkv, each [S, C] */
-        if (!rc) weight_rows(&a->qkv, 0, C, &wq, &bq), rc = proj_t(&fn, &wq, &bq, &q);
-        if (!rc) weight_rows(&a->qkv, C, C, &wq, &bq), rc = proj_t(&fn, &wq, &bq, &k);
-        if (!rc) weight_rows(&a->qkv, 2 * C, C, &wq, &bq), rc = proj_t(&fn, &wq, &bq, &v);
+        if (!rc) weight_rows(&a->qkv, 0, C, &wq, &bq), rc = proj_t(conv_cc(&a->qkv), &fn, &wq, &bq, &q);
+        if (!rc) weight_rows(&a->qkv, C, C, &wq, &bq), rc = proj_t(conv_cc(&a->qkv), &fn, &wq, &bq, &k);
+        if (!rc) weight_rows(&a->qkv, 2 * C, C, &wq, &bq), rc = proj_t(conv_cc(&a->qkv), &fn, &wq, &bq, &v);
         if (!rc) rc = dfm_tensor_reshape(&q, 3, s3);
         if (!rc) rc = dfm_tensor_reshape(&k, 3, s3);
         if (!rc) rc = dfm_tensor_reshape(&v, 3, s3);
@@ -712,7 +717,7 @@ static int attn_forward(const attn_t *a, const dfm_tensor *x, dfm_tensor *out)
         /* proj(o) + identity, back to channels-first */
         dfm_tensor ot = {0};
         if (!rc && !(rc = dfm_tensor_alloc(&ot, DFM_F32, x->device, 2, s2))) rc = dfm_op_transpose2d(&o, &ot);
-        if (!rc) weight_rows(&a->proj, 0, C, &wq, &bq), rc = proj_t(&ot, &wq, &bq, &pt); /* [S, C] */
+        if (!rc) weight_rows(&a->proj, 0, C, &wq, &bq), rc = proj_t(conv_cc(&a->proj), &ot, &wq, &bq, &pt); /* [S, C] */
         if (!rc && !(rc = dfm_tensor_alloc(&p, DFM_F32, x->device, 2, s2))) rc = dfm_op_transpose2d(&pt, &p);
         if (!rc) rc = dfm_op_add(&p, &f, &p);
         if (!rc) rc = dfm_tensor_reshape(&p, 4, s4);

@@ -1,0 +1,73 @@
+/* op.h — the op table: one enum of every op, one argument record, one dispatch.
+ *
+ * Each op is an entry {name, check, cpu, cuda}: `check` validates shapes, dtypes, devices and
+ * aliasing once, then dfm_op_run() calls the CPU kernel (kernels/cpu/<op>.c) or its CUDA twin
+ * (kernels/cuda/<op>.cu) by the operands' device. The typed functions of ops.h (dfm_op_conv3d,
+ * dfm_op_silu, ...) fill a dfm_op_args and call dfm_op_run(); the table-driven backend test
+ * (tests/unit/test_backend_ops.c) runs every entry on both devices and compares. ggml's op enum
+ * and test-backend-ops are the model.
+ *
+ * Argument conventions per op are listed with the enum (src: inputs, dst: outputs, f/i:
+ * scalar parameters, p: an op-specific object, cc: the compute context or NULL for f32).
+ * Not here: autograd. Backward passes are ops of their own, called by lib/nn layers.
+ */
+#ifndef DFM_TENSOR_OP_H
+#define DFM_TENSOR_OP_H
+#include <stdint.h>
+#include "tensor/compute.h"
+#include "tensor/tensor.h"
+
+typedef enum {
+    DFM_OP_CONV3D,            /* src x, w, b|NULL; dst y; i[0..2] stride, i[3..8] pad; cc */
+    DFM_OP_RMS_NORM_CHANNELS, /* src x, gamma, bias|NULL; dst y */
+    DFM_OP_SILU,              /* src x; dst y */
+    DFM_OP_ADD,               /* src a, b; dst y */
+    DFM_OP_MUL,               /* src a, b; dst y */
+    DFM_OP_CLAMP,             /* src x; dst y; f[0] lo, f[1] hi */
+    DFM_OP_AFFINE,            /* src x; dst y; f[0] scale, f[1] shift */
+    DFM_OP_GELU_NEW,          /* src x; dst y */
+    DFM_OP_MATMUL,            /* src a, b, bias|NULL; dst y; i[0] ta, i[1] tb; f[0] beta; cc */
+    DFM_OP_LINEAR,            /* src x; dst y[0..nw); p dfm_linear; i[0] accumulate; cc */
+    DFM_OP_ATTENTION,         /* src q, k, v; dst out; f[0] scale (head-major [H, S, D]) */
+    DFM_OP_ATTENTION_BIAS,    /* src q, k, v, bias|NULL; dst out; f[0] scale (token-major [S, H, D]) */
+    DFM_OP_EMBEDDING,         /* src table, ids; dst out */
+    DFM_OP_REL_BIAS,          /* src table, buckets; dst out */
+    DFM_OP_RMS_NORM,          /* src x, w; dst y; f[0] eps */
+    DFM_OP_TRANSPOSE2D,       /* src x; dst y */
+    DFM_OP_UPSAMPLE_NEAREST2X,/* src x; dst y */
+    DFM_OP_CONCAT,            /* src a, b; dst y; i[0] dim */
+    DFM_OP_FRAMES,            /* src x; dst y; i[0] t0 (n = y's frames) */
+    DFM_OP_PUT_FRAMES,        /* src f; dst y; i[0] t0 */
+    DFM_OP_COUNT_NONFINITE,   /* src x (any dtype); r[0] count, r[1] first index or -1 */
+    DFM_OP_COUNT
+} dfm_op_id;
+
+#define DFM_OP_MAX_SRC 6
+#define DFM_OP_MAX_DST 4
+
+typedef struct {
+    const dfm_tensor *src[DFM_OP_MAX_SRC]; /* inputs; NULL where optional and absent */
+    dfm_tensor *dst[DFM_OP_MAX_DST];       /* outputs (allocated by the caller) */
+    float f[4];                            /* scalar parameters */
+    int64_t i[10];                         /* integer parameters */
+    const void *p;                         /* op-specific object */
+    const dfm_compute *cc;                 /* compute context; NULL: exact f32 */
+    int64_t r[2];                          /* host results (count_nonfinite) */
+} dfm_op_args;
+
+typedef struct {
+    const char *name;
+    int (*check)(const dfm_op_args *a); /* 0 or DFM_E_ARG naming the op and the operands */
+    int (*cpu)(dfm_op_args *a);
+    int (*cuda)(dfm_op_args *a);        /* NULL in builds without CUDA */
+} dfm_op_def;
+
+/* The entry of op id (id in [0, DFM_OP_COUNT)). */
+const dfm_op_def *dfm_op_get(dfm_op_id id);
+/* The device the operands live on (the first non-NULL src, else dst). */
+dfm_device dfm_op_device(const dfm_op_args *a);
+/* Check the arguments, then run the op on the operands' device. Returns 0 or a negative
+ * DFM_E_* with the reason recorded (dfm_errmsg). */
+int dfm_op_run(dfm_op_id id, dfm_op_args *a);
+
+#endif
