@@ -108,11 +108,11 @@ int main(int argc, char **argv)
         for (int64_t i = 0; i < m * k; i++) x[i] = frand(&seed);
         for (int64_t i = 0; i < n * k; i++) w[i] = frand(&seed);
         int64_t sx[2] = {m, k};
-        dfm_tensor xt = dfm_tensor_view(x, DFM_F32, DFM_CPU, 2, sx), wt[DFM_LINEAR_MAX], yt[DFM_LINEAR_MAX];
-        const dfm_tensor *wp[DFM_LINEAR_MAX];
-        dfm_tensor *yp[DFM_LINEAR_MAX];
+        dfm_tensor xt = dfm_tensor_view(x, DFM_F32, DFM_CPU, 2, sx), wt[DFM_PACKED_MAX], yt[DFM_PACKED_MAX];
+        const dfm_tensor *wp[DFM_PACKED_MAX];
+        dfm_tensor *yp[DFM_PACKED_MAX];
         /* the fused weights' outputs: column blocks of y1 would need strides, so separate buffers */
-        float *ys[DFM_LINEAR_MAX];
+        float *ys[DFM_PACKED_MAX];
         for (int i = 0; i < shapes[s].nw; i++) {
             int64_t sw[2] = {shapes[s].n, k}, sy[2] = {m, shapes[s].n};
             wt[i] = dfm_tensor_view(w + i * shapes[s].n * k, DFM_F32, DFM_CPU, 2, sw);
@@ -121,9 +121,9 @@ int main(int argc, char **argv)
             yt[i] = dfm_tensor_view(ys[i], DFM_F32, DFM_CPU, 2, sy);
             yp[i] = &yt[i];
         }
-        dfm_linear *lin[2];
-        if (dfm_linear_create(&lin[0], wp, shapes[s].nw, DFM_F32, DFM_CPU) ||
-            dfm_linear_create(&lin[1], wp, shapes[s].nw, DFM_BF16, DFM_CPU)) {
+        dfm_packed *lin[2];
+        if (dfm_packed_create(&lin[0], wp, shapes[s].nw, DFM_F32, DFM_CPU) ||
+            dfm_packed_create(&lin[1], wp, shapes[s].nw, DFM_BF16, DFM_CPU)) {
             fprintf(stderr, "bench_linear: %s\n", dfm_errmsg());
             return 1;
         }
@@ -153,8 +153,8 @@ int main(int argc, char **argv)
                             }
             }
         }
-        dfm_linear_free(lin[0]);
-        dfm_linear_free(lin[1]);
+        dfm_packed_free(lin[0]);
+        dfm_packed_free(lin[1]);
         for (int i = 0; i < shapes[s].nw; i++) free(ys[i]);
         free(x), free(w), free(y0), free(y1);
     }

@@ -27,7 +27,7 @@ typedef enum {
     DFM_OP_AFFINE,            /* src x; dst y; f[0] scale, f[1] shift */
     DFM_OP_GELU_NEW,          /* src x; dst y */
     DFM_OP_MATMUL,            /* src a, b, bias|NULL; dst y; i[0] ta, i[1] tb; f[0] beta; cc */
-    DFM_OP_LINEAR,            /* src x; dst y[0..nw); p dfm_linear; i[0] accumulate; cc */
+    DFM_OP_LINEAR,            /* src x; dst y[0..nw); p dfm_packed; i[0] accumulate; cc */
     DFM_OP_ATTENTION,         /* src q, k, v; dst out; f[0] scale (head-major [H, S, D]) */
     DFM_OP_ATTENTION_BIAS,    /* src q, k, v, bias|NULL; dst out; f[0] scale (token-major [S, H, D]) */
     DFM_OP_EMBEDDING,         /* src table, ids; dst out */

@@ -314,18 +314,18 @@ int dfm_op_matmul(const dfm_compute *cc, const dfm_tensor *a, int ta, const dfm_
 
 /* ---- linear (packed weights) ---------------------------------------------------------------- */
 
-struct dfm_linear {
+struct dfm_packed {
     dfm_device device;
     dfm_dtype dtype;
     int64_t k;
     int nw;
-    int64_t n[DFM_LINEAR_MAX];
-    void *packed[DFM_LINEAR_MAX]; /* CPU: dfm_cpu_linear_pack layout */
-    dfm_tensor dev[DFM_LINEAR_MAX]; /* CUDA: [n, k] of dtype */
+    int64_t n[DFM_PACKED_MAX];
+    void *packed[DFM_PACKED_MAX]; /* CPU: dfm_cpu_linear_pack layout */
+    dfm_tensor dev[DFM_PACKED_MAX]; /* CUDA: [n, k] of dtype */
     size_t nbytes;
 };
 
-void dfm_linear_free(dfm_linear *l)
+void dfm_packed_free(dfm_packed *l)
 {
     if (!l) return;
     for (int i = 0; i < l->nw; i++) {
@@ -335,14 +335,14 @@ void dfm_linear_free(dfm_linear *l)
     free(l);
 }
 
-size_t dfm_linear_nbytes(const dfm_linear *l) { return l ? l->nbytes : 0; }
+size_t dfm_packed_nbytes(const dfm_packed *l) { return l ? l->nbytes : 0; }
 
-int dfm_linear_create(dfm_linear **out, const dfm_tensor *const *w, int nw, dfm_dtype dt, dfm_device dev)
+int dfm_packed_create(dfm_packed **out, const dfm_tensor *const *w, int nw, dfm_dtype dt, dfm_device dev)
 {
     const char *op = "linear_create";
     *out = NULL;
-    if (!w || nw < 1 || nw > DFM_LINEAR_MAX)
-        return dfm_fail(DFM_E_ARG, "%s: %d weights (1 to %d)", op, nw, DFM_LINEAR_MAX);
+    if (!w || nw < 1 || nw > DFM_PACKED_MAX)
+        return dfm_fail(DFM_E_ARG, "%s: %d weights (1 to %d)", op, nw, DFM_PACKED_MAX);
     if (dt != DFM_F32 && dt != DFM_BF16) return dfm_fail(DFM_E_ARG, "%s: store as %s (F32 or BF16)", op, dfm_dtype_name(dt));
     for (int i = 0; i < nw; i++) {
         if (!w[i]) return dfm_fail(DFM_E_ARG, "%s: NULL weight", op);
@@ -352,7 +352,7 @@ int dfm_linear_create(dfm_linear **out, const dfm_tensor *const *w, int nw, dfm_
         if (w[i]->shape[0] > 0x7fffffff || w[i]->shape[1] > 0x7fffffff) return bad(op, "dimension past 2^31", "w", w[i], NULL);
     }
     if (dev != DFM_CPU && !dfm_device_available(dev)) return DFM_E_UNSUPPORTED;
-    dfm_linear *l = dfm_calloc(1, sizeof *l);
+    dfm_packed *l = dfm_calloc(1, sizeof *l);
     if (!l) return DFM_E_NOMEM;
     l->device = dev, l->dtype = dt, l->k = w[0]->shape[1];
     int rc = 0;
@@ -381,7 +381,7 @@ int dfm_linear_create(dfm_linear **out, const dfm_tensor *const *w, int nw, dfm_
         }
     }
     if (rc) {
-        dfm_linear_free(l);
+        dfm_packed_free(l);
         return rc;
     }
     *out = l;
@@ -392,7 +392,7 @@ static int check_linear(const dfm_op_args *a)
 {
     const char *op = "linear";
     const dfm_tensor *x = a->src[0];
-    const dfm_linear *l = a->p;
+    const dfm_packed *l = a->p;
     if (!x || !l) return dfm_fail(DFM_E_ARG, "linear: NULL argument");
     if (x->ndim != 2 || x->dtype != DFM_F32 || x->shape[1] != l->k || x->device != l->device) {
         char why[96];
@@ -418,13 +418,13 @@ static int check_linear(const dfm_op_args *a)
 
 static int cpu_linear(dfm_op_args *a)
 {
-    const dfm_linear *l = a->p;
-    dfm_cpu_linear_seg seg[DFM_LINEAR_MAX];
+    const dfm_packed *l = a->p;
+    dfm_cpu_linear_seg seg[DFM_PACKED_MAX];
     for (int i = 0; i < l->nw; i++) seg[i] = (dfm_cpu_linear_seg){l->packed[i], l->n[i], a->dst[i]->data, l->n[i]};
     return dfm_cpu_linear(a->src[0]->data, a->src[0]->shape[0], l->k, l->dtype, seg, l->nw, (int)a->i[0], bf16(a));
 }
 
-int dfm_op_linear(const dfm_compute *cc, const dfm_tensor *x, const dfm_linear *l, dfm_tensor *const *y,
+int dfm_op_linear(const dfm_compute *cc, const dfm_tensor *x, const dfm_packed *l, dfm_tensor *const *y,
                   int accumulate)
 {
     if (!y || !l) return dfm_fail(DFM_E_ARG, "linear: NULL argument");
@@ -872,7 +872,7 @@ static int cuda_matmul(dfm_op_args *ar)
 }
 static int cuda_linear(dfm_op_args *a)
 {
-    const dfm_linear *l = a->p;
+    const dfm_packed *l = a->p;
     const dfm_tensor *x = a->src[0];
     for (int i = 0; i < l->nw; i++) {
         int rc = dfm_cuda_matmul(x->data, 0, l->dev[i].data, l->dtype, 1, NULL, DFM_F32, a->i[0] ? 1.0f : 0.0f,

@@ -66,27 +66,27 @@ int dfm_op_frames(const dfm_tensor *x, int64_t t0, int64_t n, dfm_tensor *y);
 /* The inverse: write f [C, n, H, W] into frames [t0, t0+n) of y [C, T, H, W]. */
 int dfm_op_put_frames(dfm_tensor *y, int64_t t0, const dfm_tensor *f);
 
-/* ---- linear layers with weights laid out once -------------------------------------------------
- * A dfm_linear holds up to DFM_LINEAR_MAX weights W_i [n_i, k] (row-major out x in, as
+/* ---- packed weights: GEMM weights laid out once (lib/nn/linear.h builds layers on them) -------
+ * A dfm_packed holds up to DFM_PACKED_MAX weights W_i [n_i, k] (row-major out x in, as
  * torch.nn.Linear stores them) sharing k, laid out for the device's GEMM: on the CPU packed into
  * 16-column panels (kernels/cpu/linear.h: ~1.3x OpenBLAS on a text encoder's shapes, no per-call
- * re-packing), on CUDA kept [n, k] for cuBLAS. Several weights in one dfm_linear share one pass
+ * re-packing), on CUDA kept [n, k] for cuBLAS. Several weights in one dfm_packed share one pass
  * over x (q, k, v of attention; the two gate projections of a gated MLP). */
-#define DFM_LINEAR_MAX 4
-typedef struct dfm_linear dfm_linear;
+#define DFM_PACKED_MAX 4
+typedef struct dfm_packed dfm_packed;
 
 /* Lay out w[0..nw-1] (CPU tensors [n_i, k] of F32/BF16/F16) on dev, stored as dt (F32, or BF16
  * rounded to nearest even). The sources are not needed afterwards. */
-int dfm_linear_create(dfm_linear **out, const dfm_tensor *const *w, int nw, dfm_dtype dt, dfm_device dev);
-void dfm_linear_free(dfm_linear *l);
+int dfm_packed_create(dfm_packed **out, const dfm_tensor *const *w, int nw, dfm_dtype dt, dfm_device dev);
+void dfm_packed_free(dfm_packed *l);
 /* Bytes of weight storage it holds. */
-size_t dfm_linear_nbytes(const dfm_linear *l);
+size_t dfm_packed_nbytes(const dfm_packed *l);
 
 /* y[i] = x W_i^T (accumulate: y[i] += x W_i^T) for every weight. x: [m, k] F32; y[i]: [m, n_i]
  * F32; all on the linear's device; no y may overlap x. f32 accumulation; under a BF16
  * context x is rounded to bf16 first (store the weights as BF16 for a bf16
  * run). ref: torch.nn.functional.linear (no bias) */
-int dfm_op_linear(const dfm_compute *cc, const dfm_tensor *x, const dfm_linear *l, dfm_tensor *const *y, int accumulate);
+int dfm_op_linear(const dfm_compute *cc, const dfm_tensor *x, const dfm_packed *l, dfm_tensor *const *y, int accumulate);
 
 /* ---- text encoders (UMT5 now; the Wan transformer and T5 reuse them) ----------------------- */
 

@@ -329,17 +329,17 @@ static void linear_case(int64_t m, int64_t k, int nw, const int64_t *n, dfm_dtyp
     snprintf(what, sizeof what, "linear m %lld k %lld weights %d (n0 %lld) %s stored %s%s%s", (long long)m, (long long)k,
              nw, (long long)n[0], dfm_dtype_name(src), dfm_dtype_name(store), acc ? " accumulate" : "",
              bf16 ? " bf16-compute" : "");
-    pair x, w[DFM_LINEAR_MAX], y[DFM_LINEAR_MAX];
-    const dfm_tensor *wp[DFM_LINEAR_MAX];
-    dfm_tensor *yc[DFM_LINEAR_MAX], *yg[DFM_LINEAR_MAX];
+    pair x, w[DFM_PACKED_MAX], y[DFM_PACKED_MAX];
+    const dfm_tensor *wp[DFM_PACKED_MAX];
+    dfm_tensor *yc[DFM_PACKED_MAX], *yg[DFM_PACKED_MAX];
     int rc = pair_rand(&x, DFM_F32, SHAPE(m, k));
     for (int i = 0; i < nw && !rc; i++) {
         if (!(rc = pair_rand(&w[i], src, SHAPE(n[i], k)))) rc = pair_rand(&y[i], DFM_F32, SHAPE(m, n[i]));
         wp[i] = &w[i].c, yc[i] = &y[i].c, yg[i] = &y[i].g;
     }
-    dfm_linear *lc = NULL, *lg = NULL;
-    if (!rc) rc = dfm_linear_create(&lc, wp, nw, store, DFM_CPU);
-    if (!rc) rc = dfm_linear_create(&lg, wp, nw, store, DFM_CUDA);
+    dfm_packed *lc = NULL, *lg = NULL;
+    if (!rc) rc = dfm_packed_create(&lc, wp, nw, store, DFM_CPU);
+    if (!rc) rc = dfm_packed_create(&lg, wp, nw, store, DFM_CUDA);
     CHECK_EQ(rc, 0);
     if (!rc) {
         dfm_compute cc = {bf16 ? DFM_BF16 : DFM_F32, NULL};
@@ -348,8 +348,8 @@ static void linear_case(int64_t m, int64_t k, int nw, const int64_t *n, dfm_dtyp
         if (both_ran(what, rc_c, rc_g))
             for (int i = 0; i < nw; i++) agree(what, &y[i].c, &y[i].g, TOL_GEMM);
     }
-    dfm_linear_free(lc);
-    dfm_linear_free(lg);
+    dfm_packed_free(lc);
+    dfm_packed_free(lg);
     pair_free(&x);
     for (int i = 0; i < nw; i++) pair_free(&w[i]), pair_free(&y[i]);
 }

@@ -35,12 +35,12 @@ static int linear_case(int64_t m, int64_t k, int nw, const int64_t *n, dfm_dtype
     uint64_t s = (uint64_t)(m * 131 + k * 7 + nw + n[0] * 17 + src * 3 + store + accumulate * 2 + bf16c * 5);
     int fails = 0;
     int64_t sx[2] = {m, k};
-    dfm_tensor x, wf[DFM_LINEAR_MAX], w[DFM_LINEAR_MAX], y[DFM_LINEAR_MAX], y0[DFM_LINEAR_MAX];
-    float *ybuf[DFM_LINEAR_MAX];
+    dfm_tensor x, wf[DFM_PACKED_MAX], w[DFM_PACKED_MAX], y[DFM_PACKED_MAX], y0[DFM_PACKED_MAX];
+    float *ybuf[DFM_PACKED_MAX];
     CHECK_EQ(dfm_tensor_alloc(&x, DFM_F32, DFM_CPU, 2, sx), 0);
     for (int64_t i = 0; i < m * k; i++) ((float *)x.data)[i] = rnd(&s);
-    const dfm_tensor *wp[DFM_LINEAR_MAX];
-    dfm_tensor *yp[DFM_LINEAR_MAX];
+    const dfm_tensor *wp[DFM_PACKED_MAX];
+    dfm_tensor *yp[DFM_PACKED_MAX];
     for (int i = 0; i < nw; i++) {
         int64_t sw[2] = {n[i], k};
         CHECK_EQ(dfm_tensor_alloc(&wf[i], DFM_F32, DFM_CPU, 2, sw), 0);
@@ -58,13 +58,13 @@ static int linear_case(int64_t m, int64_t k, int nw, const int64_t *n, dfm_dtype
         memcpy(y0[i].data, ybuf[i], (size_t)(m * n[i]) * sizeof(float));
         yp[i] = &y[i];
     }
-    dfm_linear *l = NULL;
-    int rc = dfm_linear_create(&l, wp, nw, store, DFM_CPU);
+    dfm_packed *l = NULL;
+    int rc = dfm_packed_create(&l, wp, nw, store, DFM_CPU);
     CHECK_EQ(rc, 0);
     if (rc) return 1;
     size_t expect = 0;
     for (int i = 0; i < nw; i++) expect += (size_t)((n[i] + 15) / 16) * (size_t)k * 16 * (store == DFM_F32 ? 4 : 2);
-    CHECK_EQ(dfm_linear_nbytes(l), expect);
+    CHECK_EQ(dfm_packed_nbytes(l), expect);
     dfm_compute cc = {bf16c ? DFM_BF16 : DFM_F32, NULL};
     rc = dfm_op_linear(&cc, &x, l, yp, accumulate);
     CHECK_EQ(rc, 0);
@@ -93,7 +93,7 @@ static int linear_case(int64_t m, int64_t k, int nw, const int64_t *n, dfm_dtype
                     (long long)m, (long long)k, i, (long long)n[i], dfm_dtype_name(src), dfm_dtype_name(store), accumulate,
                     bf16c, dfm_cpu_impl(), fails, worst);
     }
-    dfm_linear_free(l);
+    dfm_packed_free(l);
     dfm_tensor_free(&x);
     for (int i = 0; i < nw; i++) {
         dfm_tensor_free(&wf[i]);
@@ -148,8 +148,8 @@ TEST(ops_linear_guard)
     for (int i = 0; i < m * n + 2 * GUARD; i++) buf[i] = 12345.0f;
     dfm_tensor y = dfm_tensor_view(buf + GUARD, DFM_F32, DFM_CPU, 2, sy), *yp = &y;
     const dfm_tensor *wp = &w;
-    dfm_linear *l;
-    CHECK_EQ(dfm_linear_create(&l, &wp, 1, DFM_F32, DFM_CPU), 0);
+    dfm_packed *l;
+    CHECK_EQ(dfm_packed_create(&l, &wp, 1, DFM_F32, DFM_CPU), 0);
     for (int simd = 0; simd < 2; simd++) {
         dfm_cpu_set_simd(simd);
         CHECK_EQ(dfm_op_linear(NULL, &x, l, &yp, simd), 0);
@@ -158,7 +158,7 @@ TEST(ops_linear_guard)
         CHECK_EQ(bad, 0);
     }
     dfm_cpu_set_simd(1);
-    dfm_linear_free(l);
+    dfm_packed_free(l);
     free(buf);
     dfm_tensor_free(&x);
     dfm_tensor_free(&w);
@@ -174,14 +174,14 @@ TEST(ops_linear_args)
     CHECK_EQ(dfm_tensor_zeros(&y, DFM_F32, DFM_CPU, 2, sy), 0);
     CHECK_EQ(dfm_tensor_zeros(&yb, DFM_F32, DFM_CPU, 2, sx), 0);
     const dfm_tensor *ws[5] = {&w, &w2, &w, &w, &w};
-    dfm_linear *l = (dfm_linear *)1;
-    CHECK_EQ(dfm_linear_create(&l, ws, 2, DFM_F32, DFM_CPU), DFM_E_ARG);
+    dfm_packed *l = (dfm_packed *)1;
+    CHECK_EQ(dfm_packed_create(&l, ws, 2, DFM_F32, DFM_CPU), DFM_E_ARG);
     CHECK(l == NULL);
     CHECK(strstr(dfm_errmsg(), "share k") != NULL);
-    CHECK_EQ(dfm_linear_create(&l, ws, 0, DFM_F32, DFM_CPU), DFM_E_ARG);
-    CHECK_EQ(dfm_linear_create(&l, ws, 5, DFM_F32, DFM_CPU), DFM_E_ARG);
-    CHECK_EQ(dfm_linear_create(&l, ws, 1, DFM_F16, DFM_CPU), DFM_E_ARG);
-    CHECK_EQ(dfm_linear_create(&l, ws, 1, DFM_BF16, DFM_CPU), 0);
+    CHECK_EQ(dfm_packed_create(&l, ws, 0, DFM_F32, DFM_CPU), DFM_E_ARG);
+    CHECK_EQ(dfm_packed_create(&l, ws, 5, DFM_F32, DFM_CPU), DFM_E_ARG);
+    CHECK_EQ(dfm_packed_create(&l, ws, 1, DFM_F16, DFM_CPU), DFM_E_ARG);
+    CHECK_EQ(dfm_packed_create(&l, ws, 1, DFM_BF16, DFM_CPU), 0);
     dfm_tensor *yp = &yb;
     CHECK_EQ(dfm_op_linear(NULL, &x, l, &yp, 0), DFM_E_ARG); /* [4,8] is not [4,5] */
     CHECK(strstr(dfm_errmsg(), "linear") && strstr(dfm_errmsg(), "[4,8] F32"));
@@ -192,8 +192,8 @@ TEST(ops_linear_args)
     CHECK_EQ(dfm_op_linear(NULL, &xv, l, &yp, 0), DFM_E_ARG); /* overlap (and rows) */
     yp = &y;
     CHECK_EQ(dfm_op_linear(NULL, &x, l, &yp, 0), 0);
-    dfm_linear_free(l);
-    dfm_linear_free(NULL);
+    dfm_packed_free(l);
+    dfm_packed_free(NULL);
     dfm_tensor_free(&x);
     dfm_tensor_free(&w);
     dfm_tensor_free(&w2);

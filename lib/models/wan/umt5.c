@@ -33,8 +33,8 @@ typedef struct {
     dfm_tensor rel;            /* [buckets, heads] F32 */
     dfm_tensor ln1, ln2;       /* [d_model] F32 */
     dfm_tensor wi0, wi1, wo;   /* [d_ff, d_model] x2, [d_model, d_ff] (keep_mapped only) */
-    dfm_linear *qkv, *lo;      /* the same weights laid out for dfm_op_linear (q, k, v in one) */
-    dfm_linear *wi, *lwo;      /* (wi_0, wi_1 in one) */
+    dfm_packed *qkv, *lo;      /* the same weights laid out for dfm_op_linear (q, k, v in one) */
+    dfm_packed *wi, *lwo;      /* (wi_0, wi_1 in one) */
 } layer_t;
 
 struct dfm_umt5 {
@@ -213,14 +213,14 @@ static int load_matrix(loader_t *L, const char *name, int64_t rows, int64_t cols
     return copy_in(L, name, t, dt, 0, 2, shape, out);
 }
 
-/* The GEMM weights names[0..n) ([rows[i], cols] each) laid out as one dfm_linear (F32, or BF16
+/* The GEMM weights names[0..n) ([rows[i], cols] each) laid out as one dfm_packed (F32, or BF16
  * in BF16 mode) on the device; the mapped source pages are dropped afterwards. */
 static int load_linear(loader_t *L, const char *const *names, const int64_t *rows, int n, int64_t cols,
-                       dfm_linear **out)
+                       dfm_packed **out)
 {
-    dfm_tensor src[DFM_LINEAR_MAX], tmp[DFM_LINEAR_MAX];
-    const dfm_tensor *sp[DFM_LINEAR_MAX];
-    const dfm_st_tensor *t[DFM_LINEAR_MAX];
+    dfm_tensor src[DFM_PACKED_MAX], tmp[DFM_PACKED_MAX];
+    const dfm_tensor *sp[DFM_PACKED_MAX];
+    const dfm_st_tensor *t[DFM_PACKED_MAX];
     memset(tmp, 0, sizeof tmp);
     int rc = 0, i;
     for (i = 0; i < n && !rc; i++) {
@@ -234,8 +234,8 @@ static int load_linear(loader_t *L, const char *const *names, const int64_t *row
         }
         sp[i] = &src[i];
     }
-    if (!rc) rc = dfm_linear_create(out, sp, n, L->o->weights == DFM_BF16 ? DFM_BF16 : DFM_F32, L->o->device);
-    if (!rc) L->owned += dfm_linear_nbytes(*out);
+    if (!rc) rc = dfm_packed_create(out, sp, n, L->o->weights == DFM_BF16 ? DFM_BF16 : DFM_F32, L->o->device);
+    if (!rc) L->owned += dfm_packed_nbytes(*out);
     for (int j = 0; j < i; j++) {
         dfm_tensor_free(&tmp[j]);
         if (!rc && t[j]->nbytes > ((size_t)1 << 20)) drop_pages(t[j]);
@@ -314,10 +314,10 @@ static void free_layer(layer_t *y)
 {
     dfm_tensor *ts[] = {&y->q, &y->k, &y->v, &y->o, &y->rel, &y->ln1, &y->ln2, &y->wi0, &y->wi1, &y->wo};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) dfm_tensor_free(ts[i]);
-    dfm_linear_free(y->qkv);
-    dfm_linear_free(y->lo);
-    dfm_linear_free(y->wi);
-    dfm_linear_free(y->lwo);
+    dfm_packed_free(y->qkv);
+    dfm_packed_free(y->lo);
+    dfm_packed_free(y->wi);
+    dfm_packed_free(y->lwo);
 }
 
 void dfm_umt5_free(dfm_umt5 *m)

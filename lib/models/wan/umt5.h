@@ -7,7 +7,7 @@
  * Memory (CPU): the safetensors files stay memory-mapped for the model's lifetime.
  *   - The embedding table ([vocab, d_model], 4.2 GB f32 for UMT5-XXL) is always used in place:
  *     an encode touches only the rows of its tokens.
- *   - GEMM weights (default): laid out once at load for the packed-weight GEMM (dfm_linear:
+ *   - GEMM weights (default): laid out once at load for the packed-weight GEMM (dfm_packed:
  *     q|k|v and wi_0|wi_1 fused), as F32 in F32 mode (UMT5-XXL: 18.5 GB) or BF16 in BF16 mode
  *     (9.3 GB); the mapped source pages are dropped after each tensor, so the file is read once.
  *   - keep_mapped = 1: no copy; the GEMM weights are used in place from the mapping through
