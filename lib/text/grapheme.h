@@ -43,6 +43,13 @@ size_t dfm_grapheme_len(const char *s, size_t n);
 
 /* White_Space (Rust char::is_whitespace). */
 int dfm_uni_is_space(uint32_t cp);
+/* White_Space of the code point at s + i (valid UTF-8 assumed); its byte length in *len. */
+static inline int dfm_uni_is_space_at(const char *s, size_t i, int *len)
+{
+    uint32_t cp;
+    *len = dfm_u8_decode((const unsigned char *)s + i, &cp);
+    return dfm_uni_is_space(cp);
+}
 /* The regex class \w (Rust regex crate, Unicode mode). */
 int dfm_uni_is_word(uint32_t cp);
 

@@ -15,11 +15,11 @@
  * not used: the Metaspace and Replace steps above stand for them.
  * A hand-written reader: every length and varint is bounds-checked; unknown fields are skipped.
  */
+#include "text/spm_model.h"
 #include "base/buf.h"
 #include "base/error.h"
 #include "base/utf8.h"
 #include "text/grapheme.h"
-#include "text/tokenizer_impl.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>

@@ -1,15 +1,24 @@
-/* tokenizer_impl.h — the inside of dfm_tokenizer, shared by tokenizer.c (the encode pipeline),
- * tokenizer_json.c (tokenizer.json) and spm_model.c (spiece.model). Not for other modules.
+/* tokenizer_build.h — the inside of dfm_tokenizer and how it is built: the struct, the builders
+ * the two file loaders call (tokenizer_json.c, spm_model.c), and the pieces of the encode
+ * pipeline that building needs too (the normalizer steps, the added-token lookup). Implemented by
+ * tokenizer_build.c; not for modules outside lib/text.
  *
  * The pipeline is tokenizers' TokenizerImpl::encode_single_sequence restricted to what T5/UMT5
  * files use: added tokens (raw, then normalized) -> normalizer steps -> pre-tokenizer steps ->
- * Unigram -> truncation -> template tokens.
+ * Unigram -> truncation -> template tokens (tokenizer.c runs it).
+ * Includes go one way: tokenizer_build.h <- tokenizer_json.h, spm_model.h <- tokenizer.c; this
+ * header does not include the public tokenizer.h (it repeats its typedef instead).
  */
-#ifndef DFM_TEXT_TOKENIZER_IMPL_H
-#define DFM_TEXT_TOKENIZER_IMPL_H
+#ifndef DFM_TEXT_TOKENIZER_BUILD_H
+#define DFM_TEXT_TOKENIZER_BUILD_H
+#include "base/buf.h"
 #include "text/charsmap.h"
-#include "text/tokenizer.h"
 #include "text/unigram.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct dfm_tokenizer dfm_tokenizer; /* as in tokenizer.h */
 
 typedef struct {
     char *content; /* as written in the file */
@@ -83,8 +92,14 @@ int dfm_tok_finish(dfm_tokenizer *t);
  * content are checked to be valid UTF-8 before anything reads them (DFM_E_FORMAT). */
 int dfm_tok_replace_step(dfm_norm_step *s, const char *pat, int is_regex, const char *content);
 
-int dfm_tok_load_json(dfm_tokenizer *t, const char *path);
-/* config: tokenizer_config.json beside it, or NULL. */
-int dfm_tok_load_spm(dfm_tokenizer *t, const char *path, const char *config);
+/* The id of a token string: the added token with that content, else the model's piece; -1. */
+int32_t dfm_tok_token_id(const dfm_tokenizer *t, const char *s, size_t len);
+
+/* Run every normalizer step of t over s[0..n) (valid UTF-8), alternating between the buffers a
+ * and b (owned by the caller, reused across calls); *out, *out_len: the result, in a or b, or s
+ * itself when t has no steps. *lead: set to 1 by the caller; cleared when the first character
+ * no longer comes from the first original one (what Metaspace's prepend_scheme "first" tests). */
+int dfm_tok_normalize(const dfm_tokenizer *t, const char *s, size_t n, dfm_buf *a, dfm_buf *b, const char **out,
+                      size_t *out_len, int *lead);
 
 #endif

@@ -7,11 +7,11 @@
  * ref: tokenizers tokenizer/serialization.rs, models/unigram/serialization.rs,
  * normalizers/mod.rs, pre_tokenizers/metaspace.rs, processors/template.rs.
  */
+#include "text/tokenizer_json.h"
 #include "base/buf.h"
 #include "base/error.h"
 #include "base/utf8.h"
 #include "text/grapheme.h"
-#include "text/tokenizer_impl.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
