@@ -39,6 +39,8 @@ typedef enum {
     DFM_OP_FRAMES,            /* src x; dst y; i[0] t0 (n = y's frames) */
     DFM_OP_PUT_FRAMES,        /* src f; dst y; i[0] t0 */
     DFM_OP_COUNT_NONFINITE,   /* src x (any dtype); r[0] count, r[1] first index or -1 */
+    DFM_OP_BIAS_ADD,          /* src x, b; dst y (rows of x plus b) */
+    DFM_OP_DROPOUT,           /* src x; dst y; f[0] p; i[0] seed, i[1] stream */
     DFM_OP_COUNT
 } dfm_op_id;
 

@@ -10,8 +10,10 @@
 #include "base/error.h"
 #include "cpu/attention.h"
 #include "cpu/attention_bias.h"
+#include "cpu/bias.h"
 #include "cpu/conv3d.h"
 #include "cpu/cpu.h"
+#include "cpu/dropout.h"
 #include "cpu/eltwise.h"
 #include "cpu/embedding.h"
 #include "cpu/finite.h"
@@ -28,7 +30,9 @@
 #include <string.h>
 
 #ifdef DFM_HAVE_CUDA
+#include "cuda/bias.h"
 #include "cuda/device.h"
+#include "cuda/dropout.h"
 #include "cuda/ops_cuda.h"
 #endif
 
@@ -838,6 +842,56 @@ static int cpu_count_nonfinite(dfm_op_args *a)
     return 0;
 }
 
+/* ---- bias rows, dropout -------------------------------------------------------------------- */
+
+static int check_bias_add(const dfm_op_args *a)
+{
+    const char *op = "bias_add";
+    const dfm_tensor *x = a->src[0], *b = a->src[1], *y = a->dst[0];
+#define ARGS "x", x, "b", b, "y", y, NULL
+    if (!x || !b || !y) return dfm_fail(DFM_E_ARG, "bias_add: NULL argument");
+    if (x->ndim < 1 || x->dtype != DFM_F32) return bad(op, "x must be F32 [..., N]", ARGS);
+    if (!same_shape(x, y) || y->dtype != DFM_F32) return bad(op, "y must be F32 with x's shape", ARGS);
+    if (b->ndim != 1 || b->shape[0] != last_dim(x) || !is_float(b->dtype)) return bad(op, "b must be a float [N]", ARGS);
+    if (b->device != x->device || y->device != x->device) return bad(op, "operands on different devices", ARGS);
+    if ((x->data != y->data && overlaps(x, y)) || overlaps(b, y)) return bad(op, "y partly overlaps an input", ARGS);
+#undef ARGS
+    return 0;
+}
+
+static int cpu_bias_add(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0], *b = a->src[1];
+    return dfm_cpu_bias_add(x->data, b->data, b->dtype, a->dst[0]->data, rows_of(x), last_dim(x));
+}
+
+int dfm_op_bias_add(const dfm_tensor *x, const dfm_tensor *b, dfm_tensor *y)
+{
+    dfm_op_args a = {.src = {x, b}, .dst = {y}};
+    return dfm_op_run(DFM_OP_BIAS_ADD, &a);
+}
+
+static int check_dropout(const dfm_op_args *a)
+{
+    int rc = check_elt("dropout", a->src[0], NULL, a->dst[0], 0);
+    if (rc < 0) return rc;
+    if (!(a->f[0] >= 0.0f && a->f[0] < 1.0f)) return dfm_fail(DFM_E_ARG, "dropout: p %g is not in [0, 1)", a->f[0]);
+    return 0;
+}
+
+static int cpu_dropout(dfm_op_args *a)
+{
+    dfm_cpu_dropout(a->src[0]->data, a->dst[0]->data, dfm_tensor_numel(a->src[0]), a->f[0], (uint64_t)a->i[0],
+                    (uint64_t)a->i[1]);
+    return 0;
+}
+
+int dfm_op_dropout(const dfm_tensor *x, float p, uint64_t seed, uint64_t stream, dfm_tensor *y)
+{
+    dfm_op_args a = {.src = {x}, .dst = {y}, .f = {p}, .i = {(int64_t)seed, (int64_t)stream}};
+    return dfm_op_run(DFM_OP_DROPOUT, &a);
+}
+
 /* ---- the CUDA entries ------------------------------------------------------------------------ */
 
 #ifdef DFM_HAVE_CUDA
@@ -955,6 +1009,16 @@ static int cuda_count_nonfinite(dfm_op_args *a)
     if (!nonfinite_applies(a->src[0], &n)) return 0;
     return dfm_cuda_count_nonfinite(a->src[0]->data, a->src[0]->dtype, n, &a->r[0], &a->r[1]);
 }
+static int cuda_bias_add(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0], *b = a->src[1];
+    return dfm_cuda_bias_add(x->data, b->data, b->dtype, a->dst[0]->data, rows_of(x), last_dim(x));
+}
+static int cuda_dropout(dfm_op_args *a)
+{
+    return dfm_cuda_dropout(a->src[0]->data, a->dst[0]->data, dfm_tensor_numel(a->src[0]), a->f[0],
+                            (uint64_t)a->i[0], (uint64_t)a->i[1]);
+}
 #define CU(f) f
 #else
 #define CU(f) NULL
@@ -989,6 +1053,8 @@ static const dfm_op_def g_ops[DFM_OP_COUNT] = {
     OP(FRAMES, frames),
     OP(PUT_FRAMES, put_frames),
     OP(COUNT_NONFINITE, count_nonfinite),
+    OP(BIAS_ADD, bias_add),
+    OP(DROPOUT, dropout),
 };
 #undef OP
 

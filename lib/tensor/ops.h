@@ -66,6 +66,15 @@ int dfm_op_frames(const dfm_tensor *x, int64_t t0, int64_t n, dfm_tensor *y);
 /* The inverse: write f [C, n, H, W] into frames [t0, t0+n) of y [C, T, H, W]. */
 int dfm_op_put_frames(dfm_tensor *y, int64_t t0, const dfm_tensor *f);
 
+/* y[r, :] = x[r, :] + b for every row of x [..., N] (F32; y may be x); b: [N] F32/BF16/F16. */
+int dfm_op_bias_add(const dfm_tensor *x, const dfm_tensor *b, dfm_tensor *y);
+
+/* Inverted dropout: y = x * keep / (1 - p), the mask of element i a function of (seed, stream, i)
+ * only (Philox; kernels/cpu/dropout.h), the same on every device and thread count. x, y: F32 of
+ * one shape (y may be x); p in [0, 1). Its own backward: dx = dropout(dy) with the same seed and
+ * stream. ref: torch.nn.functional.dropout (the mask stream differs from torch's) */
+int dfm_op_dropout(const dfm_tensor *x, float p, uint64_t seed, uint64_t stream, dfm_tensor *y);
+
 /* ---- packed weights: GEMM weights laid out once (lib/nn/linear.h builds layers on them) -------
  * A dfm_packed holds up to DFM_PACKED_MAX weights W_i [n_i, k] (row-major out x in, as
  * torch.nn.Linear stores them) sharing k, laid out for the device's GEMM: on the CPU packed into
