@@ -681,3 +681,58 @@ TEST(umt5_names_table)
     CHECK_EQ(dfm_weights_finish(w, NULL), 0);
     dfm_weights_close(w);
 }
+
+#include "models/wan/vae.h"
+
+/* The tiny VAE fixture rewritten under the original names loads through the production loader
+ * and computes bit for bit what the diffusers-named one does. */
+TEST(wan_vae_loads_original_names)
+{
+    char src[600], d[600], p[800];
+    snprintf(src, sizeof src, "%s/wan_vae/tiny", dfm_test_fixtures());
+    tmp_dir("w-vae-original", d, sizeof d);
+    dfm_buf b = {0};
+    dfm_st *st = NULL;
+    CHECK_EQ(dfm_st_open(&st, src), 0);
+    if (!st) return;
+    int n = dfm_st_count(st);
+    dfm_st_entry *e = calloc((size_t)n, sizeof *e);
+    char (*names)[256] = calloc((size_t)n, sizeof *names);
+    for (int i = 0; i < n; i++) {
+        const dfm_st_tensor *t = dfm_st_at(st, i);
+        vae_original(t->name, names[i], sizeof names[i]);
+        e[i] = (dfm_st_entry){names[i], t->dtype, t->ndim, {0}, t->data};
+        memcpy(e[i].shape, t->shape, sizeof t->shape);
+    }
+    write_st(d, "diffusion_pytorch_model.safetensors", e, n);
+    free(e), free(names);
+    dfm_st_close(st);
+    snprintf(p, sizeof p, "%s/config.json", src);
+    CHECK_EQ(dfm_read_file(p, 0, &b), 0);
+    snprintf(p, sizeof p, "%s/config.json", d);
+    CHECK_EQ(dfm_write_file_atomic(p, b.data, b.len), 0);
+    dfm_buf_free(&b);
+
+    dfm_wan_vae_opts o = {.device = DFM_CPU, .weights = DFM_F32};
+    dfm_wan_vae *a = NULL, *c = NULL;
+    CHECK_EQ(dfm_wan_vae_load(&a, src, &o), 0);
+    int rc = dfm_wan_vae_load(&c, d, &o);
+    CHECK_EQ(rc, 0);
+    if (rc) fprintf(stderr, "  %s\n", dfm_errmsg());
+    if (a && c) {
+        dfm_tensor x, ma, mc, da, dc;
+        int64_t s[4] = {3, 5, 16, 24};
+        dfm_tensor_alloc(&x, DFM_F32, DFM_CPU, 4, s);
+        for (int64_t k = 0; k < dfm_tensor_numel(&x); k++) ((float *)x.data)[k] = sinf((float)k * 0.013f);
+        CHECK_EQ(dfm_wan_vae_encode(a, &x, &ma, NULL), 0);
+        CHECK_EQ(dfm_wan_vae_encode(c, &x, &mc, NULL), 0);
+        CHECK(ma.data && mc.data && dfm_tensor_nbytes(&ma) == dfm_tensor_nbytes(&mc) &&
+              !memcmp(ma.data, mc.data, dfm_tensor_nbytes(&ma)));
+        CHECK_EQ(dfm_wan_vae_decode(a, &ma, &da), 0);
+        CHECK_EQ(dfm_wan_vae_decode(c, &ma, &dc), 0);
+        CHECK(da.data && dc.data && dfm_tensor_nbytes(&da) == dfm_tensor_nbytes(&dc) &&
+              !memcmp(da.data, dc.data, dfm_tensor_nbytes(&da)));
+        dfm_tensor_free(&x), dfm_tensor_free(&ma), dfm_tensor_free(&mc), dfm_tensor_free(&da), dfm_tensor_free(&dc);
+    }
+    dfm_wan_vae_free(a), dfm_wan_vae_free(c);
+}

@@ -10,9 +10,9 @@
 #include "models/wan/vae.h"
 #include "base/buf.h"
 #include "base/error.h"
-#include "base/strset.h"
 #include "io/hfmodel.h"
-#include "io/safetensors.h"
+#include "models/wan/names.h"
+#include "models/weights.h"
 #include "tensor/finite.h"
 #include "tensor/ops.h"
 
@@ -96,36 +96,18 @@ struct dfm_wan_vae {
 /* ---- loading -------------------------------------------------------------------------------- */
 
 typedef struct {
-    const dfm_st *st;
+    dfm_weights *w; /* diffusers names; the original Wan VAE's through dfm_wan_vae_names */
     dfm_device dev;
     dfm_dtype wdt;
-    dfm_strset used; /* names read, to find tensors the model does not use */
 } loader_t;
 
-/* Read `name` with the given shape into a new tensor of dtype dt on the loader's device. The
- * shape the config implies is checked against the file's header first: nothing is allocated for
- * a tensor the file does not hold. */
+/* Read `name` (diffusers) with the given shape into a new tensor of dtype dt on the loader's
+ * device. The shape the config implies is checked against the file's header first: nothing is
+ * allocated for a tensor the file does not hold. */
 static int load_tensor(const loader_t *L, const char *name, dfm_dtype dt, int ndim, const int64_t *shape,
                        dfm_tensor *out)
 {
-    dfm_tensor host;
-    int rc = dfm_st_check(L->st, name, dt, ndim, shape);
-    if (rc) return rc;
-    rc = dfm_tensor_alloc(&host, dt, DFM_CPU, ndim, shape);
-    if (rc) return rc;
-    rc = dfm_st_read(L->st, name, dt, ndim, shape, host.data);
-    if (!rc && dfm_strset_add((dfm_strset *)&L->used, name) < 0) rc = DFM_E_NOMEM;
-    if (!rc && L->dev != DFM_CPU) {
-        rc = dfm_tensor_copy(out, &host, L->dev);
-        dfm_tensor_free(&host);
-        return rc;
-    }
-    if (rc) {
-        dfm_tensor_free(&host);
-        return rc;
-    }
-    *out = host;
-    return 0;
+    return dfm_weights_load(L->w, name, ndim, shape, dt, L->dev, 0, out);
 }
 
 /* A conv at `prefix` ("encoder.conv_in"). dims2d: the file stores [cout, cin, kh, kw]. */
@@ -482,9 +464,9 @@ int dfm_wan_vae_load(dfm_wan_vae **out, const char *model_dir, const dfm_wan_vae
     v->opts = *opts;
     if (!v->opts.load_encoder && !v->opts.load_decoder) v->opts.load_encoder = v->opts.load_decoder = 1;
     if ((rc = dfm_wan_vae_config_load(&v->cfg, dir))) goto fail;
-    dfm_st *st = NULL;
-    if ((rc = dfm_st_open(&st, dir))) goto fail;
-    loader_t L = {st, opts->device, opts->weights == DFM_BF16 ? DFM_BF16 : DFM_F32, {0}};
+    dfm_weights *w = NULL;
+    if ((rc = dfm_weights_open(&w, dir, &dfm_wan_vae_names))) goto fail;
+    loader_t L = {w, opts->device, opts->weights == DFM_BF16 ? DFM_BF16 : DFM_F32};
     int z = v->cfg.z_dim;
     if (v->opts.load_encoder) {
         rc = load_encoder(&L, &v->cfg, &v->enc);
@@ -497,13 +479,8 @@ int dfm_wan_vae_load(dfm_wan_vae **out, const char *model_dir, const dfm_wan_vae
         v->have_dec = !rc;
     }
     /* A full load must use every tensor: a leftover means a layout we do not understand. */
-    for (int i = 0; !rc && v->have_enc && v->have_dec && i < dfm_st_count(st); i++) {
-        const char *nm = dfm_st_at(st, i)->name;
-        if (!dfm_strset_has(&L.used, nm))
-            rc = dfm_fail(DFM_E_FORMAT, "tensor '%s' in the weights is not part of the Wan 2.1 VAE", nm);
-    }
-    dfm_strset_free(&L.used);
-    dfm_st_close(st);
+    if (!rc && v->have_enc && v->have_dec) rc = dfm_weights_finish(w, NULL);
+    dfm_weights_close(w);
     if (rc) goto fail;
     free(dir);
     *out = v;
