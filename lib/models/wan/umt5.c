@@ -16,17 +16,15 @@
 #include "models/wan/umt5.h"
 #include "base/buf.h"
 #include "base/error.h"
-#include "base/strset.h"
 #include "io/hfmodel.h"
-#include "io/safetensors.h"
+#include "models/wan/names.h"
+#include "models/weights.h"
 #include "tensor/ops.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 typedef struct {
     dfm_tensor q, k, v, o;     /* [inner, d_model] x3, [d_model, inner] (keep_mapped only) */
@@ -40,7 +38,7 @@ typedef struct {
 struct dfm_umt5 {
     dfm_umt5_config cfg;
     dfm_umt5_opts opts;
-    dfm_st *st;           /* kept open: the views below point into its mappings */
+    dfm_weights *w;       /* kept open: the views below point into its mappings */
     dfm_tensor embed;     /* [vocab, d_model] on the CPU (a view, or a copy if misaligned) */
     dfm_tensor final_ln;  /* [d_model] F32 */
     layer_t *layers;
@@ -129,116 +127,46 @@ int dfm_umt5_rel_bucket(int64_t rel, int num_buckets, int max_distance)
 /* ---- loading ------------------------------------------------------------------------------- */
 
 typedef struct {
-    const dfm_st *st;
+    dfm_weights *w; /* transformers names (models/wan/names.h dfm_umt5_names) */
     const dfm_umt5_opts *o;
-    dfm_strset used;
-    size_t owned, mapped;
 } loader_t;
 
-static int is_float_dt(dfm_dtype d) { return d == DFM_F32 || d == DFM_BF16 || d == DFM_F16; }
-
-/* The tensor `name` with exactly this shape and a float dtype; otherwise the error of
- * dfm_st_read (missing: names the file and a near miss; shape: file's vs expected). */
-static int find_checked(loader_t *L, const char *name, int ndim, const int64_t *shape, const dfm_st_tensor **out)
-{
-    const dfm_st_tensor *t = dfm_st_find(L->st, name);
-    int ok = t && t->ndim == ndim && is_float_dt(t->dtype);
-    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
-    if (!ok) {
-        int rc = dfm_st_check(L->st, name, DFM_F32, ndim, shape);
-        return rc ? rc : dfm_fail(DFM_E_FORMAT, "tensor '%s': unexpected layout", name);
-    }
-    if (dfm_strset_add(&L->used, name) < 0) return DFM_E_NOMEM;
-    *out = t;
-    return 0;
-}
-
-/* Drop the mapped pages of t from this process (after converting it): the file's page cache may
- * keep them, but they no longer count against us. */
-static void drop_pages(const dfm_st_tensor *t)
-{
-    long pg = sysconf(_SC_PAGESIZE);
-    uintptr_t a = (uintptr_t)t->data, e = a + t->nbytes;
-    a = (a + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
-    e &= ~((uintptr_t)pg - 1);
-    if (pg > 0 && e > a) madvise((void *)a, e - a, MADV_DONTNEED);
-}
-
-static int aligned(const dfm_st_tensor *t) { return ((uintptr_t)t->data % dfm_dtype_size(t->dtype)) == 0; }
-
-/* Read t into a new tensor of dtype dt on the device (converted, rounded to bf16 values if
- * round_bf16 and dt is F32). */
-static int copy_in(loader_t *L, const char *name, const dfm_st_tensor *t, dfm_dtype dt, int round_bf16, int ndim,
-                   const int64_t *shape, dfm_tensor *out)
-{
-    dfm_tensor host;
-    int rc = dfm_tensor_alloc(&host, dt, DFM_CPU, ndim, shape);
-    if (rc) return rc;
-    rc = dfm_st_read(L->st, name, dt, ndim, shape, host.data);
-    if (!rc && round_bf16 && dt == DFM_F32) {
-        size_t n = (size_t)dfm_tensor_numel(&host);
-        uint16_t *tmp = dfm_malloc(n * sizeof(uint16_t) + 1);
-        rc = tmp ? dfm_convert_floats(tmp, DFM_BF16, host.data, DFM_F32, n) : DFM_E_NOMEM;
-        if (!rc) rc = dfm_convert_floats(host.data, DFM_F32, tmp, DFM_BF16, n);
-        free(tmp);
-    }
-    if (!rc && t->nbytes > ((size_t)1 << 20)) drop_pages(t);
-    if (!rc && L->o->device != DFM_CPU) {
-        rc = dfm_tensor_copy(out, &host, L->o->device);
-        dfm_tensor_free(&host);
-    } else if (!rc) {
-        *out = host;
-    } else {
-        dfm_tensor_free(&host);
-    }
-    if (!rc) L->owned += dfm_tensor_nbytes(out);
-    return rc;
-}
-
-/* A GEMM weight [rows, cols] for keep_mapped: used in place when the mode allows (umt5.h),
- * else copied. */
+/* A GEMM weight [rows, cols] for keep_mapped: on the CPU used in place in the file's dtype when
+ * aligned (BF16 mode rounds it block by block at use, umt5.h), else copied (as BF16 in BF16 mode,
+ * as the file's dtype in F32 mode). */
 static int load_matrix(loader_t *L, const char *name, int64_t rows, int64_t cols, dfm_tensor *out)
 {
     int64_t shape[2] = {rows, cols};
     const dfm_st_tensor *t;
-    int rc = find_checked(L, name, 2, shape, &t);
+    int rc = dfm_weights_find(L->w, name, 2, shape, &t);
     if (rc) return rc;
-    int bf16 = L->o->weights == DFM_BF16;
-    dfm_dtype dt = bf16 ? DFM_BF16 : t->dtype;
-    if (L->o->device == DFM_CPU && aligned(t) && (dt == t->dtype || (bf16 && L->o->keep_mapped))) {
-        *out = dfm_tensor_view((void *)t->data, t->dtype, DFM_CPU, 2, shape);
-        L->mapped += t->nbytes;
-        return 0;
-    }
-    return copy_in(L, name, t, dt, 0, 2, shape, out);
+    dfm_dtype dt = L->o->weights == DFM_BF16 ? DFM_BF16 : t->dtype;
+    return dfm_weights_load(L->w, name, 2, shape, dt, L->o->device, DFM_WEIGHTS_MAP | DFM_WEIGHTS_MAP_ANY, out);
 }
 
 /* The GEMM weights names[0..n) ([rows[i], cols] each) laid out as one dfm_packed (F32, or BF16
- * in BF16 mode) on the device; the mapped source pages are dropped afterwards. */
+ * in BF16 mode) on the device, from the mapping itself (a scratch copy when misaligned); the
+ * mapped source pages are dropped afterwards. */
 static int load_linear(loader_t *L, const char *const *names, const int64_t *rows, int n, int64_t cols,
                        dfm_packed **out)
 {
-    dfm_tensor src[DFM_PACKED_MAX], tmp[DFM_PACKED_MAX];
+    dfm_tensor src[DFM_PACKED_MAX];
     const dfm_tensor *sp[DFM_PACKED_MAX];
-    const dfm_st_tensor *t[DFM_PACKED_MAX];
-    memset(tmp, 0, sizeof tmp);
     int rc = 0, i;
-    for (i = 0; i < n && !rc; i++) {
+    for (i = 0; i < n; i++) {
         int64_t shape[2] = {rows[i], cols};
-        if ((rc = find_checked(L, names[i], 2, shape, &t[i]))) break;
-        if (aligned(t[i])) { /* the mapping itself */
-            src[i] = dfm_tensor_view((void *)t[i]->data, t[i]->dtype, DFM_CPU, 2, shape);
-        } else if (!(rc = dfm_tensor_alloc(&tmp[i], t[i]->dtype, DFM_CPU, 2, shape))) {
-            memcpy(tmp[i].data, t[i]->data, t[i]->nbytes);
-            src[i] = tmp[i];
-        }
+        const dfm_st_tensor *t;
+        if ((rc = dfm_weights_find(L->w, names[i], 2, shape, &t)) ||
+            (rc = dfm_weights_load(L->w, names[i], 2, shape, t->dtype, DFM_CPU,
+                                   DFM_WEIGHTS_MAP | DFM_WEIGHTS_SCRATCH, &src[i])))
+            break;
         sp[i] = &src[i];
     }
     if (!rc) rc = dfm_packed_create(out, sp, n, L->o->weights == DFM_BF16 ? DFM_BF16 : DFM_F32, L->o->device);
-    if (!rc) L->owned += dfm_packed_nbytes(*out);
+    if (!rc) dfm_weights_add_owned(L->w, dfm_packed_nbytes(*out));
     for (int j = 0; j < i; j++) {
-        dfm_tensor_free(&tmp[j]);
-        if (!rc && t[j]->nbytes > ((size_t)1 << 20)) drop_pages(t[j]);
+        dfm_tensor_free(&src[j]);
+        if (!rc) dfm_weights_drop(L->w, names[j]);
     }
     return rc;
 }
@@ -246,10 +174,8 @@ static int load_linear(loader_t *L, const char *const *names, const int64_t *row
 /* A small tensor (norm weight, bias table): an owned F32 copy, bf16-rounded in BF16 mode. */
 static int load_small(loader_t *L, const char *name, int ndim, const int64_t *shape, dfm_tensor *out)
 {
-    const dfm_st_tensor *t;
-    int rc = find_checked(L, name, ndim, shape, &t);
-    if (rc) return rc;
-    return copy_in(L, name, t, DFM_F32, L->o->weights == DFM_BF16, ndim, shape, out);
+    return dfm_weights_load(L->w, name, ndim, shape, DFM_F32, L->o->device,
+                            L->o->weights == DFM_BF16 ? DFM_WEIGHTS_ROUND_BF16 : 0, out);
 }
 
 static int load_layer(loader_t *L, const dfm_umt5_config *c, int i, layer_t *y)
@@ -283,31 +209,15 @@ static int load_layer(loader_t *L, const dfm_umt5_config *c, int i, layer_t *y)
     return 0;
 }
 
-/* The embedding table, by either name; always on the CPU and in place when aligned. */
+/* The embedding table (shared.weight, or its tied twin encoder.embed_tokens.weight); always on
+ * the CPU, in the file's dtype, and in place when aligned. */
 static int load_embedding(loader_t *L, const dfm_umt5_config *c, dfm_tensor *out)
 {
-    const char *name = dfm_st_find(L->st, "shared.weight") ? "shared.weight" : "encoder.embed_tokens.weight";
-    if (!dfm_st_find(L->st, name))
-        return dfm_fail(DFM_E_FORMAT, "no embedding table: neither 'shared.weight' nor 'encoder.embed_tokens.weight' "
-                                      "is in the weights (%d tensors)", dfm_st_count(L->st));
     int64_t shape[2] = {c->vocab_size, c->d_model};
     const dfm_st_tensor *t;
-    int rc = find_checked(L, name, 2, shape, &t);
+    int rc = dfm_weights_find(L->w, "shared.weight", 2, shape, &t);
     if (rc) return rc;
-    if (!strcmp(name, "shared.weight") && dfm_st_find(L->st, "encoder.embed_tokens.weight") &&
-        dfm_strset_add(&L->used, "encoder.embed_tokens.weight") < 0) /* its tied twin */
-        return DFM_E_NOMEM;
-    if (aligned(t)) {
-        *out = dfm_tensor_view((void *)t->data, t->dtype, DFM_CPU, 2, shape);
-        L->mapped += t->nbytes;
-        return 0;
-    }
-    dfm_tensor host;
-    if ((rc = dfm_tensor_alloc(&host, t->dtype, DFM_CPU, 2, shape))) return rc;
-    memcpy(host.data, t->data, t->nbytes);
-    L->owned += t->nbytes;
-    *out = host;
-    return 0;
+    return dfm_weights_load(L->w, "shared.weight", 2, shape, t->dtype, DFM_CPU, DFM_WEIGHTS_MAP, out);
 }
 
 static void free_layer(layer_t *y)
@@ -328,7 +238,7 @@ void dfm_umt5_free(dfm_umt5 *m)
     dfm_tensor_free(&m->embed);
     dfm_tensor_free(&m->final_ln);
     dfm_tensor_free(&m->ws);
-    dfm_st_close(m->st);
+    dfm_weights_close(m->w);
     free(m);
 }
 
@@ -350,8 +260,8 @@ int dfm_umt5_load(dfm_umt5 **out, const char *model_dir, const dfm_umt5_opts *o)
     m->cc = (dfm_compute){o->weights == DFM_BF16 ? DFM_BF16 : DFM_F32, NULL};
     loader_t L = {0};
     if ((rc = dfm_umt5_config_load(&m->cfg, dir))) goto fail;
-    if ((rc = dfm_st_open(&m->st, dir))) goto fail;
-    L.st = m->st, L.o = &m->opts;
+    if ((rc = dfm_weights_open(&m->w, dir, &dfm_umt5_names))) goto fail;
+    L.w = m->w, L.o = &m->opts;
     m->layers = dfm_calloc((size_t)(m->cfg.num_layers ? m->cfg.num_layers : 1), sizeof *m->layers);
     if (!m->layers) {
         rc = DFM_E_NOMEM;
@@ -363,23 +273,16 @@ int dfm_umt5_load(dfm_umt5 **out, const char *model_dir, const dfm_umt5_opts *o)
     int64_t s1[1] = {m->cfg.d_model};
     if ((rc = load_small(&L, "encoder.final_layer_norm.weight", 1, s1, &m->final_ln))) goto fail;
     /* Every tensor must be used: a leftover means a layout we do not understand (a full UMT5
-     * checkpoint's decoder and LM head are not ours to use). */
-    for (int i = 0; i < dfm_st_count(m->st); i++) {
-        const char *nm = dfm_st_at(m->st, i)->name;
-        if (!dfm_strset_has(&L.used, nm) && strncmp(nm, "decoder.", 8) && strcmp(nm, "lm_head.weight")) {
-            rc = dfm_fail(DFM_E_FORMAT, "tensor '%s' in the weights is not part of the UMT5 encoder "
-                                        "(config: %d layers)", nm, m->cfg.num_layers);
-            goto fail;
-        }
-    }
-    m->owned = L.owned, m->mapped = L.mapped;
-    dfm_strset_free(&L.used);
+     * checkpoint's decoder and LM head are ignored by the name table). */
+    char note[64];
+    snprintf(note, sizeof note, "config: %d layers", m->cfg.num_layers);
+    if ((rc = dfm_weights_finish(m->w, note))) goto fail;
+    dfm_weights_memory(m->w, &m->owned, &m->mapped);
     free(dir);
     *out = m;
     return 0;
 fail:
     dfm_fail_ctx(rc, "UMT5 '%s'", dir);
-    dfm_strset_free(&L.used);
     free(dir);
     dfm_umt5_free(m);
     return rc;
