@@ -1,13 +1,21 @@
-// attention.cu — scaled dot-product attention on the device: the twin of kernels/cpu's attention.
-// ref: torch.nn.functional.scaled_dot_product_attention (no mask, no dropout)
+// attention.cu — scaled dot-product attention on the device, forward and backward (attention.h):
+// the twin of kernels/cpu/attention.c, with cuBLAS strided-batched GEMMs over a group of heads on
+// blocks, and our kernels for the row softmax and the elementwise steps. 64-bit indices
+// throughout; the bias is read in place (never copied). ref: torch SDPA; FlashAttention-2.
 //
-// Approach: cuBLAS in query blocks. For a group of hb heads and a block of bq queries:
-//     S [hb, bq, Sk] = scale * Q_blk @ K^T     (strided-batched GEMM over the heads)
-//     S = softmax(S) row by row               (one thread block per row, f32, max-subtracted)
-//     O_blk [hb, bq, D] = S @ V                (strided-batched GEMM, written in place in out)
-// hb * bq * Sk floats of scratch (about DFM_CUDA_BLOCK_BYTES), so the Sq x Sk matrix is never
-// whole for long sequences. Not here: a fused flash-attention kernel, masks, bf16 operands.
+// Forward, per batch item, group of hb heads and block of bq query rows (scratch A holds
+// hb * bq * Sk scores, about DFM_CUDA_BLOCK_BYTES):
+//     S [hb, bq, Sk] = scale * Q_blk @ K^T          (GEMM over the group's heads)
+//     S = softmax(S + bias) row by row, lse         (one thread block per row, f32, max-subtracted)
+//     O_blk = S @ V                                 (GEMM writing out's strided rows in place)
+// The CPU runs a running softmax over key blocks to stay in its caches; here a block of whole key
+// rows fits the scratch, so the softmax is exact in one pass: same result, not the same rounding.
+// Backward, per batch item, group of heads, block of keys j, block of queries i (in that order):
+//     P = exp(scale Q_i K_j^T + bias - lse), dV_j += P^T dO_i, dP = dO_i V_j^T,
+//     dS = P * (dP - D_i) with D = rowsum(dO * O), dQ_i += scale dS K_j, dK_j += scale dS^T Q_i
+// each sum a GEMM with beta 1 into dq, dk, dv in place: no atomics, a fixed order.
 #include "cuda/common.cuh"
+#include "cuda/attention.h"
 #include "cuda/ops_cuda.h"
 
 #include <math.h>
@@ -62,47 +70,247 @@ __global__ void softmax_rows_kernel(float *s, int64_t rows, int64_t len)
     }
 }
 
+// Forward softmax of a block: s [rows = nh * nq, sk] holds scale * q.k of heads h0.. and query
+// rows q0..; adds bias[h0 + hh, q0 + i, :] (when not NULL), normalizes, and writes
+// lse[hh * sq + q0 + i] (lse points at the group's first head; may be NULL).
+__global__ void fwd_softmax_kernel(float *s, int64_t rows, int64_t nq, int64_t sk, const float *bias,
+                                   int64_t sq, int64_t h0, int64_t q0, float *lse)
+{
+    __shared__ float red[32];
+    for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+        int64_t hh = r / nq, i = r - hh * nq;
+        float *row = s + r * sk;
+        const float *brow = bias ? bias + ((h0 + hh) * sq + q0 + i) * sk : NULL;
+        float m = -INFINITY;
+        for (int64_t j = threadIdx.x; j < sk; j += blockDim.x) {
+            float x = brow ? row[j] + brow[j] : row[j];
+            row[j] = x;
+            m = fmaxf(m, x);
+        }
+        m = block_reduce(m, 1, red);
+        if (m == -INFINITY) { // every score -inf: NaN, as torch's softmax
+            for (int64_t j = threadIdx.x; j < sk; j += blockDim.x) row[j] = NAN;
+            if (lse && threadIdx.x == 0) lse[hh * sq + q0 + i] = -INFINITY;
+            continue;
+        }
+        float sum = 0.0f;
+        for (int64_t j = threadIdx.x; j < sk; j += blockDim.x) {
+            float e = expf(row[j] - m);
+            row[j] = e;
+            sum += e;
+        }
+        sum = block_reduce(sum, 0, red);
+        float inv = 1.0f / sum;
+        for (int64_t j = threadIdx.x; j < sk; j += blockDim.x) row[j] *= inv;
+        if (lse && threadIdx.x == 0) lse[hh * sq + q0 + i] = m + logf(sum);
+    }
+}
+
+// Backward: s [nh, nq, nk] = exp(s + bias - lse) for heads h0.., query rows q0.., keys j0..; lse
+// points at the group's first head.
+__global__ void bwd_p_kernel(float *s, int64_t n, int64_t nq, int64_t nk, const float *bias, int64_t sq,
+                             int64_t sk, int64_t h0, int64_t q0, int64_t j0, const float *lse)
+{
+    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
+        int64_t r = e / nk, c = e - r * nk, hh = r / nq, i = r - hh * nq;
+        float x = s[e];
+        if (bias) x += bias[((h0 + hh) * sq + q0 + i) * sk + j0 + c];
+        s[e] = expf(x - lse[hh * sq + q0 + i]);
+    }
+}
+
+// Backward: dp = p * (dp - D[row]) over [nh, nq, nk]; dd points at the group's first head.
+__global__ void bwd_ds_kernel(const float *p, float *dp, int64_t n, int64_t nq, int64_t nk, const float *dd,
+                              int64_t sq, int64_t q0)
+{
+    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
+        int64_t r = e / nk, hh = r / nq, i = r - hh * nq;
+        dp[e] = p[e] * (dp[e] - dd[hh * sq + q0 + i]);
+    }
+}
+
+// dd[(b * heads + h) * sq + i] = sum_e dout[b, h, i, e] * out[b, h, i, e]: one warp per row, a
+// fixed order (lane-strided sums, then a fixed butterfly).
+__global__ void rowdot_kernel(const float *dout, const float *out, int64_t s0, int64_t s1, int64_t s2,
+                              int64_t heads, int64_t sq, int64_t d, int64_t rows, float *dd)
+{
+    int lane = threadIdx.x & 31;
+    int64_t warps = (int64_t)gridDim.x * (blockDim.x >> 5);
+    for (int64_t r = blockIdx.x * (int64_t)(blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
+        int64_t b = r / (heads * sq), h = (r / sq) % heads, i = r % sq;
+        int64_t off = b * s0 + h * s1 + i * s2;
+        float t = 0.0f;
+        for (int64_t e = lane; e < d; e += 32) t += dout[off + e] * out[off + e];
+        for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+        if (lane == 0) dd[r] = t;
+    }
+}
+
+// x over the rows of a strided [batch, heads, rows, d] operand.
+__global__ void fill_rows_kernel(float *p, int64_t s0, int64_t s1, int64_t s2, int64_t heads, int64_t rows,
+                                 int64_t d, int64_t n, float x)
+{
+    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
+        int64_t c = e % d, r = e / d, i = r % rows, bh = r / rows, h = bh % heads, b = bh / heads;
+        p[b * s0 + h * s1 + i * s2 + c] = x;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // kernel launchers
 
+static unsigned row_blocks(int64_t rows) { return (unsigned)(rows < (1 << 20) ? rows : (1 << 20)); }
+
 int dfm_cuda_softmax_rows(float *s, int64_t rows, int64_t len)
 {
-    softmax_rows_kernel<<<(unsigned)(rows < (1 << 20) ? rows : (1 << 20)), SOFTMAX_THREADS>>>(s, rows, len);
+    if (rows <= 0) return 0;
+    softmax_rows_kernel<<<row_blocks(rows), SOFTMAX_THREADS>>>(s, rows, len);
     CUDA_CHECK_LAUNCH();
     return 0;
 }
 
-extern "C" int dfm_cuda_attention(const float *q, const float *k, const float *v, float scale,
-                                  float *out, int64_t heads, int64_t sq, int64_t sk, int64_t d)
+static int fill_rows(float *p, const int64_t st[3], int64_t batch, int64_t heads, int64_t rows, int64_t d, float x)
 {
-    if (heads <= 0 || sq <= 0 || d <= 0) return 0;
-    if (sk <= 0) return dfm_fail(DFM_E_ARG, "attention: no keys (Sk = 0)");
-    // block sizes: as many queries as fit the budget, then as many heads as fit
+    int64_t n = batch * heads * rows * d;
+    if (n <= 0) return 0;
+    fill_rows_kernel<<<dfm_cuda_blocks(n), DFM_CUDA_THREADS>>>(p, st[0], st[1], st[2], heads, rows, d, n, x);
+    CUDA_CHECK_LAUNCH();
+    return 0;
+}
+
+// A GEMM leading dimension: the row stride, or d where a single row makes it meaningless.
+static int64_t ldim(int64_t stride, int64_t d) { return stride < d ? d : stride; }
+
+static int64_t clamp64(int64_t x, int64_t lo, int64_t hi) { return x < lo ? lo : x > hi ? hi : x; }
+
+extern "C" int dfm_cuda_attention_fwd(const dfm_attn_args *a)
+{
+    DFM_CHECK_RC(dfm_attn_check(a, "attention"));
+    int64_t batch = a->batch, heads = a->heads, sq = a->sq, sk = a->sk, d = a->d;
+    if (batch * heads == 0 || sq == 0) return 0;
+    if (sk == 0) { // softmax over nothing: NaN as torch, lse -inf
+        DFM_CHECK_RC(fill_rows(a->out, a->os, batch, heads, sq, d, NAN));
+        const int64_t ls[3] = {heads * sq, sq, 1};
+        if (a->lse) DFM_CHECK_RC(fill_rows(a->lse, ls, batch, heads, sq, 1, -INFINITY));
+        return 0;
+    }
+    // as many queries as the budget holds, then as many heads
     int64_t budget = (int64_t)(DFM_CUDA_BLOCK_BYTES / sizeof(float));
-    int64_t bq = budget / sk;
-    if (bq < 1) bq = 1;
-    if (bq > sq) bq = sq;
-    int64_t hb = budget / (bq * sk);
-    if (hb < 1) hb = 1;
-    if (hb > heads) hb = heads;
+    int64_t bq = clamp64(budget / sk, 1, sq), hb = clamp64(budget / (bq * sk), 1, heads);
     float *s;
     DFM_CHECK_RC(dfm_cuda_scratch(DFM_SCRATCH_A, (size_t)(hb * bq * sk) * sizeof(float), (void **)&s));
-    for (int64_t h0 = 0; h0 < heads; h0 += hb) {
-        int64_t nh = heads - h0 < hb ? heads - h0 : hb;
-        const float *kh = k + h0 * sk * d, *vh = v + h0 * sk * d;
-        for (int64_t q0 = 0; q0 < sq; q0 += bq) {
-            int64_t nq = sq - q0 < bq ? sq - q0 : bq;
-            const float *qb = q + (h0 * sq + q0) * d;
-            float *ob = out + (h0 * sq + q0) * d;
-            // S [nq, sk] = scale * Q_blk [nq, d] @ K^T  (K: [sk, d], transposed), per head
-            DFM_CHECK_RC(dfm_cuda_gemm_rm(0, 1, nq, sk, d, scale, qb, d, sq * d, kh, d, sk * d, DFM_F32,
-                                          0.0f, s, sk, nq * sk, nh));
-            int64_t rows = nh * nq;
-            DFM_CHECK_RC(dfm_cuda_softmax_rows(s, rows, sk));
-            // O_blk [nq, d] = S [nq, sk] @ V [sk, d], per head; rows of O are d apart
-            DFM_CHECK_RC(dfm_cuda_gemm_rm(0, 0, nq, d, sk, 1.0f, s, sk, nq * sk, vh, d, sk * d, DFM_F32,
-                                          0.0f, ob, d, sq * d, nh));
+    int64_t ldq = ldim(a->qs[2], d), ldk = ldim(a->ks[2], d), ldv = ldim(a->vs[2], d), ldo = ldim(a->os[2], d);
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t h0 = 0; h0 < heads; h0 += hb) {
+            int64_t nh = heads - h0 < hb ? heads - h0 : hb;
+            const float *kh = a->k + b * a->ks[0] + h0 * a->ks[1], *vh = a->v + b * a->vs[0] + h0 * a->vs[1];
+            float *lse = a->lse ? a->lse + (b * heads + h0) * sq : NULL;
+            for (int64_t q0 = 0; q0 < sq; q0 += bq) {
+                int64_t nq = sq - q0 < bq ? sq - q0 : bq;
+                const float *qb = a->q + b * a->qs[0] + h0 * a->qs[1] + q0 * a->qs[2];
+                float *ob = a->out + b * a->os[0] + h0 * a->os[1] + q0 * a->os[2];
+                // S [nq, sk] = scale * Q_blk [nq, d] @ K^T, per head
+                DFM_CHECK_RC(dfm_cuda_gemm_rm(0, 1, nq, sk, d, a->scale, qb, ldq, a->qs[1], kh, ldk, a->ks[1],
+                                              DFM_F32, 0.0f, s, sk, nq * sk, nh));
+                int64_t rows = nh * nq;
+                fwd_softmax_kernel<<<row_blocks(rows), SOFTMAX_THREADS>>>(s, rows, nq, sk, a->bias, sq, h0, q0, lse);
+                CUDA_CHECK_LAUNCH();
+                // O_blk [nq, d] = P [nq, sk] @ V [sk, d], per head, into out's strided rows
+                DFM_CHECK_RC(dfm_cuda_gemm_rm(0, 0, nq, d, sk, 1.0f, s, sk, nq * sk, vh, ldv, a->vs[1], DFM_F32,
+                                              0.0f, ob, ldo, a->os[1], nh));
+            }
         }
-    }
     return 0;
+}
+
+extern "C" int dfm_cuda_attention_bwd(const dfm_attn_args *a, const float *dout, float *dq, float *dk, float *dv)
+{
+    DFM_CHECK_RC(dfm_attn_check_bwd(a, dout, dq, dk, dv, "attention backward"));
+    int64_t batch = a->batch, heads = a->heads, sq = a->sq, sk = a->sk, d = a->d;
+    if (batch * heads == 0) return 0;
+    DFM_CHECK_RC(fill_rows(dq, a->qs, batch, heads, sq, d, 0.0f));
+    DFM_CHECK_RC(fill_rows(dk, a->ks, batch, heads, sk, d, 0.0f));
+    DFM_CHECK_RC(fill_rows(dv, a->vs, batch, heads, sk, d, 0.0f));
+    if (sq == 0 || sk == 0) return 0;
+    // D = rowsum(dO * O) for every row (scratch B), then blocks of up to 1024 queries and as many
+    // keys, then heads, as two score buffers within the budget hold
+    int64_t nrows = batch * heads * sq;
+    float *dd;
+    DFM_CHECK_RC(dfm_cuda_scratch(DFM_SCRATCH_B, (size_t)nrows * sizeof(float), (void **)&dd));
+    int64_t warps_per_block = DFM_CUDA_THREADS / 32;
+    rowdot_kernel<<<(unsigned)clamp64((nrows + warps_per_block - 1) / warps_per_block, 1, 1 << 20),
+                    DFM_CUDA_THREADS>>>(dout, a->out, a->os[0], a->os[1], a->os[2], heads, sq, d, nrows, dd);
+    CUDA_CHECK_LAUNCH();
+    int64_t budget = (int64_t)(DFM_CUDA_BLOCK_BYTES / sizeof(float)) / 2;
+    int64_t bq = clamp64(sq, 1, 1024), bk = clamp64(budget / bq, 1, sk), hb = clamp64(budget / (bq * bk), 1, heads);
+    float *p;
+    DFM_CHECK_RC(dfm_cuda_scratch(DFM_SCRATCH_A, (size_t)(2 * hb * bq * bk) * sizeof(float), (void **)&p));
+    float *dp = p + hb * bq * bk;
+    int64_t ldq = ldim(a->qs[2], d), ldk = ldim(a->ks[2], d), ldv = ldim(a->vs[2], d), ldo = ldim(a->os[2], d);
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t h0 = 0; h0 < heads; h0 += hb) {
+            int64_t nh = heads - h0 < hb ? heads - h0 : hb;
+            int64_t qo = b * a->qs[0] + h0 * a->qs[1], ko = b * a->ks[0] + h0 * a->ks[1];
+            int64_t vo = b * a->vs[0] + h0 * a->vs[1], oo = b * a->os[0] + h0 * a->os[1];
+            const float *lse = a->lse + (b * heads + h0) * sq, *ddh = dd + (b * heads + h0) * sq;
+            for (int64_t j0 = 0; j0 < sk; j0 += bk) {
+                int64_t nk = sk - j0 < bk ? sk - j0 : bk;
+                const float *kj = a->k + ko + j0 * a->ks[2], *vj = a->v + vo + j0 * a->vs[2];
+                float *dkj = dk + ko + j0 * a->ks[2], *dvj = dv + vo + j0 * a->vs[2];
+                for (int64_t q0 = 0; q0 < sq; q0 += bq) {
+                    int64_t nq = sq - q0 < bq ? sq - q0 : bq, n = nh * nq * nk;
+                    const float *qi = a->q + qo + q0 * a->qs[2], *doi = dout + oo + q0 * a->os[2];
+                    float *dqi = dq + qo + q0 * a->qs[2];
+                    // P = exp(scale Q_i K_j^T + bias - lse)
+                    DFM_CHECK_RC(dfm_cuda_gemm_rm(0, 1, nq, nk, d, a->scale, qi, ldq, a->qs[1], kj, ldk, a->ks[1],
+                                                  DFM_F32, 0.0f, p, nk, nq * nk, nh));
+                    bwd_p_kernel<<<dfm_cuda_blocks(n), DFM_CUDA_THREADS>>>(p, n, nq, nk, a->bias, sq, sk, h0, q0, j0,
+                                                                          lse);
+                    CUDA_CHECK_LAUNCH();
+                    // dV_j += P^T dO_i
+                    DFM_CHECK_RC(dfm_cuda_gemm_rm(1, 0, nk, d, nq, 1.0f, p, nk, nq * nk, doi, ldo, a->os[1], DFM_F32,
+                                                  1.0f, dvj, ldv, a->vs[1], nh));
+                    // dP = dO_i V_j^T; dS = P * (dP - D_i)
+                    DFM_CHECK_RC(dfm_cuda_gemm_rm(0, 1, nq, nk, d, 1.0f, doi, ldo, a->os[1], vj, ldv, a->vs[1],
+                                                  DFM_F32, 0.0f, dp, nk, nq * nk, nh));
+                    bwd_ds_kernel<<<dfm_cuda_blocks(n), DFM_CUDA_THREADS>>>(p, dp, n, nq, nk, ddh, sq, q0);
+                    CUDA_CHECK_LAUNCH();
+                    // dQ_i += scale dS K_j; dK_j += scale dS^T Q_i
+                    DFM_CHECK_RC(dfm_cuda_gemm_rm(0, 0, nq, d, nk, a->scale, dp, nk, nq * nk, kj, ldk, a->ks[1],
+                                                  DFM_F32, 1.0f, dqi, ldq, a->qs[1], nh));
+                    DFM_CHECK_RC(dfm_cuda_gemm_rm(1, 0, nk, d, nq, a->scale, dp, nk, nq * nk, qi, ldq, a->qs[1],
+                                                  DFM_F32, 1.0f, dkj, ldk, a->ks[1], nh));
+                }
+            }
+        }
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// the earlier entry points (ops_cuda.h), thin wrappers over dfm_cuda_attention_fwd
+
+extern "C" int dfm_cuda_attention(const float *q, const float *k, const float *v, float scale, float *out,
+                                  int64_t heads, int64_t sq, int64_t sk, int64_t d)
+{
+    if (heads <= 0 || sq <= 0 || d <= 0) return 0;
+    if (sk < 0) sk = 0;
+    dfm_attn_args a = {};
+    a.batch = 1, a.heads = heads, a.sq = sq, a.sk = sk, a.d = d, a.q = q, a.k = k, a.v = v, a.out = out;
+    a.qs[0] = a.os[0] = heads * sq * d, a.qs[1] = a.os[1] = sq * d, a.qs[2] = a.os[2] = d;
+    a.ks[0] = a.vs[0] = heads * sk * d, a.ks[1] = a.vs[1] = sk * d, a.ks[2] = a.vs[2] = d;
+    a.scale = scale;
+    return dfm_cuda_attention_fwd(&a);
+}
+
+extern "C" int dfm_cuda_attention_bias(const float *q, const float *k, const float *v, const float *bias,
+                                       float scale, float *out, int64_t heads, int64_t sq, int64_t sk, int64_t d)
+{
+    if (heads <= 0 || sq <= 0 || d <= 0) return 0;
+    if (sk < 0) sk = 0;
+    dfm_attn_args a = {};
+    a.batch = 1, a.heads = heads, a.sq = sq, a.sk = sk, a.d = d, a.q = q, a.k = k, a.v = v, a.out = out;
+    a.qs[0] = a.os[0] = sq * heads * d, a.qs[1] = a.os[1] = d, a.qs[2] = a.os[2] = heads * d;
+    a.ks[0] = a.vs[0] = sk * heads * d, a.ks[1] = a.vs[1] = d, a.ks[2] = a.vs[2] = heads * d;
+    a.bias = bias, a.scale = scale;
+    return dfm_cuda_attention_fwd(&a);
 }
