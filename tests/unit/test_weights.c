@@ -736,3 +736,92 @@ TEST(wan_vae_loads_original_names)
     }
     dfm_wan_vae_free(a), dfm_wan_vae_free(c);
 }
+
+/* The names of the released 1.3B layout as diffusers lists them (tests/fixtures/
+ * wan_transformer_layout, built from diffusers itself): the same 825 names as wan.md 1.5, and the
+ * dtypes of a bf16 load (dtype_bf16_load) are what dfm_weights_dtype_for keeps. */
+TEST(wan_transformer_names_layout)
+{
+    dfm_buf b = {0};
+    CHECK_EQ(dfm_test_load_fixture("wan_transformer_layout", "layout.json", &b), 0);
+    cJSON *lay = cJSON_ParseWithLength((const char *)b.data, b.len);
+    dfm_buf_free(&b);
+    CHECK(lay != NULL);
+    if (!lay) return;
+    name_pair *p = calloc(T_MAX, sizeof *p);
+    int n = transformer_pairs(p, 30), missing = 0, dtype_bad = 0;
+    CHECK_EQ(cJSON_GetArraySize(lay), n);
+    for (int i = 0; i < n; i++)
+        if (!cJSON_GetObjectItemCaseSensitive(lay, p[i].diff) && missing++ < 5)
+            fprintf(stderr, "  '%s' is not in the layout\n", p[i].diff);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, lay)
+    {
+        const cJSON *dt = cJSON_GetObjectItemCaseSensitive(it, "dtype_bf16_load");
+        int want_f32 = cJSON_IsString(dt) && !strcmp(dt->valuestring, "F32");
+        int got_f32 = dfm_weights_dtype_for(&dfm_wan_transformer_names, it->string, DFM_BF16) == DFM_F32;
+        if (want_f32 != got_f32 && dtype_bad++ < 5) fprintf(stderr, "  '%s': keep F32 %d, diffusers %d\n", it->string, got_f32, want_f32);
+    }
+    CHECK_EQ(missing, 0);
+    CHECK_EQ(dtype_bad, 0);
+    free(p);
+    cJSON_Delete(lay);
+}
+
+/* The tiny transformer a in its three forms (tests/fixtures/wan_transformer/a: diffusers,
+ * original Wan names, ComfyUI single file; checked by the generator against diffusers' own
+ * converters): every canonical tensor is found in each, bit-identical, and nothing is left over.
+ * c stores the keep-F32 tensors as F32 and the rest as BF16, as save_pretrained does after a
+ * bf16 load. */
+TEST(wan_transformer_names_fixtures)
+{
+    char dir[3][600];
+    const char *sub[3] = {"a/transformer", "a/original", "a/comfyui/wan_tiny_a.safetensors"};
+    const char *naming[3] = {"diffusers names", "original Wan names",
+                             "original Wan names, prefix 'model.diffusion_model.' stripped"};
+    dfm_weights *w[3] = {NULL, NULL, NULL};
+    for (int k = 0; k < 3; k++) {
+        snprintf(dir[k], sizeof dir[k], "%s/wan_transformer/%s", dfm_test_fixtures(), sub[k]);
+        int rc = dfm_weights_open(&w[k], dir[k], &dfm_wan_transformer_names);
+        CHECK_EQ(rc, 0);
+        if (rc) fprintf(stderr, "  %s\n", dfm_errmsg());
+        else CHECK_STR(dfm_weights_naming(w[k]), naming[k]);
+    }
+    if (w[0] && w[1] && w[2]) {
+        int n = dfm_weights_count(w[0]), bad = 0;
+        CHECK(n > 27);
+        CHECK_EQ(dfm_weights_count(w[1]), n);
+        CHECK_EQ(dfm_weights_count(w[2]), n);
+        for (int i = 0; i < n; i++) {
+            const char *name = dfm_weights_name_at(w[0], i, NULL);
+            const dfm_st_tensor *t, *ref = dfm_st_find(dfm_weights_st(w[0]), name); /* diffusers: file name = canonical */
+            if (!ref) bad++;
+            for (int k = 0; ref && k < 3; k++) {
+                int rc = dfm_weights_find(w[k], name, ref->ndim, ref->shape, &t);
+                if (rc || t->dtype != ref->dtype || t->nbytes != ref->nbytes || memcmp(t->data, ref->data, ref->nbytes)) {
+                    if (bad++ < 5) fprintf(stderr, "  %s: '%s' differs (%s)\n", sub[k], name, rc ? dfm_errmsg() : "");
+                }
+            }
+        }
+        CHECK_EQ(bad, 0);
+        for (int k = 0; k < 3; k++) CHECK_EQ(dfm_weights_finish(w[k], NULL), 0);
+    }
+    for (int k = 0; k < 3; k++) dfm_weights_close(w[k]);
+
+    char c[600];
+    snprintf(c, sizeof c, "%s/wan_transformer/c/transformer", dfm_test_fixtures());
+    dfm_weights *wc = NULL;
+    CHECK_EQ(dfm_weights_open(&wc, c, &dfm_wan_transformer_names), 0);
+    if (!wc) return;
+    int n = dfm_weights_count(wc), bad = 0, f32 = 0;
+    for (int i = 0; i < n; i++) {
+        const char *name = dfm_weights_name_at(wc, i, NULL);
+        const dfm_st_tensor *t = dfm_st_find(dfm_weights_st(wc), name);
+        int keep = dfm_weights_dtype_for(&dfm_wan_transformer_names, name, DFM_BF16) == DFM_F32;
+        f32 += keep;
+        if (!t || t->dtype != (keep ? DFM_F32 : DFM_BF16)) bad++;
+    }
+    CHECK_EQ(bad, 0);
+    CHECK(f32 > 0 && f32 < n);
+    dfm_weights_close(wc);
+}
