@@ -362,6 +362,7 @@ TEST(weights_dtypes_rounding_keep_f32)
     CHECK(!m.owned && m.dtype == DFM_F32 && m.data && !memcmp(m.data, v, sizeof v));
     CHECK_EQ(dfm_weights_load(w, "lin.weight", 1, sn, DFM_BF16, DFM_CPU, DFM_WEIGHTS_MAP | DFM_WEIGHTS_MAP_ANY, &ma), 0);
     CHECK(!ma.owned && ma.dtype == DFM_F32 && ma.data == m.data);
+    dfm_tensor_free(&k);
     CHECK_EQ(dfm_weights_load(w, "blk.norm.weight", 1, sn, DFM_BF16, DFM_CPU, DFM_WEIGHTS_MAP, &k), 0);
     CHECK(!k.owned && k.dtype == DFM_F32); /* kept F32 = the file's dtype: in place */
     CHECK_EQ(dfm_weights_load(w, "lin.weight", 1, sn, DFM_BF16, DFM_CPU, DFM_WEIGHTS_MAP | DFM_WEIGHTS_SCRATCH, &sc), 0);
