@@ -28,8 +28,9 @@ typedef enum {
     DFM_OP_GELU_NEW,          /* src x; dst y */
     DFM_OP_MATMUL,            /* src a, b, bias|NULL; dst y; i[0] ta, i[1] tb; f[0] beta; cc */
     DFM_OP_LINEAR,            /* src x; dst y[0..nw); p dfm_packed; i[0] accumulate; cc */
-    DFM_OP_ATTENTION,         /* src q, k, v; dst out; f[0] scale (head-major [H, S, D]) */
-    DFM_OP_ATTENTION_BIAS,    /* src q, k, v, bias|NULL; dst out; f[0] scale (token-major [S, H, D]) */
+    DFM_OP_ATTENTION,         /* src q, k, v, bias|NULL; dst out, lse|NULL; f[0] scale; i[0] layout
+                                 (0 head-major [B, H, S, D], 1 token-major [B, S, H, D]; 3-D: B = 1) */
+    DFM_OP_ATTENTION_BWD,     /* src q, k, v, bias|NULL, out, lse, dout; dst dq, dk, dv; f[0], i[0] as above */
     DFM_OP_EMBEDDING,         /* src table, ids; dst out */
     DFM_OP_REL_BIAS,          /* src table, buckets; dst out */
     DFM_OP_RMS_NORM,          /* src x, w; dst y; f[0] eps */
@@ -41,10 +42,25 @@ typedef enum {
     DFM_OP_COUNT_NONFINITE,   /* src x (any dtype); r[0] count, r[1] first index or -1 */
     DFM_OP_BIAS_ADD,          /* src x, b; dst y (rows of x plus b) */
     DFM_OP_DROPOUT,           /* src x; dst y; f[0] p; i[0] seed, i[1] stream */
+    /* the transformer's ops and their backwards (backward: src = forward inputs, saved
+     * statistics, dy; dst = dx, then parameter gradients, accumulated) */
+    DFM_OP_RMS_NORM_BWD,      /* src dy, x, inv|NULL, w|NULL; dst dx|NULL, dw|NULL; f[0] eps */
+    DFM_OP_LAYER_NORM,        /* src x, w|NULL, b|NULL; dst y, mean|NULL, rstd|NULL; f[0] eps */
+    DFM_OP_LAYER_NORM_BWD,    /* src dy, x, mean|NULL, rstd|NULL, w|NULL; dst dx|NULL, dw|NULL, db|NULL; f[0] eps */
+    DFM_OP_GELU_TANH,         /* src x; dst y */
+    DFM_OP_GELU_TANH_BWD,     /* src dy, x; dst dx */
+    DFM_OP_SILU_BWD,          /* src dy, x; dst dx */
+    DFM_OP_ROPE,              /* src x [B, S, H, D], cos, sin [S, D/2]; dst y */
+    DFM_OP_ROPE_BWD,          /* src dy, cos, sin; dst dx */
+    DFM_OP_MODULATE,          /* src x [B, S, D], e [B, K, D]; dst y; i[0] scale chunk, i[1] shift chunk */
+    DFM_OP_MODULATE_BWD,      /* src dy, x, e; dst dx|NULL, de|NULL; i[0], i[1] */
+    DFM_OP_GATE_RESIDUAL,     /* src x, a, e; dst y; i[0] gate chunk */
+    DFM_OP_GATE_RESIDUAL_BWD, /* src dy, a, e; dst da|NULL, de|NULL; i[0] */
+    DFM_OP_COLSUM,            /* src x [M, N]; dst out [N] (accumulated) */
     DFM_OP_COUNT
 } dfm_op_id;
 
-#define DFM_OP_MAX_SRC 6
+#define DFM_OP_MAX_SRC 8
 #define DFM_OP_MAX_DST 4
 
 typedef struct {

@@ -9,7 +9,6 @@
 #include "base/buf.h"
 #include "base/error.h"
 #include "cpu/attention.h"
-#include "cpu/attention_bias.h"
 #include "cpu/bias.h"
 #include "cpu/conv3d.h"
 #include "cpu/cpu.h"
@@ -17,7 +16,12 @@
 #include "cpu/eltwise.h"
 #include "cpu/embedding.h"
 #include "cpu/finite.h"
+#include "cpu/act.h"
 #include "cpu/gated.h"
+#include "cpu/layer_norm.h"
+#include "cpu/modulate.h"
+#include "cpu/reduce.h"
+#include "cpu/rope.h"
 #include "cpu/layout.h"
 #include "cpu/linear.h"
 #include "cpu/matmul.h"
@@ -32,7 +36,14 @@
 #ifdef DFM_HAVE_CUDA
 #include "cuda/bias.h"
 #include "cuda/device.h"
+#include "cuda/act.h"
+#include "cuda/attention.h"
 #include "cuda/dropout.h"
+#include "cuda/layer_norm.h"
+#include "cuda/modulate.h"
+#include "cuda/reduce.h"
+#include "cuda/rms_norm.h"
+#include "cuda/rope.h"
 #include "cuda/ops_cuda.h"
 #endif
 
@@ -98,6 +109,27 @@ static int overlaps(const dfm_tensor *a, const dfm_tensor *b)
 }
 
 static int bf16(const dfm_op_args *a) { return dfm_compute_is_bf16(a->cc); }
+static void *dptr(const dfm_op_args *a, int i) { return a->dst[i] ? a->dst[i]->data : NULL; }
+
+/* t: F32 with ref's shape on ref's device (NULL passes when optional). */
+static int like(const dfm_tensor *t, const dfm_tensor *ref, int optional)
+{
+    if (!t) return optional;
+    return t->dtype == DFM_F32 && same_shape(t, ref) && t->device == ref->device;
+}
+/* v: F32 [n] (any trailing-1 shape not allowed) on dev, or NULL when optional. */
+static int vec(const dfm_tensor *v, int64_t n, dfm_device dev, int optional)
+{
+    if (!v) return optional;
+    return v->ndim == 1 && v->shape[0] == n && v->dtype == DFM_F32 && v->device == dev;
+}
+/* a parameter vector: float [n] on dev, or NULL when optional */
+static int param(const dfm_tensor *v, int64_t n, dfm_device dev, int optional)
+{
+    if (!v) return optional;
+    return v->ndim == 1 && v->shape[0] == n && is_float(v->dtype) && v->device == dev;
+}
+
 static const void *ptr(const dfm_tensor *t) { return t ? t->data : NULL; }
 static dfm_dtype dt_or_f32(const dfm_tensor *t) { return t ? t->dtype : DFM_F32; }
 
@@ -437,80 +469,138 @@ int dfm_op_linear(const dfm_compute *cc, const dfm_tensor *x, const dfm_packed *
     return dfm_op_run(DFM_OP_LINEAR, &a);
 }
 
-/* ---- attention ----------------------------------------------------------------------------- */
+/* ---- attention: one op for both layouts, forward and backward ------------------------------- */
 
-static int check_attention(const dfm_op_args *a)
+/* The [batch, head, row] element strides of a q/k/v/out tensor in `layout` (0 head-major
+ * [B, H, S, D] or [H, S, D]; 1 token-major [B, S, H, D] or [S, H, D]), and its sizes. */
+static void attn_dims(const dfm_tensor *t, int layout, int64_t *b, int64_t *h, int64_t *s, int64_t *d, int64_t st[3])
 {
-    const char *op = "attention";
-    const dfm_tensor *q = a->src[0], *k = a->src[1], *v = a->src[2], *out = a->dst[0];
-#define ARGS "q", q, "k", k, "v", v, "out", out, NULL
-    if (!q || !k || !v || !out) return dfm_fail(DFM_E_ARG, "attention: NULL argument");
-    if (q->ndim != 3 || k->ndim != 3 || v->ndim != 3 || out->ndim != 3 || q->dtype != DFM_F32 ||
-        k->dtype != DFM_F32 || v->dtype != DFM_F32 || out->dtype != DFM_F32)
-        return bad(op, "q, k, v, out must be F32 [heads, S, D]", ARGS);
-    if (!same_shape(k, v) || k->shape[0] != q->shape[0] || k->shape[2] != q->shape[2])
-        return bad(op, "k and v must be [heads, Sk, D] with q's heads and D", ARGS);
+    int o = t->ndim == 4;
+    *b = o ? t->shape[0] : 1;
+    *d = t->shape[2 + o];
+    if (layout == 0) {
+        *h = t->shape[o], *s = t->shape[1 + o];
+        st[0] = *h * *s * *d, st[1] = *s * *d, st[2] = *d;
+    } else {
+        *s = t->shape[o], *h = t->shape[1 + o];
+        st[0] = *s * *h * *d, st[1] = *d, st[2] = *h * *d;
+    }
+}
+
+/* q, k, v, bias, out, lse of an attention call, checked; fills the kernel's argument record. */
+static int attn_check(const char *op, const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v,
+                      const dfm_tensor *bias, const dfm_tensor *out, const dfm_tensor *lse, int64_t layout)
+{
+#define ARGS "q", q, "k", k, "v", v, "bias", bias, "out", out, "lse", lse, NULL
+    if (!q || !k || !v || !out) return dfm_fail(DFM_E_ARG, "%s: NULL argument", op);
+    if (layout != 0 && layout != 1) return bad(op, "layout must be 0 (head-major) or 1 (token-major)", ARGS);
+    const char *shape = layout ? "q, k, v, out must be F32 [B, S, heads, D] or [S, heads, D]"
+                               : "q, k, v, out must be F32 [B, heads, S, D] or [heads, S, D]";
+    if (q->ndim < 3 || q->ndim > 4 || k->ndim != q->ndim || v->ndim != q->ndim || out->ndim != q->ndim ||
+        q->dtype != DFM_F32 || k->dtype != DFM_F32 || v->dtype != DFM_F32 || out->dtype != DFM_F32)
+        return bad(op, shape, ARGS);
+    int64_t b, h, sq, d, bk, hk, sk, dk, st[3];
+    attn_dims(q, (int)layout, &b, &h, &sq, &d, st);
+    attn_dims(k, (int)layout, &bk, &hk, &sk, &dk, st);
+    if (!same_shape(k, v) || bk != b || hk != h || dk != d)
+        return bad(op, "k and v must have q's batch, heads and D (and one shape)", ARGS);
     if (!same_shape(q, out)) return bad(op, "out must have q's shape", ARGS);
-    if (k->device != q->device || v->device != q->device || out->device != q->device)
-        return bad(op, "operands on different devices", ARGS);
-    if (overlaps(out, q) || overlaps(out, k) || overlaps(out, v)) return bad(op, "out overlaps an input", ARGS);
-    if (k->shape[1] == 0 && q->shape[1] > 0) return bad(op, "no keys", ARGS);
-#undef ARGS
-    return 0;
-}
-
-static int cpu_attention(dfm_op_args *a)
-{
-    const dfm_tensor *q = a->src[0];
-    return dfm_cpu_attention(q->data, a->src[1]->data, a->src[2]->data, a->f[0], a->dst[0]->data, q->shape[0],
-                             q->shape[1], a->src[1]->shape[1], q->shape[2]);
-}
-
-int dfm_op_attention(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v, float scale, dfm_tensor *out)
-{
-    dfm_op_args a = {.src = {q, k, v}, .dst = {out}, .f = {scale}};
-    return dfm_op_run(DFM_OP_ATTENTION, &a);
-}
-
-static int check_attention_bias(const dfm_op_args *a)
-{
-    const char *op = "attention_bias";
-    const dfm_tensor *q = a->src[0], *k = a->src[1], *v = a->src[2], *bias = a->src[3], *out = a->dst[0];
-#define ARGS "q", q, "k", k, "v", v, "bias", bias, "out", out, NULL
-    if (!q || !k || !v || !out) return dfm_fail(DFM_E_ARG, "attention_bias: NULL argument");
-    if (q->ndim != 3 || k->ndim != 3 || v->ndim != 3 || out->ndim != 3 || q->dtype != DFM_F32 ||
-        k->dtype != DFM_F32 || v->dtype != DFM_F32 || out->dtype != DFM_F32)
-        return bad(op, "q, k, v, out must be F32 [S, heads, D]", ARGS);
-    if (!same_shape(k, v) || k->shape[1] != q->shape[1] || k->shape[2] != q->shape[2])
-        return bad(op, "k and v must be [Sk, heads, D] with q's heads and D", ARGS);
-    if (!same_shape(q, out)) return bad(op, "out must have q's shape", ARGS);
-    int64_t h = q->shape[1], sq = q->shape[0], sk = k->shape[0], d = q->shape[2];
     if (bias && (bias->ndim != 3 || bias->dtype != DFM_F32 || bias->shape[0] != h || bias->shape[1] != sq ||
                  bias->shape[2] != sk))
         return bad(op, "bias must be F32 [heads, Sq, Sk]", ARGS);
+    if (lse && (lse->dtype != DFM_F32 || dfm_tensor_numel(lse) != b * h * sq))
+        return bad(op, "lse must be F32 with B * heads * Sq elements", ARGS);
     if (k->device != q->device || v->device != q->device || out->device != q->device ||
-        (bias && bias->device != q->device))
+        (bias && bias->device != q->device) || (lse && lse->device != q->device))
         return bad(op, "operands on different devices", ARGS);
-    if (overlaps(out, q) || overlaps(out, k) || overlaps(out, v) || (bias && overlaps(out, bias)))
-        return bad(op, "out overlaps an input", ARGS);
+    if (overlaps(out, q) || overlaps(out, k) || overlaps(out, v) || (bias && overlaps(out, bias)) ||
+        (lse && (overlaps(lse, out) || overlaps(lse, q) || overlaps(lse, k) || overlaps(lse, v))))
+        return bad(op, "out or lse overlaps an input", ARGS);
     if (sk == 0 && sq > 0) return bad(op, "no keys", ARGS);
     if (h * d > 0x7fffffff || sq > 0x7fffffff || sk > 0x7fffffff) return bad(op, "dimension past 2^31", ARGS);
 #undef ARGS
     return 0;
 }
 
-static int cpu_attention_bias(dfm_op_args *a)
+static int check_attention(const dfm_op_args *a)
 {
-    const dfm_tensor *q = a->src[0];
-    return dfm_cpu_attention_bias(q->data, a->src[1]->data, a->src[2]->data, ptr(a->src[3]), a->f[0],
-                                  a->dst[0]->data, q->shape[1], q->shape[0], a->src[1]->shape[0], q->shape[2]);
+    return attn_check("attention", a->src[0], a->src[1], a->src[2], a->src[3], a->dst[0], a->dst[1], a->i[0]);
+}
+
+/* The kernel's record for checked operands. */
+static dfm_attn_args attn_args(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v, const dfm_tensor *bias,
+                               const dfm_tensor *out, const dfm_tensor *lse, float scale, int layout)
+{
+    dfm_attn_args r = {0};
+    int64_t sk, d;
+    attn_dims(q, layout, &r.batch, &r.heads, &r.sq, &r.d, r.qs);
+    attn_dims(k, layout, &r.batch, &r.heads, &sk, &d, r.ks);
+    attn_dims(v, layout, &r.batch, &r.heads, &sk, &d, r.vs);
+    attn_dims(out, layout, &r.batch, &r.heads, &r.sq, &r.d, r.os);
+    r.sk = sk;
+    r.q = q->data, r.k = k->data, r.v = v->data, r.out = out->data;
+    r.bias = bias ? bias->data : NULL;
+    r.lse = lse ? lse->data : NULL;
+    r.scale = scale;
+    return r;
+}
+
+static int cpu_attention(dfm_op_args *a)
+{
+    dfm_attn_args r = attn_args(a->src[0], a->src[1], a->src[2], a->src[3], a->dst[0], a->dst[1], a->f[0], (int)a->i[0]);
+    return dfm_cpu_attention_fwd(&r);
+}
+
+static int check_attention_bwd(const dfm_op_args *a)
+{
+    const char *op = "attention_bwd";
+    const dfm_tensor *q = a->src[0], *k = a->src[1], *v = a->src[2], *out = a->src[4], *lse = a->src[5],
+                     *dout = a->src[6], *dq = a->dst[0], *dk = a->dst[1], *dv = a->dst[2];
+    if (!lse || !dout || !dq || !dk || !dv) return dfm_fail(DFM_E_ARG, "attention_bwd: NULL argument");
+    int rc = attn_check(op, q, k, v, a->src[3], out, lse, a->i[0]);
+    if (rc) return rc;
+    if (!like(dout, out, 0) || !like(dq, q, 0) || !like(dk, k, 0) || !like(dv, v, 0))
+        return bad(op, "dout must be like out, dq, dk, dv like q, k, v", "dout", dout, "dq", dq, "dk", dk, "dv", dv, NULL);
+    const dfm_tensor *outs[3] = {dq, dk, dv}, *ins[6] = {q, k, v, out, lse, dout};
+    for (int i = 0; i < 3; i++) {
+        for (int j = 0; j < 6; j++)
+            if (overlaps(outs[i], ins[j])) return bad(op, "a gradient overlaps an input", "grad", outs[i], NULL);
+        for (int j = 0; j < i; j++)
+            if (overlaps(outs[i], outs[j])) return bad(op, "gradients overlap", "grad", outs[i], NULL);
+    }
+    return 0;
+}
+
+static int cpu_attention_bwd(dfm_op_args *a)
+{
+    dfm_attn_args r = attn_args(a->src[0], a->src[1], a->src[2], a->src[3], a->src[4], a->src[5], a->f[0], (int)a->i[0]);
+    return dfm_cpu_attention_bwd(&r, a->src[6]->data, a->dst[0]->data, a->dst[1]->data, a->dst[2]->data);
+}
+
+int dfm_op_sdpa(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v, const dfm_tensor *bias, float scale,
+                int layout, dfm_tensor *out, dfm_tensor *lse)
+{
+    dfm_op_args a = {.src = {q, k, v, bias}, .dst = {out, lse}, .f = {scale}, .i = {layout}};
+    return dfm_op_run(DFM_OP_ATTENTION, &a);
+}
+
+int dfm_op_sdpa_bwd(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v, const dfm_tensor *bias, float scale,
+                    int layout, const dfm_tensor *out, const dfm_tensor *lse, const dfm_tensor *dout, dfm_tensor *dq,
+                    dfm_tensor *dk, dfm_tensor *dv)
+{
+    dfm_op_args a = {.src = {q, k, v, bias, out, lse, dout}, .dst = {dq, dk, dv}, .f = {scale}, .i = {layout}};
+    return dfm_op_run(DFM_OP_ATTENTION_BWD, &a);
+}
+
+int dfm_op_attention(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v, float scale, dfm_tensor *out)
+{
+    return dfm_op_sdpa(q, k, v, NULL, scale, 0, out, NULL);
 }
 
 int dfm_op_attention_bias(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v, const dfm_tensor *bias,
                           float scale, dfm_tensor *out)
 {
-    dfm_op_args a = {.src = {q, k, v, bias}, .dst = {out}, .f = {scale}};
-    return dfm_op_run(DFM_OP_ATTENTION_BIAS, &a);
+    return dfm_op_sdpa(q, k, v, bias, scale, 1, out, NULL);
 }
 
 /* ---- text encoders: gathers and the row norm ------------------------------------------------ */
@@ -600,6 +690,9 @@ static int check_rms_norm(const dfm_op_args *a)
     if (w->device != x->device || y->device != x->device) return bad(op, "operands on different devices", ARGS);
     if (x->data != y->data && overlaps(x, y)) return bad(op, "y partly overlaps x", ARGS);
     if (!(a->f[0] >= 0.0f)) return bad(op, "eps must be >= 0", ARGS);
+    if (a->dst[1] && (a->dst[1]->ndim != 1 || a->dst[1]->shape[0] != (d ? dfm_tensor_numel(x) / d : 0) ||
+                      a->dst[1]->dtype != DFM_F32 || a->dst[1]->device != x->device))
+        return bad(op, "inv must be F32 [rows]", ARGS);
 #undef ARGS
     return 0;
 }
@@ -611,6 +704,9 @@ static int64_t rows_of(const dfm_tensor *x) { return last_dim(x) ? dfm_tensor_nu
 static int cpu_rms_norm(dfm_op_args *a)
 {
     const dfm_tensor *x = a->src[0], *w = a->src[1];
+    if (a->dst[1])
+        return dfm_cpu_rms_norm_save(x->data, rows_of(x), last_dim(x), w->data, w->dtype, a->f[0], a->dst[0]->data,
+                                     a->dst[1]->data);
     return dfm_cpu_rms_norm(x->data, rows_of(x), last_dim(x), w->data, w->dtype, a->f[0], a->dst[0]->data);
 }
 
@@ -892,6 +988,296 @@ int dfm_op_dropout(const dfm_tensor *x, float p, uint64_t seed, uint64_t stream,
     return dfm_op_run(DFM_OP_DROPOUT, &a);
 }
 
+/* ---- the transformer's ops: norms, activations, rope, modulation, and their backwards -------- */
+
+static int check_rms_norm_bwd(const dfm_op_args *a)
+{
+    const char *op = "rms_norm_bwd";
+    const dfm_tensor *dy = a->src[0], *x = a->src[1], *inv = a->src[2], *w = a->src[3], *dx = a->dst[0],
+                     *dw = a->dst[1];
+#define ARGS "dy", dy, "x", x, "inv", inv, "w", w, "dx", dx, "dw", dw, NULL
+    if (!dy || !x) return dfm_fail(DFM_E_ARG, "rms_norm_bwd: NULL argument");
+    if (x->ndim < 1 || x->dtype != DFM_F32 || !like(dy, x, 0)) return bad(op, "x and dy must be F32 [..., D] of one shape", ARGS);
+    int64_t d = last_dim(x);
+    if (!like(dx, x, 1) || !vec(inv, rows_of(x), x->device, 1) || !param(w, d, x->device, 1) ||
+        !vec(dw, d, x->device, 1) || (dw && !w))
+        return bad(op, "dx must be like x, inv F32 [rows], w a float [D], dw F32 [D] (only with w)", ARGS);
+    if (dx && dx->data != dy->data && (overlaps(dx, dy) || overlaps(dx, x))) return bad(op, "dx overlaps an input", ARGS);
+#undef ARGS
+    return 0;
+}
+static int cpu_rms_norm_bwd(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[1], *w = a->src[3];
+    return dfm_cpu_rms_norm_backward(a->src[0]->data, x->data, ptr(a->src[2]), rows_of(x), last_dim(x), ptr(w),
+                                     dt_or_f32(w), a->f[0], a->dst[0] ? a->dst[0]->data : NULL,
+                                     a->dst[1] ? a->dst[1]->data : NULL);
+}
+
+static int check_layer_norm(const dfm_op_args *a)
+{
+    const char *op = "layer_norm";
+    const dfm_tensor *x = a->src[0], *w = a->src[1], *b = a->src[2], *y = a->dst[0], *mean = a->dst[1],
+                     *rstd = a->dst[2];
+#define ARGS "x", x, "w", w, "b", b, "y", y, "mean", mean, "rstd", rstd, NULL
+    if (!x || !y) return dfm_fail(DFM_E_ARG, "layer_norm: NULL argument");
+    if (x->ndim < 1 || x->dtype != DFM_F32 || !like(y, x, 0)) return bad(op, "x and y must be F32 [..., D] of one shape", ARGS);
+    int64_t d = last_dim(x), r = rows_of(x);
+    if (!param(w, d, x->device, 1) || !param(b, d, x->device, 1)) return bad(op, "w and b must be float [D]", ARGS);
+    if (!vec(mean, r, x->device, 1) || !vec(rstd, r, x->device, 1)) return bad(op, "mean and rstd must be F32 [rows]", ARGS);
+    if (x->data != y->data && overlaps(x, y)) return bad(op, "y partly overlaps x", ARGS);
+    if (!(a->f[0] >= 0.0f)) return bad(op, "eps must be >= 0", ARGS);
+#undef ARGS
+    return 0;
+}
+static int cpu_layer_norm(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0], *w = a->src[1], *b = a->src[2];
+    return dfm_cpu_layer_norm(x->data, rows_of(x), last_dim(x), ptr(w), dt_or_f32(w), ptr(b), dt_or_f32(b), a->f[0],
+                              a->dst[0]->data, dptr(a, 1), dptr(a, 2));
+}
+
+static int check_layer_norm_bwd(const dfm_op_args *a)
+{
+    const char *op = "layer_norm_bwd";
+    const dfm_tensor *dy = a->src[0], *x = a->src[1], *mean = a->src[2], *rstd = a->src[3], *w = a->src[4];
+    const dfm_tensor *dx = a->dst[0], *dw = a->dst[1], *db = a->dst[2];
+#define ARGS "dy", dy, "x", x, "mean", mean, "rstd", rstd, "w", w, "dx", dx, "dw", dw, "db", db, NULL
+    if (!dy || !x) return dfm_fail(DFM_E_ARG, "layer_norm_bwd: NULL argument");
+    if (x->ndim < 1 || x->dtype != DFM_F32 || !like(dy, x, 0)) return bad(op, "x and dy must be F32 [..., D] of one shape", ARGS);
+    int64_t d = last_dim(x), r = rows_of(x);
+    if (!vec(mean, r, x->device, 1) || !vec(rstd, r, x->device, 1) || (!mean != !rstd))
+        return bad(op, "mean and rstd must both be F32 [rows], or both absent", ARGS);
+    if (!like(dx, x, 1) || !param(w, d, x->device, 1) || !vec(dw, d, x->device, 1) || !vec(db, d, x->device, 1) ||
+        (dw && !w))
+        return bad(op, "dx must be like x, w a float [D], dw and db F32 [D] (dw only with w)", ARGS);
+    if (dx && dx->data != dy->data && (overlaps(dx, dy) || overlaps(dx, x))) return bad(op, "dx overlaps an input", ARGS);
+#undef ARGS
+    return 0;
+}
+static int cpu_layer_norm_bwd(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[1], *w = a->src[4];
+    return dfm_cpu_layer_norm_backward(a->src[0]->data, x->data, ptr(a->src[2]), ptr(a->src[3]), rows_of(x),
+                                       last_dim(x), ptr(w), dt_or_f32(w), a->f[0], dptr(a, 0), dptr(a, 1), dptr(a, 2));
+}
+
+static int check_gelu_tanh(const dfm_op_args *a) { return check_elt("gelu_tanh", a->src[0], NULL, a->dst[0], 0); }
+/* dy, x -> dx: three F32 tensors of one shape; dx may be dy */
+static int check_act_bwd(const char *op, const dfm_op_args *a)
+{
+    int rc = check_elt(op, a->src[0], a->src[1], a->dst[0], 1);
+    if (rc < 0) return rc;
+    if (a->dst[0]->data == a->src[1]->data) return bad(op, "dx must not be x", "x", a->src[1], NULL);
+    return 0;
+}
+static int check_gelu_tanh_bwd(const dfm_op_args *a) { return check_act_bwd("gelu_tanh_bwd", a); }
+static int check_silu_bwd(const dfm_op_args *a) { return check_act_bwd("silu_bwd", a); }
+static int cpu_gelu_tanh(dfm_op_args *a) { return dfm_cpu_gelu_tanh(a->src[0]->data, a->dst[0]->data, dfm_tensor_numel(a->src[0])), 0; }
+static int cpu_gelu_tanh_bwd(dfm_op_args *a)
+{
+    return dfm_cpu_gelu_tanh_backward(a->src[0]->data, a->src[1]->data, a->dst[0]->data, dfm_tensor_numel(a->src[0])), 0;
+}
+static int cpu_silu_bwd(dfm_op_args *a)
+{
+    return dfm_cpu_silu_backward(a->src[0]->data, a->src[1]->data, a->dst[0]->data, dfm_tensor_numel(a->src[0])), 0;
+}
+
+static int check_rope_common(const char *op, const dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0], *c = a->src[1], *s = a->src[2], *y = a->dst[0];
+#define ARGS "x", x, "cos", c, "sin", s, "y", y, NULL
+    if (!x || !c || !s || !y) return dfm_fail(DFM_E_ARG, "%s: NULL argument", op);
+    if (x->ndim != 4 || x->dtype != DFM_F32 || (x->shape[3] & 1)) return bad(op, "x must be F32 [B, S, H, D] with D even", ARGS);
+    if (!like(y, x, 0)) return bad(op, "y must be like x", ARGS);
+    if (c->ndim != 2 || c->shape[0] != x->shape[1] || c->shape[1] != x->shape[3] / 2 || c->dtype != DFM_F32 ||
+        !like(s, c, 0) || c->device != x->device)
+        return bad(op, "cos and sin must be F32 [S, D/2]", ARGS);
+    if (x->data != y->data && overlaps(x, y)) return bad(op, "y partly overlaps x", ARGS);
+#undef ARGS
+    return 0;
+}
+static int check_rope(const dfm_op_args *a) { return check_rope_common("rope", a); }
+static int check_rope_bwd(const dfm_op_args *a) { return check_rope_common("rope_bwd", a); }
+static int cpu_rope(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0];
+    return dfm_cpu_rope(x->data, x->shape[0], x->shape[1], x->shape[2], x->shape[3], a->src[1]->data,
+                        a->src[2]->data, a->dst[0]->data);
+}
+static int cpu_rope_bwd(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0];
+    return dfm_cpu_rope_backward(x->data, x->shape[0], x->shape[1], x->shape[2], x->shape[3], a->src[1]->data,
+                                 a->src[2]->data, a->dst[0]->data);
+}
+
+/* x [B, S, D] and e [B, K, D] with chunk indices in [0, K) */
+static int check_mod_shapes(const char *op, const dfm_tensor *x, const dfm_tensor *e, const int64_t *idx, int nidx)
+{
+#define ARGS "x", x, "e", e, NULL
+    if (!x || !e) return dfm_fail(DFM_E_ARG, "%s: NULL argument", op);
+    if (x->ndim != 3 || x->dtype != DFM_F32) return bad(op, "x must be F32 [B, S, D]", ARGS);
+    if (e->ndim != 3 || e->dtype != DFM_F32 || e->shape[0] != x->shape[0] || e->shape[2] != x->shape[2] ||
+        e->device != x->device)
+        return bad(op, "e must be F32 [B, K, D] with x's B and D", ARGS);
+    for (int i = 0; i < nidx; i++)
+        if (idx[i] < 0 || idx[i] >= e->shape[1]) return bad(op, "chunk index outside e's K", ARGS);
+#undef ARGS
+    return 0;
+}
+static int check_modulate(const dfm_op_args *a)
+{
+    int rc = check_mod_shapes("modulate", a->src[0], a->src[1], a->i, 2);
+    if (rc) return rc;
+    if (!like(a->dst[0], a->src[0], 0)) return bad("modulate", "y must be like x", "x", a->src[0], "y", a->dst[0], NULL);
+    if (a->dst[0]->data != a->src[0]->data && overlaps(a->dst[0], a->src[0])) return bad("modulate", "y partly overlaps x", "y", a->dst[0], NULL);
+    if (overlaps(a->dst[0], a->src[1])) return bad("modulate", "y overlaps e", "y", a->dst[0], NULL);
+    return 0;
+}
+static int check_modulate_bwd(const dfm_op_args *a)
+{
+    const dfm_tensor *dy = a->src[0], *x = a->src[1], *e = a->src[2];
+    int rc = check_mod_shapes("modulate_bwd", x, e, a->i, 2);
+    if (rc) return rc;
+    if (!like(dy, x, 0) || !like(a->dst[0], x, 1) || !like(a->dst[1], e, 1))
+        return bad("modulate_bwd", "dy and dx must be like x, de like e", "dy", dy, "dx", a->dst[0], "de", a->dst[1], NULL);
+    if (a->dst[0] && a->dst[0]->data != dy->data && overlaps(a->dst[0], dy)) return bad("modulate_bwd", "dx partly overlaps dy", "dx", a->dst[0], NULL);
+    return 0;
+}
+static int check_gate_residual(const dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0], *av = a->src[1], *e = a->src[2], *y = a->dst[0];
+    int rc = check_mod_shapes("gate_residual", x, e, a->i, 1);
+    if (rc) return rc;
+    if (!like(av, x, 0) || !like(y, x, 0)) return bad("gate_residual", "a and y must be like x", "a", av, "y", y, NULL);
+    if ((y->data != x->data && overlaps(y, x)) || (y->data != av->data && overlaps(y, av)))
+        return bad("gate_residual", "y partly overlaps an input", "y", y, NULL);
+    return 0;
+}
+static int check_gate_residual_bwd(const dfm_op_args *a)
+{
+    const dfm_tensor *dy = a->src[0], *av = a->src[1], *e = a->src[2];
+    int rc = check_mod_shapes("gate_residual_bwd", dy, e, a->i, 1);
+    if (rc) return rc;
+    if (!like(av, dy, 0) || !like(a->dst[0], dy, 1) || !like(a->dst[1], e, 1))
+        return bad("gate_residual_bwd", "a and da must be like dy, de like e", "a", av, "da", a->dst[0], "de", a->dst[1], NULL);
+    return 0;
+}
+/* the chunk of e [B, K, D] at index k, and its row stride */
+static float *chunk(const dfm_tensor *e, int64_t k) { return e ? (float *)e->data + k * e->shape[2] : NULL; }
+static int64_t ld_of(const dfm_tensor *e) { return e->shape[1] * e->shape[2]; }
+static int cpu_modulate(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0], *e = a->src[1];
+    dfm_cpu_modulate(x->data, x->shape[0], x->shape[1], x->shape[2], chunk(e, a->i[0]), chunk(e, a->i[1]), ld_of(e),
+                     a->dst[0]->data);
+    return 0;
+}
+static int cpu_modulate_bwd(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[1], *e = a->src[2], *de = a->dst[1];
+    return dfm_cpu_modulate_backward(a->src[0]->data, x->data, x->shape[0], x->shape[1], x->shape[2],
+                                     chunk(e, a->i[0]), ld_of(e), dptr(a, 0), chunk(de, a->i[0]), chunk(de, a->i[1]));
+}
+static int cpu_gate_residual(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0], *e = a->src[2];
+    dfm_cpu_gate_residual(x->data, a->src[1]->data, x->shape[0], x->shape[1], x->shape[2], chunk(e, a->i[0]),
+                          ld_of(e), a->dst[0]->data);
+    return 0;
+}
+static int cpu_gate_residual_bwd(dfm_op_args *a)
+{
+    const dfm_tensor *dy = a->src[0], *e = a->src[2], *de = a->dst[1];
+    return dfm_cpu_gate_residual_backward(dy->data, a->src[1]->data, dy->shape[0], dy->shape[1], dy->shape[2],
+                                          chunk(e, a->i[0]), ld_of(e), dptr(a, 0), chunk(de, a->i[0]));
+}
+
+static int check_colsum(const dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0], *o = a->dst[0];
+    if (!x || !o) return dfm_fail(DFM_E_ARG, "colsum: NULL argument");
+    if (x->ndim != 2 || x->dtype != DFM_F32 || !vec(o, x->shape[1], x->device, 0))
+        return bad("colsum", "x must be F32 [M, N], out F32 [N]", "x", x, "out", o, NULL);
+    if (overlaps(x, o)) return bad("colsum", "out overlaps x", "x", x, "out", o, NULL);
+    return 0;
+}
+static int cpu_colsum(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0];
+    return dfm_cpu_colsum(x->data, x->shape[0], x->shape[1], a->dst[0]->data);
+}
+
+/* ---- typed functions of the transformer's ops -------------------------------------------------- */
+
+int dfm_op_rms_norm_save(const dfm_tensor *x, const dfm_tensor *w, float eps, dfm_tensor *y, dfm_tensor *inv)
+{
+    dfm_op_args a = {.src = {x, w}, .dst = {y, inv}, .f = {eps}};
+    return dfm_op_run(DFM_OP_RMS_NORM, &a);
+}
+int dfm_op_rms_norm_bwd(const dfm_tensor *dy, const dfm_tensor *x, const dfm_tensor *inv, const dfm_tensor *w,
+                        float eps, dfm_tensor *dx, dfm_tensor *dw)
+{
+    dfm_op_args a = {.src = {dy, x, inv, w}, .dst = {dx, dw}, .f = {eps}};
+    return dfm_op_run(DFM_OP_RMS_NORM_BWD, &a);
+}
+int dfm_op_layer_norm(const dfm_tensor *x, const dfm_tensor *w, const dfm_tensor *b, float eps, dfm_tensor *y,
+                      dfm_tensor *mean, dfm_tensor *rstd)
+{
+    dfm_op_args a = {.src = {x, w, b}, .dst = {y, mean, rstd}, .f = {eps}};
+    return dfm_op_run(DFM_OP_LAYER_NORM, &a);
+}
+int dfm_op_layer_norm_bwd(const dfm_tensor *dy, const dfm_tensor *x, const dfm_tensor *mean, const dfm_tensor *rstd,
+                          const dfm_tensor *w, float eps, dfm_tensor *dx, dfm_tensor *dw, dfm_tensor *db)
+{
+    dfm_op_args a = {.src = {dy, x, mean, rstd, w}, .dst = {dx, dw, db}, .f = {eps}};
+    return dfm_op_run(DFM_OP_LAYER_NORM_BWD, &a);
+}
+int dfm_op_gelu_tanh(const dfm_tensor *x, dfm_tensor *y) { return unary(DFM_OP_GELU_TANH, x, y, 0, 0); }
+int dfm_op_gelu_tanh_bwd(const dfm_tensor *dy, const dfm_tensor *x, dfm_tensor *dx)
+{
+    return binary(DFM_OP_GELU_TANH_BWD, dy, x, dx);
+}
+int dfm_op_silu_bwd(const dfm_tensor *dy, const dfm_tensor *x, dfm_tensor *dx) { return binary(DFM_OP_SILU_BWD, dy, x, dx); }
+int dfm_op_rope(const dfm_tensor *x, const dfm_tensor *cos, const dfm_tensor *sin, dfm_tensor *y)
+{
+    dfm_op_args a = {.src = {x, cos, sin}, .dst = {y}};
+    return dfm_op_run(DFM_OP_ROPE, &a);
+}
+int dfm_op_rope_bwd(const dfm_tensor *dy, const dfm_tensor *cos, const dfm_tensor *sin, dfm_tensor *dx)
+{
+    dfm_op_args a = {.src = {dy, cos, sin}, .dst = {dx}};
+    return dfm_op_run(DFM_OP_ROPE_BWD, &a);
+}
+int dfm_op_modulate(const dfm_tensor *x, const dfm_tensor *e, int scale_chunk, int shift_chunk, dfm_tensor *y)
+{
+    dfm_op_args a = {.src = {x, e}, .dst = {y}, .i = {scale_chunk, shift_chunk}};
+    return dfm_op_run(DFM_OP_MODULATE, &a);
+}
+int dfm_op_modulate_bwd(const dfm_tensor *dy, const dfm_tensor *x, const dfm_tensor *e, int scale_chunk, int shift_chunk,
+                        dfm_tensor *dx, dfm_tensor *de)
+{
+    dfm_op_args a = {.src = {dy, x, e}, .dst = {dx, de}, .i = {scale_chunk, shift_chunk}};
+    return dfm_op_run(DFM_OP_MODULATE_BWD, &a);
+}
+int dfm_op_gate_residual(const dfm_tensor *x, const dfm_tensor *av, const dfm_tensor *e, int gate_chunk, dfm_tensor *y)
+{
+    dfm_op_args a = {.src = {x, av, e}, .dst = {y}, .i = {gate_chunk}};
+    return dfm_op_run(DFM_OP_GATE_RESIDUAL, &a);
+}
+int dfm_op_gate_residual_bwd(const dfm_tensor *dy, const dfm_tensor *av, const dfm_tensor *e, int gate_chunk,
+                             dfm_tensor *da, dfm_tensor *de)
+{
+    dfm_op_args a = {.src = {dy, av, e}, .dst = {da, de}, .i = {gate_chunk}};
+    return dfm_op_run(DFM_OP_GATE_RESIDUAL_BWD, &a);
+}
+int dfm_op_colsum(const dfm_tensor *x, dfm_tensor *out)
+{
+    dfm_op_args a = {.src = {x}, .dst = {out}};
+    return dfm_op_run(DFM_OP_COLSUM, &a);
+}
+
 /* ---- the CUDA entries ------------------------------------------------------------------------ */
 
 #ifdef DFM_HAVE_CUDA
@@ -937,15 +1323,13 @@ static int cuda_linear(dfm_op_args *a)
 }
 static int cuda_attention(dfm_op_args *a)
 {
-    const dfm_tensor *q = a->src[0];
-    return dfm_cuda_attention(q->data, a->src[1]->data, a->src[2]->data, a->f[0], a->dst[0]->data, q->shape[0],
-                              q->shape[1], a->src[1]->shape[1], q->shape[2]);
+    dfm_attn_args r = attn_args(a->src[0], a->src[1], a->src[2], a->src[3], a->dst[0], a->dst[1], a->f[0], (int)a->i[0]);
+    return dfm_cuda_attention_fwd(&r);
 }
-static int cuda_attention_bias(dfm_op_args *a)
+static int cuda_attention_bwd(dfm_op_args *a)
 {
-    const dfm_tensor *q = a->src[0];
-    return dfm_cuda_attention_bias(q->data, a->src[1]->data, a->src[2]->data, ptr(a->src[3]), a->f[0],
-                                   a->dst[0]->data, q->shape[1], q->shape[0], a->src[1]->shape[0], q->shape[2]);
+    dfm_attn_args r = attn_args(a->src[0], a->src[1], a->src[2], a->src[3], a->src[4], a->src[5], a->f[0], (int)a->i[0]);
+    return dfm_cuda_attention_bwd(&r, a->src[6]->data, a->dst[0]->data, a->dst[1]->data, a->dst[2]->data);
 }
 static int cuda_embedding(dfm_op_args *a)
 {
@@ -961,6 +1345,9 @@ static int cuda_rel_bias(dfm_op_args *a)
 static int cuda_rms_norm(dfm_op_args *a)
 {
     const dfm_tensor *x = a->src[0], *w = a->src[1];
+    if (a->dst[1])
+        return dfm_cuda_rms_norm_save(x->data, rows_of(x), last_dim(x), w->data, w->dtype, a->f[0], a->dst[0]->data,
+                                      a->dst[1]->data);
     return dfm_cuda_rms_norm(x->data, rows_of(x), last_dim(x), w->data, w->dtype, a->f[0], a->dst[0]->data);
 }
 static int cuda_transpose2d(dfm_op_args *a)
@@ -1019,6 +1406,74 @@ static int cuda_dropout(dfm_op_args *a)
     return dfm_cuda_dropout(a->src[0]->data, a->dst[0]->data, dfm_tensor_numel(a->src[0]), a->f[0],
                             (uint64_t)a->i[0], (uint64_t)a->i[1]);
 }
+static int cuda_rms_norm_bwd(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[1], *w = a->src[3];
+    return dfm_cuda_rms_norm_backward(a->src[0]->data, x->data, ptr(a->src[2]), rows_of(x), last_dim(x), ptr(w),
+                                      dt_or_f32(w), a->f[0], dptr(a, 0), dptr(a, 1));
+}
+static int cuda_layer_norm(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0], *w = a->src[1], *b = a->src[2];
+    return dfm_cuda_layer_norm(x->data, rows_of(x), last_dim(x), ptr(w), dt_or_f32(w), ptr(b), dt_or_f32(b), a->f[0],
+                               a->dst[0]->data, dptr(a, 1), dptr(a, 2));
+}
+static int cuda_layer_norm_bwd(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[1], *w = a->src[4];
+    return dfm_cuda_layer_norm_backward(a->src[0]->data, x->data, ptr(a->src[2]), ptr(a->src[3]), rows_of(x),
+                                        last_dim(x), ptr(w), dt_or_f32(w), a->f[0], dptr(a, 0), dptr(a, 1), dptr(a, 2));
+}
+static int cuda_gelu_tanh(dfm_op_args *a) { return dfm_cuda_gelu_tanh(a->src[0]->data, a->dst[0]->data, dfm_tensor_numel(a->src[0])); }
+static int cuda_gelu_tanh_bwd(dfm_op_args *a)
+{
+    return dfm_cuda_gelu_tanh_backward(a->src[0]->data, a->src[1]->data, a->dst[0]->data, dfm_tensor_numel(a->src[0]));
+}
+static int cuda_silu_bwd(dfm_op_args *a)
+{
+    return dfm_cuda_silu_backward(a->src[0]->data, a->src[1]->data, a->dst[0]->data, dfm_tensor_numel(a->src[0]));
+}
+static int cuda_rope(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0];
+    return dfm_cuda_rope(x->data, x->shape[0], x->shape[1], x->shape[2], x->shape[3], a->src[1]->data, a->src[2]->data,
+                         a->dst[0]->data);
+}
+static int cuda_rope_bwd(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0];
+    return dfm_cuda_rope_backward(x->data, x->shape[0], x->shape[1], x->shape[2], x->shape[3], a->src[1]->data,
+                                  a->src[2]->data, a->dst[0]->data);
+}
+static int cuda_modulate(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0], *e = a->src[1];
+    return dfm_cuda_modulate(x->data, x->shape[0], x->shape[1], x->shape[2], chunk(e, a->i[0]), chunk(e, a->i[1]),
+                             ld_of(e), a->dst[0]->data);
+}
+static int cuda_modulate_bwd(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[1], *e = a->src[2], *de = a->dst[1];
+    return dfm_cuda_modulate_backward(a->src[0]->data, x->data, x->shape[0], x->shape[1], x->shape[2],
+                                      chunk(e, a->i[0]), ld_of(e), dptr(a, 0), chunk(de, a->i[0]), chunk(de, a->i[1]));
+}
+static int cuda_gate_residual(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0], *e = a->src[2];
+    return dfm_cuda_gate_residual(x->data, a->src[1]->data, x->shape[0], x->shape[1], x->shape[2], chunk(e, a->i[0]),
+                                  ld_of(e), a->dst[0]->data);
+}
+static int cuda_gate_residual_bwd(dfm_op_args *a)
+{
+    const dfm_tensor *dy = a->src[0], *e = a->src[2], *de = a->dst[1];
+    return dfm_cuda_gate_residual_backward(dy->data, a->src[1]->data, dy->shape[0], dy->shape[1], dy->shape[2],
+                                           chunk(e, a->i[0]), ld_of(e), dptr(a, 0), chunk(de, a->i[0]));
+}
+static int cuda_colsum(dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0];
+    return dfm_cuda_colsum(x->data, x->shape[0], x->shape[1], a->dst[0]->data);
+}
 #define CU(f) f
 #else
 #define CU(f) NULL
@@ -1043,7 +1498,7 @@ static const dfm_op_def g_ops[DFM_OP_COUNT] = {
     OP(MATMUL, matmul),
     OP(LINEAR, linear),
     OP(ATTENTION, attention),
-    OP(ATTENTION_BIAS, attention_bias),
+    OP(ATTENTION_BWD, attention_bwd),
     OP(EMBEDDING, embedding),
     OP(REL_BIAS, rel_bias),
     OP(RMS_NORM, rms_norm),
@@ -1055,6 +1510,19 @@ static const dfm_op_def g_ops[DFM_OP_COUNT] = {
     OP(COUNT_NONFINITE, count_nonfinite),
     OP(BIAS_ADD, bias_add),
     OP(DROPOUT, dropout),
+    OP(RMS_NORM_BWD, rms_norm_bwd),
+    OP(LAYER_NORM, layer_norm),
+    OP(LAYER_NORM_BWD, layer_norm_bwd),
+    OP(GELU_TANH, gelu_tanh),
+    OP(GELU_TANH_BWD, gelu_tanh_bwd),
+    OP(SILU_BWD, silu_bwd),
+    OP(ROPE, rope),
+    OP(ROPE_BWD, rope_bwd),
+    OP(MODULATE, modulate),
+    OP(MODULATE_BWD, modulate_bwd),
+    OP(GATE_RESIDUAL, gate_residual),
+    OP(GATE_RESIDUAL_BWD, gate_residual_bwd),
+    OP(COLSUM, colsum),
 };
 #undef OP
 

@@ -48,9 +48,22 @@ int dfm_op_affine(const dfm_tensor *x, float scale, float shift, dfm_tensor *y);
 int dfm_op_matmul(const dfm_compute *cc, const dfm_tensor *a, int ta, const dfm_tensor *b, int tb, const dfm_tensor *bias,
                   float beta, dfm_tensor *y);
 
-/* Scaled dot-product attention, heads independent: q [Hh, Sq, D], k, v [Hh, Sk, D], out
- * [Hh, Sq, D], all F32. softmax(q k^T * scale) v, computed in query blocks so the Sq x Sk score
- * matrix is never whole. ref: torch.nn.functional.scaled_dot_product_attention */
+/* Scaled dot-product attention, heads and batch items independent (one op, DFM_OP_ATTENTION):
+ *   out[b, h, i] = softmax_j(scale * q[b, h, i] . k[b, h, j] + bias[h, i, j]) v[b, h, j]
+ * q [B, H, Sq, D] (layout 0, head-major) or [B, S, H, D] (layout 1, token-major: the rows of a
+ * linear projection viewed per head), 3-D without B; k, v likewise with Sk; out like q; bias
+ * [H, Sq, Sk] F32 or NULL (the same for every batch item); all F32. Softmax in f32 with the row
+ * max subtracted, blockwise: the Sq x Sk matrix is never whole (kernels/cpu/attention.h). lse
+ * (F32, B * H * Sq elements, or NULL) receives each row's log-sum-exp for the backward.
+ * ref: torch.nn.functional.scaled_dot_product_attention; transformers T5 eager attention (bias) */
+int dfm_op_sdpa(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v, const dfm_tensor *bias, float scale,
+                int layout, dfm_tensor *out, dfm_tensor *lse);
+/* Its backward (FlashAttention-2: scores recomputed from q, k and lse): dq, dk, dv written, with
+ * q's, k's and v's shapes; no gradient for the bias. */
+int dfm_op_sdpa_bwd(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v, const dfm_tensor *bias, float scale,
+                    int layout, const dfm_tensor *out, const dfm_tensor *lse, const dfm_tensor *dout, dfm_tensor *dq,
+                    dfm_tensor *dk, dfm_tensor *dv);
+/* Shorthands: head-major without bias; token-major with an optional bias. */
 int dfm_op_attention(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v, float scale,
                      dfm_tensor *out);
 
@@ -74,6 +87,44 @@ int dfm_op_bias_add(const dfm_tensor *x, const dfm_tensor *b, dfm_tensor *y);
  * one shape (y may be x); p in [0, 1). Its own backward: dx = dropout(dy) with the same seed and
  * stream. ref: torch.nn.functional.dropout (the mask stream differs from torch's) */
 int dfm_op_dropout(const dfm_tensor *x, float p, uint64_t seed, uint64_t stream, dfm_tensor *y);
+
+/* ---- the transformer's ops, forward and backward ------------------------------------------------
+ * Backwards take the forward's inputs (and saved statistics, or NULL to recompute them) and dy;
+ * dx is written (NULL: not wanted; it may be dy where stated), parameter gradients are
+ * accumulated (+=, NULL: not wanted). Reductions over rows are in a fixed chunked order
+ * (kernels/cpu/reduce.h): the same bits for any thread count. Semantics and roundings:
+ * kernels/cpu/{rms_norm,layer_norm,act,rope,modulate,reduce}.h. */
+
+/* dfm_op_rms_norm that also writes each row's 1/sqrt(mean(x^2) + eps) into inv [rows] F32. */
+int dfm_op_rms_norm_save(const dfm_tensor *x, const dfm_tensor *w, float eps, dfm_tensor *y, dfm_tensor *inv);
+/* dx (may be dy), dw += ; inv NULL recomputes; w NULL: a norm without weight. */
+int dfm_op_rms_norm_bwd(const dfm_tensor *dy, const dfm_tensor *x, const dfm_tensor *inv, const dfm_tensor *w,
+                        float eps, dfm_tensor *dx, dfm_tensor *dw);
+/* Layer norm over the last dimension: y = (x - mean) * rstd (* w + b); w, b: float [D] or NULL;
+ * mean, rstd: F32 [rows] outputs or NULL. ref: torch.nn.functional.layer_norm */
+int dfm_op_layer_norm(const dfm_tensor *x, const dfm_tensor *w, const dfm_tensor *b, float eps, dfm_tensor *y,
+                      dfm_tensor *mean, dfm_tensor *rstd);
+int dfm_op_layer_norm_bwd(const dfm_tensor *dy, const dfm_tensor *x, const dfm_tensor *mean, const dfm_tensor *rstd,
+                          const dfm_tensor *w, float eps, dfm_tensor *dx, dfm_tensor *dw, dfm_tensor *db);
+/* torch F.gelu(approximate="tanh") and its backward; silu's backward. */
+int dfm_op_gelu_tanh(const dfm_tensor *x, dfm_tensor *y);
+int dfm_op_gelu_tanh_bwd(const dfm_tensor *dy, const dfm_tensor *x, dfm_tensor *dx);
+int dfm_op_silu_bwd(const dfm_tensor *dy, const dfm_tensor *x, dfm_tensor *dx);
+/* Interleaved-pair rotary embedding: x, y [B, S, H, D] F32 (y may be x), cos, sin [S, D/2]. */
+int dfm_op_rope(const dfm_tensor *x, const dfm_tensor *cos, const dfm_tensor *sin, dfm_tensor *y);
+int dfm_op_rope_bwd(const dfm_tensor *dy, const dfm_tensor *cos, const dfm_tensor *sin, dfm_tensor *dx);
+/* Modulation with chunks of e [B, K, D] (Wan's [B, 6, D] time projection plus scale_shift_table):
+ * y[b, s] = x[b, s] * (1 + e[b, scale_chunk]) + e[b, shift_chunk]; x, y [B, S, D] (y may be x).
+ * The backward writes dx (may be dy) and accumulates both chunks of de [B, K, D]. */
+int dfm_op_modulate(const dfm_tensor *x, const dfm_tensor *e, int scale_chunk, int shift_chunk, dfm_tensor *y);
+int dfm_op_modulate_bwd(const dfm_tensor *dy, const dfm_tensor *x, const dfm_tensor *e, int scale_chunk,
+                        int shift_chunk, dfm_tensor *dx, dfm_tensor *de);
+/* y = x + a * e[b, gate_chunk] (y may be x or a); backward: da = dy * gate (may alias), de += . */
+int dfm_op_gate_residual(const dfm_tensor *x, const dfm_tensor *a, const dfm_tensor *e, int gate_chunk, dfm_tensor *y);
+int dfm_op_gate_residual_bwd(const dfm_tensor *dy, const dfm_tensor *a, const dfm_tensor *e, int gate_chunk,
+                             dfm_tensor *da, dfm_tensor *de);
+/* out[n] += sum_m x[m, n] (the bias gradient), x [M, N] F32, out [N] F32. */
+int dfm_op_colsum(const dfm_tensor *x, dfm_tensor *out);
 
 /* ---- packed weights: GEMM weights laid out once (lib/nn/linear.h builds layers on them) -------
  * A dfm_packed holds up to DFM_PACKED_MAX weights W_i [n_i, k] (row-major out x in, as
@@ -123,12 +174,6 @@ int dfm_op_rms_norm(const dfm_tensor *x, const dfm_tensor *w, float eps, dfm_ten
 int dfm_op_gelu_new(const dfm_tensor *x, dfm_tensor *y);
 int dfm_op_mul(const dfm_tensor *a, const dfm_tensor *b, dfm_tensor *y);
 
-/* Attention with an additive bias, heads independent, in the token-major layout a linear
- * projection gives ([S, H*D] rows viewed as [S, H, D]; dfm_op_attention is head-major):
- * q [Sq, H, D], k, v [Sk, H, D], out [Sq, H, D], bias [H, Sq, Sk] or NULL, all F32:
- *   out[i, h] = softmax_j(scale * q[i, h] . k[j, h] + bias[h, i, j]) v[:, h]
- * The softmax is f32 with the row max subtracted; the Sq x Sk scores are held per head in
- * blocks of query rows. T5/UMT5 use scale 1. ref: transformers T5/UMT5 eager_attention_forward */
 int dfm_op_attention_bias(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v,
                           const dfm_tensor *bias, float scale, dfm_tensor *out);
 
