@@ -54,7 +54,7 @@ static inline float gelu_back_1(float dy, float x)
 
 static inline float silu_back_1(float dy, float x)
 {
-    float s = 1.0f / (1.0f + expf(-x));
+    float s = 1.0f / (1.0f + (float)exp(-(double)x)); /* the correctly rounded expf, as CUDA's */
     float q = 1.0f - s;
     q = x * q;
     q = 1.0f + q;

@@ -24,9 +24,11 @@ void dfm_cpu_gelu_tanh(const float *x, float *y, int64_t n);
 void dfm_cpu_gelu_tanh_backward(const float *dy, const float *x, float *dx, int64_t n);
 
 /* dx = dy * s * (1 + x * (1 - s)) with s = 1 / (1 + exp(-x)), each operation rounded to f32,
- * in ATen's order ((dy * s) * (...)). exp: expf on the scalar path; simd.h's dfm_exp256 (within
- * 1.3 ulp) on the AVX2 path, as dfm_cpu_silu does, so the two paths agree to a few ulp, not
- * bit for bit. ref: aten/src/ATen/native/cpu/Activation.cpp silu_backward_kernel */
+ * in ATen's order ((dy * s) * (...)). exp: the correctly rounded f32 exp (in double, rounded
+ * once; but for rare double-rounding cases) on the scalar path and on CUDA; simd.h's dfm_exp256
+ * (within 1.3 ulp) on the AVX2 path, as dfm_cpu_silu does, so the paths agree to a few ulp
+ * (more where 1 - s cancels), not bit for bit; torch's Sleef expf is within 1 ulp.
+ * ref: aten/src/ATen/native/cpu/Activation.cpp silu_backward_kernel */
 void dfm_cpu_silu_backward(const float *dy, const float *x, float *dx, int64_t n);
 
 #endif

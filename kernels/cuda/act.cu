@@ -15,7 +15,7 @@
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n);       \
          i += (int64_t)gridDim.x * blockDim.x)
 
-__global__ void gelu_tanh_back_kernel(const float *dy, const float *x, float *dx, int64_t n)
+static __global__ void gelu_tanh_back_kernel(const float *dy, const float *x, float *dx, int64_t n)
 {
     const float k_kappa = 0.044715f, k_beta = (float)(M_SQRT2 * M_2_SQRTPI * 0.5), k_3kappa = 3.0f * 0.044715f;
     GRID_STRIDE(i, n)
@@ -33,7 +33,7 @@ __global__ void gelu_tanh_back_kernel(const float *dy, const float *x, float *dx
     }
 }
 
-__global__ void silu_back_kernel(const float *dy, const float *x, float *dx, int64_t n)
+static __global__ void silu_back_kernel(const float *dy, const float *x, float *dx, int64_t n)
 {
     GRID_STRIDE(i, n)
     {

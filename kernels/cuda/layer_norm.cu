@@ -34,7 +34,7 @@ __device__ __forceinline__ void row_stats(const float *xr, int64_t d, float eps,
 }
 
 // y == NULL: the statistics only.
-__global__ void ln_fwd_kernel(const float *x, int64_t rows, int64_t d, const void *w, int wdt, const void *b,
+static __global__ void ln_fwd_kernel(const float *x, int64_t rows, int64_t d, const void *w, int wdt, const void *b,
                               int bdt, float eps, float *y, float *mean, float *rstd)
 {
     __shared__ double red[32];
@@ -57,7 +57,7 @@ __global__ void ln_fwd_kernel(const float *x, int64_t rows, int64_t d, const voi
 }
 
 // Partial rows of dw (pw) and db (pb): [chunks, d] each, either may be NULL.
-__global__ void ln_param_kernel(const float *dy, const float *x, const float *mean, const float *rstd,
+static __global__ void ln_param_kernel(const float *dy, const float *x, const float *mean, const float *rstd,
                                 int64_t rows, int64_t d, int64_t chunks, float *pw, float *pb)
 {
     for (int64_t k = blockIdx.x; k < chunks; k += gridDim.x) {
@@ -77,7 +77,7 @@ __global__ void ln_param_kernel(const float *dy, const float *x, const float *me
     }
 }
 
-__global__ void ln_dx_kernel(const float *dy, const float *x, const float *mean, const float *rstd, int64_t rows,
+static __global__ void ln_dx_kernel(const float *dy, const float *x, const float *mean, const float *rstd, int64_t rows,
                              int64_t d, const void *w, int wdt, float *dx)
 {
     __shared__ double red[32];

@@ -17,7 +17,7 @@
          i += (int64_t)gridDim.x * blockDim.x)
 
 // y = x * (1 + v1) + v2 (gate == 0), or y = x + a * v1 (gate == 1); v1, v2 rows of batch i at i * ld.
-__global__ void mod_fwd_kernel(const float *x, const float *a, int64_t s, int64_t d, const float *v1,
+static __global__ void mod_fwd_kernel(const float *x, const float *a, int64_t s, int64_t d, const float *v1,
                                const float *v2, int64_t ld, int gate, int64_t n, float *y)
 {
     GRID_STRIDE(i, n)
@@ -31,7 +31,7 @@ __global__ void mod_fwd_kernel(const float *x, const float *a, int64_t s, int64_
 }
 
 // dx = dy * (1 + v1) (gate == 0) or da = dy * v1 (gate == 1): the same kernel, scale1 = 1 or 0.
-__global__ void mod_dx_kernel(const float *dy, int64_t s, int64_t d, const float *v1, int64_t ld, int gate,
+static __global__ void mod_dx_kernel(const float *dy, int64_t s, int64_t d, const float *v1, int64_t ld, int gate,
                               int64_t n, float *dx)
 {
     GRID_STRIDE(i, n)
@@ -43,7 +43,7 @@ __global__ void mod_dx_kernel(const float *dy, int64_t s, int64_t d, const float
 
 // Partial rows [b, chunks, d]: p1 = sum dy * u (u = x or a), p2 = sum dy (either may be NULL).
 // Grid x runs over b * chunks.
-__global__ void mod_param_kernel(const float *dy, const float *u, int64_t b, int64_t s, int64_t d,
+static __global__ void mod_param_kernel(const float *dy, const float *u, int64_t b, int64_t s, int64_t d,
                                  int64_t chunks, float *p1, float *p2)
 {
     for (int64_t k = blockIdx.x; k < b * chunks; k += gridDim.x) {

@@ -9,7 +9,7 @@
 // ---------------------------------------------------------------------------------------------
 // CUDA kernels
 
-__global__ void colsum_chunk_kernel(const float *x, int64_t m, int64_t n, int64_t chunks, float *part)
+static __global__ void colsum_chunk_kernel(const float *x, int64_t m, int64_t n, int64_t chunks, float *part)
 {
     for (int64_t k = blockIdx.x; k < chunks; k += gridDim.x) {
         int64_t r0 = k * DFM_REDUCE_ROWS, r1 = r0 + DFM_REDUCE_ROWS < m ? r0 + DFM_REDUCE_ROWS : m;
@@ -22,7 +22,7 @@ __global__ void colsum_chunk_kernel(const float *x, int64_t m, int64_t n, int64_
     }
 }
 
-__global__ void sum_partials_kernel(const float *part, int64_t groups, int64_t chunks, int64_t n, float *out,
+static __global__ void sum_partials_kernel(const float *part, int64_t groups, int64_t chunks, int64_t n, float *out,
                                     int64_t ld)
 {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < groups * n;

@@ -24,7 +24,7 @@ __device__ __forceinline__ float row_inv(const float *xr, int64_t d, float eps, 
 }
 
 // y == NULL: inv only.
-__global__ void rms_norm_kernel(const float *x, int64_t rows, int64_t d, const void *w, int wdt, float eps,
+static __global__ void rms_norm_kernel(const float *x, int64_t rows, int64_t d, const void *w, int wdt, float eps,
                                 float *y, float *inv)
 {
     __shared__ double red[32];
@@ -41,7 +41,7 @@ __global__ void rms_norm_kernel(const float *x, int64_t rows, int64_t d, const v
 }
 
 // Partial rows of dw: [chunks, d].
-__global__ void rms_param_kernel(const float *dy, const float *x, const float *inv, int64_t rows, int64_t d,
+static __global__ void rms_param_kernel(const float *dy, const float *x, const float *inv, int64_t rows, int64_t d,
                                  int64_t chunks, float *pw)
 {
     for (int64_t k = blockIdx.x; k < chunks; k += gridDim.x) {
@@ -56,7 +56,7 @@ __global__ void rms_param_kernel(const float *dy, const float *x, const float *i
     }
 }
 
-__global__ void rms_dx_kernel(const float *dy, const float *x, const float *inv, int64_t rows, int64_t d,
+static __global__ void rms_dx_kernel(const float *dy, const float *x, const float *inv, int64_t rows, int64_t d,
                               const void *w, int wdt, float *dx)
 {
     __shared__ double red[32];

@@ -8,7 +8,7 @@
 // ---------------------------------------------------------------------------------------------
 // CUDA kernels
 
-__global__ void rope_kernel(const float *x, int64_t s, int64_t h, int64_t np, int64_t n, const float *cs,
+static __global__ void rope_kernel(const float *x, int64_t s, int64_t h, int64_t np, int64_t n, const float *cs,
                             const float *sn, int back, float *y)
 {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
