@@ -14,8 +14,9 @@
  *   y[r,j] = ((x[r,j] - mean) * rstd) * w[j] + b[j]   each operation rounded to f32
  * w, b: [d] of dtype wdt, bdt, or NULL (then that step is skipped). mean, rstd: [rows] f32 that
  * receive the row statistics (for the backward), or NULL.
- * torch's CPU kernel (Welford in f32, y = x * rstd + (-rstd * mean)) and its CUDA kernel
- * ((x - mean) * rstd, as here) agree with this within a few ulp of the statistics.
+ * torch's CUDA kernel computes y as (x - mean) * rstd, as here; its CPU kernel gets the
+ * statistics by Welford's method in f32 (a few ulp from these) and y as x * rstd + (-rstd * mean)
+ * (about one rounding of |mean * rstd| from this).
  * Returns 0, DFM_E_NOMEM or DFM_E_UNSUPPORTED (dtype).
  * ref: torch.nn.functional.layer_norm; diffusers FP32LayerNorm (Wan's norm1/norm2/norm3, norm_out) */
 int dfm_cpu_layer_norm(const float *x, int64_t rows, int64_t d, const void *w, dfm_dtype wdt,
