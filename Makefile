@@ -38,9 +38,17 @@ CU_SRC  := $(wildcard kernels/cuda/*.cu)
 CU_OBJ  := $(CU_SRC:%.cu=$(BUILD)/%.o)
 CFLAGS  += -DDFM_HAVE_CUDA=1 -I$(CUDA_HOME)/include
 LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
-NVFLAGS ?= -O2 -std=c++17 -Ilib -Ikernels -Xcompiler -fPIC \
-           -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
-           -gencode arch=compute_90,code=compute_90
+# Native code for Ampere (sm_80; also runs on sm_86/87/89), Hopper (sm_90), Blackwell (sm_100
+# data centre, sm_120 workstation), and compute_90 PTX that newer GPUs JIT-compile. A GPU without
+# code here is refused at device selection with this list (kernels/cuda/device.cu); add its sm_XY
+# (nvcc --list-gpu-arch) to CUDA_SM. -fmad=false: no product is fused into a sum, as the CPU twins
+# round under -std=c11 (kernels/cuda/common.cuh).
+CUDA_SM  ?= 80 90 100 120
+CUDA_PTX ?= 90
+NVFLAGS ?= -O2 -std=c++17 -Ilib -Ikernels -Xcompiler -fPIC -fmad=false \
+           $(foreach a,$(CUDA_SM),-gencode arch=compute_$(a),code=sm_$(a)) \
+           -gencode arch=compute_$(CUDA_PTX),code=compute_$(CUDA_PTX) \
+           '-DDFM_CUDA_CODE="$(CUDA_SM:%=sm_%) and PTX compute_$(CUDA_PTX)"'
 endif
 
 LIB_SRC := $(sort $(wildcard lib/*/*.c lib/*/*/*.c kernels/cpu/*.c))

@@ -7,20 +7,36 @@
 int dfm_cuda_fail_rt(cudaError_t e, const char *call, const char *file, int line)
 {
     cudaGetLastError(); // clear a non-sticky error so the next launch check does not see it
+    char ex[512];
+    const char *hint = dfm_cuda_explain(e, ex, sizeof ex);
     int code = DFM_E_IO;
     if (e == cudaErrorMemoryAllocation) code = DFM_E_NOMEM;
-    else if (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver ||
-             e == cudaErrorNoKernelImageForDevice)
-        code = DFM_E_UNSUPPORTED;
-    return dfm_fail(code, "cuda: %s at %s:%d: %s", call, file, line, cudaGetErrorString(e));
+    else if (e == cudaErrorNoDevice || e == cudaErrorStubLibrary || hint) code = DFM_E_UNSUPPORTED;
+    return dfm_fail(code, "cuda: %s at %s:%d: %s (%s)%s%s", call, file, line, cudaGetErrorString(e),
+                    cudaGetErrorName(e), hint ? ": " : "", hint ? hint : "");
+}
+
+void dfm_cuda_warn_rt(cudaError_t e, const char *call, const char *file, int line)
+{
+    static int shown; // the backend is driven from one host thread (common.cuh)
+    cudaGetLastError();
+    if (shown < 5)
+        dfm_log_warn("cuda: %s at %s:%d: %s (%s)%s", call, file, line, cudaGetErrorString(e),
+                     cudaGetErrorName(e), ++shown == 5 ? "; further such warnings are not shown" : "");
 }
 
 int dfm_cuda_fail_blas(cublasStatus_t s, const char *call, const char *file, int line)
 {
+    // a kernel cuBLAS launched may have left a runtime error: name it, and clear it
+    cudaError_t e = cudaGetLastError();
+    char ex[512];
+    const char *hint = e != cudaSuccess ? dfm_cuda_explain(e, ex, sizeof ex) : NULL;
     int code = s == CUBLAS_STATUS_ALLOC_FAILED ? DFM_E_NOMEM
-             : s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_ARCH_MISMATCH ? DFM_E_UNSUPPORTED
+             : s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_ARCH_MISMATCH || hint ? DFM_E_UNSUPPORTED
              : DFM_E_IO;
-    return dfm_fail(code, "cublas: %s at %s:%d: %s", call, file, line, cublasGetStatusString(s));
+    return dfm_fail(code, "cublas: %s at %s:%d: %s%s%s%s%s%s", call, file, line, cublasGetStatusString(s),
+                    e != cudaSuccess ? " (CUDA: " : "", e != cudaSuccess ? cudaGetErrorName(e) : "",
+                    e != cudaSuccess ? ")" : "", hint ? ": " : "", hint ? hint : "");
 }
 
 static cublasHandle_t g_blas;
@@ -48,26 +64,29 @@ int dfm_cuda_scratch(int slot, size_t bytes, void **p)
 {
     if (slot < 0 || slot >= DFM_SCRATCH_NSLOTS) return dfm_fail(DFM_E_ARG, "cuda: bad scratch slot %d", slot);
     if (bytes > g_scratch_n[slot]) {
-        // cudaFree waits for the device, so kernels still reading the old buffer finish first.
-        if (g_scratch[slot]) CUDA_CHECK(cudaFree(g_scratch[slot]));
+        // freed in stream order: kernels queued on the old buffer still read it first
+        dfm_cuda_dealloc(g_scratch[slot]);
         g_scratch[slot] = NULL;
         g_scratch_n[slot] = 0;
         size_t n = bytes + bytes / 8; // some headroom for the next, slightly larger call
         n = (n + 255) & ~(size_t)255;
-        CUDA_CHECK(cudaMalloc(&g_scratch[slot], n));
+        DFM_CHECK_RC(dfm_cuda_alloc(&g_scratch[slot], n));
         g_scratch_n[slot] = n;
     }
     *p = g_scratch[slot];
     return 0;
 }
 
+// The scratch, and every free block the pool holds (tensors freed since), go back to the driver.
+// A process that never used the device does not start CUDA here.
 extern "C" void dfm_cuda_release_scratch(void)
 {
     for (int i = 0; i < DFM_SCRATCH_NSLOTS; i++) {
-        if (g_scratch[i]) cudaFree(g_scratch[i]); // waits for the kernels still using it
+        dfm_cuda_dealloc(g_scratch[i]); // after the kernels still using it
         g_scratch[i] = NULL;
         g_scratch_n[i] = 0;
     }
+    dfm_cuda_trim(); // a no-op until a device was selected
 }
 
 int dfm_cuda_check_int(const char *op, const char *what, int64_t v)

@@ -1,10 +1,22 @@
 // common.cuh — what every kernels/cuda/*.cu shares: the error check macros (errors become
 // DFM_E_* codes recorded with dfm_fail, never exit()), the lazily created cuBLAS handle, a few
-// reusable device scratch buffers, launch-size helpers and scalar dtype loads/stores on the device.
+// reusable device scratch buffers, device memory from the stream-ordered pool, launch-size
+// helpers and scalar dtype loads/stores on the device.
 //
 // Not here: any op. The handle and the scratch buffers are process-wide and not locked: the CUDA
 // backend is driven from one host thread at a time, on the legacy default stream (as llm.c is),
 // so stream order alone keeps a scratch buffer from being reused while a kernel still reads it.
+//
+// Errors: every CUDA runtime call's result is either checked (CUDA_CHECK: recorded with its
+// file:line and returned) or, where nothing can be returned (frees, cleanup), reported as a
+// warning with its file:line (CUDA_WARN); both clear the error (cudaGetLastError) at once, so a
+// non-sticky error never fails the next healthy launch.
+//
+// Rounding: the kernels round every f32 operation as their CPU twins do under -std=c11 (which
+// implies -ffp-contract=off): NVFLAGS has -fmad=false, so nvcc never fuses a product into a sum,
+// and the kernels whose twins document an operation order spell it with __fmul_rn / __fadd_rn /
+// __fdiv_rn / __fsqrt_rn. (Library functions such as expf are not correctly rounded on either
+// side; their ops are compared with a tolerance.)
 #ifndef DFM_KERNELS_CUDA_COMMON_CUH
 #define DFM_KERNELS_CUDA_COMMON_CUH
 
@@ -24,16 +36,24 @@ extern "C" {
 #include "base/error.h"
 #undef _Noreturn
 #endif
+#include "base/log.h"
 }
 
 // ---------------------------------------------------------------------------------------------
 // errors
 
-// Record a failed CUDA runtime / cuBLAS call ("cuda: <call> at <file>:<line>: <reason>") and
-// return the matching DFM_E_* code: DFM_E_NOMEM for allocation failures, DFM_E_UNSUPPORTED when
-// there is no usable device or kernel image, DFM_E_IO for everything else.
+// Record a failed CUDA runtime / cuBLAS call ("cuda: <call> at <file>:<line>: <reason>
+// (<error name>)[: <what it means for this build>]"), clear the error, and return the matching
+// DFM_E_* code: DFM_E_NOMEM for allocation failures, DFM_E_UNSUPPORTED when there is no usable
+// device, driver or kernel image, DFM_E_IO for everything else.
 int dfm_cuda_fail_rt(cudaError_t e, const char *call, const char *file, int line);
 int dfm_cuda_fail_blas(cublasStatus_t s, const char *call, const char *file, int line);
+// A failed call whose result cannot be returned: clear the error and warn on stderr with
+// file:line (the first few times in a process; a sticky error would repeat at every call).
+void dfm_cuda_warn_rt(cudaError_t e, const char *call, const char *file, int line);
+// What a load or launch error (no kernel image, PTX the driver cannot JIT, a driver older than
+// the runtime ...) means for this build, written into buf; NULL for other errors. (device.cu)
+const char *dfm_cuda_explain(cudaError_t e, char *buf, size_t n);
 
 // In a function returning int: return the DFM_E_* code if the call fails.
 #define CUDA_CHECK(call)                                                              \
@@ -47,6 +67,12 @@ int dfm_cuda_fail_blas(cublasStatus_t s, const char *call, const char *file, int
         if (s_ != CUBLAS_STATUS_SUCCESS)                                                \
             return dfm_cuda_fail_blas(s_, #call, __FILE__, __LINE__);                   \
     } while (0)
+// A call whose failure cannot be returned (in a void function, or cleanup after another error).
+#define CUDA_WARN(call)                                                          \
+    do {                                                                         \
+        cudaError_t e_ = (call);                                                 \
+        if (e_ != cudaSuccess) dfm_cuda_warn_rt(e_, #call, __FILE__, __LINE__);  \
+    } while (0)
 // After a kernel launch: launch-configuration errors surface here; faults inside the kernel
 // surface at the next synchronizing call.
 #define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
@@ -58,14 +84,27 @@ int dfm_cuda_fail_blas(cublasStatus_t s, const char *call, const char *file, int
     } while (0)
 
 // ---------------------------------------------------------------------------------------------
+// device memory (device.cu): the stream-ordered pool of the current device, on the legacy
+// default stream; see device.h for the contract.
+
+// n bytes (at least 1); 0 or a DFM_E_* code with the reason recorded (no usable device: the
+// reason of dfm_cuda_ready). An allocation that fails for memory trims the pool and retries once.
+int dfm_cuda_alloc(void **p, size_t n);
+// Back to the pool after the work queued so far (NULL: nothing); errors become warnings.
+void dfm_cuda_dealloc(void *p);
+// Return the pool's unused memory to the driver (waits for the default stream first).
+void dfm_cuda_trim(void);
+
+// ---------------------------------------------------------------------------------------------
 // cuBLAS and scratch
 
 // The process's cuBLAS handle, created on first use (default math mode: no TF32, so F32 GEMMs
 // are true f32). 0 or a DFM_E_* code.
 int dfm_cuda_blas(cublasHandle_t *h);
 
-// Scratch slots: independent device buffers that only grow. A pointer stays valid until the
-// next call for the same slot with a larger size.
+// Scratch slots: independent device buffers that only grow (from the pool: a buffer outgrown is
+// freed in stream order, after the kernels queued on it). A pointer stays valid until the next
+// call for the same slot with a larger size.
 enum { DFM_SCRATCH_A = 0, DFM_SCRATCH_B, DFM_SCRATCH_NSLOTS };
 int dfm_cuda_scratch(int slot, size_t bytes, void **p);
 

@@ -1,4 +1,6 @@
-/* device.c — which compute devices this process can use (see tensor.h dfm_device_available). */
+/* device.c — which compute devices this process can use (see tensor.h dfm_device_available).
+ * CUDA: the device selection of kernels/cuda/device.h (once per process: the device must answer
+ * and run a probe kernel of this build). Not here: choosing among several GPUs. */
 #include "tensor/tensor.h"
 #include "base/error.h"
 #ifdef DFM_HAVE_CUDA
@@ -8,12 +10,16 @@
 int dfm_device_available(dfm_device d)
 {
     if (d == DFM_CPU) return 1;
+    if (d != DFM_CUDA) {
+        dfm_fail(DFM_E_ARG, "unknown device %d", (int)d);
+        return 0;
+    }
 #ifdef DFM_HAVE_CUDA
-    const char *why = NULL;
-    if (dfm_cuda_device_count(&why) > 0) return 1;
-    dfm_fail(DFM_E_UNSUPPORTED, "no usable CUDA device (%s)", why ? why : "unknown");
+    /* 0: "no CUDA device: <why>"; < 0: "no usable CUDA device (sm_75, ...): this build has code
+     * for ...", "CUDA cannot start: ..." (recorded by dfm_cuda_ready) */
+    return dfm_cuda_ready(NULL) > 0;
 #else
     dfm_fail(DFM_E_UNSUPPORTED, "this build has no CUDA backend (nvcc was not found at build time)");
-#endif
     return 0;
+#endif
 }

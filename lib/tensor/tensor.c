@@ -1,6 +1,8 @@
 /* tensor.c — allocation, views, copies and dtype conversion of dfm_tensor (tensor.h).
- * CPU storage is 64-byte aligned; CUDA storage goes through kernels/cuda/device.h and only
- * exists in builds with DFM_HAVE_CUDA. Not here: compute (ops.c). */
+ * CPU storage is 64-byte aligned; CUDA storage goes through kernels/cuda/device.h (the device's
+ * stream-ordered pool: a free is queued after the work that may still use the memory, and the
+ * memory is reused by the next allocation; dfm_ops_release_scratch gives it back to the driver)
+ * and only exists in builds with DFM_HAVE_CUDA. Not here: compute (ops.c). */
 #include "tensor/tensor.h"
 #include "base/error.h"
 
@@ -64,9 +66,8 @@ static int dev_alloc(void **p, size_t bytes, dfm_device dev)
         return 0;
     }
 #ifdef DFM_HAVE_CUDA
-    const char *why = NULL;
-    if (dfm_cuda_malloc(p, bytes, &why))
-        return dfm_fail(DFM_E_NOMEM, "tensor: cannot allocate %zu bytes on the GPU: %s", bytes, why ? why : "?");
+    int rc = dfm_cuda_malloc(p, bytes, NULL); /* selects the device on first use */
+    if (rc < 0) return dfm_fail_ctx(rc, "tensor: cannot allocate %zu bytes on the GPU", bytes);
     return 0;
 #else
     return dfm_fail(DFM_E_UNSUPPORTED, "tensor: this build has no CUDA support");
