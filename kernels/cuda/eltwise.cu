@@ -1,4 +1,4 @@
-// elementwise.cu — silu, add, clamp, affine over f32 arrays: the twins of kernels/cpu's
+// eltwise.cu — silu, add, clamp, affine over f32 arrays: the twins of kernels/cpu's
 // elementwise ops. One thread per element in a grid-stride loop; y may alias an input (each
 // element is read and written by the same thread). Not here: broadcasting.
 #include "cuda/common.cuh"

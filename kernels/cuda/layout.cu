@@ -1,4 +1,4 @@
-// movement.cu — data movement without arithmetic: transpose2d, upsample_nearest2x, concat. The
+// layout.cu — data movement without arithmetic: transpose2d, upsample_nearest2x, concat. The
 // twins of kernels/cpu's movement ops; results are bit-exact copies. Elements are moved as
 // opaque words of 1, 2, 4 or 8 bytes, so one kernel serves every dtype of that size.
 // Not here: general permutes or strided views (tensors are contiguous).

@@ -1,6 +1,12 @@
-// norm.cu — the Wan RMS norm over channels on the device: the twin of kernels/cpu's
-// rms_norm_channels (x, y: [C, n] channels-first, reduce over the strided channel axis).
+// norm.cu — the Wan RMS norm over channels on the device: the twin of kernels/cpu/norm.c
+// dfm_cpu_rms_norm_channels (x, y: [C, n] channels-first, reduce over the strided channel axis).
 // ref: diffusers autoencoder_kl_wan.py WanRMS_norm
+//
+// Bit for bit the CPU's result: one thread per position sums the squares over the channels in
+// the CPU's order (channel 0 first, each square rounded, then added), and scales each element
+// as the CPU does, x / max(sqrt(sum), 1e-12) * sqrt(C) * gamma (+ bias), every operation
+// rounded on its own (__f*_rn: no fused multiply-add). Neighbouring threads take neighbouring
+// positions, so every read of a channel row is coalesced.
 // Not here: group norm or layer norm over the last axis.
 #include "cuda/common.cuh"
 #include "cuda/ops_cuda.h"
@@ -10,43 +16,25 @@
 // ---------------------------------------------------------------------------------------------
 // CUDA kernels
 
-#define NORM_POS 32 // positions per block: one warp reads 32 neighbours of one channel (coalesced)
-#define NORM_CH 8   // channel slices per block, summed through shared memory
-
-// y[ch, i] = x[ch, i] / max(||x[:, i]||, 1e-12) * sqrt(C) * gamma[ch] (+ bias[ch]).
-// Block (NORM_POS, NORM_CH): thread (tx, ty) sums channels ty, ty + NORM_CH, ... of position
-// i = tile * NORM_POS + tx; the partial sums meet in shared memory; then the same thread scales
-// the same elements it read, so y may alias x.
+// y[ch, i] = x[ch, i] / max(||x[:, i]||, 1e-12) * scale * gamma[ch] (+ bias[ch]) for every
+// position i (grid-stride). The same thread reads and writes position i, so y may alias x.
 __global__ void rms_norm_channels_kernel(const float *x, int64_t c, int64_t n, const void *gamma,
-                                         int gdt, const void *bias, int bdt, float *y, float sqrt_c)
+                                         int gdt, const void *bias, int bdt, float *y, float scale)
 {
-    __shared__ float part[NORM_CH][NORM_POS];
-    const int tx = threadIdx.x, ty = threadIdx.y;
-    int64_t ntiles = (n + NORM_POS - 1) / NORM_POS;
-    for (int64_t tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
-        int64_t i = tile * NORM_POS + tx;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
         float s = 0.0f;
-        if (i < n)
-            for (int64_t ch = ty; ch < c; ch += NORM_CH) {
-                float v = x[ch * n + i];
-                s += v * v;
-            }
-        part[ty][tx] = s;
-        __syncthreads();
-        if (ty == 0) {
-            float t = 0.0f;
-            for (int k = 0; k < NORM_CH; k++) t += part[k][tx];
-            part[0][tx] = t;
+        for (int64_t ch = 0; ch < c; ch++) {
+            float v = x[ch * n + i];
+            s = __fadd_rn(s, __fmul_rn(v, v));
         }
-        __syncthreads();
-        float scale = sqrt_c / fmaxf(sqrtf(part[0][tx]), 1e-12f);
-        if (i < n)
-            for (int64_t ch = ty; ch < c; ch += NORM_CH) {
-                float v = x[ch * n + i] * scale * dfm_dev_load(gamma, gdt, ch);
-                if (bias) v += dfm_dev_load(bias, bdt, ch);
-                y[ch * n + i] = v;
-            }
-        __syncthreads(); // part[0] is read above before the next tile overwrites it
+        float d = __fsqrt_rn(s);
+        d = d > 1e-12f ? d : 1e-12f; // as the CPU: NaN becomes 1e-12 too
+        for (int64_t ch = 0; ch < c; ch++) {
+            float v = __fmul_rn(__fmul_rn(__fdiv_rn(x[ch * n + i], d), scale), dfm_dev_load(gamma, gdt, ch));
+            if (bias) v = __fadd_rn(v, dfm_dev_load(bias, bdt, ch));
+            y[ch * n + i] = v;
+        }
     }
 }
 
@@ -57,10 +45,9 @@ extern "C" int dfm_cuda_rms_norm_channels(const float *x, int64_t c, int64_t n, 
                                           dfm_dtype gdt, const void *bias, dfm_dtype bdt, float *y)
 {
     if (c <= 0 || n <= 0) return 0;
-    int64_t ntiles = (n + NORM_POS - 1) / NORM_POS;
-    unsigned grid = (unsigned)(ntiles < (1 << 20) ? ntiles : (1 << 20));
-    rms_norm_channels_kernel<<<grid, dim3(NORM_POS, NORM_CH)>>>(x, c, n, gamma, (int)gdt, bias,
-                                                               (int)bdt, y, sqrtf((float)c));
+    float scale = (float)sqrt((double)c); // the CPU's sqrt(C)
+    rms_norm_channels_kernel<<<dfm_cuda_blocks(n), DFM_CUDA_THREADS>>>(x, c, n, gamma, (int)gdt, bias,
+                                                                       (int)bdt, y, scale);
     CUDA_CHECK_LAUNCH();
     return 0;
 }
