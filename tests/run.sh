@@ -11,6 +11,15 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 passed=0 failed=0 skipped=0
 
+# Sanitizer builds (make test SAN=1) that use CUDA: ASan's protected shadow gap is where the CUDA
+# driver maps its memory (it fails to start without protect_shadow_gap=0), and LeakSanitizer
+# would report what the driver and runtime keep until exit (tests/lsan-cuda.supp). Options
+# already in the environment are kept, after ours (the later setting of an option wins).
+# Binaries built without the sanitizers ignore both variables.
+ASAN_OPTIONS="protect_shadow_gap=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+LSAN_OPTIONS="suppressions=$top/tests/lsan-cuda.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+export ASAN_OPTIONS LSAN_OPTIONS
+
 log=$(mktemp)
 "$bindir/dfm-unit-tests" >"$log" 2>&1
 status=$?

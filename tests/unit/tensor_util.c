@@ -1,11 +1,16 @@
 /* tensor_util.c — see tensor_util.h. */
 #include "tensor_util.h"
+#include "test.h"
 #include "base/buf.h"
 #include "base/error.h"
 #include "io/npy.h"
+#ifdef DFM_HAVE_CUDA
+#include "cuda/device.h"
+#endif
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -50,4 +55,42 @@ int dfm_test_is_dir(const char *p)
 {
     struct stat st;
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
+int dfm_test_cuda_skip(void)
+{
+    const char *req = getenv("DFM_REQUIRE_CUDA");
+    int required = req && *req && strcmp(req, "0") != 0;
+#ifdef DFM_HAVE_CUDA
+    const char *why = NULL;
+    int st = dfm_cuda_ready(&why);
+    if (st > 0) return 0;
+    if (st < 0) {
+        fprintf(stderr, "  CUDA is here but unusable: %s\n", why);
+#ifdef UNDER_ASAN
+        const char *ao = getenv("ASAN_OPTIONS");
+        if (!ao || !strstr(ao, "protect_shadow_gap=0"))
+            fprintf(stderr, "  (this is an ASan build: CUDA needs ASAN_OPTIONS=protect_shadow_gap=0; tests/run.sh sets it)\n");
+#endif
+        dfm_test_failures++;
+        return 1;
+    }
+#else
+    const char *why = "this build has no CUDA backend (nvcc was not found at build time)";
+#endif
+    if (required) {
+        fprintf(stderr, "  no CUDA device (%s), but DFM_REQUIRE_CUDA=%s demands one\n", why, req);
+        dfm_test_failures++;
+        return 1;
+    }
+    fprintf(stderr, "  (no CUDA device: %s; skipped)\n", why);
+    return 1;
 }

@@ -6,6 +6,7 @@
  * count, the kind and the index in the tensor's shape; the CUDA twin agrees with the CPU when a
  * device is present. Also dfm_npy_describe, which model stages use to say what they rejected. */
 #include "test.h"
+#include "tensor_util.h"
 #include "base/error.h"
 #include "cpu/cpu.h"
 #include "cpu/finite.h"
@@ -166,10 +167,7 @@ TEST(finite_cpu_paths)
 /* The CUDA twin against the CPU over sizes around the grid-stride boundaries. */
 TEST(finite_cuda_matches_cpu)
 {
-    if (!dfm_device_available(DFM_CUDA)) {
-        fprintf(stderr, "  (no CUDA device: %s; skipped)\n", dfm_errmsg());
-        return;
-    }
+    if (dfm_test_cuda_skip()) return;
     const int64_t sizes[] = {1, 7, 256, 257, 100003, (int64_t)1 << 22};
     for (size_t d = 0; d < sizeof BITS / sizeof BITS[0]; d++) {
         const bits_t *b = &BITS[d];

@@ -16,6 +16,7 @@
  * CPU without AVX2+FMA.
  */
 #include "test.h"
+#include "tensor_util.h"
 #include "base/error.h"
 #include "cpu/cpu.h"
 #include "cpu/gated.h"
@@ -486,10 +487,7 @@ static dfm_tensor on_gpu(const dfm_tensor *t)
 
 TEST(ops_text_cuda_vs_cpu)
 {
-    if (!dfm_device_available(DFM_CUDA)) {
-        fprintf(stderr, "  (no CUDA device: %s; skipped)\n", dfm_errmsg());
-        return;
-    }
+    if (dfm_test_cuda_skip()) return;
     /* embedding + rel_bias */
     int32_t idv[] = {3, 0, 99, 3, 50};
     dfm_tensor ids = dfm_tensor_view(idv, DFM_I32, DFM_CPU, SHAPE(5));
