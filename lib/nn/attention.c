@@ -61,7 +61,7 @@ int dfm_attention_forward(const dfm_compute *cc, const dfm_attention *a, int64_t
     int64_t m = x->shape[0], mk = c->shape[0], hs[3] = {batch, a->heads, s->sq};
     dfm_device dev = x->device;
     int has_norm = a->norm_q.w.data != NULL, rc;
-    uint64_t st = stream * 4;
+    uint64_t st = stream * 8;
     dfm_linear_acts *lq = acts ? &s->q : NULL, *lk = acts ? &s->k : NULL, *lv = acts ? &s->v : NULL;
     if ((rc = alloc2(&s->qr, dev, m, a->dim)) || (rc = alloc2(&s->kr, dev, mk, a->dim)) ||
         (rc = alloc2(&s->vv, dev, mk, a->dim)) || (rc = alloc2(&s->att, dev, m, a->dim)))

@@ -43,7 +43,7 @@ typedef struct {
  * [sq, head_dim / 2] rotary tables for q and k (self-attention), or NULL; y [B * sq, dim]
  * allocated by the caller. cc: the compute context of this module. acts NULL: inference;
  * otherwise the activations are saved (x and ctx must stay unchanged until the backward) and LoRA
- * dropout draws from (seed, stream * 4 + projection). */
+ * dropout draws from (seed, stream * 8 + projection: q, k, v, o = 0..3). */
 int dfm_attention_forward(const dfm_compute *cc, const dfm_attention *a, int64_t batch, const dfm_tensor *x,
                           const dfm_tensor *ctx, const dfm_tensor *cos, const dfm_tensor *sin, dfm_tensor *y,
                           dfm_attention_acts *acts, uint64_t seed, uint64_t stream);

@@ -23,7 +23,8 @@ typedef struct {
     dfm_tensor h, g; /* fc1's output (GELU's input) and GELU's output (fc2's input), owned */
 } dfm_mlp_acts;
 
-/* y = fc2(gelu_tanh(fc1(x))); acts NULL: inference. LoRA dropout streams: stream * 2 + layer. */
+/* y = fc2(gelu_tanh(fc1(x))); acts NULL: inference. LoRA dropout streams: stream * 8 + 4 (fc1), + 5 (fc2), apart
+ * from an attention layer given the same stream (which uses stream * 8 + 0..3). */
 int dfm_mlp_forward(const dfm_compute *cc, const dfm_mlp *f, const dfm_tensor *x, dfm_tensor *y, dfm_mlp_acts *acts,
                     uint64_t seed, uint64_t stream);
 /* dx written (NULL: not wanted), gradients accumulated (g NULL: none). */

@@ -57,6 +57,8 @@ typedef enum {
     DFM_OP_GATE_RESIDUAL,     /* src x, a, e; dst y; i[0] gate chunk */
     DFM_OP_GATE_RESIDUAL_BWD, /* src dy, a, e; dst da|NULL, de|NULL; i[0] */
     DFM_OP_COLSUM,            /* src x [M, N]; dst out [N] (accumulated) */
+    DFM_OP_PATCHIFY,          /* src x [B, C, F, H, W]; dst rows [B * N, C * P]; i[0..2] patch, i[3] order */
+    DFM_OP_UNPATCHIFY,        /* src rows [B * N, C * P]; dst x [B, C, F, H, W]; i[0..2] patch, i[3] order */
     DFM_OP_COUNT
 } dfm_op_id;
 

@@ -20,6 +20,7 @@
 #include "cpu/gated.h"
 #include "cpu/layer_norm.h"
 #include "cpu/modulate.h"
+#include "cpu/patch.h"
 #include "cpu/reduce.h"
 #include "cpu/rope.h"
 #include "cpu/layout.h"
@@ -41,6 +42,7 @@
 #include "cuda/dropout.h"
 #include "cuda/layer_norm.h"
 #include "cuda/modulate.h"
+#include "cuda/patch.h"
 #include "cuda/reduce.h"
 #include "cuda/rms_norm.h"
 #include "cuda/rope.h"
@@ -1209,6 +1211,48 @@ static int cpu_colsum(dfm_op_args *a)
     return dfm_cpu_colsum(x->data, x->shape[0], x->shape[1], a->dst[0]->data);
 }
 
+/* ---- patches ----------------------------------------------------------------------------------- */
+
+/* x [B, C, F, H, W] and rows [B * N, C * P] agree with the patch in a->i[0..2] */
+static int check_patch(const char *op, const dfm_tensor *x, const dfm_tensor *rows, const int64_t *p, int64_t order)
+{
+#define ARGS "x", x, "rows", rows, NULL
+    if (!x || !rows) return dfm_fail(DFM_E_ARG, "%s: NULL argument", op);
+    if (x->ndim != 5 || x->dtype != DFM_F32) return bad(op, "x must be F32 [B, C, F, H, W]", ARGS);
+    if (p[0] < 1 || p[1] < 1 || p[2] < 1 || x->shape[2] % p[0] || x->shape[3] % p[1] || x->shape[4] % p[2])
+        return bad(op, "F, H, W must be multiples of the patch size", ARGS);
+    if (order != 0 && order != 1) return bad(op, "order must be 0 (channel-major) or 1 (position-major)", ARGS);
+    int64_t n = x->shape[0] * (x->shape[2] / p[0]) * (x->shape[3] / p[1]) * (x->shape[4] / p[2]);
+    if (rows->ndim != 2 || rows->dtype != DFM_F32 || rows->shape[0] != n || rows->shape[1] != x->shape[1] * p[0] * p[1] * p[2])
+        return bad(op, "rows must be F32 [B * N, C * pt * ph * pw]", ARGS);
+    if (rows->device != x->device) return bad(op, "operands on different devices", ARGS);
+    if (overlaps(x, rows)) return bad(op, "rows overlap x", ARGS);
+#undef ARGS
+    return 0;
+}
+static int check_patchify(const dfm_op_args *a) { return check_patch("patchify", a->src[0], a->dst[0], a->i, a->i[3]); }
+static int check_unpatchify(const dfm_op_args *a) { return check_patch("unpatchify", a->dst[0], a->src[0], a->i, a->i[3]); }
+static int cpu_patchify(dfm_op_args *a)
+{
+    dfm_cpu_patchify(a->src[0]->data, a->dst[0]->data, a->src[0]->shape, a->i, (int)a->i[3]);
+    return 0;
+}
+static int cpu_unpatchify(dfm_op_args *a)
+{
+    dfm_cpu_unpatchify(a->src[0]->data, a->dst[0]->data, a->dst[0]->shape, a->i, (int)a->i[3]);
+    return 0;
+}
+int dfm_op_patchify(const dfm_tensor *x, const int patch[3], int order, dfm_tensor *rows)
+{
+    dfm_op_args a = {.src = {x}, .dst = {rows}, .i = {patch[0], patch[1], patch[2], order}};
+    return dfm_op_run(DFM_OP_PATCHIFY, &a);
+}
+int dfm_op_unpatchify(const dfm_tensor *rows, const int patch[3], int order, dfm_tensor *x)
+{
+    dfm_op_args a = {.src = {rows}, .dst = {x}, .i = {patch[0], patch[1], patch[2], order}};
+    return dfm_op_run(DFM_OP_UNPATCHIFY, &a);
+}
+
 /* ---- typed functions of the transformer's ops -------------------------------------------------- */
 
 int dfm_op_rms_norm_save(const dfm_tensor *x, const dfm_tensor *w, float eps, dfm_tensor *y, dfm_tensor *inv)
@@ -1474,6 +1518,14 @@ static int cuda_colsum(dfm_op_args *a)
     const dfm_tensor *x = a->src[0];
     return dfm_cuda_colsum(x->data, x->shape[0], x->shape[1], a->dst[0]->data);
 }
+static int cuda_patchify(dfm_op_args *a)
+{
+    return dfm_cuda_patchify(a->src[0]->data, a->dst[0]->data, a->src[0]->shape, a->i, (int)a->i[3]);
+}
+static int cuda_unpatchify(dfm_op_args *a)
+{
+    return dfm_cuda_unpatchify(a->src[0]->data, a->dst[0]->data, a->dst[0]->shape, a->i, (int)a->i[3]);
+}
 #define CU(f) f
 #else
 #define CU(f) NULL
@@ -1523,6 +1575,8 @@ static const dfm_op_def g_ops[DFM_OP_COUNT] = {
     OP(GATE_RESIDUAL, gate_residual),
     OP(GATE_RESIDUAL_BWD, gate_residual_bwd),
     OP(COLSUM, colsum),
+    OP(PATCHIFY, patchify),
+    OP(UNPATCHIFY, unpatchify),
 };
 #undef OP
 

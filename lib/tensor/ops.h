@@ -126,6 +126,13 @@ int dfm_op_gate_residual_bwd(const dfm_tensor *dy, const dfm_tensor *a, const df
 /* out[n] += sum_m x[m, n] (the bias gradient), x [M, N] F32, out [N] F32. */
 int dfm_op_colsum(const dfm_tensor *x, dfm_tensor *out);
 
+/* Video latents x [B, C, F, H, W] to patch rows [B * N, C * pt * ph * pw] and back (exact
+ * permutations; each the other's backward). order 0: channel-major columns (a Conv3d weight's
+ * flattening: the patch embedding as a GEMM); order 1: position-major (Wan's proj_out channels).
+ * kernels/cpu/patch.h has the index formulas. */
+int dfm_op_patchify(const dfm_tensor *x, const int patch[3], int order, dfm_tensor *rows);
+int dfm_op_unpatchify(const dfm_tensor *rows, const int patch[3], int order, dfm_tensor *x);
+
 /* ---- packed weights: GEMM weights laid out once (lib/nn/linear.h builds layers on them) -------
  * A dfm_packed holds up to DFM_PACKED_MAX weights W_i [n_i, k] (row-major out x in, as
  * torch.nn.Linear stores them) sharing k, laid out for the device's GEMM: on the CPU packed into

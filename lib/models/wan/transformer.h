@@ -1,0 +1,105 @@
+/* transformer.h — the Wan 2.1 text-to-video transformer (diffusers WanTransformer3DModel),
+ * forward and backward, with LoRA.
+ *
+ * forward(x [B, C, F, H, W] latents, t [B] timesteps, ctx [B, L, text_dim] text states) ->
+ * [B, C_out, F, H, W], exactly as reference/wan.md 1.2-1.4: patch embedding, 3-axis RoPE with
+ * interleaved pairs, sinusoidal time embedding and time/text embedders, num_layers blocks of
+ * (adaLN-modulated self-attention with q/k RMS norm across heads, affine-normed cross-attention to
+ * the text, gated GELU-tanh FFN), the modulated output head, unpatchify. Batches of B >= 1 latents
+ * of one shape (a training batch; the CFG pair in sampling). Text rows are used as given: pad to the
+ * pipeline's 512 rows with zeros first when matching diffusers' pipeline (wan.md 3.4).
+ *
+ * Weights: a diffusers transformer/ directory (config.json + single or sharded safetensors), an
+ * original Wan checkpoint (diffusion_pytorch_model.safetensors with original names and its
+ * config.json) or ComfyUI's single repackaged file (model.diffusion_model. prefix, no config:
+ * the sizes come from the tensor shapes; the head count is dim / 128 as in every released Wan
+ * model unless opts.heads says otherwise). Every name goes through one table
+ * (models/wan/names.h); a missing or unexpected tensor is an error naming it.
+ *
+ * Precision: opts.weights F32, or BF16 (linear weights and biases stored bf16; diffusers'
+ * keep-in-f32 modules — time_embedder, scale_shift_table, norm2 — stay f32). opts.compute F32 or
+ * BF16 (GEMM inputs rounded to bf16, f32 accumulation; the time embedder computes in f32).
+ * Activations, norms, softmax, RoPE and the modulation are f32 throughout.
+ *
+ * Training: forward with a dfm_wan_acts (saved activations; with checkpointing only each block's
+ * input, the block recomputed in the backward — the same bits either way), then backward from
+ * dL/dout: gradients accumulate into the model's gradient tensors (dfm_wan_transformer_grads),
+ * optionally dL/dx and dL/dctx. Full fine-tuning (opts.trainable: every parameter, F32 weights) or
+ * LoRA (dfm_wan_transformer_lora_add: adapters on linears chosen by name; base frozen).
+ *
+ * Memory: weights as loaded (mapped in place when F32 on the CPU and not trainable), plus
+ * activations: inference holds one block's temporaries; training holds every block's activations
+ * (~ (24 D + 3 ffn) * 4 bytes per token per block) or, with checkpointing, one D-row per token
+ * per block plus one block's activations.
+ * ref: diffusers models/transformers/transformer_wan.py WanTransformer3DModel.forward
+ * Not here: I2V (image_dim / added_kv_proj_dim), Wan 2.2's expert switch, the sampler.
+ */
+#ifndef DFM_MODELS_WAN_TRANSFORMER_H
+#define DFM_MODELS_WAN_TRANSFORMER_H
+#include <stddef.h>
+#include <stdint.h>
+#include "tensor/compute.h"
+#include "tensor/tensor.h"
+
+typedef struct {
+    int patch[3];                  /* patch_size, [1, 2, 2] */
+    int heads, head_dim, dim;      /* num_attention_heads, attention_head_dim, their product */
+    int in_channels, out_channels, text_dim, freq_dim, ffn_dim, num_layers;
+    float eps;
+    int cross_attn_norm;           /* norm2 is an affine LayerNorm (Wan: true) */
+    int rope_max_seq_len;          /* positions per axis, 1024 */
+} dfm_wan_transformer_config;
+
+typedef struct {
+    dfm_device device;
+    dfm_dtype weights;  /* F32 or BF16 storage of the linear weights (keep-f32 modules stay F32) */
+    dfm_dtype compute;  /* F32 or BF16 GEMM inputs */
+    int trainable;      /* full fine-tuning: every parameter an owned F32 copy with a gradient */
+    int heads;          /* 0: from config.json, or dim / 128 without one */
+} dfm_wan_transformer_opts;
+
+typedef struct dfm_wan_transformer dfm_wan_transformer;
+
+/* Load from a diffusers root (its transformer/), a component directory, an original Wan directory
+ * or a single .safetensors file. */
+int dfm_wan_transformer_load(dfm_wan_transformer **m, const char *path, const dfm_wan_transformer_opts *o);
+void dfm_wan_transformer_free(dfm_wan_transformer *m);
+const dfm_wan_transformer_config *dfm_wan_transformer_get_config(const dfm_wan_transformer *m);
+/* Weight bytes: owned copies and mapped in place. */
+void dfm_wan_transformer_memory(const dfm_wan_transformer *m, size_t *owned, size_t *mapped);
+
+/* LoRA on every linear whose module name matches one of targets (NULL-terminated; a target
+ * matches a name equal to it or ending in "." + target, PEFT's rule; NULL: the default
+ * dfm_wan_lora_default_targets). A random (PEFT's kaiming-uniform, from seed), B zero.
+ * Returns the number of adapted layers via *count. Gradients are then kept for A and B. */
+extern const char *const dfm_wan_lora_default_targets[];
+int dfm_wan_transformer_lora_add(dfm_wan_transformer *m, const char *const *targets, int rank, float alpha,
+                                 float dropout, uint64_t seed, int *count);
+
+/* Named parameters (diffusers names; LoRA as "<module>.lora_A.weight" / ".lora_B.weight"): the
+ * i-th of dfm_wan_transformer_nparams, its tensor and its gradient (data NULL when not trained).
+ * For tests, optimizers and checkpoints. */
+int dfm_wan_transformer_nparams(const dfm_wan_transformer *m);
+const char *dfm_wan_transformer_param(dfm_wan_transformer *m, int i, dfm_tensor **param, dfm_tensor **grad);
+/* Zero every gradient. */
+int dfm_wan_transformer_zero_grads(dfm_wan_transformer *m);
+
+/* Saved activations of one training forward. */
+typedef struct dfm_wan_acts dfm_wan_acts;
+
+/* x: [B, in_channels, F, H, W] F32 on the model's device (F, H, W multiples of the patch);
+ * t: B host floats; ctx: [B, L, text_dim] F32; out: allocated here, [B, out_channels, F, H, W].
+ * acts: NULL for inference; else *acts receives the saved activations (checkpoint: keep only
+ * block inputs) and LoRA dropout draws from seed. */
+int dfm_wan_transformer_forward(dfm_wan_transformer *m, const dfm_tensor *x, const float *t, const dfm_tensor *ctx,
+                                dfm_tensor *out, dfm_wan_acts **acts, int checkpoint, uint64_t seed);
+/* From dout (out's shape): accumulate parameter gradients; dx, dctx (allocated here when
+ * non-NULL, x's and ctx's shapes) receive the input gradients. Frees acts. */
+int dfm_wan_transformer_backward(dfm_wan_transformer *m, dfm_wan_acts *acts, const dfm_tensor *dout, dfm_tensor *dx,
+                                 dfm_tensor *dctx);
+void dfm_wan_acts_free(dfm_wan_acts *a);
+
+/* The config alone: config.json (diffusers or original Wan) at path, or NULL when there is none. */
+int dfm_wan_transformer_config_load(dfm_wan_transformer_config *cfg, const char *path, int *found);
+
+#endif
