@@ -95,6 +95,11 @@ ldlibs=$(make -s --no-print-directory -C "$top" --eval='print-%: ; @echo $($*)' 
 (cd "$top" && ${CC:-cc} $cflags -o "$work/bench_linear" scripts/bench_linear.c build/libdfm.a $ldlibs)
 "$work/bench_linear" --threads "$(nproc)"
 echo
+# Every op of the op table on its big cases, CPU and (when a device is here) CUDA: ms and GFLOP/s
+# or GB/s per case (tests/unit/test_backend_ops.c, perf mode; C only: always runs).
+echo "op table (backend_perf):"
+DFM_BACKEND_PERF=1 "$bin/dfm-unit-tests" backend_perf
+echo
 if python3 -c "import torch, transformers, safetensors" 2>/dev/null; then
   python3 "$top/scripts/bench_umt5.py" "$work" --threads "$(nproc)" --rounds 3 --no-make
   # the full-size model (11.5 GB of random bf16 shards written once; load, encode, memory)
