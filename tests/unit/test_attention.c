@@ -484,7 +484,7 @@ TEST(attention_threads_bitwise)
 
 TEST(attention_masked_and_errors)
 {
-    /* sk = 600: two key blocks. Head 0: row 0 all -inf; row 1 -inf over the first 550 keys; row 2
+    /* sk = 600: several key blocks. Head 0: row 0 all -inf; row 1 -inf over the first 550 keys; row 2
      * only key 599 finite. Head 1 unmasked. */
     problem p;
     problem_init(&p, 1, 2, 3, 600, 8, TOKEN_MAJOR, 1, 1.0f);
