@@ -8,7 +8,7 @@
  *   dfm_wan_transformer_names  WanTransformer3DModel: original Wan names (wan.md 1.6, incl. the
  *                              norm2/norm3 swap), ComfyUI's model.diffusion_model. prefix, and the
  *                              modules diffusers keeps in F32.
- * Not here: the models themselves, LoRA key conversion.
+ * Not here: the models themselves, LoRA key conversion (models/wan/lora.h).
  */
 #ifndef DFM_MODELS_WAN_NAMES_H
 #define DFM_MODELS_WAN_NAMES_H
@@ -17,5 +17,12 @@
 extern const dfm_weight_names dfm_wan_vae_names;
 extern const dfm_weight_names dfm_umt5_names;
 extern const dfm_weight_names dfm_wan_transformer_names;
+
+/* The original Wan name of a diffusers transformer name (a parameter, or a module without its
+ * .weight/.bias): the inverse of dfm_wan_transformer_names' renames, so that converting the
+ * result back gives `name` again for every name the transformer has ("blocks.0.attn1.to_out.0"
+ * -> "blocks.0.self_attn.o", "blocks.0.norm2.weight" -> "blocks.0.norm3.weight",
+ * "scale_shift_table" -> "head.modulation"). No prefix is added. *out is malloc'd. */
+int dfm_wan_transformer_original_name(const char *name, char **out);
 
 #endif
