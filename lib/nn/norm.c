@@ -1,4 +1,4 @@
-/* norm.c — layer norm and RMS norm layers (norm.h) over the op table. */
+/* norm.c — layer norm, RMS norm and the VAE's channel RMS norm layers (norm.h) over the op table. */
 #include "nn/norm.h"
 #include "base/error.h"
 #include "tensor/ops.h"
@@ -74,4 +74,9 @@ void dfm_rms_norm_acts_free(dfm_rms_norm_acts *a)
     if (!a) return;
     dfm_tensor_free(&a->inv);
     memset(a, 0, sizeof *a);
+}
+
+int dfm_rms_norm_channels_forward(const dfm_rms_norm_channels *n, const dfm_tensor *x, dfm_tensor *y)
+{
+    return dfm_op_rms_norm_channels(x, &n->gamma, opt(&n->bias), y);
 }

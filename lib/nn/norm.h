@@ -3,8 +3,8 @@
  * torch.nn.RMSNorm over all heads together: Wan's norm_q / norm_k "rms_norm_across_heads").
  * Each is a parameter struct, its activations (what the backward needs) and forward/backward
  * calls over the op table (tensor/ops.h). Norms compute in f32 whatever the compute context.
- * Not here: the VAE's channel RMS norm (its layer is the VAE's; dfm_op_rms_norm_channels).
- * ref: torch.nn.LayerNorm, torch.nn.RMSNorm; transformers T5LayerNorm
+ * And the Wan VAE's RMS norm over channels (forward only: the VAE is frozen).
+ * ref: torch.nn.LayerNorm, torch.nn.RMSNorm; transformers T5LayerNorm; diffusers WanRMS_norm
  */
 #ifndef DFM_NN_NORM_H
 #define DFM_NN_NORM_H
@@ -41,5 +41,18 @@ int dfm_rms_norm_forward(const dfm_rms_norm *n, const dfm_tensor *x, dfm_tensor 
 int dfm_rms_norm_backward(const dfm_rms_norm *n, const dfm_rms_norm_acts *a, const dfm_tensor *dy, dfm_tensor *dx,
                           dfm_tensor *dw);
 void dfm_rms_norm_acts_free(dfm_rms_norm_acts *a);
+
+/* The Wan VAE's RMS norm over channels (channels-first activations):
+ *   y[c, i] = x[c, i] / max(||x[:, i]||_2, 1e-12) * sqrt(C) * gamma[c] (+ bias[c])
+ * No eps inside the root (F.normalize's clamp instead). Forward only: the backward is not
+ * implemented (it would accumulate into a {gamma, bias} gradient struct).
+ * ref: diffusers autoencoder_kl_wan.py WanRMS_norm */
+typedef struct {
+    dfm_tensor gamma; /* [C] float */
+    dfm_tensor bias;  /* [C] float, or data NULL: none (Wan's VAE has none) */
+} dfm_rms_norm_channels;
+
+/* x, y: [C, ...] F32 of one shape, allocated by the caller (y may be x). */
+int dfm_rms_norm_channels_forward(const dfm_rms_norm_channels *n, const dfm_tensor *x, dfm_tensor *y);
 
 #endif

@@ -5,7 +5,9 @@
  *
  * Activations are [C, T, H, W] F32 (batch 1). Every causal conv call site owns a cache slot, visited
  * in the same order as the reference's feat_cache/feat_idx; a slot holds the last (up to) 2 input
- * frames of the previous chunk, or the "Rep" marker of a first upsample3d call.
+ * frames of the previous chunk, or the "Rep" marker of a first upsample3d call. The causal conv
+ * with its feature cache and the channel RMS norm are lib/nn layers (nn/conv.h, nn/norm.h); the
+ * residual, attention and resample blocks built from them are here.
  */
 #include "models/wan/vae.h"
 #include "base/buf.h"
@@ -13,6 +15,8 @@
 #include "io/hfmodel.h"
 #include "models/wan/names.h"
 #include "models/weights.h"
+#include "nn/conv.h"
+#include "nn/norm.h"
 #include "tensor/finite.h"
 #include "tensor/ops.h"
 
@@ -24,35 +28,22 @@
 /* ---- layers --------------------------------------------------------------------------------- */
 
 typedef struct {
-    dfm_tensor w, b;     /* w: [cout, cin, kt, kh, kw] */
-    int cin, cout, kt, kh, kw;
-    int causal_front;    /* zero frames the reference pads in front (2 * time padding) */
-    int pad_h, pad_w;
-    int stride[3];
-} conv_t;
-
-typedef struct {
-    dfm_tensor gamma; /* [C] */
-    int c;
-} norm_t;
-
-typedef struct {
-    norm_t n1, n2;
-    conv_t c1, c2, sc;
+    dfm_rms_norm_channels n1, n2;
+    dfm_causal_conv c1, c2, sc;
     int has_sc;
 } res_t;
 
 typedef struct {
-    norm_t n;
-    conv_t qkv, proj; /* 1x1: [3C, C], [C, C] */
+    dfm_rms_norm_channels n;
+    dfm_causal_conv qkv, proj; /* 1x1: [3C, C], [C, C] */
     int c;
 } attn_t;
 
 enum { RS_DOWN2D, RS_DOWN3D, RS_UP2D, RS_UP3D };
 typedef struct {
     int mode;
-    conv_t spatial;  /* resample.1: 3x3, per frame */
-    conv_t time;     /* time_conv (3D modes) */
+    dfm_causal_conv spatial; /* resample.1: 3x3, per frame */
+    dfm_causal_conv time;    /* time_conv (3D modes) */
     int c;
 } resample_t;
 
@@ -65,32 +56,21 @@ typedef struct {
 } layer_t;
 
 typedef struct {
-    conv_t conv_in, conv_out;
+    dfm_causal_conv conv_in, conv_out;
     layer_t *layers; /* down_blocks (encoder) or up_blocks flattened (decoder) */
     int n_layers;
     res_t mid_res0, mid_res1;
     attn_t mid_attn;
-    norm_t norm_out;
+    dfm_rms_norm_channels norm_out;
 } coder_t;
-
-/* Feature cache slot. */
-enum { SLOT_NONE, SLOT_REP, SLOT_TENSOR };
-typedef struct {
-    int state;
-    dfm_tensor t; /* [C, <=2, H, W] */
-} slot_t;
-
-typedef struct {
-    slot_t *slots;
-    int n, cap, idx;
-} cache_t;
 
 struct dfm_wan_vae {
     dfm_wan_vae_config cfg;
     dfm_wan_vae_opts opts;
     coder_t enc, dec;
-    conv_t quant, post_quant;
+    dfm_causal_conv quant, post_quant;
     int have_enc, have_dec;
+    dfm_compute cc; /* BF16 weights: bf16 GEMM inputs, f32 accumulation; F32: exact */
 };
 
 /* ---- loading -------------------------------------------------------------------------------- */
@@ -112,11 +92,9 @@ static int load_tensor(const loader_t *L, const char *name, dfm_dtype dt, int nd
 
 /* A conv at `prefix` ("encoder.conv_in"). dims2d: the file stores [cout, cin, kh, kw]. */
 static int load_conv(const loader_t *L, const char *prefix, int cin, int cout, int kt, int kh, int kw,
-                     int dims2d, conv_t *c)
+                     int dims2d, dfm_causal_conv *c)
 {
-    memset(c, 0, sizeof *c);
-    c->cin = cin, c->cout = cout, c->kt = kt, c->kh = kh, c->kw = kw;
-    c->stride[0] = c->stride[1] = c->stride[2] = 1;
+    dfm_causal_conv_init(c, cin, cout, kt, kh, kw);
     char name[256];
     int64_t s5[5] = {cout, cin, kt, kh, kw}, s4[4] = {cout, cin, kh, kw}, sb[1] = {cout};
     snprintf(name, sizeof name, "%s.weight", prefix);
@@ -127,12 +105,12 @@ static int load_conv(const loader_t *L, const char *prefix, int cin, int cout, i
     return load_tensor(L, name, DFM_F32, 1, sb, &c->b);
 }
 
-static int load_norm(const loader_t *L, const char *prefix, int c, int images, norm_t *n)
+static int load_norm(const loader_t *L, const char *prefix, int c, int images, dfm_rms_norm_channels *n)
 {
     char name[256];
     snprintf(name, sizeof name, "%s.gamma", prefix);
     int64_t s4[4] = {c, 1, 1, 1}, s3[3] = {c, 1, 1};
-    n->c = c;
+    memset(n, 0, sizeof *n);
     int rc = load_tensor(L, name, DFM_F32, images ? 3 : 4, images ? s3 : s4, &n->gamma);
     if (rc) return rc;
     int64_t s1[1] = {c};
@@ -187,6 +165,7 @@ static int load_resample(const loader_t *L, const char *prefix, int mode, int c,
     if ((rc = load_conv(L, p, c, out_c, 1, 3, 3, 1, &r->spatial))) return rc;
     if (mode == RS_DOWN2D || mode == RS_DOWN3D) {
         r->spatial.stride[1] = r->spatial.stride[2] = 2; /* ZeroPad2d(0,1,0,1) then stride 2 */
+        r->spatial.pad_br = 1;
     } else {
         r->spatial.pad_h = r->spatial.pad_w = 1;
     }
@@ -418,21 +397,23 @@ out:
     return rc;
 }
 
-static void free_conv(conv_t *c) { dfm_tensor_free(&c->w), dfm_tensor_free(&c->b); }
 static void free_res(res_t *r)
 {
     dfm_tensor_free(&r->n1.gamma), dfm_tensor_free(&r->n2.gamma);
-    free_conv(&r->c1), free_conv(&r->c2), free_conv(&r->sc);
+    dfm_causal_conv_free(&r->c1), dfm_causal_conv_free(&r->c2), dfm_causal_conv_free(&r->sc);
 }
-static void free_attn(attn_t *a) { dfm_tensor_free(&a->n.gamma), free_conv(&a->qkv), free_conv(&a->proj); }
+static void free_attn(attn_t *a)
+{
+    dfm_tensor_free(&a->n.gamma), dfm_causal_conv_free(&a->qkv), dfm_causal_conv_free(&a->proj);
+}
 static void free_coder(coder_t *cd)
 {
-    free_conv(&cd->conv_in), free_conv(&cd->conv_out);
+    dfm_causal_conv_free(&cd->conv_in), dfm_causal_conv_free(&cd->conv_out);
     for (int i = 0; i < cd->n_layers; i++) {
         layer_t *l = &cd->layers[i];
         if (l->kind == L_RES) free_res(&l->res);
         else if (l->kind == L_ATTN) free_attn(&l->attn);
-        else free_conv(&l->rs.spatial), free_conv(&l->rs.time);
+        else dfm_causal_conv_free(&l->rs.spatial), dfm_causal_conv_free(&l->rs.time);
     }
     free(cd->layers);
     free_res(&cd->mid_res0), free_res(&cd->mid_res1), free_attn(&cd->mid_attn);
@@ -443,7 +424,7 @@ void dfm_wan_vae_free(dfm_wan_vae *v)
 {
     if (!v) return;
     free_coder(&v->enc), free_coder(&v->dec);
-    free_conv(&v->quant), free_conv(&v->post_quant);
+    dfm_causal_conv_free(&v->quant), dfm_causal_conv_free(&v->post_quant);
     free(v);
 }
 
@@ -462,6 +443,7 @@ int dfm_wan_vae_load(dfm_wan_vae **out, const char *model_dir, const dfm_wan_vae
         return DFM_E_NOMEM;
     }
     v->opts = *opts;
+    v->cc = (dfm_compute){opts->weights == DFM_BF16 ? DFM_BF16 : DFM_F32, NULL};
     if (!v->opts.load_encoder && !v->opts.load_decoder) v->opts.load_encoder = v->opts.load_decoder = 1;
     if ((rc = dfm_wan_vae_config_load(&v->cfg, dir))) goto fail;
     dfm_weights *w = NULL;
@@ -502,41 +484,6 @@ static int alloc_like(dfm_tensor *t, dfm_device dev, int64_t c, int64_t T, int64
     return dfm_tensor_alloc(t, DFM_F32, dev, 4, s);
 }
 
-/* The compute context of a conv (precision belongs to its weights): BF16 weights compute with
- * bf16 inputs and f32 accumulation, as the model's BF16 mode asks; F32 weights exactly. */
-static const dfm_compute vae_bf16 = {DFM_BF16, NULL};
-static const dfm_compute *conv_cc(const conv_t *c) { return c->w.dtype == DFM_BF16 ? &vae_bf16 : &dfm_compute_f32; }
-
-/* Plain conv (no cache): pads as configured (causal front zeros included). */
-static int conv_plain(const conv_t *c, const dfm_tensor *x, int front, dfm_tensor *y)
-{
-    int64_t T = T_of(x), H = x->shape[2], W = x->shape[3];
-    int pad[6] = {front, 0, c->pad_h, c->pad_h, c->pad_w, c->pad_w};
-    if (c->stride[1] == 2) pad[2] = 0, pad[3] = 1, pad[4] = 0, pad[5] = 1; /* ZeroPad2d(0,1,0,1) */
-    int64_t To = (T + pad[0] + pad[1] - c->kt) / c->stride[0] + 1;
-    int64_t Ho = (H + pad[2] + pad[3] - c->kh) / c->stride[1] + 1;
-    int64_t Wo = (W + pad[4] + pad[5] - c->kw) / c->stride[2] + 1;
-    int rc = alloc_like(y, x->device, c->cout, To, Ho, Wo);
-    if (rc) return rc;
-    rc = dfm_op_conv3d(conv_cc(c), x, &c->w, &c->b, y, c->stride, pad);
-    if (rc) dfm_tensor_free(y);
-    return rc;
-}
-
-/* WanCausalConv3d.forward(x, cache): the cache frames go in front and replace zero padding. */
-static int conv_causal(const conv_t *c, const dfm_tensor *x, const dfm_tensor *cache, dfm_tensor *y)
-{
-    if (!cache || c->causal_front == 0) return conv_plain(c, x, c->causal_front, y);
-    dfm_tensor cat;
-    int64_t ct = T_of(cache);
-    int rc = alloc_like(&cat, x->device, x->shape[0], ct + T_of(x), x->shape[2], x->shape[3]);
-    if (rc) return rc;
-    rc = dfm_op_concat(cache, x, 1, &cat);
-    if (!rc) rc = conv_plain(c, &cat, c->causal_front - (int)ct, y);
-    dfm_tensor_free(&cat);
-    return rc;
-}
-
 static int frames_copy(const dfm_tensor *x, int64_t t0, int64_t n, dfm_tensor *y)
 {
     int rc = alloc_like(y, x->device, x->shape[0], n, x->shape[2], x->shape[3]);
@@ -546,98 +493,31 @@ static int frames_copy(const dfm_tensor *x, int64_t t0, int64_t n, dfm_tensor *y
     return rc;
 }
 
-static int slot_get(cache_t *k, slot_t **s)
-{
-    if (k->idx == k->n) {
-        if (k->n == k->cap) {
-            int cap = k->cap ? k->cap * 2 : 32;
-            slot_t *p = dfm_realloc(k->slots, (size_t)cap * sizeof *p);
-            if (!p) return DFM_E_NOMEM;
-            k->slots = p, k->cap = cap;
-        }
-        memset(&k->slots[k->n++], 0, sizeof k->slots[0]);
-    }
-    *s = &k->slots[k->idx++];
-    return 0;
-}
-
-static void cache_free(cache_t *k)
-{
-    for (int i = 0; i < k->n; i++) dfm_tensor_free(&k->slots[i].t);
-    free(k->slots);
-    memset(k, 0, sizeof *k);
-}
-
-/* cache_x = x[:, -2:]; if it has < 2 frames and the slot holds frames, prepend the slot's last
- * frame (zeros instead when the slot holds "Rep" and rep_zeros). */
-static int next_cache(const dfm_tensor *x, const slot_t *s, int rep_zeros, dfm_tensor *out)
-{
-    int64_t T = T_of(x), n = T < 2 ? T : 2;
-    dfm_tensor tail;
-    int rc = frames_copy(x, T - n, n, &tail);
-    if (rc || n >= 2) {
-        if (!rc) *out = tail;
-        return rc;
-    }
-    dfm_tensor prev;
-    if (s->state == SLOT_TENSOR) {
-        rc = frames_copy(&s->t, T_of(&s->t) - 1, 1, &prev);
-    } else if (s->state == SLOT_REP && rep_zeros) {
-        int64_t sh[4] = {x->shape[0], 1, x->shape[2], x->shape[3]};
-        rc = dfm_tensor_zeros(&prev, DFM_F32, x->device, 4, sh);
-    } else {
-        *out = tail;
-        return 0;
-    }
-    if (!rc) {
-        rc = alloc_like(out, x->device, x->shape[0], 1 + n, x->shape[2], x->shape[3]);
-        if (!rc) rc = dfm_op_concat(&prev, &tail, 1, out);
-        dfm_tensor_free(&prev);
-    }
-    dfm_tensor_free(&tail);
-    return rc;
-}
-
-/* A cached causal conv call site: y = conv(x, slot); slot = next cache. */
-static int conv_cached(const conv_t *c, const dfm_tensor *x, cache_t *k, dfm_tensor *y)
-{
-    slot_t *s;
-    int rc = slot_get(k, &s);
-    if (rc) return rc;
-    dfm_tensor nc;
-    if ((rc = next_cache(x, s, 0, &nc))) return rc;
-    rc = conv_causal(c, x, s->state == SLOT_TENSOR ? &s->t : NULL, y);
-    dfm_tensor_free(&s->t);
-    s->t = nc;
-    s->state = SLOT_TENSOR;
-    return rc;
-}
-
-static int norm_silu(const norm_t *n, const dfm_tensor *x, dfm_tensor *y)
+static int norm_silu(const dfm_rms_norm_channels *n, const dfm_tensor *x, dfm_tensor *y)
 {
     int rc = alloc_like(y, x->device, x->shape[0], T_of(x), x->shape[2], x->shape[3]);
     if (rc) return rc;
-    rc = dfm_op_rms_norm_channels(x, &n->gamma, NULL, y);
+    rc = dfm_rms_norm_channels_forward(n, x, y);
     if (!rc) rc = dfm_op_silu(y, y);
     if (rc) dfm_tensor_free(y);
     return rc;
 }
 
 // ref: WanResidualBlock.forward
-static int res_forward(const res_t *r, const dfm_tensor *x, cache_t *k, dfm_tensor *out)
+static int res_forward(const dfm_compute *cc, const res_t *r, const dfm_tensor *x, dfm_conv_cache *k, dfm_tensor *out)
 {
     dfm_tensor h = {0}, a, b;
     int rc = 0;
-    if (r->has_sc) rc = conv_plain(&r->sc, x, 0, &h);
+    if (r->has_sc) rc = dfm_causal_conv_forward(cc, &r->sc, x, NULL, &h);
     if (rc) return rc;
     if ((rc = norm_silu(&r->n1, x, &a))) goto out;
-    rc = conv_cached(&r->c1, &a, k, &b);
+    rc = dfm_causal_conv_forward_cached(cc, &r->c1, &a, k, &b);
     dfm_tensor_free(&a);
     if (rc) goto out;
     rc = norm_silu(&r->n2, &b, &a);
     dfm_tensor_free(&b);
     if (rc) goto out;
-    rc = conv_cached(&r->c2, &a, k, &b);
+    rc = dfm_causal_conv_forward_cached(cc, &r->c2, &a, k, &b);
     dfm_tensor_free(&a);
     if (rc) goto out;
     rc = dfm_op_add(&b, r->has_sc ? &h : x, &b);
@@ -649,7 +529,7 @@ out:
 }
 
 /* Rows [r0, r0+n) of a conv's 1x1 weight as a [n, cin] matrix and its bias [n] (views). */
-static void weight_rows(const conv_t *c, int64_t r0, int64_t n, dfm_tensor *w, dfm_tensor *b)
+static void weight_rows(const dfm_causal_conv *c, int64_t r0, int64_t n, dfm_tensor *w, dfm_tensor *b)
 {
     int64_t ws[2] = {c->cout, c->cin}, bs[1] = {c->cout};
     dfm_tensor full = dfm_tensor_view(c->w.data, c->w.dtype, c->w.device, 2, ws);
@@ -669,7 +549,7 @@ static int proj_t(const dfm_compute *cc, const dfm_tensor *x, const dfm_tensor *
 }
 
 // ref: WanAttentionBlock.forward — per frame, single head over the H*W positions.
-static int attn_forward(const attn_t *a, const dfm_tensor *x, dfm_tensor *out)
+static int attn_forward(const dfm_compute *cc, const attn_t *a, const dfm_tensor *x, dfm_tensor *out)
 {
     int64_t C = x->shape[0], T = T_of(x), H = x->shape[2], W = x->shape[3], S = H * W;
     int rc = alloc_like(out, x->device, C, T, H, W);
@@ -680,11 +560,11 @@ static int attn_forward(const attn_t *a, const dfm_tensor *x, dfm_tensor *out)
         rc = frames_copy(x, t, 1, &f);
         if (!rc) rc = dfm_tensor_reshape(&f, 2, s2);
         if (!rc && !(rc = dfm_tensor_alloc(&fn, DFM_F32, x->device, 2, s2)))
-            rc = dfm_op_rms_norm_channels(&f, &a->n.gamma, NULL, &fn);
+            rc = dfm_rms_norm_channels_forward(&a->n, &f, &fn);
         /* q | k | v are output channels [0,C), [C,2C), [2C,3C) of to_qkv, each [S, C] */
-        if (!rc) weight_rows(&a->qkv, 0, C, &wq, &bq), rc = proj_t(conv_cc(&a->qkv), &fn, &wq, &bq, &q);
-        if (!rc) weight_rows(&a->qkv, C, C, &wq, &bq), rc = proj_t(conv_cc(&a->qkv), &fn, &wq, &bq, &k);
-        if (!rc) weight_rows(&a->qkv, 2 * C, C, &wq, &bq), rc = proj_t(conv_cc(&a->qkv), &fn, &wq, &bq, &v);
+        if (!rc) weight_rows(&a->qkv, 0, C, &wq, &bq), rc = proj_t(cc, &fn, &wq, &bq, &q);
+        if (!rc) weight_rows(&a->qkv, C, C, &wq, &bq), rc = proj_t(cc, &fn, &wq, &bq, &k);
+        if (!rc) weight_rows(&a->qkv, 2 * C, C, &wq, &bq), rc = proj_t(cc, &fn, &wq, &bq, &v);
         if (!rc) rc = dfm_tensor_reshape(&q, 3, s3);
         if (!rc) rc = dfm_tensor_reshape(&k, 3, s3);
         if (!rc) rc = dfm_tensor_reshape(&v, 3, s3);
@@ -694,7 +574,7 @@ static int attn_forward(const attn_t *a, const dfm_tensor *x, dfm_tensor *out)
         /* proj(o) + identity, back to channels-first */
         dfm_tensor ot = {0};
         if (!rc && !(rc = dfm_tensor_alloc(&ot, DFM_F32, x->device, 2, s2))) rc = dfm_op_transpose2d(&o, &ot);
-        if (!rc) weight_rows(&a->proj, 0, C, &wq, &bq), rc = proj_t(conv_cc(&a->proj), &ot, &wq, &bq, &pt); /* [S, C] */
+        if (!rc) weight_rows(&a->proj, 0, C, &wq, &bq), rc = proj_t(cc, &ot, &wq, &bq, &pt); /* [S, C] */
         if (!rc && !(rc = dfm_tensor_alloc(&p, DFM_F32, x->device, 2, s2))) rc = dfm_op_transpose2d(&pt, &p);
         if (!rc) rc = dfm_op_add(&p, &f, &p);
         if (!rc) rc = dfm_tensor_reshape(&p, 4, s4);
@@ -730,23 +610,24 @@ static int interleave_time(const dfm_tensor *x, dfm_tensor *y)
 }
 
 // ref: WanResample.forward
-static int resample_forward(const resample_t *r, const dfm_tensor *x_in, cache_t *k, dfm_tensor *out)
+static int resample_forward(const dfm_compute *cc, const resample_t *r, const dfm_tensor *x_in, dfm_conv_cache *k,
+                            dfm_tensor *out)
 {
     int rc = 0;
     dfm_tensor x = *x_in, tmp = {0};
     x.owned = 0;
     if (r->mode == RS_UP3D) {
-        slot_t *s;
-        if ((rc = slot_get(k, &s))) return rc;
-        if (s->state == SLOT_NONE) {
-            s->state = SLOT_REP; /* first call: frame 0 is not doubled in time */
+        dfm_conv_slot *s;
+        if ((rc = dfm_conv_cache_slot(k, &s))) return rc;
+        if (s->state == DFM_CONV_SLOT_NONE) {
+            s->state = DFM_CONV_SLOT_REP; /* first call: frame 0 is not doubled in time */
         } else {
             dfm_tensor nc, tc;
-            if ((rc = next_cache(&x, s, 1, &nc))) return rc;
-            rc = conv_causal(&r->time, &x, s->state == SLOT_TENSOR ? &s->t : NULL, &tc);
+            if ((rc = dfm_conv_cache_next(&x, s, 1, &nc))) return rc;
+            rc = dfm_causal_conv_forward(cc, &r->time, &x, s->state == DFM_CONV_SLOT_FRAMES ? &s->t : NULL, &tc);
             dfm_tensor_free(&s->t);
             s->t = nc;
-            s->state = SLOT_TENSOR;
+            s->state = DFM_CONV_SLOT_FRAMES;
             if (rc) return rc;
             rc = interleave_time(&tc, &tmp);
             dfm_tensor_free(&tc);
@@ -759,22 +640,22 @@ static int resample_forward(const resample_t *r, const dfm_tensor *x_in, cache_t
         dfm_tensor up;
         rc = alloc_like(&up, x.device, x.shape[0], T_of(&x), 2 * x.shape[2], 2 * x.shape[3]);
         if (!rc) rc = dfm_op_upsample_nearest2x(&x, &up);
-        if (!rc) rc = conv_plain(&r->spatial, &up, 0, &sp);
+        if (!rc) rc = dfm_causal_conv_forward(cc, &r->spatial, &up, NULL, &sp);
         dfm_tensor_free(&up);
     } else {
-        rc = conv_plain(&r->spatial, &x, 0, &sp);
+        rc = dfm_causal_conv_forward(cc, &r->spatial, &x, NULL, &sp);
     }
     dfm_tensor_free(&tmp);
     if (rc) return rc;
     if (r->mode == RS_DOWN3D) {
-        slot_t *s;
-        if ((rc = slot_get(k, &s))) {
+        dfm_conv_slot *s;
+        if ((rc = dfm_conv_cache_slot(k, &s))) {
             dfm_tensor_free(&sp);
             return rc;
         }
-        if (s->state == SLOT_NONE) {
+        if (s->state == DFM_CONV_SLOT_NONE) {
             s->t = sp; /* first chunk: keep it, no time conv */
-            s->state = SLOT_TENSOR;
+            s->state = DFM_CONV_SLOT_FRAMES;
             return dfm_tensor_copy(out, &sp, sp.device);
         }
         dfm_tensor last, cat, nc;
@@ -784,7 +665,7 @@ static int resample_forward(const resample_t *r, const dfm_tensor *x_in, cache_t
             rc = alloc_like(&cat, sp.device, sp.shape[0], 1 + T_of(&sp), sp.shape[2], sp.shape[3]);
             if (!rc) rc = dfm_op_concat(&last, &sp, 1, &cat);
             dfm_tensor_free(&last);
-            if (!rc) rc = conv_plain(&r->time, &cat, 0, out);
+            if (!rc) rc = dfm_causal_conv_forward(cc, &r->time, &cat, NULL, out);
             dfm_tensor_free(&cat);
         }
         dfm_tensor_free(&sp);
@@ -796,11 +677,12 @@ static int resample_forward(const resample_t *r, const dfm_tensor *x_in, cache_t
     return 0;
 }
 
-static int layer_forward(const layer_t *l, const dfm_tensor *x, cache_t *k, dfm_tensor *y)
+static int layer_forward(const dfm_compute *cc, const layer_t *l, const dfm_tensor *x, dfm_conv_cache *k,
+                         dfm_tensor *y)
 {
-    if (l->kind == L_RES) return res_forward(&l->res, x, k, y);
-    if (l->kind == L_ATTN) return attn_forward(&l->attn, x, y);
-    return resample_forward(&l->rs, x, k, y);
+    if (l->kind == L_RES) return res_forward(cc, &l->res, x, k, y);
+    if (l->kind == L_ATTN) return attn_forward(cc, &l->attn, x, y);
+    return resample_forward(cc, &l->rs, x, k, y);
 }
 
 /* Replace *x by f(*x) (freeing the old one). */
@@ -814,20 +696,21 @@ static int layer_forward(const layer_t *l, const dfm_tensor *x, cache_t *k, dfm_
     } while (0)
 
 /* The encoder or decoder body on one chunk. ref: WanEncoder3d.forward / WanDecoder3d.forward */
-static int coder_forward(const coder_t *cd, int encoder, const dfm_tensor *x, cache_t *k, dfm_tensor *out)
+static int coder_forward(const dfm_compute *cc, const coder_t *cd, int encoder, const dfm_tensor *x, dfm_conv_cache *k,
+                         dfm_tensor *out)
 {
     int rc;
     dfm_tensor cur;
-    if ((rc = conv_cached(&cd->conv_in, x, k, &cur))) return rc;
+    if ((rc = dfm_causal_conv_forward_cached(cc, &cd->conv_in, x, k, &cur))) return rc;
     if (encoder)
-        for (int i = 0; i < cd->n_layers; i++) STEP(layer_forward(&cd->layers[i], &cur, k, &next_));
-    STEP(res_forward(&cd->mid_res0, &cur, k, &next_));
-    STEP(attn_forward(&cd->mid_attn, &cur, &next_));
-    STEP(res_forward(&cd->mid_res1, &cur, k, &next_));
+        for (int i = 0; i < cd->n_layers; i++) STEP(layer_forward(cc, &cd->layers[i], &cur, k, &next_));
+    STEP(res_forward(cc, &cd->mid_res0, &cur, k, &next_));
+    STEP(attn_forward(cc, &cd->mid_attn, &cur, &next_));
+    STEP(res_forward(cc, &cd->mid_res1, &cur, k, &next_));
     if (!encoder)
-        for (int i = 0; i < cd->n_layers; i++) STEP(layer_forward(&cd->layers[i], &cur, k, &next_));
+        for (int i = 0; i < cd->n_layers; i++) STEP(layer_forward(cc, &cd->layers[i], &cur, k, &next_));
     STEP(norm_silu(&cd->norm_out, &cur, &next_));
-    STEP(conv_cached(&cd->conv_out, &cur, k, &next_));
+    STEP(dfm_causal_conv_forward_cached(cc, &cd->conv_out, &cur, k, &next_));
     *out = cur;
     return 0;
 }
@@ -852,14 +735,14 @@ int dfm_wan_vae_encode(dfm_wan_vae *v, const dfm_tensor *x, dfm_tensor *mean, df
     dfm_tensor enc;
     int rc = alloc_like(&enc, x->device, z2, Tl, h, w);
     if (rc) return rc;
-    cache_t k = {0};
+    dfm_conv_cache k = {0};
     int64_t done = 0;
     for (int64_t i = 0; i < Tl && !rc; i++) {
         int64_t t0 = i == 0 ? 0 : 1 + 4 * (i - 1), n = i == 0 ? 1 : 4;
         dfm_tensor chunk, o;
         if ((rc = frames_copy(x, t0, n, &chunk))) break;
-        k.idx = 0;
-        rc = coder_forward(&v->enc, 1, &chunk, &k, &o);
+        dfm_conv_cache_rewind(&k);
+        rc = coder_forward(&v->cc, &v->enc, 1, &chunk, &k, &o);
         dfm_tensor_free(&chunk);
         if (rc) break;
         for (int64_t t = 0; t < T_of(&o) && !rc; t++) {
@@ -871,11 +754,11 @@ int dfm_wan_vae_encode(dfm_wan_vae *v, const dfm_tensor *x, dfm_tensor *mean, df
         }
         dfm_tensor_free(&o);
     }
-    cache_free(&k);
+    dfm_conv_cache_free(&k);
     if (!rc && done != Tl) rc = dfm_fail(DFM_E_ARG, "internal: encoder gave %lld latent frames, expected %lld",
                                          (long long)done, (long long)Tl);
     dfm_tensor q = {0};
-    if (!rc) rc = conv_plain(&v->quant, &enc, 0, &q);
+    if (!rc) rc = dfm_causal_conv_forward(&v->cc, &v->quant, &enc, NULL, &q);
     dfm_tensor_free(&enc);
     /* before logvar's clamp, which would turn an Inf into a plausible 20 */
     if (!rc) rc = dfm_tensor_check_finite(&q, "the VAE encoder's output [2C (mean, logvar),F,H,W]");
@@ -904,19 +787,19 @@ int dfm_wan_vae_decode(dfm_wan_vae *v, const dfm_tensor *z, dfm_tensor *out)
     int up = 1 << (c->n_levels - 1);
     int64_t F = 1 + 4 * (T - 1);
     dfm_tensor pq;
-    int rc = conv_plain(&v->post_quant, z, 0, &pq);
+    int rc = dfm_causal_conv_forward(&v->cc, &v->post_quant, z, NULL, &pq);
     if (rc) return rc;
     if ((rc = alloc_like(out, z->device, c->out_channels, F, h * up, w * up))) {
         dfm_tensor_free(&pq);
         return rc;
     }
-    cache_t k = {0};
+    dfm_conv_cache k = {0};
     int64_t done = 0;
     for (int64_t i = 0; i < T && !rc; i++) {
         dfm_tensor f, o;
         if ((rc = frames_copy(&pq, i, 1, &f))) break;
-        k.idx = 0;
-        rc = coder_forward(&v->dec, 0, &f, &k, &o);
+        dfm_conv_cache_rewind(&k);
+        rc = coder_forward(&v->cc, &v->dec, 0, &f, &k, &o);
         dfm_tensor_free(&f);
         if (rc) break;
         if (done + T_of(&o) > F) rc = dfm_fail(DFM_E_ARG, "internal: decoder gave too many frames");
@@ -929,7 +812,7 @@ int dfm_wan_vae_decode(dfm_wan_vae *v, const dfm_tensor *z, dfm_tensor *out)
         }
         dfm_tensor_free(&o);
     }
-    cache_free(&k);
+    dfm_conv_cache_free(&k);
     dfm_tensor_free(&pq);
     if (!rc && done != F) rc = dfm_fail(DFM_E_ARG, "internal: decoder gave %lld frames, expected %lld",
                                         (long long)done, (long long)F);
