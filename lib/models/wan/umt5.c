@@ -7,7 +7,8 @@
  *   x = rms_norm(h, ln1); q, k, v = x Wq^T, x Wk^T, x Wv^T           [n, heads * d_kv]
  *   h += attention_bias(q, k, v, rel_bias(table, buckets), scale 1) Wo^T
  *   x = rms_norm(h, ln2); h += (gelu_new(x Wi0^T) * (x Wi1^T)) Wwo^T
- * and the final norm. The q/k/v rows are used as [n, heads, d_kv] directly (no transposes).
+ * and the final norm: lib/nn layers (the norms dfm_rms_norm, nn/norm.h; the attention and the
+ * feed-forward dfm_t5_attention and dfm_t5_ffn, nn/t5.h). Forward only (UMT5 is frozen).
  * The linears run through dfm_op_linear on weights laid out at load: q|k|v in one pass over x,
  * wi_0|wi_1 in one, o and wo adding into h in the GEMM itself; with keep_mapped, through
  * dfm_op_matmul on the mapped weights and separate adds.
@@ -19,6 +20,8 @@
 #include "io/hfmodel.h"
 #include "models/wan/names.h"
 #include "models/weights.h"
+#include "nn/norm.h"
+#include "nn/t5.h"
 #include "tensor/ops.h"
 
 #include <math.h>
@@ -26,13 +29,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* One UMT5Block: the linears' weights are either laid out (packed: q|k|v, o, wi_0|wi_1, wo) or,
+ * with keep_mapped, the dfm_linear layers over the mapped tensors. */
 typedef struct {
-    dfm_tensor q, k, v, o;     /* [inner, d_model] x3, [d_model, inner] (keep_mapped only) */
-    dfm_tensor rel;            /* [buckets, heads] F32 */
-    dfm_tensor ln1, ln2;       /* [d_model] F32 */
-    dfm_tensor wi0, wi1, wo;   /* [d_ff, d_model] x2, [d_model, d_ff] (keep_mapped only) */
-    dfm_packed *qkv, *lo;      /* the same weights laid out for dfm_op_linear (q, k, v in one) */
-    dfm_packed *wi, *lwo;      /* (wi_0, wi_1 in one) */
+    dfm_rms_norm ln1, ln2; /* layer.0.layer_norm, layer.1.layer_norm: [d_model] F32 */
+    dfm_t5_attention attn; /* layer.0.SelfAttention (its own relative_attention_bias) */
+    dfm_t5_ffn ffn;        /* layer.1.DenseReluDense */
 } layer_t;
 
 struct dfm_umt5 {
@@ -40,7 +42,7 @@ struct dfm_umt5 {
     dfm_umt5_opts opts;
     dfm_weights *w;       /* kept open: the views below point into its mappings */
     dfm_tensor embed;     /* [vocab, d_model] on the CPU (a view, or a copy if misaligned) */
-    dfm_tensor final_ln;  /* [d_model] F32 */
+    dfm_rms_norm final_ln; /* [d_model] F32 */
     layer_t *layers;
     size_t owned, mapped; /* weight bytes */
     dfm_compute cc;       /* BF16 in BF16 mode: GEMM inputs rounded to bf16 */
@@ -131,17 +133,26 @@ typedef struct {
     const dfm_umt5_opts *o;
 } loader_t;
 
-/* A GEMM weight [rows, cols] for keep_mapped: on the CPU used in place in the file's dtype when
- * aligned (BF16 mode rounds it block by block at use, umt5.h), else copied (as BF16 in BF16 mode,
- * as the file's dtype in F32 mode). */
-static int load_matrix(loader_t *L, const char *name, int64_t rows, int64_t cols, dfm_tensor *out)
+/* A GEMM weight [rows, cols] for keep_mapped, as a bias-free linear: on the CPU used in place in
+ * the file's dtype when aligned (BF16 mode rounds it block by block at use, umt5.h), else copied
+ * (as BF16 in BF16 mode, as the file's dtype in F32 mode; owns_w: the linear frees a copy, never
+ * a mapped view). */
+static int load_matrix(loader_t *L, const char *name, int64_t rows, int64_t cols, dfm_linear *out)
 {
     int64_t shape[2] = {rows, cols};
     const dfm_st_tensor *t;
+    dfm_tensor w;
     int rc = dfm_weights_find(L->w, name, 2, shape, &t);
     if (rc) return rc;
     dfm_dtype dt = L->o->weights == DFM_BF16 ? DFM_BF16 : t->dtype;
-    return dfm_weights_load(L->w, name, 2, shape, dt, L->o->device, DFM_WEIGHTS_MAP | DFM_WEIGHTS_MAP_ANY, out);
+    if ((rc = dfm_weights_load(L->w, name, 2, shape, dt, L->o->device, DFM_WEIGHTS_MAP | DFM_WEIGHTS_MAP_ANY, &w)))
+        return rc;
+    if ((rc = dfm_linear_init(out, &w, NULL))) {
+        dfm_tensor_free(&w);
+        return rc;
+    }
+    out->owns_w = w.owned;
+    return 0;
 }
 
 /* The GEMM weights names[0..n) ([rows[i], cols] each) laid out as one dfm_packed (F32, or BF16
@@ -184,6 +195,11 @@ static int load_layer(loader_t *L, const dfm_umt5_config *c, int i, layer_t *y)
     int64_t d = c->d_model, inner = (int64_t)c->num_heads * c->d_kv, ff = c->d_ff;
     int64_t s1[1] = {d}, sr[2] = {c->rel_buckets, c->num_heads};
     int rc;
+    dfm_t5_attention *a = &y->attn;
+    dfm_t5_ffn *f = &y->ffn;
+    a->heads = c->num_heads, a->d_kv = c->d_kv, a->dim = d;
+    f->dim = d, f->d_ff = ff;
+    y->ln1.eps = y->ln2.eps = (float)c->eps;
     static const char *const names[7] = {"0.SelfAttention.q.weight", "0.SelfAttention.k.weight",
                                          "0.SelfAttention.v.weight", "0.SelfAttention.o.weight",
                                          "1.DenseReluDense.wi_0.weight", "1.DenseReluDense.wi_1.weight",
@@ -191,11 +207,11 @@ static int load_layer(loader_t *L, const dfm_umt5_config *c, int i, layer_t *y)
     for (int j = 0; j < 7; j++) snprintf(nm[j], sizeof nm[j], "encoder.block.%d.layer.%s", i, names[j]);
     snprintf(p, sizeof p, "encoder.block.%d.layer.0.layer_norm.weight", i);
     snprintf(r, sizeof r, "encoder.block.%d.layer.0.SelfAttention.relative_attention_bias.weight", i);
-    if ((rc = load_small(L, p, 1, s1, &y->ln1)) || (rc = load_small(L, r, 2, sr, &y->rel))) return rc;
+    if ((rc = load_small(L, p, 1, s1, &y->ln1.w)) || (rc = load_small(L, r, 2, sr, &a->rel))) return rc;
     snprintf(p, sizeof p, "encoder.block.%d.layer.1.layer_norm.weight", i);
-    if ((rc = load_small(L, p, 1, s1, &y->ln2))) return rc;
+    if ((rc = load_small(L, p, 1, s1, &y->ln2.w))) return rc;
     if (L->o->keep_mapped) {
-        dfm_tensor *dst[7] = {&y->q, &y->k, &y->v, &y->o, &y->wi0, &y->wi1, &y->wo};
+        dfm_linear *dst[7] = {&a->q, &a->k, &a->v, &a->o, &f->wi0, &f->wi1, &f->wo};
         int64_t rows[7] = {inner, inner, inner, d, ff, ff, d}, cols[7] = {d, d, d, inner, d, d, ff};
         for (int j = 0; j < 7; j++)
             if ((rc = load_matrix(L, nm[j], rows[j], cols[j], dst[j]))) return rc;
@@ -203,8 +219,8 @@ static int load_layer(loader_t *L, const dfm_umt5_config *c, int i, layer_t *y)
     }
     const char *qkv[3] = {nm[0], nm[1], nm[2]}, *o[1] = {nm[3]}, *wi[2] = {nm[4], nm[5]}, *wo[1] = {nm[6]};
     int64_t r3[3] = {inner, inner, inner}, r2[2] = {ff, ff}, r1[1] = {d};
-    if ((rc = load_linear(L, qkv, r3, 3, d, &y->qkv)) || (rc = load_linear(L, o, r1, 1, inner, &y->lo)) ||
-        (rc = load_linear(L, wi, r2, 2, d, &y->wi)) || (rc = load_linear(L, wo, r1, 1, ff, &y->lwo)))
+    if ((rc = load_linear(L, qkv, r3, 3, d, &a->qkv)) || (rc = load_linear(L, o, r1, 1, inner, &a->po)) ||
+        (rc = load_linear(L, wi, r2, 2, d, &f->wi)) || (rc = load_linear(L, wo, r1, 1, ff, &f->pwo)))
         return rc;
     return 0;
 }
@@ -222,12 +238,9 @@ static int load_embedding(loader_t *L, const dfm_umt5_config *c, dfm_tensor *out
 
 static void free_layer(layer_t *y)
 {
-    dfm_tensor *ts[] = {&y->q, &y->k, &y->v, &y->o, &y->rel, &y->ln1, &y->ln2, &y->wi0, &y->wi1, &y->wo};
-    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) dfm_tensor_free(ts[i]);
-    dfm_packed_free(y->qkv);
-    dfm_packed_free(y->lo);
-    dfm_packed_free(y->wi);
-    dfm_packed_free(y->lwo);
+    dfm_tensor_free(&y->ln1.w), dfm_tensor_free(&y->ln2.w);
+    dfm_t5_attention_free(&y->attn);
+    dfm_t5_ffn_free(&y->ffn);
 }
 
 void dfm_umt5_free(dfm_umt5 *m)
@@ -236,7 +249,7 @@ void dfm_umt5_free(dfm_umt5 *m)
     for (int i = 0; m->layers && i < m->cfg.num_layers; i++) free_layer(&m->layers[i]);
     free(m->layers);
     dfm_tensor_free(&m->embed);
-    dfm_tensor_free(&m->final_ln);
+    dfm_tensor_free(&m->final_ln.w);
     dfm_tensor_free(&m->ws);
     dfm_weights_close(m->w);
     free(m);
@@ -271,7 +284,8 @@ int dfm_umt5_load(dfm_umt5 **out, const char *model_dir, const dfm_umt5_opts *o)
     for (int i = 0; i < m->cfg.num_layers; i++)
         if ((rc = load_layer(&L, &m->cfg, i, &m->layers[i]))) goto fail;
     int64_t s1[1] = {m->cfg.d_model};
-    if ((rc = load_small(&L, "encoder.final_layer_norm.weight", 1, s1, &m->final_ln))) goto fail;
+    m->final_ln.eps = (float)m->cfg.eps;
+    if ((rc = load_small(&L, "encoder.final_layer_norm.weight", 1, s1, &m->final_ln.w))) goto fail;
     /* Every tensor must be used: a leftover means a layout we do not understand (a full UMT5
      * checkpoint's decoder and LM head are ignored by the name table). */
     char note[64];
@@ -298,13 +312,16 @@ void dfm_umt5_memory(const dfm_umt5 *m, size_t *owned, size_t *mapped)
 
 /* ---- forward ------------------------------------------------------------------------------- */
 
+/* The activations of an encode: the normalized rows x [n, d_model] and the layers' (nn/t5.h). */
 typedef struct {
-    dfm_tensor x, q, k, v, ctx, t, g, l, bias; /* see encode */
+    dfm_tensor x;
+    dfm_t5_attention_acts at;
+    dfm_t5_ffn_acts ff;
 } acts_t;
 
 /* The activations of an n-token encode as views into the model's workspace, which is grown (never
  * shrunk) to fit: fresh allocations of this size on every encode cost page faults and zeroing
- * (a tenth of a 512-token encode). */
+ * (a tenth of a 512-token encode). One set serves every layer (forward only). */
 static int acts_views(dfm_umt5 *m, int64_t n, acts_t *a)
 {
     const dfm_umt5_config *c = &m->cfg;
@@ -324,16 +341,17 @@ static int acts_views(dfm_umt5 *m, int64_t n, acts_t *a)
         p += (r) * (cols);                                                     \
     } while (0)
     VIEW(a->x, n, d);
-    VIEW(a->q, n, inner);
-    VIEW(a->k, n, inner);
-    VIEW(a->v, n, inner);
-    VIEW(a->ctx, n, inner);
-    VIEW(a->t, n, d);
-    VIEW(a->g, n, ff);
-    VIEW(a->l, n, ff);
+    VIEW(a->at.q, n, inner);
+    VIEW(a->at.k, n, inner);
+    VIEW(a->at.v, n, inner);
+    VIEW(a->at.ctx, n, inner);
+    VIEW(a->at.t, n, d);
+    a->ff.t = a->at.t; /* the two layers run one after the other */
+    VIEW(a->ff.g, n, ff);
+    VIEW(a->ff.l, n, ff);
 #undef VIEW
     int64_t sb[3] = {h, n, n};
-    a->bias = dfm_tensor_view(p, DFM_F32, dev, 3, sb);
+    a->at.bias = dfm_tensor_view(p, DFM_F32, dev, 3, sb);
     return 0;
 }
 
@@ -343,54 +361,15 @@ static int alloc2(dfm_tensor *t, dfm_device dev, int64_t a, int64_t b)
     return dfm_tensor_alloc(t, DFM_F32, dev, 2, s);
 }
 
-/* y = x W^T: x [n, in], W [out, in], y [n, out]. ref: torch.nn.Linear (bias=False) */
-static int linear(const dfm_compute *cc, const dfm_tensor *x, const dfm_tensor *w, dfm_tensor *y)
-{
-    return dfm_op_matmul(cc, x, 0, w, 1, NULL, 0.0f, y);
-}
-
-/* q, k, v, ctx: [n, heads * d_kv] viewed as [n, heads, d_kv]. */
-static dfm_tensor heads_view(const dfm_tensor *t, int heads, int dkv)
-{
-    int64_t s[3] = {t->shape[0], heads, dkv};
-    return dfm_tensor_view(t->data, DFM_F32, t->device, 3, s);
-}
-
+/* h = h + attention(ln1(h)); h = h + ffn(ln2(h)). ref: UMT5Block.forward (encoder, no mask) */
 static int layer_forward(const dfm_umt5 *m, const layer_t *y, const dfm_tensor *buckets, dfm_tensor *h, acts_t *a)
 {
-    const dfm_umt5_config *c = &m->cfg;
-    const dfm_compute *cc = &m->cc;
-    float eps = (float)c->eps;
     int rc;
-    dfm_tensor *qkv[3] = {&a->q, &a->k, &a->v}, *gl[2] = {&a->g, &a->l};
-    /* UMT5LayerSelfAttention */
-    if ((rc = dfm_op_rms_norm(h, &y->ln1, eps, &a->x)) || (rc = dfm_op_rel_bias(&y->rel, buckets, &a->bias)))
+    if ((rc = dfm_rms_norm_forward(&y->ln1, h, &a->x, NULL)) ||
+        (rc = dfm_t5_attention_forward(&m->cc, &y->attn, &a->x, buckets, h, &a->at)) ||
+        (rc = dfm_rms_norm_forward(&y->ln2, h, &a->x, NULL)))
         return rc;
-    if (y->qkv)
-        rc = dfm_op_linear(cc, &a->x, y->qkv, qkv, 0);
-    else if (!(rc = linear(cc, &a->x, &y->q, &a->q)) && !(rc = linear(cc, &a->x, &y->k, &a->k)))
-        rc = linear(cc, &a->x, &y->v, &a->v);
-    if (rc) return rc;
-    dfm_tensor q = heads_view(&a->q, c->num_heads, c->d_kv), k = heads_view(&a->k, c->num_heads, c->d_kv);
-    dfm_tensor v = heads_view(&a->v, c->num_heads, c->d_kv), o = heads_view(&a->ctx, c->num_heads, c->d_kv);
-    if ((rc = dfm_op_attention_bias(&q, &k, &v, &a->bias, 1.0f, &o))) return rc;
-    if (y->lo) /* h += ctx Wo^T in the GEMM's output */
-        rc = dfm_op_linear(cc, &a->ctx, y->lo, &h, 1);
-    else if (!(rc = linear(cc, &a->ctx, &y->o, &a->t)))
-        rc = dfm_op_add(h, &a->t, h);
-    if (rc) return rc;
-    /* UMT5LayerFF (UMT5DenseGatedActDense) */
-    if ((rc = dfm_op_rms_norm(h, &y->ln2, eps, &a->x))) return rc;
-    if (y->wi)
-        rc = dfm_op_linear(cc, &a->x, y->wi, gl, 0);
-    else if (!(rc = linear(cc, &a->x, &y->wi0, &a->g)))
-        rc = linear(cc, &a->x, &y->wi1, &a->l);
-    if (rc || (rc = dfm_op_gelu_new(&a->g, &a->g)) || (rc = dfm_op_mul(&a->g, &a->l, &a->g))) return rc;
-    if (y->lwo)
-        rc = dfm_op_linear(cc, &a->g, y->lwo, &h, 1);
-    else if (!(rc = linear(cc, &a->g, &y->wo, &a->t)))
-        rc = dfm_op_add(h, &a->t, h);
-    return rc;
+    return dfm_t5_ffn_forward(&m->cc, &y->ffn, &a->x, h, &a->ff);
 }
 
 int dfm_umt5_encode(dfm_umt5 *m, const int32_t *ids, int n, dfm_tensor *out)
@@ -425,7 +404,7 @@ int dfm_umt5_encode(dfm_umt5 *m, const int32_t *ids, int n, dfm_tensor *out)
     if (!rc) rc = acts_views(m, n, &a);
     for (int i = 0; !rc && i < c->num_layers; i++)
         if ((rc = layer_forward(m, &m->layers[i], &bk, &h, &a)) < 0) dfm_fail_ctx(rc, "UMT5 layer %d", i);
-    if (!rc && !(rc = alloc2(out, dev, n, d))) rc = dfm_op_rms_norm(&h, &m->final_ln, (float)c->eps, out);
+    if (!rc && !(rc = alloc2(out, dev, n, d))) rc = dfm_rms_norm_forward(&m->final_ln, &h, out, NULL);
     if (rc) dfm_tensor_free(out);
     dfm_tensor_free(&h);
     dfm_tensor_free(&hc);
