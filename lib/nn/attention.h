@@ -9,7 +9,7 @@
  * ref: diffusers transformer_wan.py WanAttention + WanAttnProcessor (to_q/to_k/to_v/to_out.0,
  *      norm_q/norm_k RMSNorm(dim_head * heads), apply_rotary_emb, F.scaled_dot_product_attention)
  * Not here: masks (Wan uses none: padded text rows take part, as in diffusers), the I2V image
- * branch (add_k_proj), UMT5's relative-bias attention (its own layer in models/wan/umt5.c).
+ * branch (add_k_proj), T5's relative-bias attention (nn/t5.h).
  */
 #ifndef DFM_NN_ATTENTION_H
 #define DFM_NN_ATTENTION_H

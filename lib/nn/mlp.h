@@ -3,7 +3,7 @@
  * x, y: [M, dim] token rows; the hidden layer is [M, ffn_dim].
  * ref: diffusers attention.py FeedForward(activation_fn="gelu-approximate") as WanTransformerBlock
  *      builds it (ffn.net.0.proj, GELU(approximate="tanh"), ffn.net.2)
- * Not here: the gated-GELU of T5 (UMT5's feed-forward, in models/wan/umt5.c).
+ * Not here: the gated-GELU of T5 (nn/t5.h).
  */
 #ifndef DFM_NN_MLP_H
 #define DFM_NN_MLP_H
