@@ -1,4 +1,4 @@
-/* cpu.c — threads, parallel loops, scratch and SIMD selection shared by the CPU kernels (cpu.h).
+/* cpu.c — threads, parallel loops, scratch and SIMD level (cpuid + xgetbv) shared by the CPU kernels (cpu.h).
  * Not here: any op; those live one per file beside this one. */
 #include "cpu/cpu.h"
 #include "base/error.h"
@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define DFM_CPU_X86 1
 #endif
@@ -149,27 +150,84 @@ void *dfm_cpu_alloc_large(size_t bytes)
 
 /* ---- SIMD selection ---------------------------------------------------------------------- */
 
-static int g_simd = 1;
-
-void dfm_cpu_set_simd(int enable) { g_simd = enable; }
-
-static int have_avx2(void)
-{
 #ifdef DFM_CPU_X86
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    return cached;
-#else
-    return 0;
-#endif
+static uint64_t xgetbv0(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
 }
 
-int dfm_cpu_use_avx2(void) { return g_simd && have_avx2(); }
+static int detect_level(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return DFM_CPU_SCALAR;
+    int fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
+    if (!osxsave || !avx || !fma) return DFM_CPU_SCALAR;
+    uint64_t xcr0 = xgetbv0();
+    if ((xcr0 & 0x6) != 0x6) return DFM_CPU_SCALAR; /* XMM and YMM state */
+    if (__get_cpuid_max(0, NULL) < 7) return DFM_CPU_SCALAR;
+    __cpuid_count(7, 0, a, b, c, d);
+    if (!((b >> 5) & 1)) return DFM_CPU_SCALAR; /* avx2 */
+    int f = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
+    /* opmask, upper halves of ZMM0-15, ZMM16-31 */
+    if (!(f && dq && bw && vl) || (xcr0 & 0xe0) != 0xe0) return DFM_CPU_AVX2;
+    __cpuid_count(7, 1, a, b, c, d);
+    return (a >> 5) & 1 ? DFM_CPU_AVX512_BF16 : DFM_CPU_AVX512;
+}
+#else
+static int detect_level(void) { return DFM_CPU_SCALAR; }
+#endif
 
-const char *dfm_cpu_impl(void) { return dfm_cpu_use_avx2() ? "avx2" : "scalar"; }
+static const char *const g_level_names[DFM_CPU_LEVELS] = {"scalar", "avx2", "avx512", "avx512_bf16"};
+
+static _Atomic int g_level_max = -1; /* detected, -1 until then */
+static _Atomic int g_cap = -1;       /* -1 until the first query (then DFM_SIMD or the highest) */
+
+int dfm_cpu_level_max(void)
+{
+    int l = g_level_max;
+    if (l < 0) g_level_max = l = detect_level();
+    return l;
+}
+
+static int cap(void)
+{
+    int c = g_cap;
+    if (c < 0) {
+        c = DFM_CPU_LEVELS - 1;
+        const char *e = getenv("DFM_SIMD");
+        for (int i = 0; e && i < DFM_CPU_LEVELS; i++)
+            if (!strcmp(e, g_level_names[i])) c = i;
+        g_cap = c;
+    }
+    return c;
+}
+
+int dfm_cpu_simd_level(void)
+{
+    int c = cap(), m = dfm_cpu_level_max();
+    return c < m ? c : m;
+}
+
+int dfm_cpu_set_simd_level(int level)
+{
+    g_cap = level < 0 ? 0 : level >= DFM_CPU_LEVELS ? DFM_CPU_LEVELS - 1 : level;
+    return dfm_cpu_simd_level();
+}
+
+void dfm_cpu_set_simd(int enable) { dfm_cpu_set_simd_level(enable ? DFM_CPU_LEVELS - 1 : DFM_CPU_SCALAR); }
+
+int dfm_cpu_use_avx2(void) { return dfm_cpu_simd_level() >= DFM_CPU_AVX2; }
+int dfm_cpu_use_avx512(void) { return dfm_cpu_simd_level() >= DFM_CPU_AVX512; }
+int dfm_cpu_use_avx512_bf16(void) { return dfm_cpu_simd_level() >= DFM_CPU_AVX512_BF16; }
+
+const char *dfm_cpu_level_name(int level)
+{
+    return level >= 0 && level < DFM_CPU_LEVELS ? g_level_names[level] : "?";
+}
+
+const char *dfm_cpu_impl(void) { return g_level_names[dfm_cpu_simd_level()]; }
 
 /* ---- float helpers ----------------------------------------------------------------------- */
 

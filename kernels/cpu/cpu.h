@@ -1,5 +1,6 @@
 /* cpu.h — what every CPU kernel shares: the worker-thread count, a parallel for over index
- * ranges, per-thread scratch buffers reused across calls, the SIMD switch, and float helpers
+ * ranges, per-thread scratch buffers reused across calls, the SIMD level (run-time CPU feature
+ * detection and a cap that tests lower to force each path), and float helpers
  * (bulk conversion to f32, rounding to bf16 precision).
  *
  * Threads: dfm_cpu_set_threads(n) sets both our own workers (parallel loops) and OpenBLAS's
@@ -38,11 +39,37 @@ size_t dfm_cpu_scratch_bytes(void);
  * misses when a kernel streams through it). NULL (with dfm_fail) when out of memory. free() it. */
 void *dfm_cpu_alloc_large(size_t bytes);
 
-/* AVX2+FMA kernels are used when the CPU has them and SIMD is enabled (default). Tests turn it
- * off to check the portable path against the same references. */
-int dfm_cpu_use_avx2(void);
+/* SIMD levels, each including the ones below it. A kernel runs the highest path it has at or
+ * below dfm_cpu_simd_level(); a level the CPU (or the OS: ZMM state saved on context switches,
+ * checked through xgetbv) lacks is never used. OpenBLAS picks its own kernels for the machine
+ * (OPENBLAS_CORETYPE overrides it); this level does not reach it. */
+enum {
+    DFM_CPU_SCALAR = 0,      /* portable C */
+    DFM_CPU_AVX2 = 1,        /* AVX2 + FMA */
+    DFM_CPU_AVX512 = 2,      /* AVX-512 F, BW, DQ, VL */
+    DFM_CPU_AVX512_BF16 = 3, /* + AVX512_BF16 (VDPBF16PS) */
+    DFM_CPU_LEVELS = 4
+};
+
+/* The highest level this CPU and OS support (detected once). */
+int dfm_cpu_level_max(void);
+/* The level kernels use now: min(the cap, dfm_cpu_level_max()). The cap starts at the highest
+ * level, or at the one named by the environment variable DFM_SIMD (scalar, avx2, avx512,
+ * avx512_bf16) when it is set (read once, at the first query; an unknown name is ignored). */
+int dfm_cpu_simd_level(void);
+/* Caps the level (tests force each path; out-of-range values are clamped); returns the level
+ * now in use, which is lower than asked when the machine lacks it. Not thread-safe against
+ * running kernels: set it between calls. */
+int dfm_cpu_set_simd_level(int level);
+/* enable: the highest level; 0: scalar (as dfm_cpu_set_simd_level(DFM_CPU_SCALAR)). */
 void dfm_cpu_set_simd(int enable);
-const char *dfm_cpu_impl(void); /* "avx2" or "scalar" */
+/* dfm_cpu_simd_level() >= DFM_CPU_AVX2 / DFM_CPU_AVX512 / DFM_CPU_AVX512_BF16 */
+int dfm_cpu_use_avx2(void);
+int dfm_cpu_use_avx512(void);
+int dfm_cpu_use_avx512_bf16(void);
+/* "scalar", "avx2", "avx512" or "avx512_bf16": the level in use / a given level ("?" outside). */
+const char *dfm_cpu_impl(void);
+const char *dfm_cpu_level_name(int level);
 
 /* n floats of type st (F32, BF16, F16) into f32 dst; with round_bf16 the results are rounded to
  * bf16 precision (kept as f32). Returns 0 or DFM_E_UNSUPPORTED for another dtype. */

@@ -1,21 +1,23 @@
 /* linear.c — packed-weight GEMM for linear layers (linear.h).
  *
  * Loop nest (BLIS's, with the weight panels packed ahead of time):
- *   for each block of MB rows of x:      pack them into 6-row panels (threads split the panels),
- *                                        laid out [k block][panel][KC][6] so that the panels
+ *   for each block of MB rows of x:      pack them into MR-row panels (threads split the panels),
+ *                                        laid out [k block][panel][KC][MR] so that the panels
  *                                        visited one after another are contiguous
- *     for each weight panel p (threads take runs of panels from a shared counter, so a slow
- *     core does less, not holds up the rest): 16 output columns, k x 16 contiguous
- *       for each k block of KC:                       the panel's KC x 16 slice stays in L1 while
- *         for each 6-row panel of the block:          6 x KC of x streams from L2
- *           micro-kernel: C[6 x 16] (+)= A[6 x KC] B[KC x 16], 12 ymm accumulators
- * The 6x16 tiles of one output panel (all rows of the block) stay in L1 across the k blocks; the
- * weights stream from memory once per row block, in order, the next KC x 16 slice prefetched into
- * L2 while the current one runs. Measured on 2 Zen 3 cores (scripts/bench_linear.c): the
- * micro-kernel alone at ~97% of the FMA peak, the whole GEMM at ~80-87% (one thread) and
- * ~75-85% (two; the machine is shared), OpenBLAS at ~70% on the same shapes.
- * Not here: the CUDA twin (lib/tensor/ops.c keeps W unpacked there), bias (none of the text
- * encoder's linears has one).
+ *     for each unit of weight panels (one 16-column panel, or two for the AVX-512 kernels;
+ *     threads take runs of units from a shared counter, so a slow core does less, not holds up
+ *     the rest)
+ *       for each k block of KC:                       the units' KC slice stays in L1/L2 while
+ *         for each MR-row panel of the block:         MR x KC of x streams from L2
+ *           micro-kernel: C[MR x 16 or 32] (+)= A[MR x KC] B[KC x 16 or 32]
+ * The tiles of one output unit (all rows of the block) stay in cache across the k blocks; the
+ * weights stream from memory once per row block, in order, the next KC slice prefetched into L2
+ * while the current one runs.
+ * Micro-kernels: scalar and AVX2 6 x 16 (12 ymm accumulators), AVX-512 12 x 32 (24 zmm), and the
+ * VDPBF16PS 12 x 32 kernel on k pairs (activations packed as bf16 pairs; BF16 panels only, under
+ * bf16 compute). Measured (scripts/bench_linear.c): the AVX2 kernel at ~97% of the FMA peak alone
+ * and ~80-87% in the GEMM on 2 Zen 3 cores; see the bench for AVX-512 and VDPBF16PS.
+ * Not here: the CUDA twin (lib/tensor/ops.c keeps W unpacked there), bias (callers add it).
  */
 #include "cpu/linear.h"
 #include "base/error.h"
@@ -30,13 +32,16 @@
 #endif
 
 #define NR DFM_CPU_LINEAR_NR
-#define MR DFM_CPU_LINEAR_MR
 #define KC DFM_CPU_LINEAR_KC
 #define A_BLOCK_BYTES ((int64_t)8 << 20) /* packed rows of x per block: stays in L3 */
 #define MB_MAX 384
 #define MB_MIN 48
+#define MR_MAX 12
 
-static int slot16(int j) { return j < 4 || j >= 12 ? j : j < 8 ? j + 4 : j - 4; }
+/* kernels, by SIMD level: rows per tile, panels per unit */
+enum { KER_SCALAR, KER_AVX2, KER_AVX512, KER_DOT };
+static const int ker_mr[] = {6, 6, 12, 12};
+static const int ker_np[] = {1, 1, 2, 2};
 
 static uint16_t bf16_bits(float f)
 {
@@ -50,11 +55,14 @@ static float bf16_value(uint16_t h)
     return v.f;
 }
 
+/* rows of a packed panel: k (F32) or k rounded up to even (BF16 pairs) */
+static int64_t panel_rows(int64_t k, dfm_dtype dt) { return dt == DFM_F32 ? k : (k + 1) & ~(int64_t)1; }
+
 size_t dfm_cpu_linear_packed_size(int64_t n, int64_t k, dfm_dtype dt)
 {
     if ((dt != DFM_F32 && dt != DFM_BF16) || n < 0 || k < 0) return 0;
     size_t panels = (size_t)((n + NR - 1) / NR);
-    return panels * (size_t)k * NR * (dt == DFM_F32 ? 4 : 2);
+    return panels * (size_t)panel_rows(k, dt) * NR * (dt == DFM_F32 ? 4 : 2);
 }
 
 /* ---- packing the weights ------------------------------------------------------------------- */
@@ -63,8 +71,8 @@ typedef struct {
     void *dst;
     dfm_dtype dt, wdt;
     const void *w;
-    int64_t n, k;
-    int err;
+    int64_t n, k, ldw;
+    int tw, err;
 } pack_ctx;
 
 /* per panel, k in chunks of PACK_KB: the 16 rows' chunk converted into an L1-resident tile, then
@@ -74,229 +82,424 @@ typedef struct {
 static void pack_range(void *arg, int64_t p0, int64_t p1)
 {
     pack_ctx *c = arg;
-    int64_t k = c->k;
+    int64_t k = c->k, kp = panel_rows(k, c->dt);
     size_t es = dfm_dtype_size(c->wdt);
     float tile[NR][PACK_KB];
     for (int64_t p = p0; p < p1; p++) {
+        int64_t cols = c->n - p * NR < NR ? c->n - p * NR : NR;
         for (int64_t k0 = 0; k0 < k; k0 += PACK_KB) {
             int64_t kb = k - k0 < PACK_KB ? k - k0 : PACK_KB;
-            for (int j = 0; j < NR; j++) {
-                int64_t row = p * NR + j;
-                if (row >= c->n) {
-                    memset(tile[j], 0, sizeof tile[j]);
-                } else if (dfm_cpu_to_f32(tile[j], (const char *)c->w + ((size_t)row * k + k0) * es, c->wdt, (size_t)kb,
-                                          0) < 0) {
-                    c->err = DFM_E_UNSUPPORTED;
-                    return;
+            int bad = 0;
+            if (!c->tw) {
+                for (int j = 0; j < cols; j++)
+                    bad |= dfm_cpu_to_f32(tile[j], (const char *)c->w + ((size_t)(p * NR + j) * c->ldw + k0) * es, c->wdt,
+                                          (size_t)kb, 0) < 0;
+            } else { /* rows kk of W^T: 16 contiguous values each */
+                float row[NR];
+                for (int64_t kk = 0; kk < kb && !bad; kk++) {
+                    bad |= dfm_cpu_to_f32(row, (const char *)c->w + ((size_t)(k0 + kk) * c->ldw + p * NR) * es, c->wdt,
+                                          (size_t)cols, 0) < 0;
+                    for (int j = 0; j < cols; j++) tile[j][kk] = row[j];
                 }
             }
+            if (bad) {
+                c->err = DFM_E_UNSUPPORTED;
+                return;
+            }
+            for (int64_t j = cols; j < NR; j++) memset(tile[j], 0, sizeof tile[j]);
             if (c->dt == DFM_F32) {
                 float *d = (float *)c->dst + ((size_t)p * k + k0) * NR;
                 for (int64_t kk = 0; kk < kb; kk++)
                     for (int j = 0; j < NR; j++) d[kk * NR + j] = tile[j][kk];
-            } else {
-                uint16_t *d = (uint16_t *)c->dst + ((size_t)p * k + k0) * NR;
+            } else { /* k0 is even: pair rows start at k0 / 2 */
+                uint16_t *d = (uint16_t *)c->dst + ((size_t)p * kp + k0) * NR;
                 for (int64_t kk = 0; kk < kb; kk++)
-                    for (int j = 0; j < NR; j++) d[kk * NR + slot16(j)] = bf16_bits(tile[j][kk]);
+                    for (int j = 0; j < NR; j++) d[((kk >> 1) * NR + j) * 2 + (kk & 1)] = bf16_bits(tile[j][kk]);
+                if (kb & 1)
+                    for (int j = 0; j < NR; j++) d[((kb >> 1) * NR + j) * 2 + 1] = 0;
             }
         }
     }
 }
 
-int dfm_cpu_linear_pack(void *dst, dfm_dtype dt, const void *w, dfm_dtype wdt, int64_t n, int64_t k)
+int dfm_cpu_linear_pack_strided(void *dst, dfm_dtype dt, const void *w, dfm_dtype wdt, int64_t n, int64_t k, int tw,
+                                int64_t ldw)
 {
     if (dt != DFM_F32 && dt != DFM_BF16)
         return dfm_fail(DFM_E_UNSUPPORTED, "linear: cannot pack weights as %s", dfm_dtype_name(dt));
     if (wdt != DFM_F32 && wdt != DFM_BF16 && wdt != DFM_F16)
         return dfm_fail(DFM_E_UNSUPPORTED, "linear: cannot use %s weights", dfm_dtype_name(wdt));
-    pack_ctx c = {dst, dt, wdt, w, n, k, 0};
-    dfm_cpu_parallel((n + NR - 1) / NR, 4, pack_range, &c);
+    pack_ctx c = {dst, dt, wdt, w, n, k, ldw, tw != 0, 0};
+    dfm_cpu_parallel((n + NR - 1) / NR, 1 + 4096 / (k ? k : 1), pack_range, &c);
     return c.err ? dfm_fail(c.err, "linear: cannot convert %s weights", dfm_dtype_name(wdt)) : 0;
 }
 
-/* ---- micro-kernels ------------------------------------------------------------------------- */
+int dfm_cpu_linear_pack(void *dst, dfm_dtype dt, const void *w, dfm_dtype wdt, int64_t n, int64_t k)
+{
+    return dfm_cpu_linear_pack_strided(dst, dt, w, wdt, n, k, 0, k);
+}
 
-/* c[6 x 16] (row stride ldc) = (add ? c : 0) + a[kc][6] . b[kc][16] */
+/* ---- micro-kernels ------------------------------------------------------------------------- */
+/* Each: c[mr x 16 * np] (row stride ldc) = (add ? c : 0) + a . b over kc values of k, b0 and b1
+ * the two panels' rows at this k block (b1 unused when np = 1). a: [kc][mr] f32, or for the
+ * VDPBF16PS kernel [ceil(kc / 2)][mr] bf16 pairs. */
+
+/* one panel, 6 rows: the portable reference */
 static void ukr_scalar(int64_t kc, const float *a, const void *b, dfm_dtype bdt, float *c, int64_t ldc, int add)
 {
-    float acc[MR][NR];
+    float acc[6][NR];
     memset(acc, 0, sizeof acc);
     for (int64_t kk = 0; kk < kc; kk++) {
         float bv[NR];
         if (bdt == DFM_F32)
             memcpy(bv, (const float *)b + kk * NR, sizeof bv);
         else
-            for (int j = 0; j < NR; j++) bv[j] = bf16_value(((const uint16_t *)b)[kk * NR + slot16(j)]);
-        for (int r = 0; r < MR; r++) {
-            float av = a[kk * MR + r];
+            for (int j = 0; j < NR; j++) bv[j] = bf16_value(((const uint16_t *)b)[((kk >> 1) * NR + j) * 2 + (kk & 1)]);
+        for (int r = 0; r < 6; r++) {
+            float av = a[kk * 6 + r];
             for (int j = 0; j < NR; j++) acc[r][j] += av * bv[j];
         }
     }
-    for (int r = 0; r < MR; r++)
+    for (int r = 0; r < 6; r++)
         for (int j = 0; j < NR; j++) c[r * ldc + j] = add ? c[r * ldc + j] + acc[r][j] : acc[r][j];
 }
 
 #ifdef HAVE_X86
-#define UKR_BODY(LOAD_B)                                                                                    \
-    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,      \
-           c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;                                            \
-    for (int64_t kk = 0; kk < kc; kk++) {                                                                    \
-        __m256 b0, b1, x;                                                                                    \
-        LOAD_B;                                                                                              \
-        x = _mm256_broadcast_ss(a + 0), c00 = _mm256_fmadd_ps(x, b0, c00), c01 = _mm256_fmadd_ps(x, b1, c01); \
-        x = _mm256_broadcast_ss(a + 1), c10 = _mm256_fmadd_ps(x, b0, c10), c11 = _mm256_fmadd_ps(x, b1, c11); \
-        x = _mm256_broadcast_ss(a + 2), c20 = _mm256_fmadd_ps(x, b0, c20), c21 = _mm256_fmadd_ps(x, b1, c21); \
-        x = _mm256_broadcast_ss(a + 3), c30 = _mm256_fmadd_ps(x, b0, c30), c31 = _mm256_fmadd_ps(x, b1, c31); \
-        x = _mm256_broadcast_ss(a + 4), c40 = _mm256_fmadd_ps(x, b0, c40), c41 = _mm256_fmadd_ps(x, b1, c41); \
-        x = _mm256_broadcast_ss(a + 5), c50 = _mm256_fmadd_ps(x, b0, c50), c51 = _mm256_fmadd_ps(x, b1, c51); \
-        a += MR;                                                                                             \
-    }                                                                                                        \
-    if (add) {                                                                                               \
+#define T_AVX2 __attribute__((target("avx2,fma")))
+#define T_AVX512 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl")))
+#define T_DOT __attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl,avx512bf16")))
+
+/* one k step of the 6 x 16 AVX2 tile: b0, b1 the 16 weights, a the 6 activations */
+#define STEP6(a)                                                                                            \
+    x = _mm256_broadcast_ss((a) + 0), c00 = _mm256_fmadd_ps(x, b0, c00), c01 = _mm256_fmadd_ps(x, b1, c01); \
+    x = _mm256_broadcast_ss((a) + 1), c10 = _mm256_fmadd_ps(x, b0, c10), c11 = _mm256_fmadd_ps(x, b1, c11); \
+    x = _mm256_broadcast_ss((a) + 2), c20 = _mm256_fmadd_ps(x, b0, c20), c21 = _mm256_fmadd_ps(x, b1, c21); \
+    x = _mm256_broadcast_ss((a) + 3), c30 = _mm256_fmadd_ps(x, b0, c30), c31 = _mm256_fmadd_ps(x, b1, c31); \
+    x = _mm256_broadcast_ss((a) + 4), c40 = _mm256_fmadd_ps(x, b0, c40), c41 = _mm256_fmadd_ps(x, b1, c41); \
+    x = _mm256_broadcast_ss((a) + 5), c50 = _mm256_fmadd_ps(x, b0, c50), c51 = _mm256_fmadd_ps(x, b1, c51);
+
+#define STORE6                                                                                              \
+    if (add) {                                                                                              \
         c00 = _mm256_add_ps(c00, _mm256_loadu_ps(c + 0 * ldc)), c01 = _mm256_add_ps(c01, _mm256_loadu_ps(c + 0 * ldc + 8)); \
         c10 = _mm256_add_ps(c10, _mm256_loadu_ps(c + 1 * ldc)), c11 = _mm256_add_ps(c11, _mm256_loadu_ps(c + 1 * ldc + 8)); \
         c20 = _mm256_add_ps(c20, _mm256_loadu_ps(c + 2 * ldc)), c21 = _mm256_add_ps(c21, _mm256_loadu_ps(c + 2 * ldc + 8)); \
         c30 = _mm256_add_ps(c30, _mm256_loadu_ps(c + 3 * ldc)), c31 = _mm256_add_ps(c31, _mm256_loadu_ps(c + 3 * ldc + 8)); \
         c40 = _mm256_add_ps(c40, _mm256_loadu_ps(c + 4 * ldc)), c41 = _mm256_add_ps(c41, _mm256_loadu_ps(c + 4 * ldc + 8)); \
         c50 = _mm256_add_ps(c50, _mm256_loadu_ps(c + 5 * ldc)), c51 = _mm256_add_ps(c51, _mm256_loadu_ps(c + 5 * ldc + 8)); \
-    }                                                                                                        \
-    _mm256_storeu_ps(c + 0 * ldc, c00), _mm256_storeu_ps(c + 0 * ldc + 8, c01);                               \
-    _mm256_storeu_ps(c + 1 * ldc, c10), _mm256_storeu_ps(c + 1 * ldc + 8, c11);                               \
-    _mm256_storeu_ps(c + 2 * ldc, c20), _mm256_storeu_ps(c + 2 * ldc + 8, c21);                               \
-    _mm256_storeu_ps(c + 3 * ldc, c30), _mm256_storeu_ps(c + 3 * ldc + 8, c31);                               \
-    _mm256_storeu_ps(c + 4 * ldc, c40), _mm256_storeu_ps(c + 4 * ldc + 8, c41);                               \
+    }                                                                                                       \
+    _mm256_storeu_ps(c + 0 * ldc, c00), _mm256_storeu_ps(c + 0 * ldc + 8, c01);                              \
+    _mm256_storeu_ps(c + 1 * ldc, c10), _mm256_storeu_ps(c + 1 * ldc + 8, c11);                              \
+    _mm256_storeu_ps(c + 2 * ldc, c20), _mm256_storeu_ps(c + 2 * ldc + 8, c21);                              \
+    _mm256_storeu_ps(c + 3 * ldc, c30), _mm256_storeu_ps(c + 3 * ldc + 8, c31);                              \
+    _mm256_storeu_ps(c + 4 * ldc, c40), _mm256_storeu_ps(c + 4 * ldc + 8, c41);                              \
     _mm256_storeu_ps(c + 5 * ldc, c50), _mm256_storeu_ps(c + 5 * ldc + 8, c51);
 
-__attribute__((target("avx2,fma"))) static void ukr_avx2_f32(int64_t kc, const float *a, const float *b, float *c,
-                                                             int64_t ldc, int add)
+#define ACC6                                                                                                \
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,     \
+           c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, b0, b1, x;
+
+T_AVX2 static void ukr_avx2_f32(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int add)
 {
-    UKR_BODY(b0 = _mm256_loadu_ps(b + kk * NR); b1 = _mm256_loadu_ps(b + kk * NR + 8))
+    ACC6
+    for (int64_t kk = 0; kk < kc; kk++, a += 6) {
+        b0 = _mm256_loadu_ps(b + kk * NR), b1 = _mm256_loadu_ps(b + kk * NR + 8);
+        STEP6(a)
+    }
+    STORE6
 }
 
-/* one 32-byte row of 16 bf16 values in slot16 order: the 16-bit unpacks against zero put each
- * value in the high half of a 32-bit lane, which is its f32 value */
-__attribute__((target("avx2,fma"))) static void ukr_avx2_bf16(int64_t kc, const float *a, const uint16_t *b, float *c,
-                                                              int64_t ldc, int add)
+/* BF16 pair rows: a 32-bit lane holds (W[j, 2t], W[j, 2t + 1]); shifted left by 16 it is the
+ * f32 value of k = 2t, shifted right then left by 16 that of k = 2t + 1. The row is loaded again
+ * for the odd k: 12 accumulators, b0, b1 and x leave one of the 16 ymm registers, and the empty
+ * asm (a compiler barrier) keeps the compiler from holding the first loads, or hoisting the odd
+ * k's broadcasts, in registers it does not have (it spilled accumulators without it) */
+T_AVX2 static void ukr_avx2_bf16(int64_t kc, const float *a, const uint16_t *b, float *c, int64_t ldc, int add)
 {
-    const __m256i z = _mm256_setzero_si256();
-    UKR_BODY(__m256i w = _mm256_loadu_si256((const __m256i *)(b + kk * NR));
-             b0 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(z, w));
-             b1 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, w)))
+    ACC6
+    int64_t kk = 0;
+    for (; kk + 2 <= kc; kk += 2, a += 12, b += 2 * NR) {
+        b0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)b), 16));
+        b1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(b + 16)), 16));
+        STEP6(a)
+        __asm__ volatile("" ::: "memory");
+        b0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_srli_epi32(_mm256_loadu_si256((const __m256i *)b), 16), 16));
+        b1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_srli_epi32(_mm256_loadu_si256((const __m256i *)(b + 16)), 16), 16));
+        STEP6(a + 6)
+    }
+    if (kk < kc) {
+        b0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)b), 16));
+        b1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(b + 16)), 16));
+        STEP6(a)
+    }
+    STORE6
 }
-#undef UKR_BODY
+#undef STEP6
+#undef STORE6
+#undef ACC6
+
+/* 12 x (16 np) AVX-512 tile; the row and panel loops unroll fully, so acc lives in registers */
+#define UNROLL _Pragma("GCC unroll 12")
+
+T_AVX512 static inline __attribute__((always_inline)) void store512(const __m512 (*acc)[2], int np, float *c,
+                                                                    int64_t ldc, int add)
+{
+    UNROLL for (int r = 0; r < 12; r++) for (int q = 0; q < np; q++)
+    {
+        __m512 v = acc[r][q];
+        if (add) v = _mm512_add_ps(v, _mm512_loadu_ps(c + r * ldc + 16 * q));
+        _mm512_storeu_ps(c + r * ldc + 16 * q, v);
+    }
+}
+
+T_AVX512 static inline __attribute__((always_inline)) void step512(__m512 (*acc)[2], int np, const float *a, __m512 w0,
+                                                                   __m512 w1)
+{
+    UNROLL for (int r = 0; r < 12; r++)
+    {
+        __m512 x = _mm512_set1_ps(a[r]);
+        acc[r][0] = _mm512_fmadd_ps(x, w0, acc[r][0]);
+        if (np > 1) acc[r][1] = _mm512_fmadd_ps(x, w1, acc[r][1]);
+    }
+}
+
+T_AVX512 static inline __attribute__((always_inline)) void body512_f32(int np, int64_t kc, const float *a,
+                                                                       const float *b0, const float *b1, float *c,
+                                                                       int64_t ldc, int add)
+{
+    __m512 acc[12][2];
+    UNROLL for (int r = 0; r < 12; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int64_t kk = 0; kk < kc; kk++, a += 12) {
+        __m512 w0 = _mm512_loadu_ps(b0 + kk * NR), w1 = np > 1 ? _mm512_loadu_ps(b1 + kk * NR) : w0;
+        step512(acc, np, a, w0, w1);
+    }
+    store512((const __m512(*)[2])acc, np, c, ldc, add);
+}
+
+T_AVX512 static inline __attribute__((always_inline)) void body512_bf16(int np, int64_t kc, const float *a,
+                                                                        const uint16_t *b0, const uint16_t *b1,
+                                                                        float *c, int64_t ldc, int add)
+{
+    __m512 acc[12][2];
+    UNROLL for (int r = 0; r < 12; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    const __mmask32 odd = 0xaaaaaaaau; /* the high 16 bits of each lane */
+    int64_t kk = 0;
+    for (; kk + 2 <= kc; kk += 2, a += 24, b0 += 2 * NR, b1 += 2 * NR) {
+        __m512 e0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_loadu_si512(b0), 16)), e1 = e0;
+        if (np > 1) e1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_loadu_si512(b1), 16));
+        step512(acc, np, a, e0, e1);
+        __m512 o0 = _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(odd, b0)), o1 = o0;
+        if (np > 1) o1 = _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(odd, b1));
+        step512(acc, np, a + 12, o0, o1);
+    }
+    if (kk < kc) {
+        __m512 e0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_loadu_si512(b0), 16)), e1 = e0;
+        if (np > 1) e1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_loadu_si512(b1), 16));
+        step512(acc, np, a, e0, e1);
+    }
+    store512((const __m512(*)[2])acc, np, c, ldc, add);
+}
+
+T_AVX512 static void ukr512_f32_2(int64_t kc, const float *a, const float *b0, const float *b1, float *c, int64_t ldc,
+                                  int add)
+{
+    body512_f32(2, kc, a, b0, b1, c, ldc, add);
+}
+
+T_AVX512 static void ukr512_f32_1(int64_t kc, const float *a, const float *b0, float *c, int64_t ldc, int add)
+{
+    body512_f32(1, kc, a, b0, b0, c, ldc, add);
+}
+
+T_AVX512 static void ukr512_bf16_2(int64_t kc, const float *a, const uint16_t *b0, const uint16_t *b1, float *c,
+                                   int64_t ldc, int add)
+{
+    body512_bf16(2, kc, a, b0, b1, c, ldc, add);
+}
+
+T_AVX512 static void ukr512_bf16_1(int64_t kc, const float *a, const uint16_t *b0, float *c, int64_t ldc, int add)
+{
+    body512_bf16(1, kc, a, b0, b0, c, ldc, add);
+}
+
+/* VDPBF16PS: lane j of acc += a.pair * b.pair[j] (the two products of k = 2t, 2t + 1); a is
+ * [pairs][12] 32-bit bf16 pairs, each broadcast to all lanes */
+T_DOT static inline __attribute__((always_inline)) void body_dot(int np, int64_t kc, const uint16_t *a,
+                                                                 const uint16_t *b0, const uint16_t *b1, float *c,
+                                                                 int64_t ldc, int add)
+{
+    __m512 acc[12][2];
+    UNROLL for (int r = 0; r < 12; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    const int32_t *ap = (const int32_t *)(const void *)a;
+    for (int64_t t = 0; t < (kc + 1) / 2; t++, ap += 12, b0 += 2 * NR, b1 += 2 * NR) {
+        __m512bh w0 = (__m512bh)_mm512_loadu_si512(b0), w1 = w0;
+        if (np > 1) w1 = (__m512bh)_mm512_loadu_si512(b1);
+        UNROLL for (int r = 0; r < 12; r++)
+        {
+            __m512bh x = (__m512bh)_mm512_set1_epi32(ap[r]);
+            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], w0, x);
+            if (np > 1) acc[r][1] = _mm512_dpbf16_ps(acc[r][1], w1, x);
+        }
+    }
+    store512((const __m512(*)[2])acc, np, c, ldc, add);
+}
+
+T_DOT static void ukr_dot_2(int64_t kc, const uint16_t *a, const uint16_t *b0, const uint16_t *b1, float *c,
+                            int64_t ldc, int add)
+{
+    body_dot(2, kc, a, b0, b1, c, ldc, add);
+}
+
+T_DOT static void ukr_dot_1(int64_t kc, const uint16_t *a, const uint16_t *b0, float *c, int64_t ldc, int add)
+{
+    body_dot(1, kc, a, b0, b0, c, ldc, add);
+}
+#undef UNROLL
 #endif
 
-static void ukr(int avx2, int64_t kc, const float *a, const void *b, dfm_dtype bdt, float *c, int64_t ldc, int add)
+/* c[mr x 16 np] for kernel ker */
+static void ukr(int ker, int np, int64_t kc, const void *a, const void *b0, const void *b1, dfm_dtype bdt, float *c,
+                int64_t ldc, int add)
 {
+    int f32 = bdt == DFM_F32;
 #ifdef HAVE_X86
-    if (avx2) {
-        if (bdt == DFM_F32)
-            ukr_avx2_f32(kc, a, b, c, ldc, add);
+    switch (ker) {
+    case KER_AVX2:
+        for (int q = 0; q < np; q++) {
+            const void *b = q ? b1 : b0;
+            if (f32)
+                ukr_avx2_f32(kc, a, b, c + q * NR, ldc, add);
+            else
+                ukr_avx2_bf16(kc, a, b, c + q * NR, ldc, add);
+        }
+        return;
+    case KER_AVX512:
+        if (f32)
+            np > 1 ? ukr512_f32_2(kc, a, b0, b1, c, ldc, add) : ukr512_f32_1(kc, a, b0, c, ldc, add);
         else
-            ukr_avx2_bf16(kc, a, b, c, ldc, add);
+            np > 1 ? ukr512_bf16_2(kc, a, b0, b1, c, ldc, add) : ukr512_bf16_1(kc, a, b0, c, ldc, add);
+        return;
+    case KER_DOT:
+        np > 1 ? ukr_dot_2(kc, a, b0, b1, c, ldc, add) : ukr_dot_1(kc, a, b0, c, ldc, add);
         return;
     }
 #endif
-    ukr_scalar(kc, a, b, bdt, c, ldc, add);
+    for (int q = 0; q < np; q++) ukr_scalar(kc, a, q ? b1 : b0, bdt, c + q * NR, ldc, add);
 }
 
 /* ---- the GEMM ------------------------------------------------------------------------------ */
 
 typedef struct {
     const float *x;
-    float *ap; /* packed rows: [k block][row panel][kc][MR] (apanel_offset) */
+    int64_t ldx;
+    int tx;
+    void *ap; /* packed rows: [k block][row panel][kc][mr] (apanel_offset), f32 or bf16 pairs */
     int64_t m0, mb, k;
-    int round;
+    int mr, round, dot;
 } apack_ctx;
 
 /* Element offset of rows kk = pc.. of row panel i among mp: k blocks outermost, so the panels
- * the micro-kernel visits one after another for a k block are contiguous. */
-static size_t apanel_offset(int64_t i, int64_t pc, int64_t k, int64_t mp)
+ * the micro-kernel visits one after another for a k block are contiguous. A VDPBF16PS panel
+ * holds kc rounded up to even (bf16 pairs, the last one zero-padded). */
+static size_t apanel_offset(int64_t i, int64_t pc, int64_t k, int64_t mp, int mr, int dot)
 {
     int64_t kc = k - pc < KC ? k - pc : KC;
-    return ((size_t)(pc / KC) * (size_t)mp * KC + (size_t)i * (size_t)kc) * MR;
+    if (dot) kc = (kc + 1) & ~(int64_t)1;
+    return ((size_t)(pc / KC) * (size_t)mp * KC + (size_t)i * (size_t)kc) * (size_t)mr;
 }
 
 static void apack_range(void *arg, int64_t i0, int64_t i1)
 {
     apack_ctx *c = arg;
-    int64_t k = c->k, mp = (c->mb + MR - 1) / MR;
+    int64_t k = c->k, mr = c->mr, mp = (c->mb + mr - 1) / mr;
+    /* x[row, kk] for the rows of this block */
+    int64_t rs = c->tx ? 1 : c->ldx, ks = c->tx ? c->ldx : 1;
     for (int64_t i = i0; i < i1; i++)
         for (int64_t pc = 0; pc < k; pc += KC) {
             int64_t kc = k - pc < KC ? k - pc : KC;
-            float *d = c->ap + apanel_offset(i, pc, k, mp);
-            for (int r = 0; r < MR; r++) {
-                int64_t row = i * MR + r;
-                const float *s = c->x + (c->m0 + row) * k + pc;
-                if (row >= c->mb)
-                    for (int64_t kk = 0; kk < kc; kk++) d[kk * MR + r] = 0.0f;
-                else if (c->round)
-                    for (int64_t kk = 0; kk < kc; kk++) d[kk * MR + r] = dfm_cpu_round_bf16_1(s[kk]);
-                else
-                    for (int64_t kk = 0; kk < kc; kk++) d[kk * MR + r] = s[kk];
+            size_t off = apanel_offset(i, pc, k, mp, c->mr, c->dot);
+            for (int64_t r = 0; r < mr; r++) {
+                int64_t row = i * mr + r;
+                const float *s = row < c->mb ? c->x + (c->m0 + row) * rs + pc * ks : NULL;
+                if (c->dot) {
+                    uint16_t *d = (uint16_t *)c->ap + off;
+                    for (int64_t kk = 0; kk < kc; kk++) d[((kk >> 1) * mr + r) * 2 + (kk & 1)] = s ? bf16_bits(s[kk * ks]) : 0;
+                    if (kc & 1) d[((kc >> 1) * mr + r) * 2 + 1] = 0;
+                } else {
+                    float *d = (float *)c->ap + off;
+                    if (!s)
+                        for (int64_t kk = 0; kk < kc; kk++) d[kk * mr + r] = 0.0f;
+                    else if (c->round)
+                        for (int64_t kk = 0; kk < kc; kk++) d[kk * mr + r] = dfm_cpu_round_bf16_1(s[kk * ks]);
+                    else
+                        for (int64_t kk = 0; kk < kc; kk++) d[kk * mr + r] = s[kk * ks];
+                }
             }
         }
 }
 
 typedef struct {
-    const float *ap;
+    const void *ap;
     int64_t m0, mb, k;
     dfm_dtype wdt;
     const dfm_cpu_linear_seg *seg;
-    const int64_t *pstart; /* first global panel of each segment; pstart[nseg] = total */
-    int nseg, accumulate, avx2;
-    atomic_llong next;     /* the next panel not yet taken */
-    int64_t grab;          /* panels taken at a time */
+    const int64_t *ustart; /* first global unit of each segment; ustart[nseg] = total */
+    int nseg, accumulate, ker, mr, np;
+    atomic_llong next;     /* the next unit not yet taken */
+    int64_t grab;          /* units taken at a time */
 } gemm_ctx;
 
-/* one weight panel j against the k block at pc, every 6-row panel of the row block */
-static void panel_block(const gemm_ctx *g, int64_t j, int s, int64_t pc, float *edge)
+/* one unit j (np panels) of segment s against the k block at pc, every row panel of the block */
+static void unit_block(const gemm_ctx *g, int64_t j, int s, int64_t pc, float *edge)
 {
     const dfm_cpu_linear_seg *sg = &g->seg[s];
-    int64_t k = g->k, mp = (g->mb + MR - 1) / MR;
-    size_t es = g->wdt == DFM_F32 ? 4 : 2;
-    int64_t jl = j - g->pstart[s], cols = sg->n - jl * NR < NR ? sg->n - jl * NR : NR;
+    int64_t k = g->k, mr = g->mr, mp = (g->mb + mr - 1) / mr;
+    size_t es = g->wdt == DFM_F32 ? 4 : 2, pstride = (size_t)panel_rows(k, g->wdt) * NR * es;
+    int64_t p0 = (j - g->ustart[s]) * g->np, panels = (sg->n + NR - 1) / NR;
+    int np = panels - p0 < g->np ? (int)(panels - p0) : g->np;
+    int64_t cols = sg->n - p0 * NR < np * NR ? sg->n - p0 * NR : np * NR;
     int64_t kc = k - pc < KC ? k - pc : KC;
     int add = g->accumulate || pc > 0;
-    const void *b = (const char *)sg->w + ((size_t)jl * k + (size_t)pc) * NR * es;
-    /* the weights that come next in memory (the next k block of this panel, or the next panel):
-     * fetched into L2 a share at a time while this block runs, so the first pass over them
-     * does not wait on DRAM (prefetches never fault, past the end included) */
-    const char *next = (const char *)b + (size_t)kc * NR * es;
-    int64_t lines = (int64_t)((size_t)KC * NR * es / 64), per = (lines + mp - 1) / mp;
+    const char *b0 = (const char *)sg->w + (size_t)p0 * pstride + (size_t)pc * NR * es, *b1 = b0 + pstride;
+    /* the weights that come next in memory (the next k block of these panels, or the next
+     * panels): fetched into L2 a share at a time while this block runs, so the first pass over
+     * them does not wait on DRAM (prefetches never fault, past the end included) */
+    size_t slice = (size_t)kc * NR * es;
+    int64_t lines = (int64_t)(slice / 64) * np, per = (lines + mp - 1) / mp, half = (int64_t)(slice / 64);
     for (int64_t i = 0; i < mp; i++) {
-        int64_t rows = g->mb - i * MR < MR ? g->mb - i * MR : MR;
-        const float *a = g->ap + apanel_offset(i, pc, k, mp);
-        for (int64_t l = i * per; l < (i + 1) * per && l < lines; l++) __builtin_prefetch(next + l * 64, 0, 2);
-        float *c = sg->y + (g->m0 + i * MR) * sg->ldy + jl * NR;
-        if (rows == MR && cols == NR) {
-            ukr(g->avx2, kc, a, b, g->wdt, c, sg->ldy, add);
+        int64_t rows = g->mb - i * mr < mr ? g->mb - i * mr : mr;
+        const char *a = (const char *)g->ap + apanel_offset(i, pc, k, mp, g->mr, g->ker == KER_DOT) *
+                                                  (g->ker == KER_DOT ? 2 : 4);
+        for (int64_t l = i * per; l < (i + 1) * per && l < lines; l++)
+            __builtin_prefetch((l < half ? b0 : b1 - half * 64) + slice + l * 64, 0, 2);
+        float *c = sg->y + (g->m0 + i * mr) * sg->ldy + p0 * NR;
+        if (rows == mr && cols == np * NR) {
+            ukr(g->ker, np, kc, a, b0, b1, g->wdt, c, sg->ldy, add);
             continue;
         }
-        ukr(g->avx2, kc, a, b, g->wdt, edge, NR, 0);
+        ukr(g->ker, np, kc, a, b0, b1, g->wdt, edge, 2 * NR, 0);
         for (int64_t r = 0; r < rows; r++)
             for (int64_t q = 0; q < cols; q++)
-                c[r * sg->ldy + q] = add ? c[r * sg->ldy + q] + edge[r * NR + q] : edge[r * NR + q];
+                c[r * sg->ldy + q] = add ? c[r * sg->ldy + q] + edge[r * 2 * NR + q] : edge[r * 2 * NR + q];
     }
 }
-
 
 static void gemm_range(gemm_ctx *g, int64_t j0, int64_t j1)
 {
-    float edge[MR * NR];
+    float edge[MR_MAX * 2 * NR];
     int s = 0;
     for (int64_t j = j0; j < j1; j++) {
-        while (j >= g->pstart[s + 1]) s++;
-        for (int64_t pc = 0; pc < g->k; pc += KC) panel_block(g, j, s, pc, edge);
+        while (j >= g->ustart[s + 1]) s++;
+        for (int64_t pc = 0; pc < g->k; pc += KC) unit_block(g, j, s, pc, edge);
     }
 }
 
-/* Each worker takes the next `grab` panels until none are left: a worker slowed down (another
+/* Each worker takes the next `grab` units until none are left: a worker slowed down (another
  * process on its core, a smaller core) does less of the work instead of holding up the GEMM, as
- * a fixed split would. Which worker computes a panel does not change its values. */
+ * a fixed split would. Which worker computes a unit does not change its values. */
 static void gemm_worker(void *arg, int64_t t0, int64_t t1)
 {
     gemm_ctx *g = arg;
-    int64_t total = g->pstart[g->nseg];
+    int64_t total = g->ustart[g->nseg];
     for (;;) {
         int64_t j0 = (int64_t)atomic_fetch_add(&g->next, (long long)g->grab);
         if (j0 >= total) break;
@@ -304,8 +507,8 @@ static void gemm_worker(void *arg, int64_t t0, int64_t t1)
     }
 }
 
-int dfm_cpu_linear(const float *x, int64_t m, int64_t k, dfm_dtype wdt, const dfm_cpu_linear_seg *seg, int nseg,
-                   int accumulate, int bf16_compute)
+int dfm_cpu_linear_strided(const float *x, int tx, int64_t ldx, int64_t m, int64_t k, dfm_dtype wdt,
+                           const dfm_cpu_linear_seg *seg, int nseg, int accumulate, int bf16_compute)
 {
     if (wdt != DFM_F32 && wdt != DFM_BF16)
         return dfm_fail(DFM_E_UNSUPPORTED, "linear: packed weights of %s", dfm_dtype_name(wdt));
@@ -318,27 +521,41 @@ int dfm_cpu_linear(const float *x, int64_t m, int64_t k, dfm_dtype wdt, const df
     }
     if (nseg > DFM_CPU_LINEAR_MAXSEG)
         return dfm_fail(DFM_E_ARG, "linear: %d weights in one pass (at most %d)", nseg, DFM_CPU_LINEAR_MAXSEG);
-    int64_t pstart[DFM_CPU_LINEAR_MAXSEG + 1];
-    pstart[0] = 0;
-    for (int s = 0; s < nseg; s++) pstart[s + 1] = pstart[s] + (seg[s].n + NR - 1) / NR;
+    int level = dfm_cpu_simd_level();
+    int ker = level >= DFM_CPU_AVX512_BF16 && wdt == DFM_BF16 && bf16_compute ? KER_DOT
+              : level >= DFM_CPU_AVX512                                       ? KER_AVX512
+              : level >= DFM_CPU_AVX2                                         ? KER_AVX2
+                                                                              : KER_SCALAR;
+    int mr = ker_mr[ker], np = ker_np[ker], dot = ker == KER_DOT;
+    int64_t ustart[DFM_CPU_LINEAR_MAXSEG + 1];
+    ustart[0] = 0;
+    for (int s = 0; s < nseg; s++) ustart[s + 1] = ustart[s] + ((seg[s].n + NR - 1) / NR + np - 1) / np;
     /* rows per block: as many as fit A_BLOCK_BYTES, the blocks of equal size */
     int64_t mb_max = A_BLOCK_BYTES / (k * (int64_t)sizeof(float));
     mb_max = mb_max > MB_MAX ? MB_MAX : mb_max < MB_MIN ? MB_MIN : mb_max;
     int64_t nblk = (m + mb_max - 1) / mb_max, mb = (m + nblk - 1) / nblk;
-    mb = (mb + MR - 1) / MR * MR;
-    float *ap = dfm_cpu_scratch(1, (size_t)mb * (size_t)k * sizeof(float));
+    mb = (mb + mr - 1) / mr * mr;
+    /* f32 rows, or bf16 pairs (k blocks rounded up to even: at most one extra k per block) */
+    size_t abytes = dot ? (size_t)mb * (size_t)(k + (k + KC - 1) / KC) * 2 : (size_t)mb * (size_t)k * sizeof(float);
+    void *ap = dfm_cpu_scratch(1, abytes);
     if (!ap)
         return dfm_fail(DFM_E_NOMEM, "linear: out of memory for %lld x %lld rows of scratch", (long long)mb, (long long)k);
     for (int64_t m0 = 0; m0 < m; m0 += mb) {
-        int64_t rows = m - m0 < mb ? m - m0 : mb, mp = (rows + MR - 1) / MR;
-        apack_ctx pa = {x, ap, m0, rows, k, bf16_compute != 0};
+        int64_t rows = m - m0 < mb ? m - m0 : mb, mp = (rows + mr - 1) / mr;
+        apack_ctx pa = {x, ldx, tx != 0, ap, m0, rows, k, mr, bf16_compute != 0, dot};
         dfm_cpu_parallel(mp, 1 + 16384 / k, apack_range, &pa);
-        gemm_ctx g = {ap, m0, rows, k, wdt, seg, pstart, nseg, accumulate != 0, dfm_cpu_use_avx2(), 0, 1};
-        int64_t workers = dfm_cpu_threads(), total = pstart[nseg];
-        /* about 16 grabs per worker (at least one panel each) */
+        gemm_ctx g = {ap, m0, rows, k, wdt, seg, ustart, nseg, accumulate != 0, ker, mr, np, 0, 1};
+        int64_t workers = dfm_cpu_threads(), total = ustart[nseg];
+        /* about 16 grabs per worker (at least one unit each) */
         g.grab = total / (workers * 16) > 1 ? total / (workers * 16) : 1;
         atomic_init(&g.next, 0);
         dfm_cpu_parallel(workers < total ? workers : total, 1, gemm_worker, &g);
     }
     return 0;
+}
+
+int dfm_cpu_linear(const float *x, int64_t m, int64_t k, dfm_dtype wdt, const dfm_cpu_linear_seg *seg, int nseg,
+                   int accumulate, int bf16_compute)
+{
+    return dfm_cpu_linear_strided(x, 0, k, m, k, wdt, seg, nseg, accumulate, bf16_compute);
 }

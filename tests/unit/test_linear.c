@@ -1,14 +1,20 @@
 /* test_linear.c — dfm_op_linear (packed weights, kernels/cpu/linear.c) against a double-precision
- * reference, on shapes that hit every edge of the kernel: rows not a multiple of 6, columns not a
- * multiple of 16, k not a multiple of the k block (256), several weights sharing one pass, more
- * rows than one row block, accumulate, bf16 storage and bf16 compute, AVX2 and portable kernels,
- * 1 and 2 threads; plus the argument checks.
+ * reference, on every SIMD level the machine has (scalar, avx2, avx512, avx512_bf16; a level it
+ * lacks is skipped with a line) and shapes that hit every edge of the kernels: rows not a multiple
+ * of the tiles (6, 12), columns not a multiple of 16 or 32 (one panel, two, three), k odd (the
+ * last bf16 pair half empty), not a multiple of the k block (256), k = 1, n = 1, several weights
+ * sharing one pass, more rows than one row block, accumulate, bf16 storage and bf16 compute;
+ * plus the argument checks.
  *
  * Bound: |y - ref| <= 1e-6 * (1 + k / 64) * sum_k |x w| per element (ref in double over the
  * exact inputs the kernel multiplies: bf16-rounded weights when stored as BF16, bf16-rounded x
- * under bf16 compute). f32 accumulation of k products is within k * 2^-24 of that sum in the worst
- * case and ~sqrt(k) * 2^-24 typically; an indexing error is O(1). Outputs outside [m, n] (guard
- * words after each row block) must be untouched.
+ * under bf16 compute). f32 accumulation of k products is within (k + k / 256) 2^-24 of that sum in
+ * the worst case and ~sqrt(k) 2^-24 typically; an indexing error is O(1). The VDPBF16PS kernel
+ * (avx512_bf16, BF16 weights, bf16 compute) sums the same exact products, flushing denormal
+ * inputs and results to zero: + k 2^-126 absolute, checked on tiny inputs whose products are
+ * denormal (ops_linear_tiny). Outputs outside [m, n] (guard words after each row block) must be
+ * untouched. Determinism: 2 and 3 threads give the bits of 1 thread on every level; avx2 and
+ * avx512 (both one FMA per product, in the same order) give the same bits.
  */
 #include "test.h"
 #include "base/error.h"
@@ -28,70 +34,104 @@ static float rnd(uint64_t *s)
     return (float)((double)(*s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
 }
 
-/* One case: nw weights of rows n[i], all k; m rows of x. Returns the number of failures. */
+/* Whether the machine has `level`; prints one skip line per level and test otherwise. */
+static int have_level(int level, const char *test)
+{
+    if (level <= dfm_cpu_level_max()) return 1;
+    fprintf(stderr, "  (%s: this CPU has no %s; that level skipped)\n", test, dfm_cpu_level_name(level));
+    return 0;
+}
+
+/* One case on the current SIMD level: nw weights of rows n[i], all k; m rows of x, scaled by
+ * `scale` (x and w alike). Runs with 1, 2 and 3 threads: the bound on the first, the same bits on
+ * the others. keep (if not NULL) receives the outputs, weight after weight. Returns the number of
+ * failures. */
 static int linear_case(int64_t m, int64_t k, int nw, const int64_t *n, dfm_dtype src, dfm_dtype store, int accumulate,
-                       int bf16c)
+                       int bf16c, float scale, float *keep)
 {
     uint64_t s = (uint64_t)(m * 131 + k * 7 + nw + n[0] * 17 + src * 3 + store + accumulate * 2 + bf16c * 5);
     int fails = 0;
     int64_t sx[2] = {m, k};
     dfm_tensor x, wf[DFM_PACKED_MAX], w[DFM_PACKED_MAX], y[DFM_PACKED_MAX], y0[DFM_PACKED_MAX];
-    float *ybuf[DFM_PACKED_MAX];
+    float *ybuf[DFM_PACKED_MAX], *y1[DFM_PACKED_MAX];
     CHECK_EQ(dfm_tensor_alloc(&x, DFM_F32, DFM_CPU, 2, sx), 0);
-    for (int64_t i = 0; i < m * k; i++) ((float *)x.data)[i] = rnd(&s);
+    for (int64_t i = 0; i < m * k; i++) ((float *)x.data)[i] = rnd(&s) * scale;
     const dfm_tensor *wp[DFM_PACKED_MAX];
     dfm_tensor *yp[DFM_PACKED_MAX];
     for (int i = 0; i < nw; i++) {
         int64_t sw[2] = {n[i], k};
         CHECK_EQ(dfm_tensor_alloc(&wf[i], DFM_F32, DFM_CPU, 2, sw), 0);
-        for (int64_t j = 0; j < n[i] * k; j++) ((float *)wf[i].data)[j] = rnd(&s);
+        for (int64_t j = 0; j < n[i] * k; j++) ((float *)wf[i].data)[j] = rnd(&s) * scale;
         CHECK_EQ(dfm_tensor_alloc(&w[i], src, DFM_CPU, 2, sw), 0);
         CHECK_EQ(dfm_tensor_convert(&w[i], &wf[i]), 0);
         CHECK_EQ(dfm_tensor_convert(&wf[i], &w[i]), 0); /* the exact values the source holds */
         wp[i] = &w[i];
         ybuf[i] = malloc(((size_t)(m * n[i]) + GUARD) * sizeof(float));
-        for (int64_t j = 0; j < m * n[i]; j++) ybuf[i][j] = rnd(&s);
-        for (int64_t j = m * n[i]; j < m * n[i] + GUARD; j++) ybuf[i][j] = 777.0f;
+        y1[i] = malloc(((size_t)(m * n[i]) + 1) * sizeof(float));
         int64_t sy[2] = {m, n[i]};
         y[i] = dfm_tensor_view(ybuf[i], DFM_F32, DFM_CPU, 2, sy);
         CHECK_EQ(dfm_tensor_alloc(&y0[i], DFM_F32, DFM_CPU, 2, sy), 0);
-        memcpy(y0[i].data, ybuf[i], (size_t)(m * n[i]) * sizeof(float));
+        for (int64_t j = 0; j < m * n[i]; j++) ((float *)y0[i].data)[j] = rnd(&s);
         yp[i] = &y[i];
     }
     dfm_packed *l = NULL;
     int rc = dfm_packed_create(&l, wp, nw, store, DFM_CPU);
     CHECK_EQ(rc, 0);
     if (rc) return 1;
-    size_t expect = 0;
-    for (int i = 0; i < nw; i++) expect += (size_t)((n[i] + 15) / 16) * (size_t)k * 16 * (store == DFM_F32 ? 4 : 2);
+    size_t expect = 0; /* F32: k rows of 16 per panel; BF16: k rounded up to even */
+    for (int i = 0; i < nw; i++)
+        expect += (size_t)((n[i] + 15) / 16) * (size_t)(store == DFM_F32 ? k : (k + 1) / 2 * 2) * 16 * (store == DFM_F32 ? 4 : 2);
     CHECK_EQ(dfm_packed_nbytes(l), expect);
     dfm_compute cc = {bf16c ? DFM_BF16 : DFM_F32, NULL};
-    rc = dfm_op_linear(&cc, &x, l, yp, accumulate);
-    CHECK_EQ(rc, 0);
-    for (int i = 0; i < nw && !rc; i++) {
-        double worst = 0;
-        for (int64_t r = 0; r < m; r++)
-            for (int64_t c = 0; c < n[i]; c++) {
-                double acc = 0, mag = 0;
-                for (int64_t kk = 0; kk < k; kk++) {
-                    float a = ((float *)x.data)[r * k + kk], b = ((float *)wf[i].data)[c * k + kk];
-                    if (bf16c) a = bf16_round(a);
-                    if (store == DFM_BF16) b = bf16_round(b);
-                    acc += (double)a * b;
-                    mag += fabs((double)a * b);
-                }
-                if (accumulate) acc += ((float *)y0[i].data)[r * n[i] + c];
-                double got = ybuf[i][r * n[i] + c], err = fabs(got - acc);
-                double tol = 1e-6 * (1.0 + (double)k / 64) * (mag + (accumulate ? 1.0 : 0.0)) + 1e-30;
-                if (!(err <= tol)) fails++;
-                if (err / tol > worst) worst = err / tol;
+    for (int th = 1; th <= 3 && !rc; th++) {
+        dfm_ops_set_threads(th);
+        for (int i = 0; i < nw; i++) {
+            memcpy(ybuf[i], y0[i].data, (size_t)(m * n[i]) * sizeof(float));
+            for (int64_t j = m * n[i]; j < m * n[i] + GUARD; j++) ybuf[i][j] = 777.0f;
+        }
+        rc = dfm_op_linear(&cc, &x, l, yp, accumulate);
+        CHECK_EQ(rc, 0);
+        for (int i = 0; i < nw && !rc; i++) {
+            int bad = 0;
+            for (int64_t j = m * n[i]; j < m * n[i] + GUARD; j++) bad += ybuf[i][j] != 777.0f;
+            if (th > 1) {
+                bad += memcmp(ybuf[i], y1[i], (size_t)(m * n[i]) * sizeof(float)) != 0;
+                if (bad)
+                    fprintf(stderr, "  linear m %lld k %lld w%d n %lld store %s bf16c %d %s: %d threads differ from 1\n",
+                            (long long)m, (long long)k, i, (long long)n[i], dfm_dtype_name(store), bf16c, dfm_cpu_impl(), th);
+                fails += bad;
+                continue;
             }
-        for (int64_t j = m * n[i]; j < m * n[i] + GUARD; j++) fails += ybuf[i][j] != 777.0f;
-        if (fails)
-            fprintf(stderr, "  linear m %lld k %lld w%d n %lld src %s store %s acc %d bf16c %d %s: %d outside the bound "
-                            "(worst %.2f of it)\n",
-                    (long long)m, (long long)k, i, (long long)n[i], dfm_dtype_name(src), dfm_dtype_name(store), accumulate,
-                    bf16c, dfm_cpu_impl(), fails, worst);
+            memcpy(y1[i], ybuf[i], (size_t)(m * n[i]) * sizeof(float));
+            double worst = 0;
+            for (int64_t r = 0; r < m; r++)
+                for (int64_t c = 0; c < n[i]; c++) {
+                    double acc = 0, mag = 0;
+                    for (int64_t kk = 0; kk < k; kk++) {
+                        float a = ((float *)x.data)[r * k + kk], b = ((float *)wf[i].data)[c * k + kk];
+                        if (bf16c) a = bf16_round(a);
+                        if (store == DFM_BF16) b = bf16_round(b);
+                        acc += (double)a * b;
+                        mag += fabs((double)a * b);
+                    }
+                    if (accumulate) acc += ((float *)y0[i].data)[r * n[i] + c];
+                    double got = ybuf[i][r * n[i] + c], err = fabs(got - acc);
+                    double tol = 1e-6 * (1.0 + (double)k / 64) * (mag + (accumulate ? 1.0 : 0.0)) + k * 0x1p-126 + 1e-30;
+                    if (!(err <= tol)) bad++;
+                    if (err / tol > worst) worst = err / tol;
+                }
+            if (bad)
+                fprintf(stderr, "  linear m %lld k %lld w%d n %lld src %s store %s acc %d bf16c %d %s: %d outside the bound "
+                                "(worst %.2f of it)\n",
+                        (long long)m, (long long)k, i, (long long)n[i], dfm_dtype_name(src), dfm_dtype_name(store), accumulate,
+                        bf16c, dfm_cpu_impl(), bad, worst);
+            fails += bad;
+        }
+    }
+    dfm_ops_set_threads(0);
+    for (int i = 0; i < nw && keep; i++) {
+        memcpy(keep, y1[i], (size_t)(m * n[i]) * sizeof(float));
+        keep += m * n[i];
     }
     dfm_packed_free(l);
     dfm_tensor_free(&x);
@@ -100,6 +140,7 @@ static int linear_case(int64_t m, int64_t k, int nw, const int64_t *n, dfm_dtype
         dfm_tensor_free(&w[i]);
         dfm_tensor_free(&y0[i]);
         free(ybuf[i]);
+        free(y1[i]);
     }
     return fails;
 }
@@ -113,30 +154,65 @@ TEST(ops_linear)
     } cases[] = {
         {1, 1, 1, {1}},           {5, 3, 1, {17}},          {6, 256, 1, {16}},        {7, 257, 2, {33, 16}},
         {13, 600, 3, {40, 5, 64}}, {130, 70, 1, {50}},      {12, 512, 2, {32, 48}},   {3, 0, 1, {9}},
-        {400, 40, 1, {20}},
+        {400, 40, 1, {20}},       {25, 513, 1, {1}},        {1, 300, 2, {47, 96}},    {24, 2, 1, {31}},
+        {37, 1, 3, {16, 1, 33}},  {11, 255, 1, {80}},
     };
+    enum { NC = sizeof cases / sizeof cases[0] };
     dfm_dtype srcs[] = {DFM_F32, DFM_BF16, DFM_F16};
-    for (int simd = 0; simd < 2; simd++) {
-        dfm_cpu_set_simd(simd);
-        for (int th = 1; th <= 2; th++) {
-            dfm_ops_set_threads(th);
-            for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
-                for (int v = 0; v < 4; v++) {
-                    dfm_dtype store = v & 1 ? DFM_BF16 : DFM_F32;
-                    int acc = (v >> 1) & 1, bf16c = (int)((c + (size_t)v) % 3 == 0);
-                    dfm_dtype src = srcs[(c + (size_t)v + (size_t)th) % 3];
-                    dfm_test_failures += linear_case(cases[c].m, cases[c].k, cases[c].nw, cases[c].n, src, store, acc, bf16c);
+    /* outputs of each case and variant on the avx2 level, for the same bits on avx512 */
+    float *keep[NC][4] = {{0}};
+    for (int level = 0; level < DFM_CPU_LEVELS; level++) {
+        if (!have_level(level, "ops_linear")) continue;
+        dfm_cpu_set_simd_level(level);
+        for (size_t c = 0; c < NC; c++)
+            for (int v = 0; v < 4; v++) {
+                dfm_dtype store = v & 1 ? DFM_BF16 : DFM_F32;
+                int acc = (v >> 1) & 1, bf16c = (int)((c + (size_t)v) % 3 == 0) || (v == 1 && level == DFM_CPU_AVX512_BF16);
+                dfm_dtype src = srcs[(c + (size_t)v) % 3];
+                size_t ny = 0;
+                for (int i = 0; i < cases[c].nw; i++) ny += (size_t)(cases[c].m * cases[c].n[i]);
+                float *out = malloc((ny + 1) * sizeof(float));
+                dfm_test_failures +=
+                    linear_case(cases[c].m, cases[c].k, cases[c].nw, cases[c].n, src, store, acc, bf16c, 1.0f, out);
+                /* the FMA kernels agree bit for bit (the VDPBF16PS one, BF16 weights under bf16
+                 * compute, sums differently) */
+                int fma = level == DFM_CPU_AVX512 || (level == DFM_CPU_AVX512_BF16 && !(store == DFM_BF16 && bf16c));
+                if (level == DFM_CPU_AVX2) {
+                    keep[c][v] = out;
+                    continue;
                 }
-        }
+                if (fma && keep[c][v] && memcmp(out, keep[c][v], ny * sizeof(float))) {
+                    fprintf(stderr, "  linear case %zu variant %d: %s differs from avx2\n", c, v, dfm_cpu_impl());
+                    dfm_test_failures++;
+                }
+                free(out);
+            }
+    }
+    for (size_t c = 0; c < NC; c++)
+        for (int v = 0; v < 4; v++) free(keep[c][v]);
+    dfm_cpu_set_simd(1);
+}
+
+/* Products below 2^-126 (x, w ~ 2^-70): the VDPBF16PS kernel flushes them to zero, the others
+ * keep them; both within the bound's k 2^-126. And bf16 values of x that are denormal in f32. */
+TEST(ops_linear_tiny)
+{
+    int64_t n[1] = {40};
+    for (int level = 0; level < DFM_CPU_LEVELS; level++) {
+        if (!have_level(level, "ops_linear_tiny")) continue;
+        dfm_cpu_set_simd_level(level);
+        dfm_test_failures += linear_case(13, 301, 1, n, DFM_F32, DFM_BF16, 0, 1, 0x1p-70f, NULL);
+        dfm_test_failures += linear_case(13, 301, 1, n, DFM_BF16, DFM_BF16, 1, 1, 0x1p-130f, NULL);
+        dfm_test_failures += linear_case(5, 64, 1, n, DFM_F32, DFM_F32, 0, 0, 0x1p-70f, NULL);
     }
     dfm_cpu_set_simd(1);
-    dfm_ops_set_threads(0);
 }
 
 TEST(ops_linear_guard)
 {
     /* rows and columns outside y are never written, whatever the edge tiles do */
-    int64_t m = 7, k = 300, n = 21;
+    int64_t m = 7, k = 301, n = 21;
+    const dfm_compute bf16cc = {DFM_BF16, NULL};
     int64_t sx[2] = {m, k}, sw[2] = {n, k}, sy[2] = {m, n};
     dfm_tensor x, w;
     CHECK_EQ(dfm_tensor_alloc(&x, DFM_F32, DFM_CPU, 2, sx), 0);
@@ -150,15 +226,21 @@ TEST(ops_linear_guard)
     const dfm_tensor *wp = &w;
     dfm_packed *l;
     CHECK_EQ(dfm_packed_create(&l, &wp, 1, DFM_F32, DFM_CPU), 0);
-    for (int simd = 0; simd < 2; simd++) {
-        dfm_cpu_set_simd(simd);
-        CHECK_EQ(dfm_op_linear(NULL, &x, l, &yp, simd), 0);
-        int bad = 0;
-        for (int i = 0; i < GUARD; i++) bad += buf[i] != 12345.0f || buf[GUARD + m * n + i] != 12345.0f;
-        CHECK_EQ(bad, 0);
+    dfm_packed *lb;
+    CHECK_EQ(dfm_packed_create(&lb, &wp, 1, DFM_BF16, DFM_CPU), 0);
+    for (int level = 0; level < DFM_CPU_LEVELS; level++) {
+        if (!have_level(level, "ops_linear_guard")) continue;
+        dfm_cpu_set_simd_level(level);
+        for (int v = 0; v < 3; v++) {
+            CHECK_EQ(dfm_op_linear(v == 2 ? &bf16cc : NULL, &x, v ? lb : l, &yp, level & 1), 0);
+            int bad = 0;
+            for (int i = 0; i < GUARD; i++) bad += buf[i] != 12345.0f || buf[GUARD + m * n + i] != 12345.0f;
+            CHECK_EQ(bad, 0);
+        }
     }
     dfm_cpu_set_simd(1);
     dfm_packed_free(l);
+    dfm_packed_free(lb);
     free(buf);
     dfm_tensor_free(&x);
     dfm_tensor_free(&w);
