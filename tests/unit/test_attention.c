@@ -3,7 +3,8 @@
  * analytic gradient), over batch 1-2, heads 1-3, sq and sk from 1 to 1,100 (not multiples of the
  * kernel's blocks; several key blocks), d 1-130, three layouts (head-major, token-major,
  * head-major with padded strides), with and without a bias, scale 1 and 1/sqrt(d); each case runs
- * the AVX2 path (when the CPU has it) and the scalar path, and compares them with each other.
+ * the AVX2 path (when the CPU has it; the AVX-512 levels run it too) and the scalar path, and
+ * compares them with each other.
  *
  * Tolerances (measured worst in parentheses, printed by the tests):
  *   forward  |out - ref| <= 1e-5 * max|v|; |lse - ref| <= 1e-5 * (1 + |ref|)
@@ -302,9 +303,10 @@ static void ref_case(int64_t B, int64_t H, int64_t sq, int64_t sk, int64_t d, in
     snprintf(what, sizeof what, "B %lld H %lld sq %lld sk %lld d %lld %s%s scale %g", (long long)B, (long long)H,
              (long long)sq, (long long)sk, (long long)d, layout_name[layout], with_bias ? " bias" : "", scale);
     float *keep[5] = {NULL};
-    for (int simd = 1; simd >= 0; simd--) {
-        if (simd && !dfm_cpu_use_avx2()) continue;
-        dfm_cpu_set_simd(simd);
+    int level = dfm_cpu_simd_level();
+    for (int simd = 1; simd >= 0; simd--) { /* the kernel's paths: AVX2 (also at the AVX-512 levels), scalar */
+        if (simd && dfm_cpu_level_max() < DFM_CPU_AVX2) continue;
+        dfm_cpu_set_simd_level(simd ? DFM_CPU_AVX2 : DFM_CPU_SCALAR);
         int rc = run_fwd(&p);
         if (rc == 0) rc = run_bwd(&p);
         if (rc) {
@@ -356,7 +358,7 @@ static void ref_case(int64_t B, int64_t H, int64_t sq, int64_t sk, int64_t d, in
             w->simd = es > w->simd ? es : w->simd;
         }
     }
-    dfm_cpu_set_simd(1);
+    dfm_cpu_set_simd_level(level);
     for (int i = 0; i < 5; i++) free(keep[i]);
     free(out), free(lse), free(dq), free(dk), free(dv);
     ref_free(&r);
@@ -384,7 +386,7 @@ TEST(attention_vs_reference)
                     n++;
                 }
     fprintf(stderr, "  %d cases (%s): worst out error %.2e of max|v|, lse %.2e, gradients %.2e of max|g|; "
-            "AVX2 vs scalar %.2f of the tolerance\n", n, dfm_cpu_use_avx2() ? "AVX2 and scalar" : "scalar only",
+            "AVX2 vs scalar %.2f of the tolerance\n", n, dfm_cpu_level_max() >= DFM_CPU_AVX2 ? "AVX2 and scalar" : "scalar only",
             w.fwd, w.lse, w.bwd, w.simd);
 }
 
