@@ -428,8 +428,12 @@ def make_lora(d, base_dir, cfg, spec, x, t, ctx, dout, report):
     if zero:
         fail(f"LoRA gradients identically zero: {zero[:4]}")
 
+    m64 = copy.deepcopy(m).double()
+    _, _, g64, _, _ = grads_of(m64, x.double(), t, ctx.double(), dout.double(), want_inputs=False)
+    g64 = {k.replace(".default", ""): v for k, v in g64.items()}
     save_npy(os.path.join(d, "lora_out.npy"), out)
     save_file({k: v.contiguous() for k, v in sorted(grads.items())}, os.path.join(d, "lora_grads.safetensors"))
+    save_file({k: v.float().contiguous() for k, v in sorted(g64.items())}, os.path.join(d, "lora_grads_f64.safetensors"))
     ld = os.path.join(d, "lora")
     os.makedirs(ld)
     save_file({k: v.contiguous() for k, v in sorted(params.items())}, os.path.join(ld, "lora_params.safetensors"))
@@ -588,6 +592,10 @@ def make_config(out, name, spec, report):
     save_npy(os.path.join(d, "dhidden_states.npy"), dx)
     save_npy(os.path.join(d, "dencoder_hidden_states.npy"), dctx)
     save_file({k: v.contiguous() for k, v in sorted(grads.items())}, os.path.join(d, "grads.safetensors"))
+    # the float64 autograd gradients (rounded to f32): the yardstick where f32 itself cancels
+    save_file({k: v.float().contiguous() for k, v in sorted(g64.items())}, os.path.join(d, "grads_f64.safetensors"))
+    save_npy(os.path.join(d, "dhidden_states_f64.npy"), dx64.float())
+    save_npy(os.path.join(d, "dencoder_hidden_states_f64.npy"), dctx64.float())
 
     e16 = relerr(out16, out)
     nparams = sum(p.numel() for p in model.parameters())

@@ -5,10 +5,14 @@
  * threads: for each block of FWD_KB keys, S = scale Q_i K_j^T (+ bias block, as the GEMM's C with
  * beta 1), the running softmax (row max m, row sum l, the accumulator rescaled by exp(m_old - m)),
  * O_acc += exp(S - m) V_j; at the end out = O_acc / l, lse = m + log l.
- * Backward, one work unit per (batch, head), so that dK and dV (and dQ) are summed by one thread
- * in a fixed block order: D_i = rowsum(dO_i * O_i); for each key block j, for each query block i:
- * P = exp(S - lse), dV_j += P^T dO_i, dP = dO_i V_j^T, dS = P * (dP - D_i), dQ_i += scale dS K_j,
- * dK_j += scale dS^T Q_i, each sum accumulated in place in dq, dk, dv (GEMMs with beta 1).
+ * Backward, one work unit per (batch, head), so that dK and dV are summed by one thread in a fixed
+ * block order; for each block of query rows i (P and dP of the block over all keys held: at most
+ * BWD_FLOATS floats each, never the S x S matrix): P = exp(S - lse), dP = dO_i V^T,
+ * D_i = sum_j P dP (in double, from these same P and dP: torch's softmax backward; FlashAttention-2's
+ * D_i = rowsum(dO_i * O_i) is the same in exact arithmetic but not consistent with the recomputed P,
+ * and where sum_j dS_ij nearly cancels — many equal keys, as the zero-padded text rows of
+ * cross-attention — that inconsistency grew the key-bias gradients' error 2.5x past torch's f32),
+ * dS = P * (dP - D_i), dV += P^T dO_i, dQ_i = scale dS K, dK += scale dS^T Q_i.
  * Every GEMM runs on one OpenBLAS thread (our threads split the units; OpenBLAS's own threads
  * would serialize on its level-3 lock), so a unit's result does not depend on the thread count.
  * Not here: an AVX-512 exp (the exps are a few percent of the time: the GEMMs dominate), the
@@ -29,7 +33,7 @@
 #define FWD_QB 128
 #define FWD_KB 256
 #define BWD_QB 256
-#define BWD_KB 256
+#define BWD_FLOATS ((int64_t)1 << 22) /* P and dP of a backward block: 16 MiB each at most */
 
 /* ---- argument checks --------------------------------------------------------------------- */
 
@@ -257,16 +261,23 @@ int dfm_cpu_attention_fwd(const dfm_attn_args *a)
 
 /* ---- backward ---------------------------------------------------------------------------- */
 
+/* Query rows per backward block: the block's P and dP over all keys ([rows, sk] each) stay within
+ * BWD_FLOATS floats, at most BWD_QB rows, at least 16. */
+static int64_t bwd_rows(int64_t sq, int64_t sk)
+{
+    int64_t qb = sk > 0 ? BWD_FLOATS / sk : BWD_QB;
+    qb = qb > BWD_QB ? BWD_QB : qb < 16 ? 16 : qb;
+    return sq < qb ? sq : qb;
+}
+
 static void bwd_range(void *arg, int64_t u0, int64_t u1)
 {
     attn_ctx *c = arg;
     const dfm_attn_args *a = c->a;
-    int64_t d = a->d, sq = a->sq, sk = a->sk;
-    int64_t qb = sq < BWD_QB ? sq : BWD_QB, kb = sk < BWD_KB ? sk : BWD_KB;
-    float *p = dfm_cpu_scratch(0, (size_t)(qb * kb) * sizeof(float));
-    float *dp = dfm_cpu_scratch(1, (size_t)(qb * kb) * sizeof(float));
-    float *dd = dfm_cpu_scratch(2, (size_t)sq * sizeof(float));
-    if (!p || !dp || !dd) {
+    int64_t d = a->d, sq = a->sq, sk = a->sk, qb = bwd_rows(sq, sk);
+    float *p = dfm_cpu_scratch(0, (size_t)(qb * sk) * sizeof(float));
+    float *dp = dfm_cpu_scratch(1, (size_t)(qb * sk) * sizeof(float));
+    if (!p || !dp) {
         __atomic_store_n(&c->err, 1, __ATOMIC_RELAXED);
         return;
     }
@@ -274,49 +285,40 @@ static void bwd_range(void *arg, int64_t u0, int64_t u1)
     for (int64_t u = u0; u < u1; u++) {
         int64_t b = u / a->heads, h = u % a->heads;
         const float *qh = a->q + b * a->qs[0] + h * a->qs[1], *kh = a->k + b * a->ks[0] + h * a->ks[1];
-        const float *vh = a->v + b * a->vs[0] + h * a->vs[1];
-        const float *oh = a->out + b * a->os[0] + h * a->os[1], *doh = c->dout + b * a->os[0] + h * a->os[1];
+        const float *vh = a->v + b * a->vs[0] + h * a->vs[1], *doh = c->dout + b * a->os[0] + h * a->os[1];
         float *dqh = c->dq + b * a->qs[0] + h * a->qs[1], *dkh = c->dk + b * a->ks[0] + h * a->ks[1];
         float *dvh = c->dv + b * a->vs[0] + h * a->vs[1];
         const float *lse = a->lse + u * sq;
-        for (int64_t i = 0; i < sq; i++) {
-            memset(dqh + i * a->qs[2], 0, (size_t)d * sizeof(float));
-            const float *o = oh + i * a->os[2], *g = doh + i * a->os[2];
-            float t = 0.0f;
-            for (int64_t e = 0; e < d; e++) t += g[e] * o[e];
-            dd[i] = t;
-        }
         for (int64_t j = 0; j < sk; j++) {
             memset(dkh + j * a->ks[2], 0, (size_t)d * sizeof(float));
             memset(dvh + j * a->vs[2], 0, (size_t)d * sizeof(float));
         }
-        for (int64_t j0 = 0; j0 < sk; j0 += kb) {
-            int64_t n = sk - j0 < kb ? sk - j0 : kb;
-            const float *kj = kh + j0 * a->ks[2], *vj = vh + j0 * a->vs[2];
-            float *dkj = dkh + j0 * a->ks[2], *dvj = dvh + j0 * a->vs[2];
-            for (int64_t i0 = 0; i0 < sq; i0 += qb) {
-                int64_t rows = sq - i0 < qb ? sq - i0 : qb;
-                const float *qi = qh + i0 * a->qs[2], *doi = doh + i0 * a->os[2];
-                float *dqi = dqh + i0 * a->qs[2];
-                scores(a, qi, kj, h, i0, rows, j0, n, p);
-                for (int64_t r = 0; r < rows; r++) row_exp(p + r * n, n, lse[i0 + r], c->simd);
-                /* dV_j += P^T dO_i */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)d, (int)rows, 1.0f, p, (int)n, doi,
-                            ldo, 1.0f, dvj, ldv);
-                /* dP = dO_i V_j^T, then dS = P * (dP - D_i) in its place */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)n, (int)d, 1.0f, doi, ldo, vj,
-                            ldv, 0.0f, dp, (int)n);
-                for (int64_t r = 0; r < rows; r++) {
-                    const float *pr = p + r * n;
-                    float *ds = dp + r * n, di = dd[i0 + r];
-                    for (int64_t e = 0; e < n; e++) ds[e] = pr[e] * (ds[e] - di);
-                }
-                /* dQ_i += scale dS K_j; dK_j += scale dS^T Q_i */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)d, (int)n, a->scale, dp, (int)n,
-                            kj, ldk, 1.0f, dqi, ldq);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)d, (int)rows, a->scale, dp, (int)n,
-                            qi, ldq, 1.0f, dkj, ldk);
+        for (int64_t i0 = 0; i0 < sq; i0 += qb) {
+            int64_t rows = sq - i0 < qb ? sq - i0 : qb;
+            const float *qi = qh + i0 * a->qs[2], *doi = doh + i0 * a->os[2];
+            float *dqi = dqh + i0 * a->qs[2];
+            /* P = exp(S - lse) and dP = dO_i V^T over all keys */
+            scores(a, qi, kh, h, i0, rows, 0, sk, p);
+            for (int64_t r = 0; r < rows; r++) row_exp(p + r * sk, sk, lse[i0 + r], c->simd);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)sk, (int)d, 1.0f, doi, ldo, vh, ldv,
+                        0.0f, dp, (int)sk);
+            /* D_i = sum_j P dP (in double) from these very P and dP, then dS = P * (dP - D_i) in dP's place */
+            for (int64_t r = 0; r < rows; r++) {
+                const float *pr = p + r * sk;
+                float *ds = dp + r * sk;
+                double acc = 0.0;
+                for (int64_t e = 0; e < sk; e++) acc += (double)pr[e] * ds[e];
+                float di = (float)acc;
+                for (int64_t e = 0; e < sk; e++) ds[e] = pr[e] * (ds[e] - di);
             }
+            /* dV += P^T dO_i; dQ_i = scale dS K; dK += scale dS^T Q_i */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)sk, (int)d, (int)rows, 1.0f, p, (int)sk, doi, ldo,
+                        1.0f, dvh, ldv);
+            for (int64_t r = 0; r < rows; r++) memset(dqi + r * a->qs[2], 0, (size_t)d * sizeof(float));
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)d, (int)sk, a->scale, dp, (int)sk, kh,
+                        ldk, 0.0f, dqi, ldq);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)sk, (int)d, (int)rows, a->scale, dp, (int)sk, qi,
+                        ldq, 1.0f, dkh, ldk);
         }
     }
 }
@@ -329,6 +331,7 @@ int dfm_attn_check_bwd(const dfm_attn_args *a, const float *dout, const float *d
     int64_t units = a->batch * a->heads;
     if ((units * a->sq > 0 && (!dout || !dq || !a->lse)) || (units * a->sk > 0 && (!dk || !dv)))
         return dfm_fail(DFM_E_ARG, "%s: dout, lse, dq, dk or dv is NULL", op);
+    if (a->sk > INT_MAX / 16) return dfm_fail(DFM_E_LIMIT, "%s: %lld keys past 2^27", op, (long long)a->sk);
     const int64_t *st[3] = {a->qs, a->ks, a->vs}, rows[3] = {a->sq, a->sk, a->sk};
     for (int t = 0; t < 3; t++)
         if (rows[t] > 0 && ((a->batch > 1 && st[t][0] == 0) || (a->heads > 1 && st[t][1] == 0)))

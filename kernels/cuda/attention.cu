@@ -12,7 +12,8 @@
 // rows fits the scratch, so the softmax is exact in one pass: same result, not the same rounding.
 // Backward, per batch item, group of heads, block of keys j, block of queries i (in that order):
 //     P = exp(scale Q_i K_j^T + bias - lse), dV_j += P^T dO_i, dP = dO_i V_j^T,
-//     dS = P * (dP - D_i) with D = rowsum(dO * O), dQ_i += scale dS K_j, dK_j += scale dS^T Q_i
+//     dS = P * (dP - D_i) with D_i = sum_j P dP of these same blocks (double; a first pass over the
+//     key blocks when there are several), dQ_i += scale dS K_j, dK_j += scale dS^T Q_i
 // each sum a GEMM with beta 1 into dq, dk, dv in place: no atomics, a fixed order.
 #include "cuda/common.cuh"
 #include "cuda/attention.h"
@@ -120,29 +121,31 @@ __global__ void bwd_p_kernel(float *s, int64_t n, int64_t nq, int64_t nk, const 
 }
 
 // Backward: dp = p * (dp - D[row]) over [nh, nq, nk]; dd points at the group's first head.
-__global__ void bwd_ds_kernel(const float *p, float *dp, int64_t n, int64_t nq, int64_t nk, const float *dd,
+__global__ void bwd_ds_kernel(const float *p, float *dp, int64_t n, int64_t nq, int64_t nk, const double *dd,
                               int64_t sq, int64_t q0)
 {
     for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
         int64_t r = e / nk, hh = r / nq, i = r - hh * nq;
-        dp[e] = p[e] * (dp[e] - dd[hh * sq + q0 + i]);
+        dp[e] = p[e] * (dp[e] - (float)dd[hh * sq + q0 + i]);
     }
 }
 
-// dd[(b * heads + h) * sq + i] = sum_e dout[b, h, i, e] * out[b, h, i, e]: one warp per row, a
-// fixed order (lane-strided sums, then a fixed butterfly).
-__global__ void rowdot_kernel(const float *dout, const float *out, int64_t s0, int64_t s1, int64_t s2,
-                              int64_t heads, int64_t sq, int64_t d, int64_t rows, float *dd)
+// D_i = sum_j P dP over the [nh, nq, nk] rows of this key block, in double, added into (acc) or
+// written to dd[hh * sq + q0 + i]: one warp per row, lane-strided sums, then a fixed butterfly.
+// D from the very P and dP of the backward (torch's softmax backward), not rowsum(dO * O): where
+// sum_j dS nearly cancels (many equal keys) the latter is not consistent enough (kernels/cpu/attention.c).
+__global__ void rowsum_pdp_kernel(const float *p, const float *dp, int64_t nq, int64_t nk, int64_t rows,
+                                  double *dd, int64_t sq, int64_t q0, int acc)
 {
     int lane = threadIdx.x & 31;
     int64_t warps = (int64_t)gridDim.x * (blockDim.x >> 5);
     for (int64_t r = blockIdx.x * (int64_t)(blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
-        int64_t b = r / (heads * sq), h = (r / sq) % heads, i = r % sq;
-        int64_t off = b * s0 + h * s1 + i * s2;
-        float t = 0.0f;
-        for (int64_t e = lane; e < d; e += 32) t += dout[off + e] * out[off + e];
+        int64_t hh = r / nq, i = r - hh * nq;
+        const float *pr = p + r * nk, *dr = dp + r * nk;
+        double t = 0.0;
+        for (int64_t e = lane; e < nk; e += 32) t += (double)pr[e] * (double)dr[e];
         for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
-        if (lane == 0) dd[r] = t;
+        if (lane == 0) dd[hh * sq + q0 + i] = acc ? dd[hh * sq + q0 + i] + t : t;
     }
 }
 
@@ -232,17 +235,16 @@ extern "C" int dfm_cuda_attention_bwd(const dfm_attn_args *a, const float *dout,
     DFM_CHECK_RC(fill_rows(dk, a->ks, batch, heads, sk, d, 0.0f));
     DFM_CHECK_RC(fill_rows(dv, a->vs, batch, heads, sk, d, 0.0f));
     if (sq == 0 || sk == 0) return 0;
-    // D = rowsum(dO * O) for every row (scratch B), then blocks of up to 1024 queries and as many
-    // keys, then heads, as two score buffers within the budget hold
+    // blocks of up to 1024 queries and as many keys, then heads, as two score buffers within the
+    // budget hold; D (double, scratch B) from the blocks' own P and dP: with one key block, in the
+    // main loop; with several, in a first pass over the blocks (in a fixed order)
     int64_t nrows = batch * heads * sq;
-    float *dd;
-    DFM_CHECK_RC(dfm_cuda_scratch(DFM_SCRATCH_B, (size_t)nrows * sizeof(float), (void **)&dd));
+    double *dd;
+    DFM_CHECK_RC(dfm_cuda_scratch(DFM_SCRATCH_B, (size_t)nrows * sizeof(double), (void **)&dd));
     int64_t warps_per_block = DFM_CUDA_THREADS / 32;
-    rowdot_kernel<<<(unsigned)clamp64((nrows + warps_per_block - 1) / warps_per_block, 1, 1 << 20),
-                    DFM_CUDA_THREADS>>>(dout, a->out, a->os[0], a->os[1], a->os[2], heads, sq, d, nrows, dd);
-    CUDA_CHECK_LAUNCH();
     int64_t budget = (int64_t)(DFM_CUDA_BLOCK_BYTES / sizeof(float)) / 2;
     int64_t bq = clamp64(sq, 1, 1024), bk = clamp64(budget / bq, 1, sk), hb = clamp64(budget / (bq * bk), 1, heads);
+    int one_block = bk >= sk;
     float *p;
     DFM_CHECK_RC(dfm_cuda_scratch(DFM_SCRATCH_A, (size_t)(2 * hb * bq * bk) * sizeof(float), (void **)&p));
     float *dp = p + hb * bq * bk;
@@ -252,7 +254,26 @@ extern "C" int dfm_cuda_attention_bwd(const dfm_attn_args *a, const float *dout,
             int64_t nh = heads - h0 < hb ? heads - h0 : hb;
             int64_t qo = b * a->qs[0] + h0 * a->qs[1], ko = b * a->ks[0] + h0 * a->ks[1];
             int64_t vo = b * a->vs[0] + h0 * a->vs[1], oo = b * a->os[0] + h0 * a->os[1];
-            const float *lse = a->lse + (b * heads + h0) * sq, *ddh = dd + (b * heads + h0) * sq;
+            const float *lse = a->lse + (b * heads + h0) * sq;
+            double *ddh = dd + (b * heads + h0) * sq;
+            for (int64_t j0 = 0; !one_block && j0 < sk; j0 += bk) { // first pass: D over several key blocks
+                int64_t nk = sk - j0 < bk ? sk - j0 : bk;
+                const float *kj = a->k + ko + j0 * a->ks[2], *vj = a->v + vo + j0 * a->vs[2];
+                for (int64_t q0 = 0; q0 < sq; q0 += bq) {
+                    int64_t nq = sq - q0 < bq ? sq - q0 : bq, n = nh * nq * nk, rows = nh * nq;
+                    const float *qi = a->q + qo + q0 * a->qs[2], *doi = dout + oo + q0 * a->os[2];
+                    DFM_CHECK_RC(dfm_cuda_gemm_rm(0, 1, nq, nk, d, a->scale, qi, ldq, a->qs[1], kj, ldk, a->ks[1],
+                                                  DFM_F32, 0.0f, p, nk, nq * nk, nh));
+                    bwd_p_kernel<<<dfm_cuda_blocks(n), DFM_CUDA_THREADS>>>(p, n, nq, nk, a->bias, sq, sk, h0, q0, j0,
+                                                                          lse);
+                    CUDA_CHECK_LAUNCH();
+                    DFM_CHECK_RC(dfm_cuda_gemm_rm(0, 1, nq, nk, d, 1.0f, doi, ldo, a->os[1], vj, ldv, a->vs[1],
+                                                  DFM_F32, 0.0f, dp, nk, nq * nk, nh));
+                    rowsum_pdp_kernel<<<(unsigned)clamp64((rows + warps_per_block - 1) / warps_per_block, 1, 1 << 20),
+                                        DFM_CUDA_THREADS>>>(p, dp, nq, nk, rows, ddh, sq, q0, j0 > 0);
+                    CUDA_CHECK_LAUNCH();
+                }
+            }
             for (int64_t j0 = 0; j0 < sk; j0 += bk) {
                 int64_t nk = sk - j0 < bk ? sk - j0 : bk;
                 const float *kj = a->k + ko + j0 * a->ks[2], *vj = a->v + vo + j0 * a->vs[2];
@@ -273,6 +294,12 @@ extern "C" int dfm_cuda_attention_bwd(const dfm_attn_args *a, const float *dout,
                     // dP = dO_i V_j^T; dS = P * (dP - D_i)
                     DFM_CHECK_RC(dfm_cuda_gemm_rm(0, 1, nq, nk, d, 1.0f, doi, ldo, a->os[1], vj, ldv, a->vs[1],
                                                   DFM_F32, 0.0f, dp, nk, nq * nk, nh));
+                    if (one_block) {
+                        int64_t rows = nh * nq;
+                        rowsum_pdp_kernel<<<(unsigned)clamp64((rows + warps_per_block - 1) / warps_per_block, 1, 1 << 20),
+                                            DFM_CUDA_THREADS>>>(p, dp, nq, nk, rows, ddh, sq, q0, 0);
+                        CUDA_CHECK_LAUNCH();
+                    }
                     bwd_ds_kernel<<<dfm_cuda_blocks(n), DFM_CUDA_THREADS>>>(p, dp, n, nq, nk, ddh, sq, q0);
                     CUDA_CHECK_LAUNCH();
                     // dQ_i += scale dS K_j; dK_j += scale dS^T Q_i

@@ -4,7 +4,7 @@
  *           h = dropout(x) A^T                   [m, rank]
  *           y += (scale h) B^T                   matmul accumulating into y
  * Backward: dx = dy W (+ dropout((scale dy B) A))
- *           dW += dy^T x,  db += colsum(dy)
+ *           dW += dy^T x,  db += colsum(dy) (chunked, thread-count independent: kernels/cpu/reduce.h)
  *           dA += (scale dy B)^T dropout(x),  dB += dy^T (scale h)
  * ref: torch.nn.Linear; peft tuners/lora/layer.py Linear.forward (result + lora_B(lora_A(dropout(x))) * scaling)
  */
@@ -156,22 +156,10 @@ int dfm_linear_backward(const dfm_compute *cc, const dfm_linear *l, const dfm_li
     int64_t m = x->shape[0];
     dfm_device dev = x->device;
     int rc = 0;
-    dfm_tensor gh = {0}, t = {0}, xd = {0}, hs = {0}, ones = {0};
+    dfm_tensor gh = {0}, t = {0}, xd = {0}, hs = {0};
     if (dx && (rc = dfm_op_matmul(cc, dy, 0, &l->w, 0, NULL, dx_accumulate ? 1.0f : 0.0f, dx))) goto out;
     if (g && g->w.data && (rc = dfm_op_matmul(cc, dy, 1, x, 0, NULL, 1.0f, &g->w))) goto out;
-    if (g && g->b.data) { /* db += dy^T 1 */
-        int64_t s1[2] = {m, 1}, sb[2] = {l->out, 1};
-        dfm_tensor gb = dfm_tensor_view(g->b.data, DFM_F32, g->b.device, 2, sb);
-        if ((rc = dfm_tensor_alloc(&ones, DFM_F32, DFM_CPU, 2, s1))) goto out;
-        for (int64_t i = 0; i < m; i++) ((float *)ones.data)[i] = 1.0f;
-        if (dev != DFM_CPU) {
-            dfm_tensor od;
-            if ((rc = dfm_tensor_copy(&od, &ones, dev))) goto out;
-            dfm_tensor_free(&ones);
-            ones = od;
-        }
-        if ((rc = dfm_op_matmul(NULL, dy, 1, &ones, 0, NULL, 1.0f, &gb))) goto out;
-    }
+    if (g && g->b.data && (rc = dfm_op_colsum(dy, &g->b))) goto out; /* db += column sums of dy */
     if (!l->rank) goto out;
     if (!a->h.data) {
         rc = dfm_fail(DFM_E_ARG, "linear backward: the forward saved no LoRA activations");
@@ -206,6 +194,5 @@ out:
     dfm_tensor_free(&t);
     dfm_tensor_free(&xd);
     dfm_tensor_free(&hs);
-    dfm_tensor_free(&ones);
     return rc;
 }
