@@ -519,16 +519,186 @@ done:
     free_all(c, 5), free_all(g, 5);
 }
 
-/* ==== PLACE FOR: the Wan transformer block at the 1.3B width ===================================
- * Not built yet. lib/models/wan/transformer.h loads a model from a directory; this test is to
- * write a one-layer model at the 1.3B width (dim 1536, 12 heads x 128, ffn 8960, text dim 4096)
- * with random weights, run it on 32,760 video tokens (81 frames at 480x832) and 512 text tokens,
- * forward and backward, on CUDA (bf16 weights under a bf16 context, and f32), and compare with
- * the CPU: the full block on the CPU is ~7 TFLOP of attention alone, so the CPU side computes a
- * few hundred token rows, as gpu_big_attention_32760 does. Tolerances as stated at the top. */
+/* The Wan transformer at the 1.3B width (dim 1536, 12 heads x 128, ffn 8960, text dim 4096) with
+ * one block of random weights (the released layout's names and shapes, blocks.1.. dropped),
+ * LoRA rank 16 on the default targets: forward and backward on CUDA against the CPU at the
+ * bench grid (5 x 16 x 24 patches = 1,920 tokens, 512 text rows), f32 and bf16 weights under a bf16
+ * context: output, dL/dx, dL/dctx and every LoRA gradient within 2e-3 of max |ref| (f32: 1e-4 x
+ * the sums' lengths in another order; bf16: both devices round the same GEMM inputs, their sums
+ * differ). Then the real 480x832x81 grid (32,760 tokens) forward and backward on CUDA alone: finite. */
+#include "io/safetensors.h"
+#include "models/wan/transformer.h"
+#include <cjson/cJSON.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int write_wan_1block(const char *dir)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/wan_transformer_layout/layout.json", dfm_test_fixtures());
+    dfm_buf b = {0};
+    if (dfm_read_file(path, 0, &b)) return -1;
+    cJSON *lay = cJSON_ParseWithLength((const char *)b.data, b.len);
+    dfm_buf_free(&b);
+    if (!lay) return -1;
+    int n = 0;
+    dfm_st_entry *e = calloc(900, sizeof *e);
+    size_t pool_n = (size_t)9216 * 1536 + 64;
+    float *pool = malloc(pool_n * sizeof(float));
+    uint64_t st = 88172645463325252ull;
+    for (size_t k = 0; k < pool_n; k++) {
+        st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+        pool[k] = ((float)(st >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * 0.044f;
+    }
+    cJSON *it;
+    cJSON_ArrayForEach(it, lay)
+    {
+        if (!strncmp(it->string, "blocks.", 7) && strncmp(it->string, "blocks.0.", 9)) continue;
+        const cJSON *sh = cJSON_GetObjectItem(it, "shape");
+        e[n].name = it->string, e[n].dtype = DFM_F32, e[n].ndim = cJSON_GetArraySize(sh);
+        for (int d = 0; d < e[n].ndim; d++) e[n].shape[d] = (int64_t)cJSON_GetArrayItem(sh, d)->valuedouble;
+        e[n].data = pool + (n * 7919) % 64;
+        n++;
+    }
+    snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", dir);
+    int rc = mkdir(dir, 0755) ? -1 : dfm_st_write(path, e, n, NULL);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = rc ? NULL : fopen(path, "w");
+    if (f) {
+        fprintf(f, "{\"_class_name\": \"WanTransformer3DModel\", \"patch_size\": [1, 2, 2], \"num_attention_heads\": 12, "
+                   "\"attention_head_dim\": 128, \"in_channels\": 16, \"out_channels\": 16, \"text_dim\": 4096, "
+                   "\"freq_dim\": 256, \"ffn_dim\": 8960, \"num_layers\": 1, \"cross_attn_norm\": true, "
+                   "\"qk_norm\": \"rms_norm_across_heads\", \"eps\": 1e-06, \"rope_max_seq_len\": 1024}\n");
+        rc = fclose(f);
+    } else {
+        rc = -1;
+    }
+    free(e), free(pool);
+    cJSON_Delete(lay);
+    return rc;
+}
+
+/* forward + backward of m (with LoRA) on inputs x, ctx (host), results back on the host */
+static int wan_run(dfm_wan_transformer *m, dfm_device dev, const dfm_tensor *x, const dfm_tensor *ctx,
+                   const dfm_tensor *dout, dfm_tensor out[3], float t)
+{
+    dfm_tensor xd = {0}, cd = {0}, dd = {0}, o = {0}, dx = {0}, dc = {0};
+    int rc = dfm_tensor_copy(&xd, x, dev);
+    if (!rc) rc = dfm_tensor_copy(&cd, ctx, dev);
+    if (!rc) rc = dfm_tensor_copy(&dd, dout, dev);
+    dfm_wan_acts *acts = NULL;
+    if (!rc) rc = dfm_wan_transformer_forward(m, &xd, &t, &cd, &o, &acts, 1, 3);
+    if (!rc) rc = dfm_wan_transformer_backward(m, acts, &dd, &dx, &dc);
+    if (!rc) rc = dfm_tensor_copy(&out[0], &o, DFM_CPU);
+    if (!rc) rc = dfm_tensor_copy(&out[1], &dx, DFM_CPU);
+    if (!rc) rc = dfm_tensor_copy(&out[2], &dc, DFM_CPU);
+    dfm_tensor_free(&xd), dfm_tensor_free(&cd), dfm_tensor_free(&dd), dfm_tensor_free(&o), dfm_tensor_free(&dx),
+        dfm_tensor_free(&dc);
+    return rc;
+}
+
+static double rel_host(const dfm_tensor *a, const dfm_tensor *b)
+{
+    double s = 0, e = 0;
+    int64_t n = dfm_tensor_numel(b);
+    const float *x = a->data, *y = b->data;
+    for (int64_t i = 0; i < n; i++) s = fmax(s, fabs(y[i]));
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)x[i] - y[i]);
+        e = d <= e ? e : isnan(d) ? INFINITY : d;
+    }
+    return e / (s > 0 ? s : 1);
+}
+
 TEST(gpu_big_wan_block_1_3b)
 {
     if (!big()) return;
-    fprintf(stderr, "  (the Wan transformer block at the 1.3B width: not built yet, nothing compared)\n");
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/wan1536", dfm_test_tmpdir());
+    CHECK_EQ(write_wan_1block(dir), 0);
+    int64_t sx[5] = {1, 16, 5, 32, 48}, sc[3] = {1, 512, 4096};
+    dfm_tensor x, ctx, dout;
+    CHECK_EQ(dfm_tensor_alloc(&x, DFM_F32, DFM_CPU, 5, sx), 0);
+    CHECK_EQ(dfm_tensor_alloc(&dout, DFM_F32, DFM_CPU, 5, sx), 0);
+    CHECK_EQ(dfm_tensor_alloc(&ctx, DFM_F32, DFM_CPU, 3, sc), 0);
+    for (int64_t i = 0; i < dfm_tensor_numel(&x); i++) ((float *)x.data)[i] = sinf(0.37f * i), ((float *)dout.data)[i] = cosf(0.11f * i);
+    for (int64_t i = 0; i < dfm_tensor_numel(&ctx); i++) ((float *)ctx.data)[i] = i < 40 * 4096 ? 0.5f * sinf(0.013f * i) : 0.0f;
+    dfm_dtype wdts[2] = {DFM_F32, DFM_BF16};
+    for (int w = 0; w < 2; w++) {
+        dfm_tensor res[2][3] = {{{0}}};
+        double lora_err = 0;
+        dfm_wan_transformer *m[2] = {NULL, NULL};
+        for (int dv = 0; dv < 2; dv++) {
+            dfm_wan_transformer_opts o = {.device = dv ? DFM_CUDA : DFM_CPU, .weights = wdts[w], .compute = DFM_BF16};
+            int rc = dfm_wan_transformer_load(&m[dv], dir, &o);
+            CHECK_EQ(rc, 0);
+            if (rc) {
+                fprintf(stderr, "  %s\n", dfm_errmsg());
+                continue;
+            }
+            int count = 0;
+            CHECK_EQ(dfm_wan_transformer_lora_add(m[dv], NULL, 16, 16.0f, 0.0f, 5, &count), 0);
+            for (int k = 0; k < dfm_wan_transformer_nparams(m[dv]); k++) { /* B non-zero, the same on both */
+                dfm_tensor *p;
+                const char *nm = dfm_wan_transformer_param(m[dv], k, &p, NULL);
+                if (!strstr(nm, "lora_B")) continue;
+                dfm_tensor h;
+                int64_t n = dfm_tensor_numel(p);
+                CHECK_EQ(dfm_tensor_alloc(&h, DFM_F32, DFM_CPU, p->ndim, p->shape), 0);
+                for (int64_t j = 0; j < n; j++) ((float *)h.data)[j] = 0.01f * (float)((j * 37 + k) % 11 - 5);
+                if (p->device == DFM_CPU) memcpy(p->data, h.data, dfm_tensor_nbytes(&h));
+                else CHECK_EQ(dfm_cuda_memcpy(p->data, h.data, dfm_tensor_nbytes(&h), 0, NULL), 0);
+                dfm_tensor_free(&h);
+            }
+            CHECK_EQ(wan_run(m[dv], dv ? DFM_CUDA : DFM_CPU, &x, &ctx, &dout, res[dv], 617.0f), 0);
+        }
+        if (m[0] && m[1]) {
+            const char *what[3] = {"out", "dx", "dctx"};
+            for (int k = 0; k < 3; k++) {
+                double e = rel_host(&res[1][k], &res[0][k]);
+                fprintf(stderr, "  1.3B-width block, %s weights: %s %.2e of max|cpu|\n", dfm_dtype_name(wdts[w]), what[k], e);
+                CHECK(e <= 2e-3);
+            }
+            for (int k = 0; k < dfm_wan_transformer_nparams(m[0]); k++) {
+                dfm_tensor *g0, *g1, h;
+                const char *nm = dfm_wan_transformer_param(m[0], k, NULL, &g0);
+                dfm_wan_transformer_param(m[1], k, NULL, &g1);
+                if (!strstr(nm, ".lora_")) continue;
+                CHECK_EQ(dfm_tensor_copy(&h, g1, DFM_CPU), 0);
+                lora_err = fmax(lora_err, rel_host(&h, g0));
+                dfm_tensor_free(&h);
+            }
+            fprintf(stderr, "  1.3B-width block, %s weights: LoRA gradients %.2e of max|cpu|\n", dfm_dtype_name(wdts[w]), lora_err);
+            CHECK(lora_err <= 2e-3);
+        }
+        for (int dv = 0; dv < 2; dv++) {
+            for (int k = 0; k < 3; k++) dfm_tensor_free(&res[dv][k]);
+            dfm_wan_transformer_free(m[dv]);
+        }
+    }
+    /* the real grid on the device alone */
+    int64_t sl[5] = {1, 16, 21, 60, 104};
+    dfm_tensor xl, dl, res[3] = {{0}};
+    CHECK_EQ(dfm_tensor_alloc(&xl, DFM_F32, DFM_CPU, 5, sl), 0);
+    CHECK_EQ(dfm_tensor_alloc(&dl, DFM_F32, DFM_CPU, 5, sl), 0);
+    for (int64_t i = 0; i < dfm_tensor_numel(&xl); i++) ((float *)xl.data)[i] = sinf(0.37f * i), ((float *)dl.data)[i] = cosf(0.11f * i);
+    dfm_wan_transformer *mg = NULL;
+    dfm_wan_transformer_opts o = {.device = DFM_CUDA, .weights = DFM_BF16, .compute = DFM_BF16};
+    CHECK_EQ(dfm_wan_transformer_load(&mg, dir, &o), 0);
+    if (mg) {
+        CHECK_EQ(dfm_wan_transformer_lora_add(mg, NULL, 16, 16.0f, 0.0f, 5, NULL), 0);
+        CHECK_EQ(wan_run(mg, DFM_CUDA, &xl, &ctx, &dl, res, 617.0f), 0);
+        for (int k = 0; k < 3; k++) CHECK_EQ(dfm_tensor_check_finite(&res[k], "a 32,760-token result"), 0);
+        fprintf(stderr, "  1.3B-width block at 32,760 tokens on CUDA: forward and backward finite\n");
+        dfm_wan_transformer_free(mg);
+    }
+    for (int k = 0; k < 3; k++) dfm_tensor_free(&res[k]);
+    dfm_tensor_free(&xl), dfm_tensor_free(&dl), dfm_tensor_free(&x), dfm_tensor_free(&ctx), dfm_tensor_free(&dout);
+    char p2[700];
+    snprintf(p2, sizeof p2, "%s/diffusion_pytorch_model.safetensors", dir);
+    unlink(p2);
+    snprintf(p2, sizeof p2, "%s/config.json", dir);
+    unlink(p2);
+    rmdir(dir);
 }
 #endif
