@@ -17,6 +17,7 @@
 #include "models/wan/names.h"
 #include "models/weights.h"
 #include "nn/attention.h"
+#include "nn/embed.h"
 #include "nn/linear.h"
 #include "nn/mlp.h"
 #include "nn/norm.h"
@@ -747,21 +748,6 @@ out:
     return rc;
 }
 
-/* The timestep sinusoid [B, freq_dim] on the host: cos first (flip_sin_to_cos), f32 as diffusers.
- * ref: diffusers embeddings.py get_timestep_embedding (downscale_freq_shift 0, max_period 10000) */
-static void sinusoid(const float *t, int64_t B, int freq, float *out)
-{
-    int half = freq / 2;
-    for (int64_t b = 0; b < B; b++)
-        for (int k = 0; k < half; k++) {
-            float ex = (float)k * (float)(-log(10000.0));
-            ex = ex / (float)half;
-            float a = t[b] * expf(ex);
-            out[b * freq + k] = cosf(a);
-            out[b * freq + half + k] = sinf(a);
-        }
-}
-
 /* e[b, k] = table[k] + v[b, k] for k < K: table [1, K, D], v [B, K * D] rows, e [B, K, D].
  * per_chunk_v: v is [B, D] added to every chunk (the head: scale_shift_table + temb). */
 static int cond(const dfm_tensor *table, const dfm_tensor *v, int64_t B, int64_t K, int64_t D, int per_chunk_v, dfm_tensor *e)
@@ -843,7 +829,7 @@ int dfm_wan_transformer_forward(dfm_wan_transformer *m, const dfm_tensor *x, con
     {
         dfm_tensor hs = {0};
         if ((rc = alloc2(&hs, DFM_CPU, B, c->freq_dim))) goto out;
-        sinusoid(t, B, c->freq_dim, hs.data);
+        dfm_timestep_embedding(t, B, c->freq_dim, 1, 0.0f, 10000.0f, hs.data); /* Timesteps(freq_dim, True, 0) */
         if (dev != DFM_CPU) {
             rc = dfm_tensor_copy(&a->sinus, &hs, dev);
             dfm_tensor_free(&hs);
