@@ -1,13 +1,14 @@
-/* matmul.c — sgemm through OpenBLAS with weights converted in blocks (matmul.h).
+/* matmul.c — GEMM with f32 accumulation (matmul.h): under bf16 compute on an AVX512_BF16 CPU our
+ * packed VDPBF16PS kernel (linear.c) with B packed per call; otherwise sgemm through OpenBLAS with
+ * weights converted in blocks.
  * Block loop: B (weights) outer, A (activations) inner; each (A block, B block) pair writes its
- * own part of y once, so beta applies exactly once per element. Not here: a GEMM of our own
- * (OpenBLAS reaches the machine's peak on these shapes). */
+ * own part of y once, so beta applies exactly once per element. */
 #include "cpu/matmul.h"
 #include "base/error.h"
 #include "cpu/cpu.h"
+#include "cpu/linear.h"
 
 #include <cblas.h>
-#include <stdlib.h>
 #include <string.h>
 
 #define BLOCK_FLOATS ((int64_t)4 << 20) /* 16 MiB of f32 per converted block */
@@ -55,11 +56,77 @@ static void bias_range(void *arg, int64_t r0, int64_t r1)
     }
 }
 
+static int add_bias(float *y, const void *bias, dfm_dtype biasdt, int64_t m, int64_t n)
+{
+    float *bf = dfm_cpu_scratch(2, (size_t)n * sizeof(float));
+    if (!bf) return dfm_fail(DFM_E_NOMEM, "matmul: out of memory for scratch");
+    int rc = dfm_cpu_to_f32(bf, bias, biasdt, n, 0);
+    if (rc < 0) return rc;
+    bias_ctx c = {y, bf, n};
+    dfm_cpu_parallel(m, 1 + 65536 / n, bias_range, &c);
+    return 0;
+}
+
+#define PACK_BYTES ((int64_t)32 << 20) /* packed B per block (the packed path) */
+
+typedef struct {
+    float *y;
+    int64_t n;
+    float beta;
+} scale_ctx;
+
+static void scale_range(void *arg, int64_t r0, int64_t r1)
+{
+    scale_ctx *c = arg;
+    for (int64_t i = r0 * c->n; i < r1 * c->n; i++) c->y[i] = c->beta == 0.0f ? 0.0f : c->beta * c->y[i];
+}
+
+/* Our VDPBF16PS kernel for bf16 compute where the CPU has it (about twice OpenBLAS's sgemm on the
+ * operands rounded to bf16, packing included: scripts/bench_linear.c); OpenBLAS otherwise (our
+ * FMA kernels, packing B per call, measured no faster than its AVX-512 sgemm on 2 Zen 4 cores). */
+static int use_packed(int bf16_compute) { return bf16_compute && dfm_cpu_use_avx512_bf16(); }
+
+/* y = beta y + op(A) op(B) on our packed kernels (linear.h): B packed as BF16 panels a block of
+ * columns at a time (the panels' output columns are op(B)'s columns), A rounded to bf16 and packed
+ * per row block by dfm_cpu_linear_strided. beta other than 0 or 1 scales y first. */
+static int matmul_packed(const float *a, int ta, const void *b, dfm_dtype bdt, int tb, float beta,
+                         float *y, int64_t m, int64_t n, int64_t k, int bf16_compute)
+{
+    if (beta != 0.0f && beta != 1.0f) {
+        scale_ctx sc = {y, n, beta};
+        dfm_cpu_parallel(m, 1 + 65536 / n, scale_range, &sc);
+    }
+    const dfm_dtype pdt = DFM_BF16;
+    int64_t per_col = (int64_t)dfm_cpu_linear_packed_size(32, k, pdt) / 32;
+    int64_t nb = PACK_BYTES / per_col / 32 * 32;
+    if (nb < 32) nb = 32;
+    if (nb > n) nb = n;
+    void *bp = dfm_cpu_scratch(0, dfm_cpu_linear_packed_size(nb, k, pdt));
+    if (!bp) return dfm_fail(DFM_E_NOMEM, "matmul: out of memory for scratch");
+    size_t es = dfm_dtype_size(bdt);
+    for (int64_t n0 = 0; n0 < n; n0 += nb) {
+        int64_t nn = n - n0 < nb ? n - n0 : nb;
+        /* W[c, kk] = op(B)[kk, n0 + c]: B's rows n0.. (tb) or its columns n0.. */
+        const char *w = (const char *)b + (size_t)(tb ? n0 * k : n0) * es;
+        int rc = dfm_cpu_linear_pack_strided(bp, pdt, w, bdt, nn, k, !tb, tb ? k : n);
+        if (rc < 0) return rc;
+        dfm_cpu_linear_seg seg = {bp, nn, y + n0, n};
+        rc = dfm_cpu_linear_strided(a, ta, ta ? m : k, m, k, pdt, &seg, 1, beta != 0.0f, bf16_compute);
+        if (rc < 0) return rc;
+    }
+    return 0;
+}
+
 int dfm_cpu_matmul(const float *a, int ta, const void *b, dfm_dtype bdt, int tb, const void *bias,
                    dfm_dtype biasdt, float beta, float *y, int64_t m, int64_t n, int64_t k,
                    int bf16_compute)
 {
     if (m <= 0 || n <= 0) return 0;
+    if (k > 0 && use_packed(bf16_compute)) {
+        int rc = matmul_packed(a, ta, b, bdt, tb, beta, y, m, n, k, bf16_compute);
+        if (rc < 0 || !bias) return rc;
+        return add_bias(y, bias, biasdt, m, n);
+    }
     int conv_a = bf16_compute != 0, conv_b = bdt != DFM_F32 || bf16_compute;
     int64_t kk = k > 0 ? k : 1;
     int64_t nb = conv_b ? BLOCK_FLOATS / kk : n, mb = conv_a ? BLOCK_FLOATS / kk : m;
@@ -117,12 +184,5 @@ int dfm_cpu_matmul(const float *a, int ta, const void *b, dfm_dtype bdt, int tb,
                     }
         }
     }
-    if (bias) {
-        float *bf = dfm_cpu_scratch(2, (size_t)n * sizeof(float));
-        if (!bf) return dfm_fail(DFM_E_NOMEM, "matmul: out of memory for scratch");
-        if ((rc = dfm_cpu_to_f32(bf, bias, biasdt, n, 0)) < 0) return rc;
-        bias_ctx c = {y, bf, n};
-        dfm_cpu_parallel(m, 1 + 65536 / n, bias_range, &c);
-    }
-    return 0;
+    return bias ? add_bias(y, bias, biasdt, m, n) : 0;
 }

@@ -569,6 +569,69 @@ TEST(ops_matmul)
     dfm_tensor_free(&y);
 }
 
+/* Every SIMD level the CPU has (a level it lacks is skipped with a line): the packed VDPBF16PS
+ * path (bf16 compute on avx512_bf16) and OpenBLAS on the others, on shapes with ragged edges (m,
+ * n, k not multiples of the 12 x 32 tile or the 256 k block, k odd, k = 1, n = 1, m = 1), every
+ * transpose, B F32/BF16/F16, beta 0, 1 and 0.5, more than one row block (m > 384) and more than
+ * one packed block of B (32 MiB). Bound as ops_matmul. Then the packed path's bits with 1, 2 and 3
+ * threads (OpenBLAS makes no such promise). */
+static int matmul_threads_same(int64_t m, int64_t n, int64_t k, int ta, int tb, dfm_dtype bdt)
+{
+    int64_t as[2] = {ta ? k : m, ta ? m : k}, bs[2] = {tb ? n : k, tb ? k : n}, ys[2] = {m, n};
+    dfm_tensor a = rand_tensor(DFM_F32, 2, as), b = rand_tensor(bdt, 2, bs), y = rand_tensor(DFM_F32, 2, ys);
+    float *y0 = malloc(m * n * sizeof(float)), *y1 = malloc(m * n * sizeof(float));
+    memcpy(y0, y.data, m * n * sizeof(float));
+    int fail = 0;
+    for (int th = 1; th <= 3; th++) {
+        dfm_ops_set_threads(th);
+        memcpy(y.data, y0, m * n * sizeof(float));
+        fail |= dfm_op_matmul(&g_bf16cc, &a, ta, &b, tb, NULL, 1.0f, &y) != 0;
+        if (th == 1) memcpy(y1, y.data, m * n * sizeof(float));
+        else if (memcmp(y1, y.data, m * n * sizeof(float))) {
+            fprintf(stderr, "  matmul m %lld n %lld k %lld ta %d tb %d %s bf16: %d threads differ from 1\n", (long long)m,
+                    (long long)n, (long long)k, ta, tb, dfm_cpu_impl(), th);
+            fail = 1;
+        }
+    }
+    dfm_ops_set_threads(0);
+    free(y0);
+    free(y1);
+    dfm_tensor_free(&a);
+    dfm_tensor_free(&b);
+    dfm_tensor_free(&y);
+    return fail;
+}
+
+TEST(ops_matmul_levels)
+{
+    static const int64_t shapes[][3] = {{1, 1, 1},  {13, 33, 257}, {25, 47, 513}, {12, 32, 256}, {7, 1, 300},
+                                        {1, 50, 3}, {37, 17, 2},   {400, 20, 30}, {5, 70, 1}};
+    static const dfm_dtype dts[] = {DFM_F32, DFM_BF16, DFM_F16};
+    static const float betas[] = {0.0f, 1.0f, 0.5f};
+    for (int level = 0; level < DFM_CPU_LEVELS; level++) {
+        if (level > dfm_cpu_level_max()) {
+            fprintf(stderr, "  (ops_matmul_levels: this CPU has no %s; that level skipped)\n", dfm_cpu_level_name(level));
+            continue;
+        }
+        dfm_cpu_set_simd_level(level);
+        int i = 0;
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int t = 0; t < 4; t++, i++) {
+                int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+                dfm_test_failures += matmul_check(m, n, k, t & 1, t >> 1, dts[i % 3], i % 2, betas[i % 3], 1);
+                dfm_test_failures += matmul_check(m, n, k, t & 1, t >> 1, dts[(i + 1) % 3], 0, betas[(i + 1) % 3], 0);
+            }
+        /* two packed blocks of B: 8400 columns of k 2000 as BF16 pairs are 33.6 MB */
+        dfm_test_failures += matmul_check(2, 8400, 2000, 0, 1, DFM_BF16, 1, 0.0f, 1);
+        if (level == DFM_CPU_AVX512_BF16) {
+            dfm_test_failures += matmul_threads_same(29, 70, 300, 0, 1, DFM_BF16);
+            dfm_test_failures += matmul_threads_same(400, 45, 77, 1, 0, DFM_F32);
+            dfm_test_failures += matmul_threads_same(50, 33, 513, 1, 1, DFM_F16);
+        }
+    }
+    dfm_cpu_set_simd(1);
+}
+
 /* ---- attention ----------------------------------------------------------------------------- */
 
 static int attention_check(int64_t heads, int64_t sq, int64_t sk, int64_t d, float scale)
