@@ -110,3 +110,11 @@ if python3 -c "import torch, transformers, safetensors" 2>/dev/null; then
 else
   echo "UMT5 encode: skipped (pip install torch transformers safetensors for the baseline)"
 fi
+echo
+# The Wan 2.1 transformer at the 1.3B width (2 blocks, 1,920 tokens) against diffusers: LoRA r32,
+# full f32 and forward steps, the attention op alone, the GEMM rates now, and dfm's LoRA training
+# memory (1 vs 2 blocks) extrapolated to the 30-block model (scripts/bench_transformer.py). The dfm
+# side is C and always runs; the diffusers side needs torch, diffusers and peft in BENCH_PYTHON
+# (default python3). BENCH_LONG=1: the attention at 32,760 tokens (480x832x81; ~15x longer).
+python3 "$top/scripts/bench_transformer.py" "$work" --threads "$(nproc)" --python "${BENCH_PYTHON:-python3}" --no-make \
+  $([ "${BENCH_LONG:-0}" = 1 ] && echo "--attn-tokens 32760")
