@@ -15,8 +15,10 @@
  * while the current one runs.
  * Micro-kernels: scalar and AVX2 6 x 16 (12 ymm accumulators), AVX-512 12 x 32 (24 zmm), and the
  * VDPBF16PS 12 x 32 kernel on k pairs (activations packed as bf16 pairs; BF16 panels only, under
- * bf16 compute). Measured (scripts/bench_linear.c): the AVX2 kernel at ~97% of the FMA peak alone
- * and ~80-87% in the GEMM on 2 Zen 3 cores; see the bench for AVX-512 and VDPBF16PS.
+ * bf16 compute). Measured on one Zen 4 core, a 1920 x 1536 x 1536 GEMM with x packed per call:
+ * the AVX2 and AVX-512 FMA kernels ~90-95% of the FMA peak (Zen 4 splits a zmm FMA into two ymm
+ * halves, so AVX-512 gains little there; it does on cores with full-width units), the VDPBF16PS
+ * kernel ~87% of its peak, which is twice the FMA's; scripts/bench_linear.c prints all per level.
  * Not here: the CUDA twin (lib/tensor/ops.c keeps W unpacked there), bias (callers add it).
  */
 #include "cpu/linear.h"
@@ -537,7 +539,7 @@ static void unit_block(const gemm_ctx *g, int64_t j, int s, int64_t pc, float *e
     int64_t cols = sg->n - p0 * NR < np * NR ? sg->n - p0 * NR : np * NR;
     int64_t kc = k - pc < KC ? k - pc : KC;
     int add = g->accumulate || pc > 0;
-    const char *b0 = (const char *)sg->w + (size_t)p0 * pstride + (size_t)pc * NR * es, *b1 = b0 + pstride;
+    const char *b0 = (const char *)sg->w + (size_t)p0 * pstride + (size_t)pc * NR * es, *b1 = np > 1 ? b0 + pstride : b0;
     /* the weights that come next in memory (the next k block of these panels, or the next
      * panels): fetched into L2 a share at a time while this block runs, so the first pass over
      * them does not wait on DRAM (prefetches never fault, past the end included) */

@@ -4,10 +4,11 @@
  * dfm_cuda_matmul (lib/tensor/linear.c).
  *
  * Why not OpenBLAS: for the shapes a text encoder has (a few hundred tokens x 4096 x 4096..10240)
- * OpenBLAS spends a sixth of its time re-packing the weights on every call and reaches ~110-140
- * GFLOP/s on 2 Zen 3 cores; with the weights packed once our kernels run near the FMA units'
+ * OpenBLAS spends a sixth of its time re-packing the weights on every call (~70% of the FMA peak
+ * on Zen 3 and Zen 4 cores); with the weights packed once our kernels run near the FMA units'
  * rate (scripts/bench_linear.c prints both), and with bf16 compute on an AVX512_BF16 CPU the
- * VDPBF16PS kernel doubles that, which no BLAS in Debian offers (its OpenBLAS has no sbgemm).
+ * VDPBF16PS kernel doubles that, which no BLAS in Debian offers (its OpenBLAS 0.3.21 is built
+ * without sbgemm). matmul.c runs the same kernels on unpacked operands (packing per call).
  *
  * Kernels, by dfm_cpu_simd_level() at the call (the packed layout does not depend on it):
  *   scalar        6 x 16 tile, portable C (products and sums rounded separately)
