@@ -10,11 +10,12 @@
  *       (linear weights and biases uniform in +-1/sqrt(fan_in) as torch initializes them, norm
  *       weights 1, scale_shift_tables N(0, 1) / sqrt(dim)), in DIR/diffusion_pytorch_model.safetensors.
  *   bench_transformer run DIR --mode lora|full|fwd [--threads N] [--steps N] [--checkpoint]
- *                     [--latent F H W] [--text L] [--rank R] [--save DIR]
+ *                     [--latent F H W] [--text L] [--rank R] [--f32] [--save DIR]
  *       lora: BF16 frozen base, BF16 compute, LoRA rank R (32; alpha = R) on the default targets,
  *             forward + backward (adapter gradients); full: F32 weights, every parameter
  *             trainable, forward + backward; fwd: BF16 weights and compute, forward only (a
- *             sampling step). One warm-up step, then --steps timed ones (3); the median counts
+ *             sampling step); --f32: lora and fwd with F32 weights (mapped) and compute instead.
+ *             One warm-up step, then --steps timed ones (3); the median counts
  *             (--steps 0: the warm-up step alone, for memory).
  *             Latent [1, 16, F, H, W] (default 5 32 48: 17 frames of 256x384, 1,920 tokens), L
  *             text rows (512), timestep 500, dL/dout random. --save DIR writes x.npy, ctx.npy,
@@ -207,13 +208,14 @@ static int cmd_run(int argc, char **argv)
 {
     if (argc < 3) return fprintf(stderr, "usage: bench_transformer run DIR --mode lora|full|fwd [options]\n"), 2;
     const char *dir = argv[2], *mode = "lora", *save = NULL;
-    int threads = 0, steps = 3, ckpt = 0, rank = 32;
+    int threads = 0, steps = 3, ckpt = 0, rank = 32, f32 = 0;
     int64_t F = 5, H = 32, W = 48, L = 512;
     for (int i = 3; i < argc; i++) {
         if (!strcmp(argv[i], "--mode") && i + 1 < argc) mode = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--checkpoint")) ckpt = 1;
+        else if (!strcmp(argv[i], "--f32")) f32 = 1;
         else if (!strcmp(argv[i], "--latent") && i + 3 < argc) F = atoll(argv[++i]), H = atoll(argv[++i]), W = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--text") && i + 1 < argc) L = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--rank") && i + 1 < argc) rank = atoi(argv[++i]);
@@ -227,8 +229,8 @@ static int cmd_run(int argc, char **argv)
 
     double t0 = now();
     dfm_wan_transformer *m = NULL;
-    dfm_wan_transformer_opts o = {.device = DFM_CPU, .weights = full ? DFM_F32 : DFM_BF16,
-                                  .compute = full ? DFM_F32 : DFM_BF16, .trainable = full};
+    dfm_dtype dt = full || f32 ? DFM_F32 : DFM_BF16;
+    dfm_wan_transformer_opts o = {.device = DFM_CPU, .weights = dt, .compute = dt, .trainable = full};
     if (dfm_wan_transformer_load(&m, dir, &o) < 0) return die(dir);
     int adapters = 0;
     if (lora && dfm_wan_transformer_lora_add(m, NULL, rank, (float)rank, 0.0f, 1, &adapters) < 0) return die("lora");
@@ -278,10 +280,10 @@ static int cmd_run(int argc, char **argv)
     qsort(ts + 1, (size_t)steps, sizeof *ts, cmp_double);
     double med = !steps ? ts[0] : steps % 2 ? ts[1 + steps / 2] : 0.5 * (ts[steps / 2] + ts[steps / 2 + 1]);
     double hwm = status_mib("VmHWM");
-    printf("mode=%s layers=%d tokens=%lld text=%lld checkpoint=%d threads=%d steps=%d step_s=%.4f min_s=%.4f "
+    printf("mode=%s f32=%d layers=%d tokens=%lld text=%lld checkpoint=%d threads=%d steps=%d step_s=%.4f min_s=%.4f "
            "first_s=%.4f load_s=%.3f peak_mib=%.1f step_peak_mib=%.1f load_peak_mib=%.1f anon_mib=%.1f file_mib=%.1f "
            "owned_mib=%.1f mapped_mib=%.1f trained=%zu adapters=%d\n",
-           mode, c->num_layers, (long long)(F * H * W / 4), (long long)L, ckpt, dfm_ops_threads(), steps, med, ts[steps ? 1 : 0],
+           mode, dt == DFM_F32, c->num_layers, (long long)(F * H * W / 4), (long long)L, ckpt, dfm_ops_threads(), steps, med, ts[steps ? 1 : 0],
            first, t_load, peak_reset ? fmax(hwm, hwm_load) : hwm, peak_reset ? hwm : -1.0, hwm_load,
            status_mib("RssAnon"), status_mib("RssFile"), owned / 1048576.0, mapped / 1048576.0, trained, adapters);
     free(ts);
