@@ -465,3 +465,25 @@ TEST(wan_transformer_1p3b_layout)
     unlink(dst);
     rmdir(dir);
 }
+
+/* dfm_wan_text_pad rebuilds b's text context (9 and 4 valid rows, zeros to 512) bit for bit from
+ * the valid rows alone; longer than text_len is refused. */
+TEST(wan_transformer_text_pad)
+{
+    fixture f;
+    CHECK_EQ(load_fixture("b", &f), 0);
+    int64_t D = f.ctx.shape[2], L = f.ctx.shape[1], rows[2] = {9, 4};
+    dfm_tensor s[2];
+    const dfm_tensor *sp[2] = {&s[0], &s[1]};
+    for (int i = 0; i < 2; i++) {
+        int64_t sh[2] = {rows[i], D};
+        s[i] = dfm_tensor_view((float *)f.ctx.data + i * L * D, DFM_F32, DFM_CPU, 2, sh);
+    }
+    dfm_tensor out;
+    CHECK_EQ(dfm_wan_text_pad(sp, 2, 512, &out), 0);
+    CHECK(out.data && dfm_tensor_nbytes(&out) == dfm_tensor_nbytes(&f.ctx) && !memcmp(out.data, f.ctx.data, dfm_tensor_nbytes(&out)));
+    dfm_tensor_free(&out);
+    CHECK_EQ(dfm_wan_text_pad(sp, 2, 8, &out), DFM_E_ARG);
+    CHECK(strstr(dfm_errmsg(), "text_len") != NULL);
+    free_fixture(&f);
+}

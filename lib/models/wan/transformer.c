@@ -141,6 +141,32 @@ static int read_config(dfm_wan_transformer_config *c, const dfm_hf_config *hc, i
     return 0;
 }
 
+int dfm_wan_text_pad(const dfm_tensor *const *states, int n, int text_len, dfm_tensor *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!states || n < 1 || text_len < 1) return dfm_fail(DFM_E_ARG, "text padding: no states");
+    const dfm_tensor *s0 = states[0];
+    if (!s0 || s0->ndim != 2 || s0->dtype != DFM_F32)
+        return dfm_fail(DFM_E_ARG, "text padding: the states must be F32 [L, D]");
+    int64_t D = s0->shape[1], sh[3] = {n, text_len, D};
+    for (int i = 0; i < n; i++) {
+        const dfm_tensor *s = states[i];
+        if (!s || s->ndim != 2 || s->dtype != DFM_F32 || s->shape[1] != D || s->device != s0->device)
+            return dfm_fail(DFM_E_ARG, "text padding: states %d is not F32 [L, %lld] on the first one's device", i, (long long)D);
+        if (s->shape[0] > text_len)
+            return dfm_fail(DFM_E_ARG, "text padding: states %d has %lld rows, more than text_len %d (the pipeline "
+                                       "truncates the tokens to %d first)", i, (long long)s->shape[0], text_len, text_len);
+    }
+    int rc = dfm_tensor_zeros(out, DFM_F32, s0->device, 3, sh);
+    for (int i = 0; !rc && i < n; i++) {
+        int64_t sv[2] = {states[i]->shape[0], D};
+        dfm_tensor dst = dfm_tensor_view((float *)out->data + (int64_t)i * text_len * D, DFM_F32, out->device, 2, sv);
+        if (sv[0]) rc = dfm_op_affine(states[i], 1.0f, 0.0f, &dst); /* x * 1 + 0: a copy on any device */
+    }
+    if (rc) dfm_tensor_free(out);
+    return rc;
+}
+
 int dfm_wan_transformer_config_load(dfm_wan_transformer_config *cfg, const char *path, int *found)
 {
     *found = 0;
@@ -173,8 +199,6 @@ static int infer_config(dfm_wan_transformer_config *c, dfm_weights *w, int heads
                           "condition_embedder.time_embedder.linear_1.weight", "proj_out.weight", "blocks.0.ffn.net.0.proj.weight"};
     const dfm_st_tensor *ts[5];
     for (int i = 0; i < 5; i++) {
-        int64_t any[5] = {0};
-        (void)any;
         if (!dfm_weights_has(w, need[i]))
             return dfm_fail(DFM_E_FORMAT, "no config.json and no '%s' to infer the sizes from (%s)", need[i],
                             dfm_weights_naming(w));

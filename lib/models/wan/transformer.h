@@ -99,6 +99,12 @@ int dfm_wan_transformer_backward(dfm_wan_transformer *m, dfm_wan_acts *acts, con
                                  dfm_tensor *dctx);
 void dfm_wan_acts_free(dfm_wan_acts *a);
 
+/* The text context as the Wan pipeline builds it: states[i] [L_i, D] F32 (the valid rows, as
+ * dfm-text-encode stores them) stacked into out [n, text_len, D], each zero-padded after its rows
+ * (wan.md 3.4: the padding rows take part in cross-attention). L_i > text_len is DFM_E_ARG (the
+ * pipeline truncates the tokens to text_len = 512 first). out is allocated on the states' device. */
+int dfm_wan_text_pad(const dfm_tensor *const *states, int n, int text_len, dfm_tensor *out);
+
 /* The config alone: config.json (diffusers or original Wan) at path, or NULL when there is none. */
 int dfm_wan_transformer_config_load(dfm_wan_transformer_config *cfg, const char *path, int *found);
 
