@@ -113,7 +113,7 @@ def worker_run(a):
     ref = np.load(os.path.join(a.io, "out.npy"))
     diff = float(np.abs(out0 - ref).max() / max(np.abs(ref).max(), 1e-30))
     hwm = status_mib("VmHWM")
-    timed = sorted(ts[1:])
+    timed = sorted(ts[1:]) or ts[:1]  # --steps 0: the warm-up step alone
     k = len(timed)
     med = timed[k // 2] if k % 2 else 0.5 * (timed[k // 2 - 1] + timed[k // 2])
     print(json.dumps({"step_s": med, "min_s": timed[0], "first_s": ts[0], "load_s": t_load,
@@ -333,8 +333,8 @@ def report(a, exe, have_torch, tmp):
     tv = tg and "torch " + str(rows[0][3]["torch"] if rows[0][3] else "")
     print(f"Wan 2.1 transformer, 1.3B width (dim {D}, {HEADS} heads x {HD}, ffn {FFN}, text_dim {TEXT_DIM}), 2 of 30 "
           f"blocks, random weights;")
-    print(f"  latent [1, 16, 5, 32, 48] (17 frames 256x384: {n:,} tokens), {L} text rows, {th} threads; each configuration "
-          f"in its own process, median of {a.steps} steps, best of {a.rounds} interleaved rounds")
+    print(f"  latent [1, 16, 5, 32, 48] (17 frames 256x384: {n:,} tokens), {L} text rows, {th} threads;")
+    print(f"  each configuration in its own process, median of {a.steps} steps, best of {a.rounds} interleaved rounds")
     line = f"  machine GEMM rate now (1920 x 8960 x 1536): OpenBLAS sgemm {gemm['sgemm_gflops']:.0f} GFLOP/s"
     if tg:
         line += f"; torch f32 {tg['f32']:.0f}, torch bf16 {tg['bf16']:.0f} GFLOP/s"
@@ -360,7 +360,8 @@ def report(a, exe, have_torch, tmp):
     for mode, label, r, t in rows:
         tr = f"; diffusers {t['step_peak_mib']:.0f} MiB, load {t['load_s']:.1f} s" if t else ""
         print(f"  {mode}: peak during the steps dfm {r['step_peak_mib']:.0f} MiB (weights {r['owned_mib']:.0f} MiB owned, "
-              f"{r['mapped_mib']:.0f} mapped; load {r['load_s']:.1f} s; {int(r['trained']):,} trained){tr}")
+              f"{r['mapped_mib']:.0f} mapped;")
+        print(f"    load {r['load_s']:.1f} s; {int(r['trained']):,} parameters trained){tr}")
 
     if not a.no_attn:
         print()
@@ -380,8 +381,9 @@ def report(a, exe, have_torch, tmp):
             print(f"  {'torch sdpa (' + ta['backend'] + ' kernel)':30s} {ta['fwd_s']:8.2f} {ta['bwd_s']:8.2f} "
                   f"{3.5 * fl / (ta['fwd_s'] + ta['bwd_s']) / 1e9:8.1f} {ta['extra_mib']:10.0f}")
             print(f"  speed ratio (torch / dfm): forward {ta['fwd_s'] / ra['fwd_s']:.2f}x, backward "
-                  f"{ta['bwd_s'] / ra['bwd_s']:.2f}x; extra = peak RSS beyond the operands (torch: beyond its "
-                  f"runtime before the operands)")
+                  f"{ta['bwd_s'] / ra['bwd_s']:.2f}x, both {(ta['fwd_s'] + ta['bwd_s']) / (ra['fwd_s'] + ra['bwd_s']):.2f}x;"
+                  " extra = peak RSS")
+            print("  beyond the operands (torch: beyond its runtime before the operands)")
         if S != 32760:
             print(f"  (32,760 tokens, 480x832x81, is {(32760 / S) ** 2:.0f}x this work: --attn-tokens 32760, "
                   f"BENCH_LONG=1 in make bench)")
