@@ -99,23 +99,29 @@ int dfm_tensor_alloc(dfm_tensor *t, dfm_dtype dtype, dfm_device dev, int ndim, c
     return 0;
 }
 
-int dfm_tensor_zeros(dfm_tensor *t, dfm_dtype dtype, dfm_device dev, int ndim, const int64_t *shape)
+int dfm_tensor_zero(dfm_tensor *t)
 {
-    int rc = dfm_tensor_alloc(t, dtype, dev, ndim, shape);
-    if (rc < 0) return rc;
     size_t bytes = dfm_tensor_nbytes(t);
-    if (dev == DFM_CPU) {
+    if (!bytes) return 0;
+    if (t->device == DFM_CPU) {
         memset(t->data, 0, bytes);
         return 0;
     }
 #ifdef DFM_HAVE_CUDA
     const char *why = NULL;
-    if (bytes && dfm_cuda_memset0(t->data, bytes, &why)) {
-        dfm_tensor_free(t);
-        return dfm_fail(DFM_E_IO, "tensor: cudaMemset failed: %s", why ? why : "?");
-    }
-#endif
+    if (dfm_cuda_memset0(t->data, bytes, &why)) return dfm_fail(DFM_E_IO, "tensor: cudaMemset failed: %s", why ? why : "?");
     return 0;
+#else
+    return dfm_fail(DFM_E_UNSUPPORTED, "tensor: built without CUDA");
+#endif
+}
+
+int dfm_tensor_zeros(dfm_tensor *t, dfm_dtype dtype, dfm_device dev, int ndim, const int64_t *shape)
+{
+    int rc = dfm_tensor_alloc(t, dtype, dev, ndim, shape);
+    if (rc < 0) return rc;
+    if ((rc = dfm_tensor_zero(t))) dfm_tensor_free(t);
+    return rc;
 }
 
 dfm_tensor dfm_tensor_view(void *data, dfm_dtype dtype, dfm_device dev, int ndim, const int64_t *shape)

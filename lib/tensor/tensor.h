@@ -30,6 +30,8 @@ size_t dfm_tensor_nbytes(const dfm_tensor *t);
 /* Allocate (uninitialized, or zeroed with _zeros) on a device. Shapes are given as ndim values. */
 int dfm_tensor_alloc(dfm_tensor *t, dfm_dtype dtype, dfm_device dev, int ndim, const int64_t *shape);
 int dfm_tensor_zeros(dfm_tensor *t, dfm_dtype dtype, dfm_device dev, int ndim, const int64_t *shape);
+/* Set every byte of an existing tensor to zero, on its device (a scale of 0 would keep NaN garbage). */
+int dfm_tensor_zero(dfm_tensor *t);
 /* A non-owning view of existing memory. */
 dfm_tensor dfm_tensor_view(void *data, dfm_dtype dtype, dfm_device dev, int ndim, const int64_t *shape);
 /* View of rows [start, start+n) along dimension 0 (contiguous; no copy). */

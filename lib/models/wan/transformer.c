@@ -497,12 +497,8 @@ int dfm_wan_transformer_zero_grads(dfm_wan_transformer *m)
     for (int i = 0; i < m->nparams; i++) {
         dfm_tensor *g = m->params[i].g;
         if (!g || !g->data) continue;
-        if (g->device == DFM_CPU) {
-            memset(g->data, 0, dfm_tensor_nbytes(g));
-        } else {
-            int rc = dfm_op_affine(g, 0.0f, 0.0f, g);
-            if (rc) return rc;
-        }
+        int rc = dfm_tensor_zero(g);
+        if (rc) return rc;
     }
     return 0;
 }
@@ -735,7 +731,7 @@ static int block_backward(dfm_wan_transformer *m, int bi, const block_acts *s, i
     int rc = alloc2(&t1, dev, M, D);
     if (!rc) rc = alloc2(&t2, dev, M, D);
     if (!rc && dctxp) rc = dfm_tensor_alloc(&dctx, DFM_F32, dev, 2, dctxp->shape);
-    if (!rc) rc = dfm_op_affine(de, 0.0f, 0.0f, de);
+    if (!rc) rc = dfm_tensor_zero(de);
     if (rc) goto out;
     dfm_tensor dh3 = rows3(dh, B), t13 = rows3(&t1, B), t23 = rows3(&t2, B);
     dfm_tensor y13 = rows3(&s->y1, B), n13 = rows3(&s->n1, B), n33 = rows3(&s->n3, B), y33 = rows3(&s->y3, B);
