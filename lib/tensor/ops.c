@@ -54,6 +54,7 @@ int dfm_ops_threads(void) { return dfm_cpu_threads(); }
 void dfm_ops_release_scratch(void)
 {
     dfm_cpu_scratch_release();
+    dfm_tensor_cache_release();
 #ifdef DFM_HAVE_CUDA
     dfm_cuda_release_scratch();
 #endif

@@ -6,6 +6,7 @@
 #include "tensor/tensor.h"
 #include "base/error.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,12 +58,111 @@ static int check_shape(dfm_dtype dtype, dfm_device dev, int ndim, const int64_t 
     return 0;
 }
 
+/* ---- the CPU block cache -----------------------------------------------------------------------
+ * Freed CPU blocks of CACHE_MIN bytes or more are kept and handed to the next request of the same
+ * rounded size: a training step allocates the same sizes every step, and a fresh block costs a
+ * page fault per 4 KiB page (measured: 14% of a LoRA step at the 1.3B width without this). The
+ * cache holds at most g_cache_limit bytes; a miss first evicts the oldest blocks so that the
+ * cached bytes plus the new block stay within it, which bounds what the cache adds to the peak
+ * (a block larger than the limit is never kept and evicts nothing). */
+#define CACHE_MIN ((size_t)1 << 20)
+#define CACHE_SLOTS 256
+#if defined(__SANITIZE_ADDRESS__)
+#define DEFAULT_CACHE_MB 0ull /* AddressSanitizer must see every free to find a use after it */
+#else
+#define DEFAULT_CACHE_MB 1024ull
+#endif
+
+static pthread_mutex_t g_cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct { void *p; size_t bytes; } g_cache[CACHE_SLOTS];
+static int g_cache_n;        /* slots in use, oldest first */
+static size_t g_cache_bytes; /* their total */
+static size_t g_cache_limit = (size_t)-1; /* -1: not read from the environment yet */
+
+static size_t round_block(size_t bytes) { return (bytes + 4095) & ~(size_t)4095; }
+
+static void cache_limit_init(void) /* under the lock */
+{
+    if (g_cache_limit != (size_t)-1) return;
+    const char *e = getenv("DFM_CPU_CACHE_MB");
+    char *end = NULL;
+    unsigned long long mb = e && *e ? strtoull(e, &end, 10) : DEFAULT_CACHE_MB;
+    if (e && *e && (!end || *end)) mb = DEFAULT_CACHE_MB;
+    g_cache_limit = (size_t)mb << 20;
+}
+
+static void cache_drop(int i) /* under the lock: remove slot i (free it) */
+{
+    free(g_cache[i].p);
+    g_cache_bytes -= g_cache[i].bytes;
+    memmove(&g_cache[i], &g_cache[i + 1], (size_t)(g_cache_n - i - 1) * sizeof g_cache[0]);
+    g_cache_n--;
+}
+
+static void *cache_take(size_t bytes)
+{
+    void *p = NULL;
+    pthread_mutex_lock(&g_cache_mu);
+    cache_limit_init();
+    for (int i = g_cache_n - 1; i >= 0; i--) /* newest first: likeliest still in cache */
+        if (g_cache[i].bytes == bytes) {
+            p = g_cache[i].p;
+            g_cache_bytes -= bytes;
+            memmove(&g_cache[i], &g_cache[i + 1], (size_t)(g_cache_n - i - 1) * sizeof g_cache[0]);
+            g_cache_n--;
+            break;
+        }
+    /* a miss: room for the new block once it is freed (a block over the limit is never kept) */
+    while (!p && bytes <= g_cache_limit && g_cache_n && g_cache_bytes + bytes > g_cache_limit) cache_drop(0);
+    pthread_mutex_unlock(&g_cache_mu);
+    return p;
+}
+
+/* 1: kept (the caller must not free it) */
+static int cache_put(void *p, size_t bytes)
+{
+    int kept = 0;
+    pthread_mutex_lock(&g_cache_mu);
+    cache_limit_init();
+    if (bytes <= g_cache_limit) {
+        while (g_cache_n && (g_cache_n == CACHE_SLOTS || g_cache_bytes + bytes > g_cache_limit)) cache_drop(0);
+        g_cache[g_cache_n].p = p, g_cache[g_cache_n].bytes = bytes;
+        g_cache_n++;
+        g_cache_bytes += bytes;
+        kept = 1;
+    }
+    pthread_mutex_unlock(&g_cache_mu);
+    return kept;
+}
+
+void dfm_tensor_cache_release(void)
+{
+    pthread_mutex_lock(&g_cache_mu);
+    while (g_cache_n) cache_drop(g_cache_n - 1);
+    pthread_mutex_unlock(&g_cache_mu);
+}
+
+size_t dfm_tensor_cache_set_limit(size_t bytes)
+{
+    pthread_mutex_lock(&g_cache_mu);
+    cache_limit_init();
+    size_t old = g_cache_limit;
+    g_cache_limit = bytes == (size_t)-1 ? bytes - 1 : bytes;
+    while (g_cache_n && g_cache_bytes > g_cache_limit) cache_drop(0);
+    pthread_mutex_unlock(&g_cache_mu);
+    return old;
+}
+
 static int dev_alloc(void **p, size_t bytes, dfm_device dev)
 {
     if (bytes == 0) bytes = 64; /* never NULL data for an empty tensor */
     if (dev == DFM_CPU) {
-        if (posix_memalign(p, 64, (bytes + 63) & ~(size_t)63))
-            return dfm_fail(DFM_E_NOMEM, "tensor: out of memory for %zu bytes", bytes);
+        size_t rb = bytes >= CACHE_MIN ? round_block(bytes) : (bytes + 63) & ~(size_t)63;
+        if (rb >= CACHE_MIN && (*p = cache_take(rb))) return 0;
+        if (posix_memalign(p, 64, rb)) {
+            dfm_tensor_cache_release(); /* what the cache holds may be what is missing */
+            if (posix_memalign(p, 64, rb)) return dfm_fail(DFM_E_NOMEM, "tensor: out of memory for %zu bytes", bytes);
+        }
         return 0;
     }
 #ifdef DFM_HAVE_CUDA
@@ -74,9 +174,13 @@ static int dev_alloc(void **p, size_t bytes, dfm_device dev)
 #endif
 }
 
-static void dev_free(void *p, dfm_device dev)
+/* bytes: the tensor's size now (never more than was allocated: a reshape keeps it, nothing grows it) */
+static void dev_free(void *p, size_t bytes, dfm_device dev)
 {
-    if (dev == DFM_CPU) free(p);
+    if (dev == DFM_CPU) {
+        if (p && bytes >= CACHE_MIN && cache_put(p, round_block(bytes))) return;
+        free(p);
+    }
 #ifdef DFM_HAVE_CUDA
     else if (p) dfm_cuda_free(p);
 #endif
@@ -152,7 +256,7 @@ dfm_tensor dfm_tensor_slice0(const dfm_tensor *t, int64_t start, int64_t n)
 void dfm_tensor_free(dfm_tensor *t)
 {
     if (!t) return;
-    if (t->owned) dev_free(t->data, t->device);
+    if (t->owned) dev_free(t->data, dfm_tensor_nbytes(t), t->device);
     memset(t, 0, sizeof *t);
 }
 

@@ -32,6 +32,13 @@ int dfm_tensor_alloc(dfm_tensor *t, dfm_dtype dtype, dfm_device dev, int ndim, c
 int dfm_tensor_zeros(dfm_tensor *t, dfm_dtype dtype, dfm_device dev, int ndim, const int64_t *shape);
 /* Set every byte of an existing tensor to zero, on its device (a scale of 0 would keep NaN garbage). */
 int dfm_tensor_zero(dfm_tensor *t);
+/* CPU blocks of 1 MiB or more are recycled: a freed one is kept and handed to the next allocation
+ * of the same size (rounded to 4 KiB), so a loop that allocates the same buffers every step does
+ * not page-fault them in again. At most a limit is kept (1 GiB, or DFM_CPU_CACHE_MB; 0 under
+ * AddressSanitizer); a miss evicts the oldest blocks first so that the cache plus the new block
+ * stay within it. set_limit returns the previous limit; release frees what is kept. */
+size_t dfm_tensor_cache_set_limit(size_t bytes);
+void dfm_tensor_cache_release(void);
 /* A non-owning view of existing memory. */
 dfm_tensor dfm_tensor_view(void *data, dfm_dtype dtype, dfm_device dev, int ndim, const int64_t *shape);
 /* View of rows [start, start+n) along dimension 0 (contiguous; no copy). */
