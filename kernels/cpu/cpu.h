@@ -20,7 +20,9 @@ int dfm_cpu_threads(void);
 
 /* Calls fn(ctx, i0, i1) on disjoint ranges covering [0, n), at most dfm_cpu_threads() at once,
  * no range shorter than min_chunk (except when n itself is). The calling thread runs one range;
- * when a thread cannot be started its range runs on the caller. Returns when all are done. */
+ * when a thread cannot be started its range runs on the caller. Returns when all are done. A
+ * loop started inside a range runs inline on that thread (one range: [0, n)); loops started at
+ * once from several application threads are safe (the second starts its own threads). */
 typedef void (*dfm_cpu_range_fn)(void *ctx, int64_t i0, int64_t i1);
 void dfm_cpu_parallel(int64_t n, int64_t min_chunk, dfm_cpu_range_fn fn, void *ctx);
 
@@ -31,6 +33,8 @@ void dfm_cpu_parallel(int64_t n, int64_t min_chunk, dfm_cpu_range_fn fn, void *c
 #define DFM_CPU_SCRATCH_SLOTS 4
 void *dfm_cpu_scratch(int slot, size_t bytes);
 void dfm_cpu_scratch_release(void);
+/* The calling thread's and every pool worker's (dfm_cpu_parallel). */
+void dfm_cpu_scratch_release_all(void);
 /* Bytes currently held by the calling thread's scratch. */
 size_t dfm_cpu_scratch_bytes(void);
 

@@ -53,7 +53,7 @@ void dfm_ops_set_threads(int n) { dfm_cpu_set_threads(n); }
 int dfm_ops_threads(void) { return dfm_cpu_threads(); }
 void dfm_ops_release_scratch(void)
 {
-    dfm_cpu_scratch_release();
+    dfm_cpu_scratch_release_all();
     dfm_tensor_cache_release();
 #ifdef DFM_HAVE_CUDA
     dfm_cuda_release_scratch();

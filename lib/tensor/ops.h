@@ -17,9 +17,9 @@
 
 void dfm_ops_set_threads(int n);
 int dfm_ops_threads(void);
-/* Free the calling thread's CPU scratch buffers (conv tiles, converted weight blocks, attention
- * scores; otherwise kept for the next op and freed when the thread exits) and, in CUDA builds,
- * the device scratch (dfm_cuda_release_scratch). */
+/* Free the CPU scratch buffers of the calling thread and of the worker pool (conv tiles, converted
+ * weight blocks, attention scores; otherwise kept for the next op), the recycled tensor blocks
+ * (dfm_tensor_cache_release) and, in CUDA builds, the device scratch (dfm_cuda_release_scratch). */
 void dfm_ops_release_scratch(void);
 
 /* y = conv3d(x, w) + b.  x: [Cin, T, H, W] F32; w: [Cout, Cin, kt, kh, kw] F32/BF16/F16;
