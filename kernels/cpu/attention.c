@@ -15,6 +15,11 @@
  * dS = P * (dP - D_i), dV += P^T dO_i, dQ_i = scale dS K, dK += scale dS^T Q_i.
  * Every GEMM runs on one OpenBLAS thread (our threads split the units; OpenBLAS's own threads
  * would serialize on its level-3 lock), so a unit's result does not depend on the thread count.
+ * bf16 (attention.h): with AVX512_BF16 the same five GEMM shapes run on our own VDPBF16PS block
+ * GEMM (gemm_dot below) over operands packed once as bf16 pairs into thread-local scratch (slot
+ * 3): K and V of a (batch, head) once per thread while its units run on, Q_i and dO_i once per
+ * block, P and dS once per product. Elsewhere the operands are rounded into scratch (P and dS in
+ * place) and the sgemm calls stay.
  * Not here: an AVX-512 exp (the exps are a few percent of the time: the GEMMs dominate), the
  * bias's gradient, splitting one (batch, head) of the backward over threads. */
 #include "cpu/attention.h"
@@ -136,22 +141,37 @@ typedef struct {
     float *dq, *dk, *dv;
     int64_t nqb; /* forward: query blocks per (batch, head) */
     int simd;
+    int mode; /* 0 f32, 1 bf16 through rounded copies and sgemm, 2 bf16 on VDPBF16PS */
     int err; /* a thread could not get its scratch */
 } attn_ctx;
 
 /* s [rows, n] (row stride n) = scale * Q_i K_j^T + bias[h, i0 + r, j0 + c] */
-static void scores(const dfm_attn_args *a, const float *qi, const float *kj, int64_t h, int64_t i0, int64_t rows,
-                   int64_t j0, int64_t n, float *s)
+static void bias_block(const dfm_attn_args *a, int64_t h, int64_t i0, int64_t rows, int64_t j0, int64_t n, float *s)
+{
+    const float *b = a->bias + (h * a->sq + i0) * a->sk + j0;
+    for (int64_t r = 0; r < rows; r++) memcpy(s + r * n, b + r * a->sk, (size_t)n * sizeof(float));
+}
+
+/* (q rows with stride ldq, k rows with stride ldk) */
+static void scores(const dfm_attn_args *a, const float *qi, int ldq, const float *kj, int ldk, int64_t h, int64_t i0,
+                   int64_t rows, int64_t j0, int64_t n, float *s)
 {
     float beta = 0.0f;
     if (a->bias) {
-        const float *b = a->bias + (h * a->sq + i0) * a->sk + j0;
-        for (int64_t r = 0; r < rows; r++) memcpy(s + r * n, b + r * a->sk, (size_t)n * sizeof(float));
+        bias_block(a, h, i0, rows, j0, n, s);
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)n, (int)a->d, a->scale, qi,
-                ldim(a->qs[2], a->d), kj, ldim(a->ks[2], a->d), beta, s, (int)n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)n, (int)a->d, a->scale, qi, ldq, kj, ldk,
+                beta, s, (int)n);
 }
+
+/* rows x d of a strided operand rounded to bf16 into dst [rows, d] */
+static void round_rows(float *dst, const float *src, int64_t ld, int64_t rows, int64_t d)
+{
+    for (int64_t r = 0; r < rows; r++) dfm_cpu_round_bf16(dst + r * d, src + r * ld, (size_t)d);
+}
+
+static size_t al64(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
 
 /* Rows of a strided [batch, heads, rows, d] operand set to x. */
 static void fill_rows(float *p, const int64_t st[3], int64_t batch, int64_t heads, int64_t rows, int64_t d, float x)
@@ -184,7 +204,207 @@ static int64_t min_units(int64_t work_per_unit)
     return m < 1 ? 1 : m;
 }
 
+/* ---- bf16: VDPBF16PS block GEMM ---------------------------------------------------------- */
+
+/* Operands packed as bf16 pairs (the two values of k = 2t, 2t + 1 in one 32-bit word, the lower k
+ * in the low half), rounded to nearest even on the way, k padded to even with zeros:
+ *   A [M x K]: panels of 12 rows, [ceil(M/12)][kp][12]   (kp = ceil(K/2) pairs)
+ *   B [K x N]: panels of 32 columns, [ceil(N/32)][kp][32]
+ * Rows and columns past M and N are zero. Two packers cover the four ways an operand lies in
+ * memory: pack_across takes each output row's k from one contiguous source row (Q_i, dO_i, P and
+ * dS as A; K and V as B^T), pack_down takes k down the source rows (V, K, Q_i, dO_i as B; P^T and
+ * dS^T as A). The micro-kernel is linear.c's 12 x 32 VDPBF16PS tile (A broadcast from memory). */
+#define MR 12
+#define NW 32
+#define KCP 256 /* pairs of k per GEMM pass: a 32-column B panel's slice is 32 KiB */
+
+#ifdef DFM_SIMD_X86
+#define T_DOT __attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl,avx512bf16")))
+#define UNROLL _Pragma("GCC unroll 12")
+
+/* x rounded to bf16 (ties to even, NaN kept quiet): the bf16 in each lane's high 16 bits */
+T_DOT static inline __m512i round_bits(__m512 x)
+{
+    __m512i u = _mm512_castps_si512(x);
+    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1)),
+                                                     _mm512_set1_epi32(0x7fff)));
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                            _mm512_set1_epi32(0x7f800000));
+    return _mm512_mask_or_epi32(r, nan, u, _mm512_set1_epi32(0x00400000));
+}
+
+static __mmask16 tail16(int64_t n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+
+/* dst [ceil(M/W)][kp][W]: pair (m, t) = (src[m*ld + 2t], src[m*ld + 2t + 1]) for m < M, k < K;
+ * tmp holds K + 16 uint16 rounded up to 32 */
+T_DOT static void pack_across(const float *src, int64_t ld, int64_t M, int64_t K, uint32_t *dst, int W, uint16_t *tmp)
+{
+    int64_t kp = (K + 1) / 2, mp = (M + W - 1) / W * W;
+    const uint32_t *t32 = (const uint32_t *)(void *)tmp;
+    for (int64_t m = 0; m < mp; m++) {
+        uint32_t *d = dst + m / W * kp * W + m % W;
+        if (m >= M) {
+            for (int64_t t = 0; t < kp; t++) d[t * W] = 0;
+            continue;
+        }
+        const float *s = src + m * ld;
+        for (int64_t k = 0; k < K; k += 16) {
+            __m512i r = _mm512_srli_epi32(round_bits(_mm512_maskz_loadu_ps(tail16(K - k), s + k)), 16);
+            _mm256_storeu_si256((__m256i *)(void *)(tmp + k), _mm512_cvtepi32_epi16(r));
+        }
+        if (K & 1) tmp[K] = 0;
+        for (int64_t t = 0; t < kp; t++) d[t * W] = t32[t];
+    }
+}
+
+/* dst [ceil(M/W)][kp][W]: pair (m, t) = (src[2t*ld + m], src[(2t + 1)*ld + m]) for m < M, k < K;
+ * tmp holds ceil(M/W)*W rounded up to 16 uint32 */
+T_DOT static void pack_down(const float *src, int64_t ld, int64_t M, int64_t K, uint32_t *dst, int W, uint32_t *tmp)
+{
+    int64_t kp = (K + 1) / 2, panels = (M + W - 1) / W;
+    const __m512i hmask = _mm512_set1_epi32((int)0xffff0000u);
+    for (int64_t t = 0; t < kp; t++) {
+        const float *r0 = src + 2 * t * ld, *r1 = 2 * t + 1 < K ? r0 + ld : NULL;
+        for (int64_t m = 0; m < panels * W; m += 16) {
+            __mmask16 mk = tail16(M - m);
+            __m512i lo = _mm512_srli_epi32(round_bits(_mm512_maskz_loadu_ps(mk, r0 + m)), 16), hi = _mm512_setzero_si512();
+            if (r1) hi = _mm512_and_si512(round_bits(_mm512_maskz_loadu_ps(mk, r1 + m)), hmask);
+            _mm512_storeu_si512(tmp + m, _mm512_or_si512(lo, hi));
+        }
+        for (int64_t p = 0; p < panels; p++) memcpy(dst + (p * kp + t) * W, tmp + p * W, (size_t)W * sizeof(uint32_t));
+    }
+}
+
+/* c[mr x 32] = alpha * A B (+ c when add), over kc pairs; columns past n masked off */
+T_DOT static void ukr_dot(int64_t kc, const uint32_t *a, const uint32_t *b, float *c, int64_t ldc, int mr,
+                          __mmask16 m0, __mmask16 m1, float alpha, int add)
+{
+    __m512 acc[MR][2];
+    UNROLL for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int64_t t = 0; t < kc; t++, a += MR, b += NW) {
+        __m512 w0 = _mm512_castsi512_ps(_mm512_loadu_si512(b)), w1 = _mm512_castsi512_ps(_mm512_loadu_si512(b + 16));
+        UNROLL for (int r = 0; r < MR; r++)
+        {
+            __asm__("vdpbf16ps %[x]%{1to16%}, %[w], %[c]" : [c] "+v"(acc[r][0]) : [w] "v"(w0), [x] "m"(a[r]));
+            __asm__("vdpbf16ps %[x]%{1to16%}, %[w], %[c]" : [c] "+v"(acc[r][1]) : [w] "v"(w1), [x] "m"(a[r]));
+        }
+    }
+    __m512 va = _mm512_set1_ps(alpha);
+    UNROLL for (int r = 0; r < MR; r++)
+    {
+        if (r >= mr) break;
+        float *cr = c + r * ldc;
+        __m512 v0 = _mm512_mul_ps(acc[r][0], va), v1 = _mm512_mul_ps(acc[r][1], va);
+        if (add) {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, cr));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, cr + 16));
+        }
+        _mm512_mask_storeu_ps(cr, m0, v0);
+        _mm512_mask_storeu_ps(cr + 16, m1, v1);
+    }
+}
+
+/* c [M x N] (row stride ldc) = alpha * A B (+ c when add): A and B packed over kp pairs, panel
+ * strides as and bs (elements; a panel may hold more pairs than this product uses). */
+T_DOT static void gemm_dot(int64_t M, int64_t N, int64_t kp, const uint32_t *a, int64_t as, const uint32_t *b,
+                           int64_t bs, float alpha, float *c, int64_t ldc, int add)
+{
+    for (int64_t p0 = 0; p0 < kp; p0 += KCP) {
+        int64_t kc = kp - p0 < KCP ? kp - p0 : KCP;
+        for (int64_t i = 0; i < M; i += MR) {
+            int mr = M - i < MR ? (int)(M - i) : MR;
+            for (int64_t j = 0; j < N; j += NW)
+                ukr_dot(kc, a + i / MR * as + p0 * MR, b + j / NW * bs + p0 * NW, c + i * ldc + j, ldc, mr,
+                        tail16(N - j), tail16(N - j - 16), alpha, add || p0 > 0);
+        }
+    }
+}
+#undef UNROLL
+#endif
+
 /* ---- forward ----------------------------------------------------------------------------- */
+
+/* The running softmax over one key block: s [rows, n] scores in, exp(s - m) out; m, l and the
+ * accumulator o [rows, d] brought up to date (o rescaled where the max grew). */
+static void softmax_block(const attn_ctx *c, float *s, int64_t rows, int64_t n, int64_t j0, float *m, float *l,
+                          float *o)
+{
+    int64_t d = c->a->d;
+    for (int64_t r = 0; r < rows; r++) {
+        float *sr = s + r * n, mb = row_max(sr, n, c->simd), mn = m[r] > mb ? m[r] : mb;
+        if (mn == -INFINITY) { /* nothing but -inf so far: no weight, nothing to rescale */
+            memset(sr, 0, (size_t)n * sizeof(float));
+            continue;
+        }
+        float alpha = expf(m[r] - mn); /* 0 while m is -inf */
+        l[r] = l[r] * alpha + row_exp(sr, n, mn, c->simd);
+        m[r] = mn;
+        if (j0 > 0 && alpha != 1.0f)
+            for (int64_t e = 0; e < d; e++) o[r * d + e] *= alpha;
+    }
+}
+
+/* out = o / l and lse = m + log l for the rows of unit (b, h, i0) */
+static void finish_rows(const dfm_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t rows, const float *m,
+                        const float *l, const float *o)
+{
+    int64_t d = a->d;
+    float *lse = a->lse ? a->lse + (b * a->heads + h) * a->sq + i0 : NULL;
+    for (int64_t r = 0; r < rows; r++) {
+        float *orow = a->out + b * a->os[0] + h * a->os[1] + (i0 + r) * a->os[2];
+        if (l[r] == 0.0f) { /* every score -inf: torch's softmax gives NaN */
+            for (int64_t e = 0; e < d; e++) orow[e] = NAN;
+            if (lse) lse[r] = -INFINITY;
+            continue;
+        }
+        float inv = 1.0f / l[r];
+        for (int64_t e = 0; e < d; e++) orow[e] = o[r * d + e] * inv;
+        if (lse) lse[r] = m[r] + logf(l[r]);
+    }
+}
+
+#ifdef DFM_SIMD_X86
+/* mode 2: K and V of the unit's (batch, head) packed once for the run of units that share it */
+T_DOT static void fwd_range_dot(attn_ctx *c, int64_t u0, int64_t u1, float *s, float *o, float *m, float *l)
+{
+    const dfm_attn_args *a = c->a;
+    int64_t d = a->d, sq = a->sq, sk = a->sk, kb = sk < FWD_KB ? sk : FWD_KB, dp = (d + 1) / 2, skp = (sk + 1) / 2;
+    int64_t ntmp = (sk > d ? sk : d) + 64;
+    size_t o_v = al64((size_t)((sk + NW - 1) / NW * NW * dp) * 4);
+    size_t o_q = o_v + al64((size_t)((d + NW - 1) / NW * NW * skp) * 4);
+    size_t o_p = o_q + al64((size_t)((FWD_QB + MR - 1) / MR * MR * dp) * 4);
+    size_t o_t = o_p + al64((size_t)((FWD_QB + MR - 1) / MR * MR * ((kb + 1) / 2)) * 4);
+    char *base = dfm_cpu_scratch(3, o_t + (size_t)ntmp * 4);
+    if (!base) {
+        __atomic_store_n(&c->err, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    uint32_t *kpk = (uint32_t *)(void *)base, *vpk = (uint32_t *)(void *)(base + o_v);
+    uint32_t *qpk = (uint32_t *)(void *)(base + o_q), *ppk = (uint32_t *)(void *)(base + o_p);
+    uint32_t *tmp = (uint32_t *)(void *)(base + o_t);
+    int64_t packed = -1;
+    for (int64_t u = u0; u < u1; u++) {
+        int64_t bh = u / c->nqb, b = bh / a->heads, h = bh % a->heads;
+        int64_t i0 = (u % c->nqb) * FWD_QB, rows = sq - i0 < FWD_QB ? sq - i0 : FWD_QB;
+        if (bh != packed) {
+            pack_across(a->k + b * a->ks[0] + h * a->ks[1], a->ks[2], sk, d, kpk, NW, (uint16_t *)tmp);
+            pack_down(a->v + b * a->vs[0] + h * a->vs[1], a->vs[2], d, sk, vpk, NW, tmp);
+            packed = bh;
+        }
+        pack_across(a->q + b * a->qs[0] + h * a->qs[1] + i0 * a->qs[2], a->qs[2], rows, d, qpk, MR, (uint16_t *)tmp);
+        for (int64_t r = 0; r < rows; r++) m[r] = -INFINITY, l[r] = 0.0f;
+        for (int64_t j0 = 0; j0 < sk; j0 += kb) {
+            int64_t n = sk - j0 < kb ? sk - j0 : kb, np = (n + 1) / 2;
+            if (a->bias) bias_block(a, h, i0, rows, j0, n, s);
+            gemm_dot(rows, n, dp, qpk, dp * MR, kpk + j0 / NW * dp * NW, dp * NW, a->scale, s, n, a->bias != NULL);
+            softmax_block(c, s, rows, n, j0, m, l, o);
+            pack_across(s, n, rows, n, ppk, MR, (uint16_t *)tmp);
+            gemm_dot(rows, d, np, ppk, np * MR, vpk + j0 / 2 * NW, skp * NW, 1.0f, o, d, j0 > 0);
+        }
+        finish_rows(a, b, h, i0, rows, m, l, o);
+    }
+}
+#endif
 
 static void fwd_range(void *arg, int64_t u0, int64_t u1)
 {
@@ -194,48 +414,57 @@ static void fwd_range(void *arg, int64_t u0, int64_t u1)
     float *s = dfm_cpu_scratch(0, (size_t)(FWD_QB * kb) * sizeof(float));
     float *o = dfm_cpu_scratch(1, (size_t)(FWD_QB * d) * sizeof(float));
     float *ml = dfm_cpu_scratch(2, 2 * FWD_QB * sizeof(float));
-    if (!s || !o || !ml) {
+    /* mode 1: Q_i, K and V of the (batch, head) rounded to bf16 */
+    float *qr = c->mode == 1 ? dfm_cpu_scratch(3, (size_t)((FWD_QB + 2 * sk) * d) * sizeof(float)) : NULL;
+    if (!s || !o || !ml || (c->mode == 1 && !qr)) {
         __atomic_store_n(&c->err, 1, __ATOMIC_RELAXED);
         return;
     }
     float *m = ml, *l = ml + FWD_QB;
+#ifdef DFM_SIMD_X86
+    if (c->mode == 2) {
+        fwd_range_dot(c, u0, u1, s, o, m, l);
+        return;
+    }
+#endif
+    float *kr = qr ? qr + FWD_QB * d : NULL, *vr = qr ? kr + sk * d : NULL;
+    int64_t rounded = -1;
     for (int64_t u = u0; u < u1; u++) {
         int64_t bh = u / c->nqb, b = bh / a->heads, h = bh % a->heads;
         int64_t i0 = (u % c->nqb) * FWD_QB, rows = sq - i0 < FWD_QB ? sq - i0 : FWD_QB;
         const float *qi = a->q + b * a->qs[0] + h * a->qs[1] + i0 * a->qs[2];
         const float *kh = a->k + b * a->ks[0] + h * a->ks[1], *vh = a->v + b * a->vs[0] + h * a->vs[1];
+        int ldq = ldim(a->qs[2], d), ldk = ldim(a->ks[2], d), ldv = ldim(a->vs[2], d);
+        if (qr) {
+            if (bh != rounded) {
+                round_rows(kr, kh, a->ks[2], sk, d);
+                round_rows(vr, vh, a->vs[2], sk, d);
+                rounded = bh;
+            }
+            round_rows(qr, qi, a->qs[2], rows, d);
+            qi = qr, kh = kr, vh = vr, ldq = ldk = ldv = (int)d;
+        }
         for (int64_t r = 0; r < rows; r++) m[r] = -INFINITY, l[r] = 0.0f;
         for (int64_t j0 = 0; j0 < sk; j0 += kb) {
             int64_t n = sk - j0 < kb ? sk - j0 : kb;
-            scores(a, qi, kh + j0 * a->ks[2], h, i0, rows, j0, n, s);
-            for (int64_t r = 0; r < rows; r++) {
-                float *sr = s + r * n, mb = row_max(sr, n, c->simd), mn = m[r] > mb ? m[r] : mb;
-                if (mn == -INFINITY) { /* nothing but -inf so far: no weight, nothing to rescale */
-                    memset(sr, 0, (size_t)n * sizeof(float));
-                    continue;
-                }
-                float alpha = expf(m[r] - mn); /* 0 while m is -inf */
-                l[r] = l[r] * alpha + row_exp(sr, n, mn, c->simd);
-                m[r] = mn;
-                if (j0 > 0 && alpha != 1.0f)
-                    for (int64_t e = 0; e < d; e++) o[r * d + e] *= alpha;
-            }
+            scores(a, qi, ldq, kh + j0 * (qr ? d : a->ks[2]), ldk, h, i0, rows, j0, n, s);
+            softmax_block(c, s, rows, n, j0, m, l, o);
+            if (qr) dfm_cpu_round_bf16(s, s, (size_t)(rows * n));
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)d, (int)n, 1.0f, s, (int)n,
-                        vh + j0 * a->vs[2], ldim(a->vs[2], d), j0 > 0 ? 1.0f : 0.0f, o, (int)d);
+                        vh + j0 * (qr ? d : a->vs[2]), ldv, j0 > 0 ? 1.0f : 0.0f, o, (int)d);
         }
-        float *lse = a->lse ? a->lse + bh * sq + i0 : NULL;
-        for (int64_t r = 0; r < rows; r++) {
-            float *orow = a->out + b * a->os[0] + h * a->os[1] + (i0 + r) * a->os[2];
-            if (l[r] == 0.0f) { /* every score -inf: torch's softmax gives NaN */
-                for (int64_t e = 0; e < d; e++) orow[e] = NAN;
-                if (lse) lse[r] = -INFINITY;
-                continue;
-            }
-            float inv = 1.0f / l[r];
-            for (int64_t e = 0; e < d; e++) orow[e] = o[r * d + e] * inv;
-            if (lse) lse[r] = m[r] + logf(l[r]);
-        }
+        finish_rows(a, b, h, i0, rows, m, l, o);
     }
+}
+
+/* 0 f32; 1 or 2 for bf16 (2 where VDPBF16PS runs) */
+static int attn_mode(const dfm_attn_args *a)
+{
+    if (!a->bf16) return 0;
+#ifdef DFM_SIMD_X86
+    if (dfm_cpu_use_avx512_bf16()) return 2;
+#endif
+    return 1;
 }
 
 int dfm_cpu_attention_fwd(const dfm_attn_args *a)
@@ -250,7 +479,7 @@ int dfm_cpu_attention_fwd(const dfm_attn_args *a)
             for (int64_t i = 0; i < units_bh * a->sq; i++) a->lse[i] = -INFINITY;
         return 0;
     }
-    attn_ctx c = {.a = a, .nqb = (a->sq + FWD_QB - 1) / FWD_QB, .simd = dfm_cpu_use_avx2()};
+    attn_ctx c = {.a = a, .nqb = (a->sq + FWD_QB - 1) / FWD_QB, .simd = dfm_cpu_use_avx2(), .mode = attn_mode(a)};
     int64_t rows = a->sq < FWD_QB ? a->sq : FWD_QB;
     int saved = blas_single();
     dfm_cpu_parallel(units_bh * c.nqb, min_units(rows * a->sk * a->d), fwd_range, &c);
@@ -270,18 +499,43 @@ static int64_t bwd_rows(int64_t sq, int64_t sk)
     return sq < qb ? sq : qb;
 }
 
-static void bwd_range(void *arg, int64_t u0, int64_t u1)
+/* D_i = sum_j P dP (in double) from these very P and dP, then dS = P * (dP - D_i) in dP's place */
+static void ds_rows(float *p, float *dp, int64_t rows, int64_t sk)
 {
-    attn_ctx *c = arg;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *pr = p + r * sk;
+        float *ds = dp + r * sk;
+        double acc = 0.0;
+        for (int64_t e = 0; e < sk; e++) acc += (double)pr[e] * ds[e];
+        float di = (float)acc;
+        for (int64_t e = 0; e < sk; e++) ds[e] = pr[e] * (ds[e] - di);
+    }
+}
+
+#ifdef DFM_SIMD_X86
+/* mode 2: K (as B^T for the scores and as B for dQ) and V (as B^T for dP) packed once per unit,
+ * Q_i and dO_i (as A and as B) once per query block, P^T, dS and dS^T once per product */
+T_DOT static void bwd_range_dot(attn_ctx *c, int64_t u0, int64_t u1, int64_t qb, float *p, float *dp)
+{
     const dfm_attn_args *a = c->a;
-    int64_t d = a->d, sq = a->sq, sk = a->sk, qb = bwd_rows(sq, sk);
-    float *p = dfm_cpu_scratch(0, (size_t)(qb * sk) * sizeof(float));
-    float *dp = dfm_cpu_scratch(1, (size_t)(qb * sk) * sizeof(float));
-    if (!p || !dp) {
+    int64_t d = a->d, sq = a->sq, sk = a->sk, dp2 = (d + 1) / 2, skp = (sk + 1) / 2, qbp = (qb + 1) / 2;
+    int64_t ntmp = (sk > d ? sk : d) + (qb > 64 ? qb : 64) + 64;
+    size_t kt_n = (size_t)((sk + NW - 1) / NW * NW * dp2), kb_n = (size_t)((d + NW - 1) / NW * NW * skp);
+    size_t qa_n = (size_t)((qb + MR - 1) / MR * MR * dp2), qb_n = (size_t)((d + NW - 1) / NW * NW * qbp);
+    size_t pt_n = (size_t)((sk + MR - 1) / MR * MR * qbp), ds_n = (size_t)((qb + MR - 1) / MR * MR * skp);
+    size_t off[10], sz[10] = {kt_n, kt_n, kb_n, qa_n, qa_n, qb_n, qb_n, pt_n, ds_n, (size_t)ntmp}, tot = 0;
+    for (int i = 0; i < 10; i++) off[i] = tot, tot += al64(sz[i] * 4);
+    char *base = dfm_cpu_scratch(3, tot);
+    if (!base) {
         __atomic_store_n(&c->err, 1, __ATOMIC_RELAXED);
         return;
     }
-    int ldq = ldim(a->qs[2], d), ldk = ldim(a->ks[2], d), ldv = ldim(a->vs[2], d), ldo = ldim(a->os[2], d);
+    uint32_t *buf[10];
+    for (int i = 0; i < 10; i++) buf[i] = (uint32_t *)(void *)(base + off[i]);
+    uint32_t *kt = buf[0], *vt = buf[1], *kbk = buf[2], *qa = buf[3], *da = buf[4], *qbk = buf[5], *dob = buf[6];
+    uint32_t *pt = buf[7], *dsa = buf[8], *tmp = buf[9];
+    uint16_t *tmp16 = (uint16_t *)(void *)tmp;
+    int64_t ldq = ldim(a->qs[2], d), ldk = ldim(a->ks[2], d), ldv = ldim(a->vs[2], d);
     for (int64_t u = u0; u < u1; u++) {
         int64_t b = u / a->heads, h = u % a->heads;
         const float *qh = a->q + b * a->qs[0] + h * a->qs[1], *kh = a->k + b * a->ks[0] + h * a->ks[1];
@@ -293,32 +547,99 @@ static void bwd_range(void *arg, int64_t u0, int64_t u1)
             memset(dkh + j * a->ks[2], 0, (size_t)d * sizeof(float));
             memset(dvh + j * a->vs[2], 0, (size_t)d * sizeof(float));
         }
+        pack_across(kh, a->ks[2], sk, d, kt, NW, tmp16);
+        pack_across(vh, a->vs[2], sk, d, vt, NW, tmp16);
+        pack_down(kh, a->ks[2], d, sk, kbk, NW, tmp);
+        for (int64_t i0 = 0; i0 < sq; i0 += qb) {
+            int64_t rows = sq - i0 < qb ? sq - i0 : qb, rp = (rows + 1) / 2;
+            const float *qi = qh + i0 * a->qs[2], *doi = doh + i0 * a->os[2];
+            pack_across(qi, a->qs[2], rows, d, qa, MR, tmp16);
+            pack_down(qi, a->qs[2], d, rows, qbk, NW, tmp);
+            pack_across(doi, a->os[2], rows, d, da, MR, tmp16);
+            pack_down(doi, a->os[2], d, rows, dob, NW, tmp);
+            /* P = exp(S - lse) and dP = dO_i V^T over all keys */
+            if (a->bias) bias_block(a, h, i0, rows, 0, sk, p);
+            gemm_dot(rows, sk, dp2, qa, dp2 * MR, kt, dp2 * NW, a->scale, p, sk, a->bias != NULL);
+            for (int64_t r = 0; r < rows; r++) row_exp(p + r * sk, sk, lse[i0 + r], c->simd);
+            gemm_dot(rows, sk, dp2, da, dp2 * MR, vt, dp2 * NW, 1.0f, dp, sk, 0);
+            ds_rows(p, dp, rows, sk);
+            /* dV += P^T dO_i; dQ_i = scale dS K; dK += scale dS^T Q_i */
+            pack_down(p, sk, sk, rows, pt, MR, tmp);
+            gemm_dot(sk, d, rp, pt, rp * MR, dob, rp * NW, 1.0f, dvh, ldv, 1);
+            pack_across(dp, sk, rows, sk, dsa, MR, tmp16);
+            gemm_dot(rows, d, skp, dsa, skp * MR, kbk, skp * NW, a->scale, dqh + i0 * a->qs[2], ldq, 0);
+            pack_down(dp, sk, sk, rows, pt, MR, tmp);
+            gemm_dot(sk, d, rp, pt, rp * MR, qbk, rp * NW, a->scale, dkh, ldk, 1);
+        }
+    }
+}
+#endif
+
+static void bwd_range(void *arg, int64_t u0, int64_t u1)
+{
+    attn_ctx *c = arg;
+    const dfm_attn_args *a = c->a;
+    int64_t d = a->d, sq = a->sq, sk = a->sk, qb = bwd_rows(sq, sk);
+    float *p = dfm_cpu_scratch(0, (size_t)(qb * sk) * sizeof(float));
+    float *dp = dfm_cpu_scratch(1, (size_t)(qb * sk) * sizeof(float));
+    /* mode 1: K and V of the unit, Q_i and dO_i of the block rounded to bf16 */
+    float *kr = c->mode == 1 ? dfm_cpu_scratch(3, (size_t)((2 * sk + 2 * qb) * d) * sizeof(float)) : NULL;
+    if (!p || !dp || (c->mode == 1 && !kr)) {
+        __atomic_store_n(&c->err, 1, __ATOMIC_RELAXED);
+        return;
+    }
+#ifdef DFM_SIMD_X86
+    if (c->mode == 2) {
+        bwd_range_dot(c, u0, u1, qb, p, dp);
+        return;
+    }
+#endif
+    float *vr = kr ? kr + sk * d : NULL, *qr = kr ? vr + sk * d : NULL, *dor = kr ? qr + qb * d : NULL;
+    int ldq = ldim(a->qs[2], d), ldk = ldim(a->ks[2], d), ldv = ldim(a->vs[2], d), ldo = ldim(a->os[2], d);
+    for (int64_t u = u0; u < u1; u++) {
+        int64_t b = u / a->heads, h = u % a->heads;
+        const float *qh = a->q + b * a->qs[0] + h * a->qs[1], *kh = a->k + b * a->ks[0] + h * a->ks[1];
+        const float *vh = a->v + b * a->vs[0] + h * a->vs[1], *doh = c->dout + b * a->os[0] + h * a->os[1];
+        float *dqh = c->dq + b * a->qs[0] + h * a->qs[1], *dkh = c->dk + b * a->ks[0] + h * a->ks[1];
+        float *dvh = c->dv + b * a->vs[0] + h * a->vs[1];
+        const float *lse = a->lse + u * sq;
+        /* the operands of the GEMMs: the inputs, or (mode 1) their rounded copies */
+        int lk = ldk, lv = ldv, lq = ldq, lo = ldo;
+        const float *kg = kh, *vg = vh;
+        if (kr) {
+            round_rows(kr, kh, a->ks[2], sk, d);
+            round_rows(vr, vh, a->vs[2], sk, d);
+            kg = kr, vg = vr, lk = lv = lq = lo = (int)d;
+        }
+        for (int64_t j = 0; j < sk; j++) {
+            memset(dkh + j * a->ks[2], 0, (size_t)d * sizeof(float));
+            memset(dvh + j * a->vs[2], 0, (size_t)d * sizeof(float));
+        }
         for (int64_t i0 = 0; i0 < sq; i0 += qb) {
             int64_t rows = sq - i0 < qb ? sq - i0 : qb;
             const float *qi = qh + i0 * a->qs[2], *doi = doh + i0 * a->os[2];
             float *dqi = dqh + i0 * a->qs[2];
-            /* P = exp(S - lse) and dP = dO_i V^T over all keys */
-            scores(a, qi, kh, h, i0, rows, 0, sk, p);
-            for (int64_t r = 0; r < rows; r++) row_exp(p + r * sk, sk, lse[i0 + r], c->simd);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)sk, (int)d, 1.0f, doi, ldo, vh, ldv,
-                        0.0f, dp, (int)sk);
-            /* D_i = sum_j P dP (in double) from these very P and dP, then dS = P * (dP - D_i) in dP's place */
-            for (int64_t r = 0; r < rows; r++) {
-                const float *pr = p + r * sk;
-                float *ds = dp + r * sk;
-                double acc = 0.0;
-                for (int64_t e = 0; e < sk; e++) acc += (double)pr[e] * ds[e];
-                float di = (float)acc;
-                for (int64_t e = 0; e < sk; e++) ds[e] = pr[e] * (ds[e] - di);
+            if (kr) {
+                round_rows(qr, qi, a->qs[2], rows, d);
+                round_rows(dor, doi, a->os[2], rows, d);
+                qi = qr, doi = dor;
             }
+            /* P = exp(S - lse) and dP = dO_i V^T over all keys */
+            scores(a, qi, lq, kg, lk, h, i0, rows, 0, sk, p);
+            for (int64_t r = 0; r < rows; r++) row_exp(p + r * sk, sk, lse[i0 + r], c->simd);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)sk, (int)d, 1.0f, doi, lo, vg, lv,
+                        0.0f, dp, (int)sk);
+            ds_rows(p, dp, rows, sk);
             /* dV += P^T dO_i; dQ_i = scale dS K; dK += scale dS^T Q_i */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)sk, (int)d, (int)rows, 1.0f, p, (int)sk, doi, ldo,
+            if (kr) dfm_cpu_round_bf16(p, p, (size_t)(rows * sk));
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)sk, (int)d, (int)rows, 1.0f, p, (int)sk, doi, lo,
                         1.0f, dvh, ldv);
+            if (kr) dfm_cpu_round_bf16(dp, dp, (size_t)(rows * sk));
             for (int64_t r = 0; r < rows; r++) memset(dqi + r * a->qs[2], 0, (size_t)d * sizeof(float));
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)d, (int)sk, a->scale, dp, (int)sk, kh,
-                        ldk, 0.0f, dqi, ldq);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)d, (int)sk, a->scale, dp, (int)sk, kg,
+                        lk, 0.0f, dqi, ldq);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)sk, (int)d, (int)rows, a->scale, dp, (int)sk, qi,
-                        ldq, 1.0f, dkh, ldk);
+                        lq, 1.0f, dkh, ldk);
         }
     }
 }
@@ -354,7 +675,7 @@ int dfm_cpu_attention_bwd(const dfm_attn_args *a, const float *dout, float *dq, 
         fill_rows(dq, a->qs, a->batch, a->heads, a->sq, a->d, 0.0f);
         return 0;
     }
-    attn_ctx c = {.a = a, .dout = dout, .dq = dq, .dk = dk, .dv = dv, .simd = dfm_cpu_use_avx2()};
+    attn_ctx c = {.a = a, .dout = dout, .dq = dq, .dk = dk, .dv = dv, .simd = dfm_cpu_use_avx2(), .mode = attn_mode(a)};
     int saved = blas_single();
     dfm_cpu_parallel(units, min_units(a->sq * a->sk * a->d), bwd_range, &c);
     blas_restore(saved);

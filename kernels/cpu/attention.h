@@ -14,7 +14,13 @@
  * one (query block, key block) pair at a time from q, k and lse. Each thread holds a few hundred
  * KiB of scratch. Deterministic: the same inputs give bit-identical results whatever the thread
  * count (every output element is computed by one thread in a fixed order).
- * Not here: masks other than the bias, dropout, the bias's gradient, bf16 operands.
+ * bf16 (args.bf16): the operands of every product are rounded to bf16 (to nearest, ties to even)
+ * and the products summed in f32, as torch's CPU flash attention under autocast(bfloat16): q, k,
+ * v, dout and the softmax weights P = exp(s - max) and dS = P (dP - D) enter the GEMMs rounded;
+ * the scores, the softmax, its running max and sum, D and every accumulator stay f32. On a CPU
+ * with AVX512_BF16 the GEMMs run on VDPBF16PS, elsewhere on sgemm over rounded copies (the same
+ * numbers up to the f32 summation order).
+ * Not here: masks other than the bias, dropout, the bias's gradient.
  * ref: torch.nn.functional.scaled_dot_product_attention; transformers T5/UMT5
  * eager_attention_forward (the bias); FlashAttention-2 (Dao 2023) Algorithms 1 and 2.
  */
@@ -34,6 +40,8 @@ typedef struct {
     const float *bias; /* NULL or [heads, sq, sk] contiguous, added to the scaled scores (every batch item) */
     float scale;
     float *lse; /* NULL or [batch, heads, sq] contiguous: written by the forward, read by the backward */
+    int bf16;   /* 0: exact f32 products; 1: q, k, v, dout, P and dS rounded to bf16 before each product
+                   (scores, softmax, max, sum, D and accumulators f32; see above) */
 } dfm_attn_args;
 
 /* Check a's sizes, pointers and strides (op names the caller in the message); _bwd also the

@@ -16,6 +16,9 @@
  * and lse -inf; bad arguments are refused; the padding between strided rows is never written;
  * the earlier entry points (dfm_cpu_attention, dfm_cpu_attention_bias) agree with the kernel; and,
  * with a CUDA device, dfm_cuda_attention_fwd/_bwd agree with the CPU to 1e-4 (skipped without one).
+ * bf16 operands (args.bf16): both paths (VDPBF16PS, rounded copies and sgemm) against a reference
+ * that rounds the same operands, against each other, and bit-identical with 1 and 2 threads
+ * (tolerances above the tests).
  */
 #include "test.h"
 #include "base/error.h"
@@ -388,6 +391,271 @@ TEST(attention_vs_reference)
     fprintf(stderr, "  %d cases (%s): worst out error %.2e of max|v|, lse %.2e, gradients %.2e of max|g|; "
             "AVX2 vs scalar %.2f of the tolerance\n", n, dfm_cpu_level_max() >= DFM_CPU_AVX2 ? "AVX2 and scalar" : "scalar only",
             w.fwd, w.lse, w.bwd, w.simd);
+}
+
+/* ---- bf16 operands ---------------------------------------------------------------------------- */
+
+/* Tolerances of the bf16 path (args.bf16) against a reference in double that rounds the same
+ * operands to bf16 at the same places: q, k, v, dout; the forward's P = exp(s - m) before P V,
+ * with m the running max over the kernel's key blocks (KEY_BLOCK, FWD_KB in attention.c) as the
+ * kernel takes it; the backward's P = exp(s - lse) and dS = P (dP - D) before their products.
+ * What remains is f32 summation and exp, and the P and dS that these f32 differences move across
+ * a bf16 rounding boundary now and then: one such moves its product by a bf16 step (2^-8) of its
+ * weight, so the bounds are 2^-8 ~ 4e-3 of max|v| (out) and of max|g| (each gradient); lse (no
+ * rounded product past q.k, which the reference rounds too) 1e-5 of 1 + |lse|. Measured: ~1e-4.
+ * That the reference models the kernel's roundings, not just its tolerance: the kernel's error
+ * against it must stay under a quarter of its error against the unrounded f32 reference. The
+ * VDPBF16PS path against the rounded-copies-and-sgemm path: the same bounds. */
+#define KEY_BLOCK 256
+#define TOL_BF16_FWD 4e-3
+#define TOL_BF16_LSE 1e-5
+#define TOL_BF16_BWD 4e-3
+
+static double rb(double x) { return dfm_cpu_round_bf16_1((float)x); }
+
+static double *canon_bf16(const float *x, const int64_t st[3], int64_t B, int64_t H, int64_t R, int64_t d)
+{
+    double *c = canon(x, st, B, H, R, d);
+    for (int64_t i = 0; i < B * H * R * d; i++) c[i] = rb(c[i]);
+    return c;
+}
+
+/* Scores of row (b, h, i) from the rounded operands, their max; s [sk] */
+static double ref16_scores(const ref_t *r, int64_t b, int64_t h, int64_t i, double *s)
+{
+    const double *qi = r->q + ((b * r->H + h) * r->sq + i) * r->d;
+    double m = -INFINITY;
+    for (int64_t j = 0; j < r->sk; j++) {
+        const double *kj = r->k + ((b * r->H + h) * r->sk + j) * r->d;
+        double t = 0;
+        for (int64_t e = 0; e < r->d; e++) t += qi[e] * kj[e];
+        s[j] = r->scale * t + (r->bias ? r->bias[(h * r->sq + i) * r->sk + j] : 0.0);
+        if (s[j] > m) m = s[j];
+    }
+    return m;
+}
+
+/* out = sum_j bf16(exp(s_j - m)) v_j / sum_j exp(s_j - m); lse; then the gradients with
+ * P = exp(s - lse), dP = dout . v, D = sum P dP, dS = P (dP - D), dv += bf16(P) dout,
+ * dq += scale bf16(dS) k, dk += scale bf16(dS) q. r holds the rounded operands. */
+static void ref16(const ref_t *r, double *out, double *lse, double *dq, double *dk, double *dv)
+{
+    int64_t d = r->d, sk = r->sk;
+    memset(dq, 0, (size_t)(r->B * r->H * r->sq * d) * sizeof(double));
+    memset(dk, 0, (size_t)(r->B * r->H * sk * d) * sizeof(double));
+    memset(dv, 0, (size_t)(r->B * r->H * sk * d) * sizeof(double));
+    double *s = malloc((size_t)(sk + 1) * sizeof(double)), *dp = malloc((size_t)(sk + 1) * sizeof(double));
+    double *p16 = malloc((size_t)(sk + 1) * sizeof(double));
+    for (int64_t b = 0; b < r->B; b++)
+        for (int64_t h = 0; h < r->H; h++)
+            for (int64_t i = 0; i < r->sq; i++) {
+                int64_t row = (b * r->H + h) * r->sq + i, kv0 = (b * r->H + h) * sk;
+                const double *gi = r->g + row * d, *qi = r->q + row * d;
+                double m = ref16_scores(r, b, h, i, s), sum = 0, mr = -INFINITY;
+                for (int64_t j = 0; j < sk; j++) sum += exp(s[j] - m);
+                for (int64_t j0 = 0; j0 < sk; j0 += KEY_BLOCK) { /* P against the running max */
+                    int64_t j1 = j0 + KEY_BLOCK < sk ? j0 + KEY_BLOCK : sk;
+                    for (int64_t j = j0; j < j1; j++) mr = s[j] > mr ? s[j] : mr;
+                    for (int64_t j = j0; j < j1; j++) p16[j] = rb(exp(s[j] - mr)) * exp(mr - m);
+                }
+                for (int64_t e = 0; e < d; e++) {
+                    double o = 0;
+                    for (int64_t j = 0; j < sk; j++) o += p16[j] * r->v[(kv0 + j) * d + e];
+                    out[row * d + e] = o / sum;
+                }
+                double l = lse[row] = m + log(sum), dd = 0;
+                for (int64_t j = 0; j < sk; j++) {
+                    s[j] = exp(s[j] - l);
+                    dp[j] = 0;
+                    for (int64_t e = 0; e < d; e++) dp[j] += gi[e] * r->v[(kv0 + j) * d + e];
+                    dd += s[j] * dp[j];
+                }
+                for (int64_t j = 0; j < sk; j++) {
+                    double ds = rb(s[j] * (dp[j] - dd)), pb = rb(s[j]);
+                    for (int64_t e = 0; e < d; e++) {
+                        dq[row * d + e] += r->scale * ds * r->k[(kv0 + j) * d + e];
+                        dk[(kv0 + j) * d + e] += r->scale * ds * qi[e];
+                        dv[(kv0 + j) * d + e] += pb * gi[e];
+                    }
+                }
+            }
+    free(s);
+    free(dp);
+    free(p16);
+}
+
+/* worst errors of a run against the reference: [0] out / max|v|, [1] lse, [2] gradients / max|g| */
+static void bf16_errors(const problem *p, double vmax, const double *out, const double *lse, const double *g[3],
+                        double e[3])
+{
+    const dfm_attn_args *a = &p->a;
+    int64_t B = a->batch, H = a->heads, sq = a->sq, sk = a->sk, d = a->d;
+    e[0] = max_err(p->out, a->os, out, B, H, sq, d) / vmax;
+    e[1] = 0;
+    for (int64_t i = 0; i < B * H * sq; i++) {
+        double t = fabs(p->lse[i] - lse[i]) / (1 + fabs(lse[i]));
+        if (!(t <= e[1])) e[1] = isnan(t) ? INFINITY : t;
+    }
+    const float *got[3] = {p->dq, p->dk, p->dv};
+    const int64_t *st[3] = {a->qs, a->ks, a->vs}, rows[3] = {sq, sk, sk};
+    e[2] = 0;
+    for (int t = 0; t < 3; t++) {
+        double gm = max_abs(g[t], B * H * rows[t] * d), x = max_err(got[t], st[t], g[t], B, H, rows[t], d);
+        x /= gm > 0 ? gm : 1;
+        if (!(x <= e[2])) e[2] = isnan(x) ? INFINITY : x;
+    }
+}
+
+/* the largest difference of two runs' outputs, as a fraction of the bf16 tolerances */
+static double bf16_vs(const problem *p, const problem *o, double vmax, const double *g[3])
+{
+    const dfm_attn_args *a = &p->a;
+    int64_t B = a->batch, H = a->heads, rows[3] = {a->sq, a->sk, a->sk};
+    double w = 0, x;
+    for (int64_t i = 0; i < p->n[3]; i++)
+        if ((x = fabs(p->out[i] - o->out[i]) / vmax / TOL_BF16_FWD) > w) w = x;
+    const float *gp[3] = {p->dq, p->dk, p->dv}, *go[3] = {o->dq, o->dk, o->dv};
+    for (int t = 0; t < 3; t++) {
+        double gm = max_abs(g[t], B * H * rows[t] * a->d);
+        for (int64_t i = 0; i < p->n[t]; i++)
+            if ((x = fabs(gp[t][i] - go[t][i]) / (gm > 0 ? gm : 1) / TOL_BF16_BWD) > w) w = x;
+    }
+    for (int64_t i = 0; i < B * H * a->sq; i++)
+        if ((x = fabs(p->lse[i] - o->lse[i]) / (1 + fabs(p->lse[i])) / TOL_BF16_LSE) > w) w = x;
+    return w;
+}
+
+TEST(attention_bf16_vs_reference)
+{
+    static const int64_t cases[][7] = {/* batch, heads, sq, sk, d, layout, bias */
+                                       {2, 2, 37, 300, 64, TOKEN_MAJOR, 1}, {1, 3, 37, 300, 128, HEAD_MAJOR, 0},
+                                       {2, 1, 300, 37, 128, PADDED, 1},     {1, 2, 129, 600, 64, TOKEN_MAJOR, 0},
+                                       {2, 2, 5, 7, 3, HEAD_MAJOR, 1},      {1, 1, 1, 1, 1, TOKEN_MAJOR, 0},
+                                       {1, 1, 260, 513, 33, HEAD_MAJOR, 1}};
+    int level = dfm_cpu_simd_level();
+    int dot = dfm_cpu_level_max() >= DFM_CPU_AVX512_BF16;
+    double worst[2][3] = {{0}}, worst_vs = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int64_t *z = cases[c];
+        float scale = 1.0f / sqrtf((float)z[4]);
+        problem p[2];
+        for (int path = 0; path < 2; path++) {
+            g_rng = 0xbf16ull + c; /* the same operands for both paths */
+            problem_init(&p[path], z[0], z[1], z[2], z[3], z[4], (int)z[5], (int)z[6], scale);
+            p[path].a.bf16 = 1;
+        }
+        ref_t r, r32;
+        ref_init(&r, &p[0]);
+        ref_init(&r32, &p[0]);
+        free(r.q), free(r.k), free(r.v), free(r.g);
+        const dfm_attn_args *a = &p[0].a;
+        int64_t B = z[0], H = z[1], sq = z[2], sk = z[3], d = z[4];
+        r.q = canon_bf16(p[0].q, a->qs, B, H, sq, d), r.k = canon_bf16(p[0].k, a->ks, B, H, sk, d);
+        r.v = canon_bf16(p[0].v, a->vs, B, H, sk, d), r.g = canon_bf16(p[0].dout, a->os, B, H, sq, d);
+        double *out = malloc((size_t)(B * H * sq * d) * sizeof(double)), *lse = malloc((size_t)(B * H * sq) * sizeof(double));
+        double *g[3] = {malloc((size_t)(B * H * sq * d) * sizeof(double)), malloc((size_t)(B * H * sk * d) * sizeof(double)),
+                        malloc((size_t)(B * H * sk * d) * sizeof(double))};
+        ref16(&r, out, lse, g[0], g[1], g[2]);
+        double vmax = max_abs(r.v, B * H * sk * d);
+        vmax = vmax > 0 ? vmax : 1;
+        /* the unrounded reference */
+        double *out32 = malloc((size_t)(B * H * sq * d) * sizeof(double)), *lse32 = malloc((size_t)(B * H * sq) * sizeof(double));
+        double *g32[3] = {malloc((size_t)(B * H * sq * d) * sizeof(double)), malloc((size_t)(B * H * sk * d) * sizeof(double)),
+                          malloc((size_t)(B * H * sk * d) * sizeof(double))};
+        ref_fwd(&r32, out32, lse32);
+        ref_bwd(&r32, g32[0], g32[1], g32[2]);
+        char what[160];
+        snprintf(what, sizeof what, "B %lld H %lld sq %lld sk %lld d %lld %s%s", (long long)B, (long long)H,
+                 (long long)sq, (long long)sk, (long long)d, layout_name[z[5]], z[6] ? " bias" : "");
+        /* path 0: VDPBF16PS (where the CPU has it), path 1: rounded copies and sgemm */
+        for (int path = 0; path < 2; path++) {
+            if (path == 0 && !dot) continue;
+            dfm_cpu_set_simd_level(path == 0 ? DFM_CPU_AVX512_BF16 : DFM_CPU_AVX2);
+            int rc = run_fwd(&p[path]);
+            if (!rc) rc = run_bwd(&p[path]);
+            if (rc) {
+                fprintf(stderr, "  %s path %d: rc %d %s\n", what, path, rc, dfm_errmsg());
+                dfm_test_failures++;
+                continue;
+            }
+            double e[3], e32[3];
+            bf16_errors(&p[path], vmax, out, lse, (const double **)g, e);
+            bf16_errors(&p[path], vmax, out32, lse32, (const double **)g32, e32);
+            if (!(e[0] <= TOL_BF16_FWD && e[1] <= TOL_BF16_LSE && e[2] <= TOL_BF16_BWD)) {
+                fprintf(stderr, "  %s path %d: out error %.2e, lse %.2e, gradients %.2e\n", what, path, e[0], e[1], e[2]);
+                dfm_test_failures++;
+            }
+            for (int t = 0; t < 3; t++)
+                if (!(e[t] <= 0.25 * e32[t] || e32[t] == 0)) {
+                    fprintf(stderr, "  %s path %d: error %d %.2e against the bf16 reference, %.2e against f32\n", what,
+                            path, t, e[t], e32[t]);
+                    dfm_test_failures++;
+                }
+            const dfm_attn_args *pa = &p[path].a;
+            if (!padding_kept(p[path].out, p[path].n[3], pa->os, B, H, sq, d) ||
+                !padding_kept(p[path].dq, p[path].n[0], pa->qs, B, H, sq, d) ||
+                !padding_kept(p[path].dk, p[path].n[1], pa->ks, B, H, sk, d) ||
+                !padding_kept(p[path].dv, p[path].n[2], pa->vs, B, H, sk, d)) {
+                fprintf(stderr, "  %s path %d: wrote between the strided rows\n", what, path);
+                dfm_test_failures++;
+            }
+            if (getenv("DFM_TEST_VERBOSE"))
+                fprintf(stderr, "  %s path %d: %.2e %.2e %.2e (f32 reference %.2e %.2e %.2e)\n", what, path, e[0], e[1],
+                        e[2], e32[0], e32[1], e32[2]);
+            for (int t = 0; t < 3; t++) worst[path][t] = e[t] > worst[path][t] ? e[t] : worst[path][t];
+        }
+        if (dot) {
+            double w = bf16_vs(&p[0], &p[1], vmax, (const double **)g);
+            if (!(w <= 1)) {
+                fprintf(stderr, "  %s: VDPBF16PS and sgemm paths differ by %.2f of the tolerance\n", what, w);
+                dfm_test_failures++;
+            }
+            worst_vs = w > worst_vs ? w : worst_vs;
+        }
+        free(out), free(lse), free(g[0]), free(g[1]), free(g[2]);
+        free(out32), free(lse32), free(g32[0]), free(g32[1]), free(g32[2]);
+        ref_free(&r), ref_free(&r32);
+        problem_free(&p[0]), problem_free(&p[1]);
+    }
+    dfm_cpu_set_simd_level(level);
+    fprintf(stderr, "  VDPBF16PS%s: worst out %.2e, lse %.2e, gradients %.2e; sgemm on rounded copies: %.2e, %.2e, "
+            "%.2e; the two paths %.2f of the tolerance\n", dot ? "" : " (not on this CPU)", worst[0][0], worst[0][1],
+            worst[0][2], worst[1][0], worst[1][1], worst[1][2], worst_vs);
+}
+
+/* bf16: 1 and 2 threads give the same bits on either path; bf16 = 0 is not bf16 = 1 (the flag
+ * reaches the kernel) */
+TEST(attention_bf16_threads_bitwise)
+{
+    int saved = dfm_cpu_threads(), level = dfm_cpu_simd_level();
+    for (int path = 0; path < 2; path++) {
+        if (path == 0 && dfm_cpu_level_max() < DFM_CPU_AVX512_BF16) continue;
+        dfm_cpu_set_simd_level(path == 0 ? DFM_CPU_AVX512_BF16 : DFM_CPU_AVX2);
+        for (int layout = 0; layout < 2; layout++) {
+            problem p[3];
+            for (int t = 0; t < 3; t++) {
+                g_rng = 0x7654321ull + layout;
+                problem_init(&p[t], 2, 3, 300, 700, 40, layout, layout == TOKEN_MAJOR, 0.3f);
+                p[t].a.bf16 = t < 2;
+                dfm_cpu_set_threads(t == 1 ? 2 : 1);
+                CHECK_EQ(run_fwd(&p[t]), 0);
+                CHECK_EQ(run_bwd(&p[t]), 0);
+            }
+            int same = !memcmp(p[0].out, p[1].out, (size_t)p[0].n[3] * sizeof(float)) &&
+                       !memcmp(p[0].lse, p[1].lse, (size_t)(2 * 3 * 300) * sizeof(float)) &&
+                       !memcmp(p[0].dq, p[1].dq, (size_t)p[0].n[0] * sizeof(float)) &&
+                       !memcmp(p[0].dk, p[1].dk, (size_t)p[0].n[1] * sizeof(float)) &&
+                       !memcmp(p[0].dv, p[1].dv, (size_t)p[0].n[2] * sizeof(float));
+            if (!same) {
+                fprintf(stderr, "  bf16 path %d %s: 2 threads differ from 1\n", path, layout_name[layout]);
+                dfm_test_failures++;
+            }
+            CHECK(memcmp(p[0].out, p[2].out, (size_t)p[0].n[3] * sizeof(float)) != 0);
+            for (int t = 0; t < 3; t++) problem_free(&p[t]);
+        }
+    }
+    dfm_cpu_set_simd_level(level);
+    dfm_cpu_set_threads(saved);
 }
 
 /* ---- finite differences -------------------------------------------------------------------- */
