@@ -20,10 +20,12 @@
  *             Latent [1, 16, F, H, W] (default 5 32 48: 17 frames of 256x384, 1,920 tokens), L
  *             text rows (512), timestep 500, dL/dout random. --save DIR writes x.npy, ctx.npy,
  *             dout.npy and out.npy (the warm-up step's output) for the diffusers run to compare.
- *   bench_transformer attn [--tokens S] [--threads N] [--reps N]
+ *   bench_transformer attn [--tokens S] [--keys K] [--threads N] [--reps N] [--bf16]
  *       dfm_op_sdpa and dfm_op_sdpa_bwd, 12 heads x 128, token-major [1, S, 12, 128] F32 as the
- *       model calls them (S = 32,760: 480x832x81). The first call is timed unless --reps > 0 (then
- *       the best of reps after it).
+ *       model calls them (S = 32,760: 480x832x81), K keys (default S: self-attention; 512: the
+ *       text cross-attention); --bf16: BF16 compute (bf16 operands, as the model's bf16 runs).
+ *       The first call is timed unless --reps > 0 (then the best of reps after it). GFLOP/s count
+ *       the GEMMs run: 4 S K H D forward, 10 S K H D backward (the scores recomputed).
  *   bench_transformer gemm [--threads N]
  *       OpenBLAS sgemm on the FFN's shape (1920 x 1536 by 8960 x 1536^T): the machine's f32 GEMM
  *       rate now, with these threads.
@@ -296,23 +298,28 @@ static int cmd_run(int argc, char **argv)
 
 static int cmd_attn(int argc, char **argv)
 {
-    int threads = 0, reps = 0;
-    int64_t S = 32760, Hh = 12, Dh = 128;
+    int threads = 0, reps = 0, bf16 = 0;
+    int64_t S = 32760, K = -1, Hh = 12, Dh = 128;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--tokens") && i + 1 < argc) S = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--keys") && i + 1 < argc) K = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--bf16")) bf16 = 1;
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else return fprintf(stderr, "bench_transformer: unknown argument '%s'\n", argv[i]), 2;
     }
+    if (K < 0) K = S;
     dfm_ops_set_threads(threads);
-    int64_t sh[4] = {1, S, Hh, Dh}, sl[1] = {Hh * S};
+    const dfm_compute bf = {.dtype = DFM_BF16}, *cc = bf16 ? &bf : NULL;
+    int64_t sh[4] = {1, S, Hh, Dh}, shk[4] = {1, K, Hh, Dh}, sl[1] = {Hh * S};
     dfm_tensor q, k, v, o, lse, dout, dq, dk, dv;
     dfm_tensor *all[] = {&q, &k, &v, &o, &dout, &dq, &dk, &dv};
     for (int i = 0; i < 8; i++)
-        if (dfm_tensor_alloc(all[i], DFM_F32, DFM_CPU, 4, sh)) return die("alloc");
+        if (dfm_tensor_alloc(all[i], DFM_F32, DFM_CPU, 4, all[i] == &k || all[i] == &v || all[i] == &dk || all[i] == &dv ? shk : sh))
+            return die("alloc");
     if (dfm_tensor_alloc(&lse, DFM_F32, DFM_CPU, 1, sl)) return die("alloc");
-    size_t n = (size_t)dfm_tensor_numel(&q);
-    dfm_randn(3, 0, q.data, n), dfm_randn(3, 1, k.data, n), dfm_randn(3, 2, v.data, n), dfm_randn(3, 3, dout.data, n);
+    size_t n = (size_t)dfm_tensor_numel(&q), nk = (size_t)dfm_tensor_numel(&k);
+    dfm_randn(3, 0, q.data, n), dfm_randn(3, 1, k.data, nk), dfm_randn(3, 2, v.data, nk), dfm_randn(3, 3, dout.data, n);
     for (int i = 3; i < 8; i++) memset(all[i]->data, 0, dfm_tensor_nbytes(all[i])); /* resident, as the operands */
     memset(lse.data, 0, dfm_tensor_nbytes(&lse));
     double base = status_mib("VmRSS");
@@ -321,19 +328,20 @@ static int cmd_attn(int argc, char **argv)
     double tf = 1e30, tb = 1e30;
     for (int r = 0; r <= reps; r++) {
         double t = now();
-        if (dfm_op_sdpa(&q, &k, &v, NULL, scale, 1, &o, &lse) < 0) return die("sdpa");
+        if (dfm_op_sdpa(cc, &q, &k, &v, NULL, scale, 1, &o, &lse) < 0) return die("sdpa");
         t = now() - t;
         if ((r || !reps) && t < tf) tf = t;
         t = now();
-        if (dfm_op_sdpa_bwd(&q, &k, &v, NULL, scale, 1, &o, &lse, &dout, &dq, &dk, &dv) < 0) return die("sdpa_bwd");
+        if (dfm_op_sdpa_bwd(cc, &q, &k, &v, NULL, scale, 1, &o, &lse, &dout, &dq, &dk, &dv) < 0) return die("sdpa_bwd");
         t = now() - t;
         if ((r || !reps) && t < tb) tb = t;
     }
     double hwm = status_mib("VmHWM");
-    printf("tokens=%lld heads=%lld head_dim=%lld threads=%d fwd_s=%.4f bwd_s=%.4f operands_mib=%.1f base_mib=%.1f "
-           "peak_mib=%.1f extra_mib=%.1f\n",
-           (long long)S, (long long)Hh, (long long)Dh, dfm_ops_threads(), tf, tb, 8.0 * n * 4 / 1048576.0, base, hwm,
-           hwm - base);
+    double f = (double)S * K * Hh * Dh;
+    printf("tokens=%lld keys=%lld heads=%lld head_dim=%lld compute=%s threads=%d fwd_s=%.4f bwd_s=%.4f fwd_gflops=%.1f "
+           "bwd_gflops=%.1f operands_mib=%.1f base_mib=%.1f peak_mib=%.1f extra_mib=%.1f\n",
+           (long long)S, (long long)K, (long long)Hh, (long long)Dh, bf16 ? "bf16" : "f32", dfm_ops_threads(), tf, tb,
+           4 * f / tf / 1e9, 10 * f / tb / 1e9, 4.0 * (n + nk) * 4 / 1048576.0, base, hwm, hwm - base);
     for (int i = 0; i < 8; i++) dfm_tensor_free(all[i]);
     dfm_tensor_free(&lse);
     return 0;

@@ -11,14 +11,19 @@
 // The CPU runs a running softmax over key blocks to stay in its caches; here a block of whole key
 // rows fits the scratch, so the softmax is exact in one pass: same result, not the same rounding.
 // Backward, per batch item, group of heads, block of keys j, block of queries i (in that order):
-//     P = exp(scale Q_i K_j^T + bias - lse), dV_j += P^T dO_i, dP = dO_i V_j^T,
+//     P = exp(scale Q_i K_j^T + bias - lse), dP = dO_i V_j^T,
 //     dS = P * (dP - D_i) with D_i = sum_j P dP of these same blocks (double; a first pass over the
-//     key blocks when there are several), dQ_i += scale dS K_j, dK_j += scale dS^T Q_i
+//     key blocks when there are several), dV_j += P^T dO_i, dQ_i += scale dS K_j, dK_j += scale dS^T Q_i
 // each sum a GEMM with beta 1 into dq, dk, dv in place: no atomics, a fixed order.
+// bf16 (args.bf16, kernels/cpu/attention.h): q, k, v and dout blocks are rounded to bf16 (kept as
+// f32) into scratch before their GEMMs, P and dS in place before theirs (P after D and dS took
+// its f32 values); the GEMMs stay f32 on the rounded values. The forward rounds the normalized
+// P where the CPU rounds exp(s - running max): the same numerics up to that rounding's place.
 #include "cuda/common.cuh"
 #include "cuda/attention.h"
 #include "cuda/ops_cuda.h"
 
+#include <cuda_bf16.h>
 #include <math.h>
 
 // ---------------------------------------------------------------------------------------------
@@ -149,6 +154,25 @@ __global__ void rowsum_pdp_kernel(const float *p, const float *dp, int64_t nq, i
     }
 }
 
+__device__ __forceinline__ float round_bf16(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
+
+// p[0..n) rounded to bf16 in place
+__global__ void round_kernel(float *p, int64_t n)
+{
+    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x)
+        p[e] = round_bf16(p[e]);
+}
+
+// dst [nh, rows, d] (dense) = src's [nh, rows, d] block (head stride s1, row stride s2) rounded to bf16
+__global__ void round_rows_kernel(float *dst, const float *src, int64_t s1, int64_t s2, int64_t rows, int64_t d,
+                                  int64_t n)
+{
+    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
+        int64_t c = e % d, r = e / d, i = r % rows, hh = r / rows;
+        dst[e] = round_bf16(src[hh * s1 + i * s2 + c]);
+    }
+}
+
 // x over the rows of a strided [batch, heads, rows, d] operand.
 __global__ void fill_rows_kernel(float *p, int64_t s0, int64_t s1, int64_t s2, int64_t heads, int64_t rows,
                                  int64_t d, int64_t n, float x)
@@ -184,6 +208,37 @@ static int fill_rows(float *p, const int64_t st[3], int64_t batch, int64_t heads
 // A GEMM leading dimension: the row stride, or d where a single row makes it meaningless.
 static int64_t ldim(int64_t stride, int64_t d) { return stride < d ? d : stride; }
 
+static int round_inplace(float *p, int64_t n)
+{
+    if (n <= 0) return 0;
+    round_kernel<<<dfm_cuda_blocks(n), DFM_CUDA_THREADS>>>(p, n);
+    CUDA_CHECK_LAUNCH();
+    return 0;
+}
+
+// A GEMM operand block of nh heads x rows x d: the input in place (ld its row stride, sh its head
+// stride) or, under bf16, its rounded dense copy in buf.
+typedef struct {
+    const float *p;
+    int64_t ld, sh;
+} operand;
+
+static int operand_block(operand *o, const float *src, int64_t s1, int64_t s2, int64_t nh, int64_t rows, int64_t d,
+                         int bf16, float *buf)
+{
+    if (!bf16) {
+        o->p = src, o->ld = ldim(s2, d), o->sh = s1;
+        return 0;
+    }
+    int64_t n = nh * rows * d;
+    if (n > 0) {
+        round_rows_kernel<<<dfm_cuda_blocks(n), DFM_CUDA_THREADS>>>(buf, src, s1, s2, rows, d, n);
+        CUDA_CHECK_LAUNCH();
+    }
+    o->p = buf, o->ld = d, o->sh = rows * d;
+    return 0;
+}
+
 static int64_t clamp64(int64_t x, int64_t lo, int64_t hi) { return x < lo ? lo : x > hi ? hi : x; }
 
 extern "C" int dfm_cuda_attention_fwd(const dfm_attn_args *a)
@@ -200,27 +255,36 @@ extern "C" int dfm_cuda_attention_fwd(const dfm_attn_args *a)
     // as many queries as the budget holds, then as many heads
     int64_t budget = (int64_t)(DFM_CUDA_BLOCK_BYTES / sizeof(float));
     int64_t bq = clamp64(budget / sk, 1, sq), hb = clamp64(budget / (bq * sk), 1, heads);
+    // scores, then under bf16 the rounded q block, k and v of the group
+    int bf = a->bf16 != 0;
+    size_t ns = (size_t)(hb * bq * sk), nqr = bf ? (size_t)(hb * bq * d) : 0, nkr = bf ? (size_t)(hb * sk * d) : 0;
     float *s;
-    DFM_CHECK_RC(dfm_cuda_scratch(DFM_SCRATCH_A, (size_t)(hb * bq * sk) * sizeof(float), (void **)&s));
-    int64_t ldq = ldim(a->qs[2], d), ldk = ldim(a->ks[2], d), ldv = ldim(a->vs[2], d), ldo = ldim(a->os[2], d);
+    DFM_CHECK_RC(dfm_cuda_scratch(DFM_SCRATCH_A, (ns + nqr + 2 * nkr) * sizeof(float), (void **)&s));
+    float *qbuf = s + ns, *kbuf = qbuf + nqr, *vbuf = kbuf + nkr;
+    int64_t ldo = ldim(a->os[2], d);
     for (int64_t b = 0; b < batch; b++)
         for (int64_t h0 = 0; h0 < heads; h0 += hb) {
             int64_t nh = heads - h0 < hb ? heads - h0 : hb;
-            const float *kh = a->k + b * a->ks[0] + h0 * a->ks[1], *vh = a->v + b * a->vs[0] + h0 * a->vs[1];
+            operand K, V;
+            DFM_CHECK_RC(operand_block(&K, a->k + b * a->ks[0] + h0 * a->ks[1], a->ks[1], a->ks[2], nh, sk, d, bf, kbuf));
+            DFM_CHECK_RC(operand_block(&V, a->v + b * a->vs[0] + h0 * a->vs[1], a->vs[1], a->vs[2], nh, sk, d, bf, vbuf));
             float *lse = a->lse ? a->lse + (b * heads + h0) * sq : NULL;
             for (int64_t q0 = 0; q0 < sq; q0 += bq) {
                 int64_t nq = sq - q0 < bq ? sq - q0 : bq;
-                const float *qb = a->q + b * a->qs[0] + h0 * a->qs[1] + q0 * a->qs[2];
+                operand Q;
+                DFM_CHECK_RC(operand_block(&Q, a->q + b * a->qs[0] + h0 * a->qs[1] + q0 * a->qs[2], a->qs[1], a->qs[2], nh,
+                                           nq, d, bf, qbuf));
                 float *ob = a->out + b * a->os[0] + h0 * a->os[1] + q0 * a->os[2];
                 // S [nq, sk] = scale * Q_blk [nq, d] @ K^T, per head
-                DFM_CHECK_RC(dfm_cuda_gemm_rm(0, 1, nq, sk, d, a->scale, qb, ldq, a->qs[1], kh, ldk, a->ks[1],
-                                              DFM_F32, 0.0f, s, sk, nq * sk, nh));
+                DFM_CHECK_RC(dfm_cuda_gemm_rm(0, 1, nq, sk, d, a->scale, Q.p, Q.ld, Q.sh, K.p, K.ld, K.sh, DFM_F32, 0.0f,
+                                              s, sk, nq * sk, nh));
                 int64_t rows = nh * nq;
                 fwd_softmax_kernel<<<row_blocks(rows), SOFTMAX_THREADS>>>(s, rows, nq, sk, a->bias, sq, h0, q0, lse);
                 CUDA_CHECK_LAUNCH();
+                if (bf) DFM_CHECK_RC(round_inplace(s, rows * sk));
                 // O_blk [nq, d] = P [nq, sk] @ V [sk, d], per head, into out's strided rows
-                DFM_CHECK_RC(dfm_cuda_gemm_rm(0, 0, nq, d, sk, 1.0f, s, sk, nq * sk, vh, ldv, a->vs[1], DFM_F32,
-                                              0.0f, ob, ldo, a->os[1], nh));
+                DFM_CHECK_RC(dfm_cuda_gemm_rm(0, 0, nq, d, sk, 1.0f, s, sk, nq * sk, V.p, V.ld, V.sh, DFM_F32, 0.0f, ob,
+                                              ldo, a->os[1], nh));
             }
         }
     return 0;
@@ -245,10 +309,13 @@ extern "C" int dfm_cuda_attention_bwd(const dfm_attn_args *a, const float *dout,
     int64_t budget = (int64_t)(DFM_CUDA_BLOCK_BYTES / sizeof(float)) / 2;
     int64_t bq = clamp64(sq, 1, 1024), bk = clamp64(budget / bq, 1, sk), hb = clamp64(budget / (bq * bk), 1, heads);
     int one_block = bk >= sk;
+    // P and dP, then under bf16 the rounded q, dout blocks and k, v blocks of the group
+    int bf = a->bf16 != 0;
+    size_t np = (size_t)(hb * bq * bk), nqr = bf ? (size_t)(hb * bq * d) : 0, nkr = bf ? (size_t)(hb * bk * d) : 0;
     float *p;
-    DFM_CHECK_RC(dfm_cuda_scratch(DFM_SCRATCH_A, (size_t)(2 * hb * bq * bk) * sizeof(float), (void **)&p));
-    float *dp = p + hb * bq * bk;
-    int64_t ldq = ldim(a->qs[2], d), ldk = ldim(a->ks[2], d), ldv = ldim(a->vs[2], d), ldo = ldim(a->os[2], d);
+    DFM_CHECK_RC(dfm_cuda_scratch(DFM_SCRATCH_A, (2 * np + 2 * nqr + 2 * nkr) * sizeof(float), (void **)&p));
+    float *dp = p + np, *qbuf = dp + np, *obuf = qbuf + nqr, *kbuf = obuf + nqr, *vbuf = kbuf + nkr;
+    int64_t ldq = ldim(a->qs[2], d), ldk = ldim(a->ks[2], d), ldv = ldim(a->vs[2], d);
     for (int64_t b = 0; b < batch; b++)
         for (int64_t h0 = 0; h0 < heads; h0 += hb) {
             int64_t nh = heads - h0 < hb ? heads - h0 : hb;
@@ -256,59 +323,47 @@ extern "C" int dfm_cuda_attention_bwd(const dfm_attn_args *a, const float *dout,
             int64_t vo = b * a->vs[0] + h0 * a->vs[1], oo = b * a->os[0] + h0 * a->os[1];
             const float *lse = a->lse + (b * heads + h0) * sq;
             double *ddh = dd + (b * heads + h0) * sq;
-            for (int64_t j0 = 0; !one_block && j0 < sk; j0 += bk) { // first pass: D over several key blocks
-                int64_t nk = sk - j0 < bk ? sk - j0 : bk;
-                const float *kj = a->k + ko + j0 * a->ks[2], *vj = a->v + vo + j0 * a->vs[2];
-                for (int64_t q0 = 0; q0 < sq; q0 += bq) {
-                    int64_t nq = sq - q0 < bq ? sq - q0 : bq, n = nh * nq * nk, rows = nh * nq;
-                    const float *qi = a->q + qo + q0 * a->qs[2], *doi = dout + oo + q0 * a->os[2];
-                    DFM_CHECK_RC(dfm_cuda_gemm_rm(0, 1, nq, nk, d, a->scale, qi, ldq, a->qs[1], kj, ldk, a->ks[1],
-                                                  DFM_F32, 0.0f, p, nk, nq * nk, nh));
-                    bwd_p_kernel<<<dfm_cuda_blocks(n), DFM_CUDA_THREADS>>>(p, n, nq, nk, a->bias, sq, sk, h0, q0, j0,
-                                                                          lse);
-                    CUDA_CHECK_LAUNCH();
-                    DFM_CHECK_RC(dfm_cuda_gemm_rm(0, 1, nq, nk, d, 1.0f, doi, ldo, a->os[1], vj, ldv, a->vs[1],
-                                                  DFM_F32, 0.0f, dp, nk, nq * nk, nh));
-                    rowsum_pdp_kernel<<<(unsigned)clamp64((rows + warps_per_block - 1) / warps_per_block, 1, 1 << 20),
-                                        DFM_CUDA_THREADS>>>(p, dp, nq, nk, rows, ddh, sq, q0, j0 > 0);
-                    CUDA_CHECK_LAUNCH();
-                }
-            }
-            for (int64_t j0 = 0; j0 < sk; j0 += bk) {
-                int64_t nk = sk - j0 < bk ? sk - j0 : bk;
-                const float *kj = a->k + ko + j0 * a->ks[2], *vj = a->v + vo + j0 * a->vs[2];
-                float *dkj = dk + ko + j0 * a->ks[2], *dvj = dv + vo + j0 * a->vs[2];
-                for (int64_t q0 = 0; q0 < sq; q0 += bq) {
-                    int64_t nq = sq - q0 < bq ? sq - q0 : bq, n = nh * nq * nk;
-                    const float *qi = a->q + qo + q0 * a->qs[2], *doi = dout + oo + q0 * a->os[2];
-                    float *dqi = dq + qo + q0 * a->qs[2];
-                    // P = exp(scale Q_i K_j^T + bias - lse)
-                    DFM_CHECK_RC(dfm_cuda_gemm_rm(0, 1, nq, nk, d, a->scale, qi, ldq, a->qs[1], kj, ldk, a->ks[1],
-                                                  DFM_F32, 0.0f, p, nk, nq * nk, nh));
-                    bwd_p_kernel<<<dfm_cuda_blocks(n), DFM_CUDA_THREADS>>>(p, n, nq, nk, a->bias, sq, sk, h0, q0, j0,
-                                                                          lse);
-                    CUDA_CHECK_LAUNCH();
-                    // dV_j += P^T dO_i
-                    DFM_CHECK_RC(dfm_cuda_gemm_rm(1, 0, nk, d, nq, 1.0f, p, nk, nq * nk, doi, ldo, a->os[1], DFM_F32,
-                                                  1.0f, dvj, ldv, a->vs[1], nh));
-                    // dP = dO_i V_j^T; dS = P * (dP - D_i)
-                    DFM_CHECK_RC(dfm_cuda_gemm_rm(0, 1, nq, nk, d, 1.0f, doi, ldo, a->os[1], vj, ldv, a->vs[1],
-                                                  DFM_F32, 0.0f, dp, nk, nq * nk, nh));
-                    if (one_block) {
-                        int64_t rows = nh * nq;
-                        rowsum_pdp_kernel<<<(unsigned)clamp64((rows + warps_per_block - 1) / warps_per_block, 1, 1 << 20),
-                                            DFM_CUDA_THREADS>>>(p, dp, nq, nk, rows, ddh, sq, q0, 0);
+            for (int pass = one_block; pass < 2; pass++) // pass 0: D over several key blocks; pass 1: the gradients
+                for (int64_t j0 = 0; j0 < sk; j0 += bk) {
+                    int64_t nk = sk - j0 < bk ? sk - j0 : bk;
+                    operand K, V;
+                    DFM_CHECK_RC(operand_block(&K, a->k + ko + j0 * a->ks[2], a->ks[1], a->ks[2], nh, nk, d, bf, kbuf));
+                    DFM_CHECK_RC(operand_block(&V, a->v + vo + j0 * a->vs[2], a->vs[1], a->vs[2], nh, nk, d, bf, vbuf));
+                    float *dkj = dk + ko + j0 * a->ks[2], *dvj = dv + vo + j0 * a->vs[2];
+                    for (int64_t q0 = 0; q0 < sq; q0 += bq) {
+                        int64_t nq = sq - q0 < bq ? sq - q0 : bq, n = nh * nq * nk, rows = nh * nq;
+                        operand Q, O;
+                        DFM_CHECK_RC(operand_block(&Q, a->q + qo + q0 * a->qs[2], a->qs[1], a->qs[2], nh, nq, d, bf, qbuf));
+                        DFM_CHECK_RC(operand_block(&O, dout + oo + q0 * a->os[2], a->os[1], a->os[2], nh, nq, d, bf, obuf));
+                        float *dqi = dq + qo + q0 * a->qs[2];
+                        // P = exp(scale Q_i K_j^T + bias - lse); dP = dO_i V_j^T
+                        DFM_CHECK_RC(dfm_cuda_gemm_rm(0, 1, nq, nk, d, a->scale, Q.p, Q.ld, Q.sh, K.p, K.ld, K.sh, DFM_F32,
+                                                      0.0f, p, nk, nq * nk, nh));
+                        bwd_p_kernel<<<dfm_cuda_blocks(n), DFM_CUDA_THREADS>>>(p, n, nq, nk, a->bias, sq, sk, h0, q0, j0,
+                                                                              lse);
                         CUDA_CHECK_LAUNCH();
+                        DFM_CHECK_RC(dfm_cuda_gemm_rm(0, 1, nq, nk, d, 1.0f, O.p, O.ld, O.sh, V.p, V.ld, V.sh, DFM_F32,
+                                                      0.0f, dp, nk, nq * nk, nh));
+                        if (pass == 0 || one_block) {
+                            rowsum_pdp_kernel<<<(unsigned)clamp64((rows + warps_per_block - 1) / warps_per_block, 1, 1 << 20),
+                                                DFM_CUDA_THREADS>>>(p, dp, nq, nk, rows, ddh, sq, q0, pass == 0 && j0 > 0);
+                            CUDA_CHECK_LAUNCH();
+                        }
+                        if (pass == 0) continue;
+                        // dS = P * (dP - D_i)
+                        bwd_ds_kernel<<<dfm_cuda_blocks(n), DFM_CUDA_THREADS>>>(p, dp, n, nq, nk, ddh, sq, q0);
+                        CUDA_CHECK_LAUNCH();
+                        if (bf) DFM_CHECK_RC(round_inplace(p, n));
+                        if (bf) DFM_CHECK_RC(round_inplace(dp, n));
+                        // dV_j += P^T dO_i; dQ_i += scale dS K_j; dK_j += scale dS^T Q_i
+                        DFM_CHECK_RC(dfm_cuda_gemm_rm(1, 0, nk, d, nq, 1.0f, p, nk, nq * nk, O.p, O.ld, O.sh, DFM_F32,
+                                                      1.0f, dvj, ldv, a->vs[1], nh));
+                        DFM_CHECK_RC(dfm_cuda_gemm_rm(0, 0, nq, d, nk, a->scale, dp, nk, nq * nk, K.p, K.ld, K.sh, DFM_F32,
+                                                      1.0f, dqi, ldq, a->qs[1], nh));
+                        DFM_CHECK_RC(dfm_cuda_gemm_rm(1, 0, nk, d, nq, a->scale, dp, nk, nq * nk, Q.p, Q.ld, Q.sh, DFM_F32,
+                                                      1.0f, dkj, ldk, a->ks[1], nh));
                     }
-                    bwd_ds_kernel<<<dfm_cuda_blocks(n), DFM_CUDA_THREADS>>>(p, dp, n, nq, nk, ddh, sq, q0);
-                    CUDA_CHECK_LAUNCH();
-                    // dQ_i += scale dS K_j; dK_j += scale dS^T Q_i
-                    DFM_CHECK_RC(dfm_cuda_gemm_rm(0, 0, nq, d, nk, a->scale, dp, nk, nq * nk, kj, ldk, a->ks[1],
-                                                  DFM_F32, 1.0f, dqi, ldq, a->qs[1], nh));
-                    DFM_CHECK_RC(dfm_cuda_gemm_rm(1, 0, nk, d, nq, a->scale, dp, nk, nq * nk, qi, ldq, a->qs[1],
-                                                  DFM_F32, 1.0f, dkj, ldk, a->ks[1], nh));
                 }
-            }
         }
     return 0;
 }

@@ -4,7 +4,8 @@
  * bias, lse, NaN for rows that are all -inf and for sk = 0, dq = 0 for sk = 0), the same checks and
  * error codes. Deterministic: no atomics; dq, dk, dv are summed by GEMMs in a fixed block order.
  * Runs on the legacy default stream, as every op does (common.cuh).
- * Not here: a fused flash kernel (cuBLAS on blocks instead), masks, dropout, bf16 operands. */
+ * bf16 (args.bf16): operands rounded to bf16 before each product as on the CPU (attention.cu).
+ * Not here: a fused flash kernel (cuBLAS on blocks instead), masks, dropout. */
 #ifndef DFM_KERNELS_CUDA_ATTENTION_H
 #define DFM_KERNELS_CUDA_ATTENTION_H
 #include <stdint.h>

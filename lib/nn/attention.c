@@ -4,6 +4,7 @@
  *           q = norm_q(qr), k = norm_k(kr)                           (RMS over all heads)
  *           q, k = rope(q), rope(k)                                   (self-attention)
  *           att = sdpa(q, k, v) over [B, S, heads, head_dim] views;  y = att Wo^T + bo
+ *           (sdpa in cc's dtype, as torch's SDPA under autocast: bf16 operands, f32 softmax)
  * Backward: the same steps in reverse; dx (and dctx) sum the three projections' input gradients.
  * ref: diffusers transformer_wan.py WanAttnProcessor.__call__
  */
@@ -82,7 +83,7 @@ int dfm_attention_forward(const dfm_compute *cc, const dfm_attention *a, int64_t
     dfm_tensor q4 = heads4(q, batch, a->heads), k4 = heads4(k, batch, a->heads), v4 = heads4(&s->vv, batch, a->heads);
     dfm_tensor o4 = heads4(&s->att, batch, a->heads);
     if (cos && ((rc = dfm_op_rope(&q4, cos, sin, &q4)) || (rc = dfm_op_rope(&k4, cos, sin, &k4)))) goto out;
-    if ((rc = dfm_op_sdpa(&q4, &k4, &v4, NULL, attn_scale(a), 1, &o4, acts ? &s->lse : NULL))) goto out;
+    if ((rc = dfm_op_sdpa(cc, &q4, &k4, &v4, NULL, attn_scale(a), 1, &o4, acts ? &s->lse : NULL))) goto out;
     rc = dfm_linear_forward(cc, &a->o, &s->att, y, acts ? &s->o : NULL, seed, st + 3);
 out:
     if (rc || !acts) dfm_attention_acts_free(s);
@@ -110,7 +111,7 @@ int dfm_attention_backward(const dfm_compute *cc, const dfm_attention *a, const 
         dfm_tensor q4 = heads4(&s->qq, b, a->heads), k4 = heads4(&s->kk, b, a->heads), v4 = heads4(&s->vv, b, a->heads);
         dfm_tensor o4 = heads4(&s->att, b, a->heads), do4 = heads4(&datt, b, a->heads);
         dfm_tensor dq4 = heads4(&dq, b, a->heads), dk4 = heads4(&dk, b, a->heads), dv4 = heads4(&dv, b, a->heads);
-        if ((rc = dfm_op_sdpa_bwd(&q4, &k4, &v4, NULL, attn_scale(a), 1, &o4, &s->lse, &do4, &dq4, &dk4, &dv4)))
+        if ((rc = dfm_op_sdpa_bwd(cc, &q4, &k4, &v4, NULL, attn_scale(a), 1, &o4, &s->lse, &do4, &dq4, &dk4, &dv4)))
             goto out;
         if (cos && ((rc = dfm_op_rope_bwd(&dq4, cos, sin, &dq4)) || (rc = dfm_op_rope_bwd(&dk4, cos, sin, &dk4))))
             goto out;

@@ -43,7 +43,7 @@ int dfm_t5_attention_forward(const dfm_compute *cc, const dfm_t5_attention *a, c
     if (rc) return rc;
     dfm_tensor q = heads_view(&s->q, a->heads, a->d_kv), k = heads_view(&s->k, a->heads, a->d_kv);
     dfm_tensor v = heads_view(&s->v, a->heads, a->d_kv), o = heads_view(&s->ctx, a->heads, a->d_kv);
-    if ((rc = dfm_op_sdpa(&q, &k, &v, &s->bias, 1.0f, 1, &o, NULL))) return rc;
+    if ((rc = dfm_op_sdpa(NULL, &q, &k, &v, &s->bias, 1.0f, 1, &o, NULL))) return rc;
     return add_proj(cc, a->po, &a->o, &s->ctx, y, &s->t);
 }
 

@@ -551,6 +551,7 @@ static dfm_attn_args attn_args(const dfm_tensor *q, const dfm_tensor *k, const d
 static int cpu_attention(dfm_op_args *a)
 {
     dfm_attn_args r = attn_args(a->src[0], a->src[1], a->src[2], a->src[3], a->dst[0], a->dst[1], a->f[0], (int)a->i[0]);
+    r.bf16 = bf16(a);
     return dfm_cpu_attention_fwd(&r);
 }
 
@@ -577,33 +578,34 @@ static int check_attention_bwd(const dfm_op_args *a)
 static int cpu_attention_bwd(dfm_op_args *a)
 {
     dfm_attn_args r = attn_args(a->src[0], a->src[1], a->src[2], a->src[3], a->src[4], a->src[5], a->f[0], (int)a->i[0]);
+    r.bf16 = bf16(a);
     return dfm_cpu_attention_bwd(&r, a->src[6]->data, a->dst[0]->data, a->dst[1]->data, a->dst[2]->data);
 }
 
-int dfm_op_sdpa(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v, const dfm_tensor *bias, float scale,
-                int layout, dfm_tensor *out, dfm_tensor *lse)
+int dfm_op_sdpa(const dfm_compute *cc, const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v,
+                const dfm_tensor *bias, float scale, int layout, dfm_tensor *out, dfm_tensor *lse)
 {
-    dfm_op_args a = {.src = {q, k, v, bias}, .dst = {out, lse}, .f = {scale}, .i = {layout}};
+    dfm_op_args a = {.src = {q, k, v, bias}, .dst = {out, lse}, .f = {scale}, .i = {layout}, .cc = cc};
     return dfm_op_run(DFM_OP_ATTENTION, &a);
 }
 
-int dfm_op_sdpa_bwd(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v, const dfm_tensor *bias, float scale,
-                    int layout, const dfm_tensor *out, const dfm_tensor *lse, const dfm_tensor *dout, dfm_tensor *dq,
-                    dfm_tensor *dk, dfm_tensor *dv)
+int dfm_op_sdpa_bwd(const dfm_compute *cc, const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v,
+                    const dfm_tensor *bias, float scale, int layout, const dfm_tensor *out, const dfm_tensor *lse,
+                    const dfm_tensor *dout, dfm_tensor *dq, dfm_tensor *dk, dfm_tensor *dv)
 {
-    dfm_op_args a = {.src = {q, k, v, bias, out, lse, dout}, .dst = {dq, dk, dv}, .f = {scale}, .i = {layout}};
+    dfm_op_args a = {.src = {q, k, v, bias, out, lse, dout}, .dst = {dq, dk, dv}, .f = {scale}, .i = {layout}, .cc = cc};
     return dfm_op_run(DFM_OP_ATTENTION_BWD, &a);
 }
 
 int dfm_op_attention(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v, float scale, dfm_tensor *out)
 {
-    return dfm_op_sdpa(q, k, v, NULL, scale, 0, out, NULL);
+    return dfm_op_sdpa(NULL, q, k, v, NULL, scale, 0, out, NULL);
 }
 
 int dfm_op_attention_bias(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v, const dfm_tensor *bias,
                           float scale, dfm_tensor *out)
 {
-    return dfm_op_sdpa(q, k, v, bias, scale, 1, out, NULL);
+    return dfm_op_sdpa(NULL, q, k, v, bias, scale, 1, out, NULL);
 }
 
 /* ---- text encoders: gathers and the row norm ------------------------------------------------ */
@@ -1369,11 +1371,13 @@ static int cuda_linear(dfm_op_args *a)
 static int cuda_attention(dfm_op_args *a)
 {
     dfm_attn_args r = attn_args(a->src[0], a->src[1], a->src[2], a->src[3], a->dst[0], a->dst[1], a->f[0], (int)a->i[0]);
+    r.bf16 = bf16(a);
     return dfm_cuda_attention_fwd(&r);
 }
 static int cuda_attention_bwd(dfm_op_args *a)
 {
     dfm_attn_args r = attn_args(a->src[0], a->src[1], a->src[2], a->src[3], a->src[4], a->src[5], a->f[0], (int)a->i[0]);
+    r.bf16 = bf16(a);
     return dfm_cuda_attention_bwd(&r, a->src[6]->data, a->dst[0]->data, a->dst[1]->data, a->dst[2]->data);
 }
 static int cuda_embedding(dfm_op_args *a)

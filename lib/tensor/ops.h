@@ -55,15 +55,18 @@ int dfm_op_matmul(const dfm_compute *cc, const dfm_tensor *a, int ta, const dfm_
  * [H, Sq, Sk] F32 or NULL (the same for every batch item); all F32. Softmax in f32 with the row
  * max subtracted, blockwise: the Sq x Sk matrix is never whole (kernels/cpu/attention.h). lse
  * (F32, B * H * Sq elements, or NULL) receives each row's log-sum-exp for the backward.
+ * cc: NULL or F32 compute: exact f32 products; BF16 compute (dfm_compute_is_bf16): q, k, v, the
+ * softmax weights (and in the backward dout and dS) rounded to bf16 before each product, products
+ * summed in f32, softmax and accumulators f32 (torch's SDPA under autocast(bfloat16) on the CPU).
  * ref: torch.nn.functional.scaled_dot_product_attention; transformers T5 eager attention (bias) */
-int dfm_op_sdpa(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v, const dfm_tensor *bias, float scale,
-                int layout, dfm_tensor *out, dfm_tensor *lse);
+int dfm_op_sdpa(const dfm_compute *cc, const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v,
+                const dfm_tensor *bias, float scale, int layout, dfm_tensor *out, dfm_tensor *lse);
 /* Its backward (FlashAttention-2: scores recomputed from q, k and lse): dq, dk, dv written, with
- * q's, k's and v's shapes; no gradient for the bias. */
-int dfm_op_sdpa_bwd(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v, const dfm_tensor *bias, float scale,
-                    int layout, const dfm_tensor *out, const dfm_tensor *lse, const dfm_tensor *dout, dfm_tensor *dq,
-                    dfm_tensor *dk, dfm_tensor *dv);
-/* Shorthands: head-major without bias; token-major with an optional bias. */
+ * q's, k's and v's shapes; no gradient for the bias. cc as the forward's. */
+int dfm_op_sdpa_bwd(const dfm_compute *cc, const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v,
+                    const dfm_tensor *bias, float scale, int layout, const dfm_tensor *out, const dfm_tensor *lse,
+                    const dfm_tensor *dout, dfm_tensor *dq, dfm_tensor *dk, dfm_tensor *dv);
+/* Shorthands (f32): head-major without bias; token-major with an optional bias. */
 int dfm_op_attention(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v, float scale,
                      dfm_tensor *out);
 
