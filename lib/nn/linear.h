@@ -10,7 +10,9 @@
  *
  * Precision: W carries its dtype (F32, BF16, F16); the compute context says whether GEMM inputs
  * are rounded to bf16 (tensor/compute.h). The model passes each layer the context of its module
- * (dfm_compute_for: diffusers' keep-in-f32 modules compute in f32).
+ * (dfm_compute_for: diffusers' keep-in-f32 modules compute in f32). The LoRA adapter's rank-r
+ * products always run in exact f32 (cheaper than rounding their operands, and more accurate;
+ * PEFT under torch.autocast rounds them to bf16).
  * Speed: on the CPU the forward uses W laid out once for the packed GEMM when dfm_linear_pack has
  * been called (an inference or frozen-base layer); the backward multiplies by W as stored.
  *

@@ -19,6 +19,7 @@
 #include "test.h"
 #include "base/error.h"
 #include "cpu/cpu.h"
+#include "cpu/linear.h"
 #include "tensor/ops.h"
 
 #include <stdlib.h>
@@ -281,4 +282,37 @@ TEST(ops_linear_args)
     dfm_tensor_free(&w2);
     dfm_tensor_free(&y);
     dfm_tensor_free(&yb);
+}
+
+/* BF16 weights packed as BF16 panels take a copy-only path: the same bytes as packing the same
+ * values given as F32 (the general path, rounding each to itself), for every panel remainder, odd
+ * and even k, both source orientations and a row stride past the row. */
+TEST(linear_pack_bf16_copy_path)
+{
+    int64_t ns[] = {1, 16, 17, 40}, ks[] = {1, 2, 7, 130, 301};
+    int bad = 0;
+    for (size_t a = 0; a < 4; a++)
+        for (size_t b = 0; b < 5; b++)
+            for (int tw = 0; tw < 2; tw++) {
+                int64_t n = ns[a], k = ks[b], rows = tw ? k : n, cols = tw ? n : k, ldw = cols + 3;
+                uint16_t *wb = malloc((size_t)rows * ldw * 2);
+                float *wf = malloc((size_t)rows * ldw * 4);
+                for (int64_t i = 0; i < rows * ldw; i++) {
+                    uint32_t h = (uint32_t)(i * 2654435761u) >> 16;
+                    if ((h & 0x7f80) == 0x7f80) h &= ~0x4000u; /* finite */
+                    wb[i] = (uint16_t)h;
+                    uint32_t u = h << 16;
+                    memcpy(&wf[i], &u, 4);
+                }
+                size_t bytes = dfm_cpu_linear_packed_size(n, k, DFM_BF16);
+                void *p1 = calloc(1, bytes), *p2 = calloc(1, bytes);
+                CHECK_EQ(dfm_cpu_linear_pack_strided(p1, DFM_BF16, wb, DFM_BF16, n, k, tw, ldw), 0);
+                CHECK_EQ(dfm_cpu_linear_pack_strided(p2, DFM_BF16, wf, DFM_F32, n, k, tw, ldw), 0);
+                if (memcmp(p1, p2, bytes)) {
+                    fprintf(stderr, "  n %lld k %lld tw %d: packed bytes differ\n", (long long)n, (long long)k, tw);
+                    bad++;
+                }
+                free(wb), free(wf), free(p1), free(p2);
+            }
+    CHECK_EQ(bad, 0);
 }
