@@ -3,6 +3,8 @@
  *   bias = rel_bias(rel, buckets)                                    [heads, n, n]
  *   q | k | v = x Wq^T | x Wk^T | x Wv^T                             one packed GEMM, or three
  *   ctx = sdpa(q, k, v, bias, scale 1) over [n, heads, d_kv] views;  y += ctx Wo^T
+ *         (in cc's dtype: transformers' eager UMT5 attention multiplies bf16 q, k, softmax and v
+ *         under a bf16 run; the bf16 parity test stays as close to torch's bf16 as with f32 here)
  *   g | l = x Wi0^T | x Wi1^T;  g = gelu_new(g) * l;                 y += g Wo^T
  * ref: transformers modeling_umt5.py UMT5Attention.forward, UMT5DenseGatedActDense.forward
  */
@@ -43,7 +45,7 @@ int dfm_t5_attention_forward(const dfm_compute *cc, const dfm_t5_attention *a, c
     if (rc) return rc;
     dfm_tensor q = heads_view(&s->q, a->heads, a->d_kv), k = heads_view(&s->k, a->heads, a->d_kv);
     dfm_tensor v = heads_view(&s->v, a->heads, a->d_kv), o = heads_view(&s->ctx, a->heads, a->d_kv);
-    if ((rc = dfm_op_sdpa(NULL, &q, &k, &v, &s->bias, 1.0f, 1, &o, NULL))) return rc;
+    if ((rc = dfm_op_sdpa(cc, &q, &k, &v, &s->bias, 1.0f, 1, &o, NULL))) return rc;
     return add_proj(cc, a->po, &a->o, &s->ctx, y, &s->t);
 }
 
