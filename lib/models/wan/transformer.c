@@ -925,6 +925,11 @@ out:
     return 0;
 }
 
+static int linear_trained(const dfm_linear_grads *g)
+{
+    return g->w.data || g->b.data || g->lora_a.data || g->lora_b.data;
+}
+
 int dfm_wan_transformer_backward(dfm_wan_transformer *m, dfm_wan_acts *a, const dfm_tensor *dout, dfm_tensor *dx,
                                  dfm_tensor *dctx)
 {
@@ -943,8 +948,12 @@ int dfm_wan_transformer_backward(dfm_wan_transformer *m, dfm_wan_acts *a, const 
         goto out;
     }
     int64_t se[3] = {B, 6, D}, s2[3] = {B, 2, D};
+    /* the projected context's gradient: only for dctx or a trained text embedder (LoRA on the
+     * blocks alone needs neither: cross-attention's k/v then skip their dx products) */
+    int need_ctx = dctx || linear_trained(&m->g_x1) || linear_trained(&m->g_x2);
     if ((rc = alloc2(&dy, dev, M, P * c->out_channels)) || (rc = alloc2(&dh, dev, M, D)) || (rc = alloc2(&dmo, dev, M, D)) ||
-        (rc = dfm_tensor_zeros(&deo, DFM_F32, dev, 3, s2)) || (rc = dfm_tensor_zeros(&dctxp, DFM_F32, dev, 2, a->ctxp.shape)) ||
+        (rc = dfm_tensor_zeros(&deo, DFM_F32, dev, 3, s2)) ||
+        (need_ctx && (rc = dfm_tensor_zeros(&dctxp, DFM_F32, dev, 2, a->ctxp.shape))) ||
         (rc = dfm_tensor_alloc(&de, DFM_F32, dev, 3, se)) || (rc = dfm_tensor_zeros(&dtproj, DFM_F32, dev, 2, a->tproj.shape)) ||
         (rc = alloc2(&dtemb, dev, B, D)) || (rc = alloc2(&dtb, dev, B, D)))
         goto out;
@@ -972,7 +981,7 @@ int dfm_wan_transformer_backward(dfm_wan_transformer *m, dfm_wan_acts *a, const 
             dfm_tensor_free(&tmp);
             if (rc) goto out;
         }
-        if ((rc = block_backward(m, i, s, B, &a->cos, &a->sin, &dh, &dctxp, &de))) {
+        if ((rc = block_backward(m, i, s, B, &a->cos, &a->sin, &dh, need_ctx ? &dctxp : NULL, &de))) {
             dfm_fail_ctx(rc, "block %d backward", i);
             goto out;
         }
@@ -997,6 +1006,7 @@ int dfm_wan_transformer_backward(dfm_wan_transformer *m, dfm_wan_acts *a, const 
         (rc = dfm_linear_backward(&m->cc_time, &m->t1, &a->t1a, &dtb, NULL, 0, &m->g_t1)))
         goto out;
     /* text */
+    if (!need_ctx) goto patch;
     if ((rc = alloc2(&dx1g, dev, B * L, D)) ||
         (rc = dfm_linear_backward(&m->cc, &m->x2, &a->x2a, &dctxp, &dx1g, 0, &m->g_x2)) ||
         (rc = dfm_op_gelu_tanh_bwd(&dx1g, &a->x1o, &dx1g)))
@@ -1008,7 +1018,7 @@ int dfm_wan_transformer_backward(dfm_wan_transformer *m, dfm_wan_acts *a, const 
         dctx2 = dfm_tensor_view(dctx->data, DFM_F32, dev, 2, s2d);
     }
     if ((rc = dfm_linear_backward(&m->cc, &m->x1, &a->x1a, &dx1g, dctx ? &dctx2 : NULL, 0, &m->g_x1))) goto out;
-    /* patch embedding */
+patch: /* patch embedding */
     if ((rc = alloc2(&dpatch, dev, M, c->in_channels * P)) ||
         (rc = dfm_linear_backward(&m->cc, &m->patch, &a->pa, &dh, dx ? &dpatch : NULL, 0, &m->g_patch)))
         goto out;
