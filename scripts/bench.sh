@@ -87,8 +87,8 @@ else
   echo "tokenizer: skipped (pip install tokenizers msgpack numpy for the Hugging Face baseline)"
 fi
 echo
-# The packed-weight GEMM of the text encoder's linear layers against OpenBLAS and the FMA peak
-# (C only: always runs).
+# The CPU GEMMs per SIMD level (the packed linear on UMT5's layers, matmul on the transformer's)
+# against OpenBLAS and the FMA / VDPBF16PS peaks (C only: always runs).
 make -s --no-print-directory -C "$top" build/libdfm.a
 cflags=$(make -s --no-print-directory -C "$top" --eval='print-%: ; @echo $($*)' print-CFLAGS)
 ldlibs=$(make -s --no-print-directory -C "$top" --eval='print-%: ; @echo $($*)' print-LDLIBS)
