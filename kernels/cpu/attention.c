@@ -236,15 +236,15 @@ T_DOT static inline __m512i round_bits(__m512 x)
 static __mmask16 tail16(int64_t n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
 
 /* dst [ceil(M/W)][kp][W]: pair (m, t) = (src[m*ld + 2t], src[m*ld + 2t + 1]) for m < M, k < K;
- * tmp holds K + 16 uint16 rounded up to 32 */
-T_DOT static void pack_across(const float *src, int64_t ld, int64_t M, int64_t K, uint32_t *dst, int W, uint16_t *tmp)
+ * tmp holds K + 16 uint16 rounded up to 32. Row by row: K^T and V^T as B, once per (batch, head). */
+T_DOT static void pack_across_32(const float *src, int64_t ld, int64_t M, int64_t K, uint32_t *dst, uint16_t *tmp)
 {
-    int64_t kp = (K + 1) / 2, mp = (M + W - 1) / W * W;
+    int64_t kp = (K + 1) / 2, mp = (M + NW - 1) / NW * NW;
     const uint32_t *t32 = (const uint32_t *)(void *)tmp;
     for (int64_t m = 0; m < mp; m++) {
-        uint32_t *d = dst + m / W * kp * W + m % W;
+        uint32_t *d = dst + m / NW * kp * NW + m % NW;
         if (m >= M) {
-            for (int64_t t = 0; t < kp; t++) d[t * W] = 0;
+            for (int64_t t = 0; t < kp; t++) d[t * NW] = 0;
             continue;
         }
         const float *s = src + m * ld;
@@ -253,13 +253,58 @@ T_DOT static void pack_across(const float *src, int64_t ld, int64_t M, int64_t K
             _mm256_storeu_si256((__m256i *)(void *)(tmp + k), _mm512_cvtepi32_epi16(r));
         }
         if (K & 1) tmp[K] = 0;
-        for (int64_t t = 0; t < kp; t++) d[t * W] = t32[t];
+        for (int64_t t = 0; t < kp; t++) d[t * NW] = t32[t];
+    }
+}
+
+/* 16 pairs (k = k0 .. k0 + 31) of a row: the bf16 of 32 floats, in order (zeros past n) */
+T_DOT static inline __m512i row_pairs(const float *s, int64_t n)
+{
+    const __m512i odd = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27,
+                                         25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    __m512i a = round_bits(_mm512_maskz_loadu_ps(tail16(n), s));
+    __m512i b = round_bits(_mm512_maskz_loadu_ps(tail16(n - 16), s + 16));
+    return _mm512_permutex2var_epi16(a, odd, b);
+}
+
+/* The same for A (W = MR): 12 rows at a time, 16 pairs of each transposed in registers into the
+ * panel's 16 contiguous [12] rows of pairs. Q_i, dO_i, P and dS: the hot packs. */
+T_DOT static void pack_across_12(const float *src, int64_t ld, int64_t M, int64_t K, uint32_t *dst)
+{
+    int64_t kp = (K + 1) / 2;
+    for (int64_t m0 = 0; m0 < M; m0 += MR) {
+        uint32_t *panel = dst + m0 / MR * kp * MR;
+        int rows = M - m0 < MR ? (int)(M - m0) : MR;
+        for (int64_t t0 = 0; t0 < kp; t0 += 16) {
+            __m512i r[16], u[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = i < rows ? row_pairs(src + (m0 + i) * ld + 2 * t0, K - 2 * t0) : _mm512_setzero_si512();
+            for (int i = 0; i < 16; i += 2) {
+                u[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+                u[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+            }
+            for (int g = 0; g < 16; g += 4) { /* u[g + j]: column 4L + j of rows g .. g + 3, per 128-bit lane L */
+                __m512i a0 = _mm512_unpacklo_epi64(u[g], u[g + 2]), a1 = _mm512_unpackhi_epi64(u[g], u[g + 2]);
+                __m512i a2 = _mm512_unpacklo_epi64(u[g + 1], u[g + 3]), a3 = _mm512_unpackhi_epi64(u[g + 1], u[g + 3]);
+                r[g] = a0, r[g + 1] = a1, r[g + 2] = a2, r[g + 3] = a3;
+            }
+            int64_t nt = kp - t0 < 16 ? kp - t0 : 16;
+            for (int j = 0; j < 4; j++) {
+                __m512i v = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x88), w = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xdd);
+                __m512i v2 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x88), w2 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xdd);
+                __m512i c[4] = {_mm512_shuffle_i32x4(v, v2, 0x88), _mm512_shuffle_i32x4(w, w2, 0x88),
+                                _mm512_shuffle_i32x4(v, v2, 0xdd), _mm512_shuffle_i32x4(w, w2, 0xdd)};
+                for (int l = 0; l < 4; l++) /* column 4l + j: pair t0 + 4l + j of the 12 rows */
+                    if (4 * l + j < nt) _mm512_mask_storeu_epi32(panel + (t0 + 4 * l + j) * MR, 0x0fff, c[l]);
+            }
+        }
     }
 }
 
 /* dst [ceil(M/W)][kp][W]: pair (m, t) = (src[2t*ld + m], src[(2t + 1)*ld + m]) for m < M, k < K;
- * tmp holds ceil(M/W)*W rounded up to 16 uint32 */
-T_DOT static void pack_down(const float *src, int64_t ld, int64_t M, int64_t K, uint32_t *dst, int W, uint32_t *tmp)
+ * tmp holds ceil(M/W)*W rounded up to 16 uint32. Pair by pair: V, K, Q_i, dO_i as B, P^T and dS^T as A. */
+T_DOT static inline __attribute__((always_inline)) void pack_down_w(const float *src, int64_t ld, int64_t M, int64_t K,
+                                                                   uint32_t *dst, const int W, uint32_t *tmp)
 {
     int64_t kp = (K + 1) / 2, panels = (M + W - 1) / W;
     const __m512i hmask = _mm512_set1_epi32((int)0xffff0000u);
@@ -272,6 +317,39 @@ T_DOT static void pack_down(const float *src, int64_t ld, int64_t M, int64_t K, 
             _mm512_storeu_si512(tmp + m, _mm512_or_si512(lo, hi));
         }
         for (int64_t p = 0; p < panels; p++) memcpy(dst + (p * kp + t) * W, tmp + p * W, (size_t)W * sizeof(uint32_t));
+    }
+}
+
+T_DOT static void pack_down_12(const float *src, int64_t ld, int64_t M, int64_t K, uint32_t *dst, uint32_t *tmp)
+{
+    pack_down_w(src, ld, M, K, dst, MR, tmp);
+}
+
+T_DOT static void pack_down_32(const float *src, int64_t ld, int64_t M, int64_t K, uint32_t *dst, uint32_t *tmp)
+{
+    pack_down_w(src, ld, M, K, dst, NW, tmp);
+}
+
+/* D_i = sum_j P dP (in double, 16 lanes) and dS = P * (dP - D_i) in dP's place, as ds_rows below */
+T_DOT static void ds_rows_dot(const float *p, float *dp, int64_t rows, int64_t sk)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const float *pr = p + r * sk;
+        float *ds = dp + r * sk;
+        __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
+        for (int64_t e = 0; e < sk; e += 16) {
+            __mmask16 mk = tail16(sk - e);
+            __m512 x = _mm512_maskz_loadu_ps(mk, pr + e), y = _mm512_maskz_loadu_ps(mk, ds + e);
+            a0 = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(x)), _mm512_cvtps_pd(_mm512_castps512_ps256(y)), a0);
+            a1 = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1))),
+                                 _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(y), 1))), a1);
+        }
+        __m512 di = _mm512_set1_ps((float)_mm512_reduce_add_pd(_mm512_add_pd(a0, a1)));
+        for (int64_t e = 0; e < sk; e += 16) {
+            __mmask16 mk = tail16(sk - e);
+            __m512 x = _mm512_maskz_loadu_ps(mk, pr + e), y = _mm512_maskz_loadu_ps(mk, ds + e);
+            _mm512_mask_storeu_ps(ds + e, mk, _mm512_mul_ps(x, _mm512_sub_ps(y, di)));
+        }
     }
 }
 
@@ -387,18 +465,18 @@ T_DOT static void fwd_range_dot(attn_ctx *c, int64_t u0, int64_t u1, float *s, f
         int64_t bh = u / c->nqb, b = bh / a->heads, h = bh % a->heads;
         int64_t i0 = (u % c->nqb) * FWD_QB, rows = sq - i0 < FWD_QB ? sq - i0 : FWD_QB;
         if (bh != packed) {
-            pack_across(a->k + b * a->ks[0] + h * a->ks[1], a->ks[2], sk, d, kpk, NW, (uint16_t *)tmp);
-            pack_down(a->v + b * a->vs[0] + h * a->vs[1], a->vs[2], d, sk, vpk, NW, tmp);
+            pack_across_32(a->k + b * a->ks[0] + h * a->ks[1], a->ks[2], sk, d, kpk, (uint16_t *)tmp);
+            pack_down_32(a->v + b * a->vs[0] + h * a->vs[1], a->vs[2], d, sk, vpk, tmp);
             packed = bh;
         }
-        pack_across(a->q + b * a->qs[0] + h * a->qs[1] + i0 * a->qs[2], a->qs[2], rows, d, qpk, MR, (uint16_t *)tmp);
+        pack_across_12(a->q + b * a->qs[0] + h * a->qs[1] + i0 * a->qs[2], a->qs[2], rows, d, qpk);
         for (int64_t r = 0; r < rows; r++) m[r] = -INFINITY, l[r] = 0.0f;
         for (int64_t j0 = 0; j0 < sk; j0 += kb) {
             int64_t n = sk - j0 < kb ? sk - j0 : kb, np = (n + 1) / 2;
             if (a->bias) bias_block(a, h, i0, rows, j0, n, s);
             gemm_dot(rows, n, dp, qpk, dp * MR, kpk + j0 / NW * dp * NW, dp * NW, a->scale, s, n, a->bias != NULL);
             softmax_block(c, s, rows, n, j0, m, l, o);
-            pack_across(s, n, rows, n, ppk, MR, (uint16_t *)tmp);
+            pack_across_12(s, n, rows, n, ppk);
             gemm_dot(rows, d, np, ppk, np * MR, vpk + j0 / 2 * NW, skp * NW, 1.0f, o, d, j0 > 0);
         }
         finish_rows(a, b, h, i0, rows, m, l, o);
@@ -547,28 +625,28 @@ T_DOT static void bwd_range_dot(attn_ctx *c, int64_t u0, int64_t u1, int64_t qb,
             memset(dkh + j * a->ks[2], 0, (size_t)d * sizeof(float));
             memset(dvh + j * a->vs[2], 0, (size_t)d * sizeof(float));
         }
-        pack_across(kh, a->ks[2], sk, d, kt, NW, tmp16);
-        pack_across(vh, a->vs[2], sk, d, vt, NW, tmp16);
-        pack_down(kh, a->ks[2], d, sk, kbk, NW, tmp);
+        pack_across_32(kh, a->ks[2], sk, d, kt, tmp16);
+        pack_across_32(vh, a->vs[2], sk, d, vt, tmp16);
+        pack_down_32(kh, a->ks[2], d, sk, kbk, tmp);
         for (int64_t i0 = 0; i0 < sq; i0 += qb) {
             int64_t rows = sq - i0 < qb ? sq - i0 : qb, rp = (rows + 1) / 2;
             const float *qi = qh + i0 * a->qs[2], *doi = doh + i0 * a->os[2];
-            pack_across(qi, a->qs[2], rows, d, qa, MR, tmp16);
-            pack_down(qi, a->qs[2], d, rows, qbk, NW, tmp);
-            pack_across(doi, a->os[2], rows, d, da, MR, tmp16);
-            pack_down(doi, a->os[2], d, rows, dob, NW, tmp);
+            pack_across_12(qi, a->qs[2], rows, d, qa);
+            pack_down_32(qi, a->qs[2], d, rows, qbk, tmp);
+            pack_across_12(doi, a->os[2], rows, d, da);
+            pack_down_32(doi, a->os[2], d, rows, dob, tmp);
             /* P = exp(S - lse) and dP = dO_i V^T over all keys */
             if (a->bias) bias_block(a, h, i0, rows, 0, sk, p);
             gemm_dot(rows, sk, dp2, qa, dp2 * MR, kt, dp2 * NW, a->scale, p, sk, a->bias != NULL);
             for (int64_t r = 0; r < rows; r++) row_exp(p + r * sk, sk, lse[i0 + r], c->simd);
             gemm_dot(rows, sk, dp2, da, dp2 * MR, vt, dp2 * NW, 1.0f, dp, sk, 0);
-            ds_rows(p, dp, rows, sk);
+            ds_rows_dot(p, dp, rows, sk);
             /* dV += P^T dO_i; dQ_i = scale dS K; dK += scale dS^T Q_i */
-            pack_down(p, sk, sk, rows, pt, MR, tmp);
+            pack_down_12(p, sk, sk, rows, pt, tmp);
             gemm_dot(sk, d, rp, pt, rp * MR, dob, rp * NW, 1.0f, dvh, ldv, 1);
-            pack_across(dp, sk, rows, sk, dsa, MR, tmp16);
+            pack_across_12(dp, sk, rows, sk, dsa);
             gemm_dot(rows, d, skp, dsa, skp * MR, kbk, skp * NW, a->scale, dqh + i0 * a->qs[2], ldq, 0);
-            pack_down(dp, sk, sk, rows, pt, MR, tmp);
+            pack_down_12(dp, sk, sk, rows, pt, tmp);
             gemm_dot(sk, d, rp, pt, rp * MR, qbk, rp * NW, a->scale, dkh, ldk, 1);
         }
     }
