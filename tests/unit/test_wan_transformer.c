@@ -114,6 +114,14 @@ TEST(wan_transformer_forward_f32_bf16)
                     cfgs[i], eb, f.bf16_max_rel, et);
             CHECK(eb <= 1.5 * f.bf16_max_rel);
             CHECK(eb <= 1.5e-2);
+            /* the frozen weights packed once for the forward: the same bits */
+            int np = 0;
+            dfm_tensor out2;
+            CHECK_EQ(dfm_wan_transformer_pack(m, &np), 0);
+            CHECK_EQ(np, 10 * dfm_wan_transformer_get_config(m)->num_layers + 5); /* all but the f32 time embedder */
+            CHECK_EQ(dfm_wan_transformer_forward(m, &f.x, f.t.data, &f.ctx, &out2, NULL, 0, 0), 0);
+            CHECK(out2.data && !memcmp(out.data, out2.data, dfm_tensor_nbytes(&out)));
+            dfm_tensor_free(&out2);
             dfm_tensor_free(&out);
             dfm_wan_transformer_free(m);
         }
@@ -282,6 +290,64 @@ TEST(wan_transformer_lora)
         dfm_wan_transformer_free(m);
         free_fixture(&f);
     }
+}
+
+/* LoRA training on a frozen BF16 base in bf16 compute: packing the base for the forward changes
+ * no bit of the output or of the adapter gradients; a fully trained model packs nothing. */
+TEST(wan_transformer_pack_lora)
+{
+    char d[512], td[600], lf[600];
+    fixture f;
+    fixture_dir(d, sizeof d, "b");
+    snprintf(td, sizeof td, "%s/transformer", d);
+    snprintf(lf, sizeof lf, "%s/lora/lora_params.safetensors", d);
+    CHECK_EQ(load_fixture("b", &f), 0);
+    dfm_tensor out[2] = {{0}}, grads[2] = {{0}};
+    for (int packed = 0; packed < 2; packed++) {
+        dfm_wan_transformer *m = load_model(td, DFM_BF16, DFM_BF16, 0, 0);
+        CHECK(m != NULL);
+        if (!m) break;
+        int count = 0;
+        CHECK_EQ(dfm_wan_transformer_lora_add(m, NULL, 4, 8.0f, 0.0f, 1, &count), 0);
+        CHECK_EQ(set_lora(m, lf), 0);
+        if (packed) {
+            CHECK_EQ(dfm_wan_transformer_pack(m, &count), 0);
+            CHECK(count > 0);
+        }
+        dfm_wan_acts *acts = NULL;
+        CHECK_EQ(dfm_wan_transformer_forward(m, &f.x, f.t.data, &f.ctx, &out[packed], &acts, 1, 0), 0);
+        CHECK_EQ(dfm_wan_transformer_backward(m, acts, &f.dout, NULL, NULL), 0);
+        /* every trained gradient, concatenated */
+        size_t total = 0;
+        for (int i = 0; i < dfm_wan_transformer_nparams(m); i++) {
+            dfm_tensor *g = NULL;
+            dfm_wan_transformer_param(m, i, NULL, &g);
+            if (g && g->data) total += dfm_tensor_nbytes(g);
+        }
+        int64_t sh[1] = {(int64_t)(total / 4)};
+        CHECK_EQ(dfm_tensor_alloc(&grads[packed], DFM_F32, DFM_CPU, 1, sh), 0);
+        size_t off = 0;
+        for (int i = 0; i < dfm_wan_transformer_nparams(m); i++) {
+            dfm_tensor *g = NULL;
+            dfm_wan_transformer_param(m, i, NULL, &g);
+            if (g && g->data) memcpy((char *)grads[packed].data + off, g->data, dfm_tensor_nbytes(g)), off += dfm_tensor_nbytes(g);
+        }
+        dfm_wan_transformer_free(m);
+    }
+    CHECK(out[0].data && out[1].data && !memcmp(out[0].data, out[1].data, dfm_tensor_nbytes(&out[0])));
+    CHECK(grads[0].data && grads[1].data && dfm_tensor_nbytes(&grads[0]) == dfm_tensor_nbytes(&grads[1]) &&
+          !memcmp(grads[0].data, grads[1].data, dfm_tensor_nbytes(&grads[0])));
+    for (int i = 0; i < 2; i++) dfm_tensor_free(&out[i]), dfm_tensor_free(&grads[i]);
+    /* full training: every weight trained, nothing to pack */
+    dfm_wan_transformer *m = load_model(td, DFM_F32, DFM_BF16, 1, 0);
+    CHECK(m != NULL);
+    if (m) {
+        int count = -1;
+        CHECK_EQ(dfm_wan_transformer_pack(m, &count), 0);
+        CHECK_EQ(count, 0);
+        dfm_wan_transformer_free(m);
+    }
+    free_fixture(&f);
 }
 
 TEST(wan_transformer_checkpoint_layouts)
