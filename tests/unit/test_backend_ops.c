@@ -7,9 +7,9 @@
  *                 accepts it and the CPU run succeeds; one malformed record per op gives DFM_E_ARG)
  *                 and, when a CUDA device is here, on CUDA; the outputs (and r) are compared with
  *                 the case's tolerance: GEMM-shaped ops (conv3d, matmul, linear, attention and
- *                 its backward) 1e-4 of the output's largest magnitude; norms, activations, rope,
- *                 modulation, dropout and colsum 1e-5; add, mul, clamp, affine, bias_add, the
- *                 gathers and data movement bit for bit. Skips its CUDA half cleanly without a
+ *                 its backward) 1e-4 of the output's largest magnitude (bf16 attention 1e-2);
+ *                 norms, activations, rope, modulation, dropout and colsum 1e-5; add, mul, clamp,
+ *                 affine, bias_add, the gathers and data movement bit for bit. Skips its CUDA half cleanly without a
  *                 device. A new op without a generator in g_table fails it.
  *   backend_grad  finite-difference check of the analytic gradients (computed with ops of the
  *                 table) for every op with a grad spec (g_grads).
@@ -421,6 +421,20 @@ static void attn_inputs(tcase *c, int e)
              c->a.f[0]);
 }
 
+/* Every third attention case (forward and backward) under BF16 compute (bf16 operands, f32
+ * softmax: kernels/cpu/attention.h). CPU and CUDA round the forward's softmax weights at different
+ * places (exp(s - the running max of a key block) against the normalized P), which moves a weight
+ * by up to a bf16 step (2^-8) on either side: tolerance 1e-2 of the output's largest magnitude. */
+#define TOL_ATTN_BF16 1e-2
+static void attn_bf16(tcase *c, int e)
+{
+    if (e % 3 != 2) return;
+    c->cc.dtype = DFM_BF16;
+    c->a.cc = &c->cc;
+    c->tol = TOL_ATTN_BF16;
+    strncat(c->what, " bf16", sizeof c->what - strlen(c->what) - 1);
+}
+
 /* lse of attention case e: [B, H, Sq] F32 */
 static dfm_tensor *attn_lse(tcase *c, int e)
 {
@@ -433,6 +447,7 @@ static int gen_attention(int i, dfm_device dev, tcase *c)
     if (i >= NATTN) return CASE_END;
     if (g_attn[i].perf_only && c->mode != MODE_PERF) return CASE_NONE;
     attn_inputs(c, i);
+    attn_bf16(c, i);
     c->a.dst[0] = attn_t(c, i, g_attn[i].sq, 1);
     c->a.dst[1] = i & 1 ? attn_lse(c, i) : NULL;
     if (i & 1) strncat(c->what, " lse", sizeof c->what - strlen(c->what) - 1);
@@ -449,6 +464,7 @@ static int gen_attention_bwd(int i, dfm_device dev, tcase *c)
     int e = pick[i];
     if (g_attn[e].perf_only && c->mode != MODE_PERF) return CASE_NONE;
     attn_inputs(c, e);
+    attn_bf16(c, e);
     dfm_tensor *out = attn_t(c, e, g_attn[e].sq, 1), *lse = attn_lse(c, e);
     if (c->err) return c->err;
     dfm_op_args f = c->a;
