@@ -29,8 +29,9 @@ typedef enum {
     DFM_OP_MATMUL,            /* src a, b, bias|NULL; dst y; i[0] ta, i[1] tb; f[0] beta; cc */
     DFM_OP_LINEAR,            /* src x; dst y[0..nw); p dfm_packed; i[0] accumulate; cc */
     DFM_OP_ATTENTION,         /* src q, k, v, bias|NULL; dst out, lse|NULL; f[0] scale; i[0] layout
-                                 (0 head-major [B, H, S, D], 1 token-major [B, S, H, D]; 3-D: B = 1) */
-    DFM_OP_ATTENTION_BWD,     /* src q, k, v, bias|NULL, out, lse, dout; dst dq, dk, dv; f[0], i[0] as above */
+                                 (0 head-major [B, H, S, D], 1 token-major [B, S, H, D]; 3-D: B = 1); cc
+                                 (bf16: operands rounded to bf16 before each product) */
+    DFM_OP_ATTENTION_BWD,     /* src q, k, v, bias|NULL, out, lse, dout; dst dq, dk, dv; f[0], i[0], cc as above */
     DFM_OP_EMBEDDING,         /* src table, ids; dst out */
     DFM_OP_REL_BIAS,          /* src table, buckets; dst out */
     DFM_OP_RMS_NORM,          /* src x, w; dst y; f[0] eps */
