@@ -83,7 +83,8 @@ static void scale_range(void *arg, int64_t r0, int64_t r1)
 
 /* Our VDPBF16PS kernel for bf16 compute where the CPU has it (about twice OpenBLAS's sgemm on the
  * operands rounded to bf16, packing included: scripts/bench_linear.c); OpenBLAS otherwise (our
- * FMA kernels, packing B per call, measured no faster than its AVX-512 sgemm on 2 Zen 4 cores). */
+ * FMA kernels, packing B per call, measured no faster than its AVX-512 sgemm on 2 Zen 4 cores),
+ * split over our threads (sgemm_split). */
 static int use_packed(int bf16_compute) { return bf16_compute && dfm_cpu_use_avx512_bf16(); }
 
 /* y = beta y + op(A) op(B) on our packed kernels (linear.h): B packed as BF16 panels a block of
@@ -115,6 +116,57 @@ static int matmul_packed(const float *a, int ta, const void *b, dfm_dtype bdt, i
         if (rc < 0) return rc;
     }
     return 0;
+}
+
+/* OpenBLAS sgemm split over our worker pool, each part on one OpenBLAS thread: OpenBLAS's own
+ * threads then never wake for the transformer's GEMMs, and do not spin (sched_yield) on the cores
+ * our pool needs between its calls (measured: ~10% of a LoRA step went to scheduling with them).
+ * The larger of the output's dimensions is cut into one run per thread (multiples of 16). */
+typedef struct {
+    int ta, tb;
+    int64_t m, n, k, lda, ldb, ldy, chunk;
+    const float *a, *b;
+    float beta, *y;
+    int split_n;
+} sgemm_ctx;
+
+static void sgemm_range(void *arg, int64_t c0, int64_t c1)
+{
+    const sgemm_ctx *c = arg;
+    int64_t s0 = c0 * c->chunk, s1 = c1 * c->chunk, lim = c->split_n ? c->n : c->m;
+    if (s1 > lim) s1 = lim;
+    if (s0 >= s1) return;
+    const float *a = c->a, *b = c->b;
+    float *y = c->y;
+    int64_t m = c->m, n = c->n;
+    if (c->split_n) {
+        b += c->tb ? s0 * c->ldb : s0;
+        y += s0;
+        n = s1 - s0;
+    } else {
+        a += c->ta ? s0 : s0 * c->lda;
+        y += s0 * c->ldy;
+        m = s1 - s0;
+    }
+    cblas_sgemm(CblasRowMajor, c->ta ? CblasTrans : CblasNoTrans, c->tb ? CblasTrans : CblasNoTrans, (int)m, (int)n,
+                (int)c->k, 1.0f, a, (int)c->lda, b, (int)c->ldb, c->beta, y, (int)c->ldy);
+}
+
+static void sgemm_split(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
+                        int64_t ldb, float beta, float *y, int64_t ldy)
+{
+    int64_t nt = dfm_cpu_threads();
+    sgemm_ctx c = {ta, tb, m, n, k, lda, ldb, ldy, 0, a, b, beta, y, n >= m};
+    int64_t len = c.split_n ? n : m;
+    c.chunk = (len + nt - 1) / nt;
+    c.chunk = (c.chunk + 15) / 16 * 16;
+    int64_t parts = (len + c.chunk - 1) / c.chunk;
+    int saved = openblas_get_num_threads();
+    if (saved != 1) openblas_set_num_threads(1);
+    /* about 2^22 multiply-adds at least per part, so that small products stay on one thread */
+    int64_t per = c.chunk * (c.split_n ? m : n) * k;
+    dfm_cpu_parallel(parts, per >= ((int64_t)1 << 22) ? 1 : parts, sgemm_range, &c);
+    if (saved != 1) openblas_set_num_threads(saved);
 }
 
 int dfm_cpu_matmul(const float *a, int ta, const void *b, dfm_dtype bdt, int tb, const void *bias,
@@ -173,9 +225,7 @@ int dfm_cpu_matmul(const float *a, int ta, const void *b, dfm_dtype bdt, int tb,
                 lda = k;
             }
             if (k > 0)
-                cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                            (int)mm, (int)nn, (int)k, 1.0f, ap, (int)lda, bp, (int)ldb, beta,
-                            y + m0 * n + n0, (int)n);
+                sgemm_split(ta, tb, mm, nn, k, ap, lda, bp, ldb, beta, y + m0 * n + n0, n);
             else
                 for (int64_t r = 0; r < mm; r++)
                     for (int64_t j = 0; j < nn; j++) {
