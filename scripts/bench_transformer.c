@@ -236,7 +236,9 @@ static int cmd_run(int argc, char **argv)
     if (dfm_wan_transformer_load(&m, dir, &o) < 0) return die(dir);
     int adapters = 0;
     if (lora && dfm_wan_transformer_lora_add(m, NULL, rank, (float)rank, 0.0f, 1, &adapters) < 0) return die("lora");
-    if ((lora || fwd) && dfm_wan_transformer_pack(m, NULL) < 0) return die("pack"); /* the frozen base, once */
+    /* sampling: the frozen weights packed once and the unpacked copies freed (LoRA training keeps
+     * them as loaded: packing them too would double the base's memory for ~2% of the step) */
+    if (fwd && dfm_wan_transformer_pack(m, 1, NULL) < 0) return die("pack");
     double t_load = now() - t0;
     const dfm_wan_transformer_config *c = dfm_wan_transformer_get_config(m);
     size_t owned = 0, mapped = 0, trained = 0;

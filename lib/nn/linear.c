@@ -42,6 +42,19 @@ int dfm_linear_pack(dfm_linear *l, dfm_dtype dt)
     return dfm_packed_create(&l->packed, &wp, 1, dt, DFM_CPU);
 }
 
+void dfm_linear_drop_weights(dfm_linear *l)
+{
+    if (!l->packed) return;
+    if (l->owns_w) {
+        dfm_tensor t = l->w; /* free the storage, keep the shape and dtype for messages */
+        t.owned = 1;
+        dfm_tensor_free(&t);
+        l->owns_w = 0;
+    }
+    l->w.data = NULL;
+    l->w.owned = 0;
+}
+
 int dfm_linear_lora_add(dfm_linear *l, int rank, float alpha, float dropout)
 {
     if (rank < 1 || rank > (1 << 16)) return dfm_fail(DFM_E_ARG, "LoRA rank %d out of range (1 to 65536)", rank);
@@ -118,6 +131,8 @@ int dfm_linear_forward(const dfm_compute *cc, const dfm_linear *l, const dfm_ten
     if (!x || !y) return dfm_fail(DFM_E_ARG, "linear: NULL argument");
     if (l->packed && x->device == DFM_CPU) {
         if (!(rc = dfm_op_linear(cc, x, l->packed, &y, 0)) && bias_of(l)) rc = dfm_op_bias_add(y, &l->b, y);
+    } else if (!l->w.data) {
+        return dfm_fail(DFM_E_ARG, "linear: the weights were packed for the CPU and dropped");
     } else {
         rc = dfm_op_matmul(cc, x, 0, &l->w, 1, bias_of(l), 0.0f, y);
     }
@@ -163,6 +178,8 @@ int dfm_linear_backward(const dfm_compute *cc, const dfm_linear *l, const dfm_li
     dfm_device dev = x->device;
     int rc = 0;
     dfm_tensor gh = {0}, t = {0}, xd = {0}, hs = {0};
+    if ((dx || (g && g->w.data)) && !l->w.data)
+        return dfm_fail(DFM_E_ARG, "linear backward: the weights were dropped after packing (inference only)");
     if (dx && (rc = dfm_op_matmul(cc, dy, 0, &l->w, 0, NULL, dx_accumulate ? 1.0f : 0.0f, dx))) goto out;
     if (g && g->w.data && (rc = dfm_op_matmul(cc, dy, 1, x, 0, NULL, 1.0f, &g->w))) goto out;
     if (g && g->b.data && (rc = dfm_op_colsum(dy, &g->b))) goto out; /* db += column sums of dy */

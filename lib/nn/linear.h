@@ -63,6 +63,10 @@ int dfm_linear_init(dfm_linear *l, const dfm_tensor *w, const dfm_tensor *b);
  * this is the fast path for a frozen or inference layer; it doubles w's memory unless the caller
  * then drops w (not possible when a backward needs dx). */
 int dfm_linear_pack(dfm_linear *l, dfm_dtype dt);
+/* After dfm_linear_pack: free w (when the layer owns it) and forget it, for inference. The forward
+ * runs on the packed copy; a backward that needs w, and a forward on another device, then fail
+ * with an error. */
+void dfm_linear_drop_weights(dfm_linear *l);
 /* Add a LoRA adapter: A [rank, in], B [out, rank] F32 zero-filled on w's device, scale =
  * alpha / rank, the given dropout. Fill them with dfm_linear_lora_init or load them. */
 int dfm_linear_lora_add(dfm_linear *l, int rank, float alpha, float dropout);

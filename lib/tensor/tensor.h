@@ -34,11 +34,14 @@ int dfm_tensor_zeros(dfm_tensor *t, dfm_dtype dtype, dfm_device dev, int ndim, c
 int dfm_tensor_zero(dfm_tensor *t);
 /* CPU blocks of 1 MiB or more are recycled: a freed one is kept and handed to the next allocation
  * of the same size (rounded to 4 KiB), so a loop that allocates the same buffers every step does
- * not page-fault them in again. At most a limit is kept (1 GiB, or DFM_CPU_CACHE_MB; 0 under
- * AddressSanitizer); a miss evicts the oldest blocks first so that the cache plus the new block
- * stay within it. set_limit returns the previous limit; release frees what is kept. */
+ * not page-fault them in again. An allocation no kept block fits first frees them all, so the
+ * memory held never exceeds what it would be without the cache. At most a limit is kept (2 GiB,
+ * or DFM_CPU_CACHE_MB; 0 under AddressSanitizer). set_limit returns the previous limit; release
+ * frees what is kept. */
 size_t dfm_tensor_cache_set_limit(size_t bytes);
 void dfm_tensor_cache_release(void);
+/* Bytes kept now. */
+size_t dfm_tensor_cache_bytes(void);
 /* A non-owning view of existing memory. */
 dfm_tensor dfm_tensor_view(void *data, dfm_dtype dtype, dfm_device dev, int ndim, const int64_t *shape);
 /* View of rows [start, start+n) along dimension 0 (contiguous; no copy). */

@@ -901,37 +901,48 @@ TEST(tensor_alloc_view_slice)
 }
 
 /* The CPU block cache: a freed block of 1 MiB or more comes back for the same size, zeros() still
- * zeroes it, a different size does not take it, the limit is honoured and release empties it. */
+ * zeroes it, a size no kept block fits empties the cache first (so it never raises the peak), a
+ * block over the limit is not kept, and release empties it. */
 TEST(tensor_block_cache)
 {
+    dfm_tensor_cache_release();
     size_t old = dfm_tensor_cache_set_limit((size_t)64 << 20);
     int64_t s[1] = {1 << 19}, s2[1] = {(1 << 19) + 4096}, big[1] = {(int64_t)20 << 20}; /* 2 MiB, a bit more, 80 MiB */
     dfm_tensor a, b, c;
     CHECK_EQ(dfm_tensor_alloc(&a, DFM_F32, DFM_CPU, 1, s), 0);
+    CHECK_EQ(dfm_tensor_alloc(&b, DFM_F32, DFM_CPU, 1, s), 0);
     void *pa = a.data;
     for (int64_t i = 0; i < s[0]; i++) ((float *)a.data)[i] = NAN;
     dfm_tensor_free(&a);
-    CHECK_EQ(dfm_tensor_zeros(&b, DFM_F32, DFM_CPU, 1, s), 0);
-    CHECK(b.data == pa); /* recycled */
-    int zero = 1;
-    for (int64_t i = 0; i < s[0]; i++) zero &= ((float *)b.data)[i] == 0.0f;
-    CHECK(zero);
     dfm_tensor_free(&b);
-    CHECK_EQ(dfm_tensor_alloc(&c, DFM_F32, DFM_CPU, 1, s2), 0);
-    CHECK(c.data != pa); /* another size: a fresh block */
+    CHECK_EQ(dfm_tensor_cache_bytes(), (size_t)2 << 21);
+    CHECK_EQ(dfm_tensor_zeros(&a, DFM_F32, DFM_CPU, 1, s), 0);
+    CHECK_EQ(dfm_tensor_zeros(&b, DFM_F32, DFM_CPU, 1, s), 0);
+    CHECK(a.data == pa || b.data == pa); /* recycled */
+    CHECK_EQ(dfm_tensor_cache_bytes(), 0);
+    int zero = 1;
+    for (int64_t i = 0; i < s[0]; i++) zero &= ((float *)a.data)[i] == 0.0f && ((float *)b.data)[i] == 0.0f;
+    CHECK(zero);
+    dfm_tensor_free(&a);
+    CHECK_EQ(dfm_tensor_cache_bytes(), (size_t)1 << 21);
+    CHECK_EQ(dfm_tensor_alloc(&c, DFM_F32, DFM_CPU, 1, s2), 0); /* another size: the cache is emptied */
+    CHECK_EQ(dfm_tensor_cache_bytes(), 0);
     dfm_tensor_free(&c);
-    CHECK_EQ(dfm_tensor_alloc(&c, DFM_F32, DFM_CPU, 1, big), 0); /* over the limit: never kept */
-    void *pc = c.data;
+    dfm_tensor_free(&b);
+    CHECK(dfm_tensor_cache_bytes() > 0);
+    CHECK_EQ(dfm_tensor_alloc(&c, DFM_F32, DFM_CPU, 1, big), 0);
     dfm_tensor_free(&c);
+    CHECK_EQ(dfm_tensor_cache_bytes(), 0); /* over the limit: not kept */
     CHECK_EQ(dfm_tensor_alloc(&a, DFM_F32, DFM_CPU, 1, s), 0);
-    CHECK(a.data == pa);
     dfm_tensor_free(&a);
+    CHECK_EQ(dfm_tensor_cache_bytes(), (size_t)1 << 21);
     dfm_tensor_cache_release();
+    CHECK_EQ(dfm_tensor_cache_bytes(), 0);
     dfm_tensor_cache_set_limit(0); /* off: nothing is kept */
-    CHECK_EQ(dfm_tensor_alloc(&a, DFM_F32, DFM_CPU, 1, big), 0);
+    CHECK_EQ(dfm_tensor_alloc(&a, DFM_F32, DFM_CPU, 1, s), 0);
     dfm_tensor_free(&a);
+    CHECK_EQ(dfm_tensor_cache_bytes(), 0);
     dfm_tensor_cache_set_limit(old);
-    (void)pc;
 }
 
 TEST(tensor_convert)

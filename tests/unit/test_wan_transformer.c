@@ -117,10 +117,18 @@ TEST(wan_transformer_forward_f32_bf16)
             /* the frozen weights packed once for the forward: the same bits */
             int np = 0;
             dfm_tensor out2;
-            CHECK_EQ(dfm_wan_transformer_pack(m, &np), 0);
+            CHECK_EQ(dfm_wan_transformer_pack(m, 1, &np), 0); /* inference: the unpacked weights freed */
             CHECK_EQ(np, 10 * dfm_wan_transformer_get_config(m)->num_layers + 5); /* all but the f32 time embedder */
             CHECK_EQ(dfm_wan_transformer_forward(m, &f.x, f.t.data, &f.ctx, &out2, NULL, 0, 0), 0);
             CHECK(out2.data && !memcmp(out.data, out2.data, dfm_tensor_nbytes(&out)));
+            dfm_tensor_free(&out2);
+            /* no backward through dropped weights: an error, not a crash */
+            dfm_wan_acts *acts = NULL;
+            dfm_tensor dx = {0};
+            CHECK_EQ(dfm_wan_transformer_forward(m, &f.x, f.t.data, &f.ctx, &out2, &acts, 0, 0), 0);
+            CHECK_EQ(dfm_wan_transformer_backward(m, acts, &f.dout, &dx, NULL), DFM_E_ARG);
+            CHECK(dx.data == NULL);
+            CHECK(strstr(dfm_errmsg(), "dropped") != NULL);
             dfm_tensor_free(&out2);
             dfm_tensor_free(&out);
             dfm_wan_transformer_free(m);
@@ -311,7 +319,7 @@ TEST(wan_transformer_pack_lora)
         CHECK_EQ(dfm_wan_transformer_lora_add(m, NULL, 4, 8.0f, 0.0f, 1, &count), 0);
         CHECK_EQ(set_lora(m, lf), 0);
         if (packed) {
-            CHECK_EQ(dfm_wan_transformer_pack(m, &count), 0);
+            CHECK_EQ(dfm_wan_transformer_pack(m, 0, &count), 0); /* training: the weights kept */
             CHECK(count > 0);
         }
         dfm_wan_acts *acts = NULL;
@@ -343,7 +351,7 @@ TEST(wan_transformer_pack_lora)
     CHECK(m != NULL);
     if (m) {
         int count = -1;
-        CHECK_EQ(dfm_wan_transformer_pack(m, &count), 0);
+        CHECK_EQ(dfm_wan_transformer_pack(m, 1, &count), 0);
         CHECK_EQ(count, 0);
         dfm_wan_transformer_free(m);
     }

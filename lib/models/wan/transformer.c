@@ -483,23 +483,29 @@ void dfm_wan_transformer_memory(const dfm_wan_transformer *m, size_t *owned, siz
 }
 
 /* Lay out one frozen linear for the CPU forward GEMM under bf16 compute; adds its bytes to *bytes. */
-static int pack_one(const dfm_compute *cc, dfm_linear *l, const dfm_linear_grads *g, size_t *bytes, int *n)
+static int pack_one(const dfm_compute *cc, dfm_linear *l, const dfm_linear_grads *g, int drop, size_t *add,
+                    size_t *sub, int *n)
 {
     if (g->w.data || l->packed || l->w.device != DFM_CPU || !dfm_compute_is_bf16(cc)) return 0;
     int rc = dfm_linear_pack(l, DFM_BF16);
     if (rc) return rc;
-    *bytes += dfm_packed_nbytes(l->packed);
+    *add += dfm_packed_nbytes(l->packed);
+    if (drop) {
+        if (l->owns_w) *sub += dfm_tensor_nbytes(&l->w);
+        dfm_linear_drop_weights(l);
+    }
     (*n)++;
     return 0;
 }
 
-int dfm_wan_transformer_pack(dfm_wan_transformer *m, int *count)
+int dfm_wan_transformer_pack(dfm_wan_transformer *m, int drop_weights, int *count)
 {
-    size_t bytes = 0;
+    size_t bytes = 0, dropped = 0;
     int n = 0, rc = 0;
     dfm_linear *top[] = {&m->patch, &m->t1, &m->t2, &m->tproj, &m->x1, &m->x2, &m->proj_out};
     dfm_linear_grads *gtop[] = {&m->g_patch, &m->g_t1, &m->g_t2, &m->g_tproj, &m->g_x1, &m->g_x2, &m->g_proj_out};
-    for (int i = 0; i < 7 && !rc; i++) rc = pack_one(i == 1 || i == 2 ? &m->cc_time : &m->cc, top[i], gtop[i], &bytes, &n);
+    for (int i = 0; i < 7 && !rc; i++)
+        rc = pack_one(i == 1 || i == 2 ? &m->cc_time : &m->cc, top[i], gtop[i], drop_weights, &bytes, &dropped, &n);
     for (int bi = 0; bi < m->cfg.num_layers && !rc; bi++) {
         block_t *b = &m->blocks[bi];
         block_grads *g = &m->gb[bi];
@@ -507,9 +513,9 @@ int dfm_wan_transformer_pack(dfm_wan_transformer *m, int *count)
                             &b->attn2.v, &b->attn2.o, &b->ffn.fc1, &b->ffn.fc2};
         dfm_linear_grads *gs[] = {&g->attn1.q, &g->attn1.k, &g->attn1.v, &g->attn1.o, &g->attn2.q, &g->attn2.k,
                                   &g->attn2.v, &g->attn2.o, &g->ffn.fc1, &g->ffn.fc2};
-        for (int i = 0; i < 10 && !rc; i++) rc = pack_one(&m->cc, ls[i], gs[i], &bytes, &n);
+        for (int i = 0; i < 10 && !rc; i++) rc = pack_one(&m->cc, ls[i], gs[i], drop_weights, &bytes, &dropped, &n);
     }
-    m->owned += bytes;
+    m->owned += bytes - dropped;
     if (count) *count = n;
     return rc;
 }

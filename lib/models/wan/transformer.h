@@ -76,13 +76,14 @@ extern const char *const dfm_wan_lora_default_targets[];
 int dfm_wan_transformer_lora_add(dfm_wan_transformer *m, const char *const *targets, int rank, float alpha,
                                  float dropout, uint64_t seed, int *count);
 
-/* Speed for a frozen base on the CPU under bf16 compute (sampling; LoRA training): lay out the
- * weights of every linear whose weight is not trained once for the forward GEMM (BF16 panels),
- * instead of at every call. Costs one more copy of those weights (counted as owned); the
- * backward still multiplies by the weights as stored. Outputs are bit-identical either way. A
- * linear trained later (none can be: training is chosen at load) would need packing again.
- * Returns 0 and the number of linears packed via *count (NULL allowed). */
-int dfm_wan_transformer_pack(dfm_wan_transformer *m, int *count);
+/* Speed for a frozen base on the CPU under bf16 compute: lay out the weights of every linear whose
+ * weight is not trained once for the forward GEMM (BF16 panels), instead of at every call;
+ * outputs are bit-identical either way. drop_weights 0 keeps the weights as loaded too (one more
+ * copy of them: LoRA training on the frozen base, whose backward multiplies by them); 1 frees
+ * them (sampling: the same memory as before, and no backward through those layers — it fails
+ * with an error; their parameter tensors then have no data). Returns 0 and the number of
+ * linears packed via *count (NULL allowed). */
+int dfm_wan_transformer_pack(dfm_wan_transformer *m, int drop_weights, int *count);
 
 /* Named parameters (diffusers names; LoRA as "<module>.lora_A.weight" / ".lora_B.weight"): the
  * i-th of dfm_wan_transformer_nparams, its tensor and its gradient (data NULL when not trained).
