@@ -12,7 +12,7 @@ tests/fixtures/wan_transformer_layout) with 2 of its 30 blocks, a 17-frame 256x3
   (c) forward only in bf16 (a sampling step; diffusers as its pipeline calls it, bf16 inputs).
 Seconds per step (median of --steps after a warm-up; the lowest over --rounds interleaved processes),
 peak RSS (VmHWM of the process) and the difference of the two outputs. Then the attention op alone
-(dfm_op_sdpa forward + backward against torch's F.scaled_dot_product_attention, f32, 12 heads x 128;
+(dfm_op_sdpa forward + backward against torch's F.scaled_dot_product_attention, f32 and bf16, 12 heads x 128;
 7,800 tokens (480x832x17) by default, 32,760 (480x832x81) with --attn-tokens: 18x the work, minutes
 per core), the machine's GEMM rates measured in the same run, and dfm's LoRA training memory with 1
 and 2 blocks, with and without activation checkpointing, extrapolated to the full 30-block model at
@@ -131,6 +131,8 @@ def worker_attn(a):
     g = torch.Generator().manual_seed(3)
     # token-major [1, S, H, D] viewed per head as diffusers' attention does; grads land on the leaves
     q, k, v, dout = (torch.randn(1, S, HEADS, HD, generator=g) for _ in range(4))
+    if a.bf16:  # the tensors autocast hands SDPA in a bf16 run
+        q, k, v, dout = (t.to(torch.bfloat16) for t in (q, k, v, dout))
     for p in (q, k, v):
         p.requires_grad_(True)
     qt, kt, vt = (p.transpose(1, 2) for p in (q, k, v))
@@ -149,7 +151,7 @@ def worker_attn(a):
     out.backward(dout.transpose(1, 2))
     tb = time.perf_counter() - t0
     hwm = status_mib("VmHWM")
-    operands = 8 * S * HEADS * HD * 4 / 2**20  # q, k, v, out, dout, dq, dk, dv
+    operands = 8 * S * HEADS * HD * (2 if a.bf16 else 4) / 2**20  # q, k, v, out, dout, dq, dk, dv
     print(json.dumps({"fwd_s": tf, "bwd_s": tb, "backend": backend, "start_mib": rss0, "base_mib": base,
                       "peak_mib": hwm, "extra_mib": hwm - rss0 - operands, "operands_mib": operands}))
 
@@ -183,6 +185,7 @@ def worker(argv):
     ap.add_argument("--rank", type=int, default=32)
     ap.add_argument("--tokens", type=int, default=32760)
     ap.add_argument("--max-bytes", type=float, default=8 * 2**30)
+    ap.add_argument("--bf16", action="store_true")
     a = ap.parse_args(argv)
     {"run": worker_run, "attn": worker_attn, "gemm": worker_gemm}[a.what](a)
 
@@ -366,24 +369,28 @@ def report(a, exe, have_torch, tmp):
     if not a.no_attn:
         print()
         S = a.attn_tokens
-        ra = run_dfm(exe, "attn", "--tokens", S, "--threads", th)
-        ta = run_torch(a.python, "attn", "--tokens", S, "--threads", th) if have_torch else None
         fl = 4 * HEADS * S * S * HD
-        print(f"attention alone: {S:,} tokens, {HEADS} heads x {HD}, f32, token-major [1, S, 12, 128] as the model "
+        print(f"attention alone: {S:,} tokens, {HEADS} heads x {HD}, token-major [1, S, 12, 128] as the model "
               f"calls it, forward + backward, {th} threads")
-        print(f"  {'':30s} {'fwd s':>8s} {'bwd s':>8s} {'GFLOP/s':>8s} {'extra MiB':>10s}   (operands q k v out dout dq dk "
-              f"dv: {ra['operands_mib']:.0f} MiB)")
-        print(f"  {'dfm_op_sdpa + _bwd':30s} {ra['fwd_s']:8.2f} {ra['bwd_s']:8.2f} "
-              f"{3.5 * fl / (ra['fwd_s'] + ra['bwd_s']) / 1e9:8.1f} {ra['extra_mib']:10.0f}")
-        if ta and "skipped" in ta:
-            print(f"  torch F.scaled_dot_product_attention: skipped ({ta['skipped']})")
-        elif ta:
-            print(f"  {'torch sdpa (' + ta['backend'] + ' kernel)':30s} {ta['fwd_s']:8.2f} {ta['bwd_s']:8.2f} "
-                  f"{3.5 * fl / (ta['fwd_s'] + ta['bwd_s']) / 1e9:8.1f} {ta['extra_mib']:10.0f}")
-            print(f"  speed ratio (torch / dfm): forward {ta['fwd_s'] / ra['fwd_s']:.2f}x, backward "
-                  f"{ta['bwd_s'] / ra['bwd_s']:.2f}x, both {(ta['fwd_s'] + ta['bwd_s']) / (ra['fwd_s'] + ra['bwd_s']):.2f}x;"
-                  " extra = peak RSS")
-            print("  beyond the operands (torch: beyond its runtime before the operands)")
+        for bf in (False, True):
+            flag = ["--bf16"] if bf else []
+            ra = run_dfm(exe, "attn", "--tokens", S, "--threads", th, *flag)
+            ta = run_torch(a.python, "attn", "--tokens", S, "--threads", th, *flag) if have_torch else None
+            dt = "bf16" if bf else "f32"
+            print(f"  {dt + ':':30s} {'fwd s':>8s} {'bwd s':>8s} {'GFLOP/s':>8s} {'extra MiB':>10s}   (operands q k v out "
+                  f"dout dq dk dv: {ra['operands_mib']:.0f} MiB f32)")
+            print(f"  {'dfm_op_sdpa + _bwd':30s} {ra['fwd_s']:8.2f} {ra['bwd_s']:8.2f} "
+                  f"{3.5 * fl / (ra['fwd_s'] + ra['bwd_s']) / 1e9:8.1f} {ra['extra_mib']:10.0f}")
+            if ta and "skipped" in ta:
+                print(f"  torch F.scaled_dot_product_attention: skipped ({ta['skipped']})")
+            elif ta:
+                print(f"  {'torch sdpa (' + ta['backend'] + ' kernel)':30s} {ta['fwd_s']:8.2f} {ta['bwd_s']:8.2f} "
+                      f"{3.5 * fl / (ta['fwd_s'] + ta['bwd_s']) / 1e9:8.1f} {ta['extra_mib']:10.0f}")
+                print(f"  speed ratio (torch / dfm): forward {ta['fwd_s'] / ra['fwd_s']:.2f}x, backward "
+                      f"{ta['bwd_s'] / ra['bwd_s']:.2f}x, both {(ta['fwd_s'] + ta['bwd_s']) / (ra['fwd_s'] + ra['bwd_s']):.2f}x")
+        print("  bf16: dfm rounds f32 operands to bf16 before each product (f32 softmax and accumulation), torch")
+        print("  runs SDPA on bf16 tensors as autocast hands them; extra = peak RSS beyond the operands (torch:")
+        print("  beyond its runtime before the operands)")
         if S != 32760:
             print(f"  (32,760 tokens, 480x832x81, is {(32760 / S) ** 2:.0f}x this work: --attn-tokens 32760, "
                   f"BENCH_LONG=1 in make bench)")
