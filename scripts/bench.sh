@@ -115,6 +115,7 @@ echo
 # full f32 and forward steps, the attention op alone, the GEMM rates now, and dfm's LoRA training
 # memory (1 vs 2 blocks) extrapolated to the 30-block model (scripts/bench_transformer.py). The dfm
 # side is C and always runs; the diffusers side needs torch, diffusers and peft in BENCH_PYTHON
-# (default python3). BENCH_LONG=1: the attention at 32,760 tokens (480x832x81; 18x the work).
+# (default python3). BENCH_LONG=1: the attention at 32,760 tokens (480x832x81; 18x the work) and
+# LoRA training memory measured at 32,760 tokens (1 and 2 blocks).
 python3 "$top/scripts/bench_transformer.py" "$work" --threads "$(nproc)" --python "${BENCH_PYTHON:-python3}" --no-make \
-  $([ "${BENCH_LONG:-0}" = 1 ] && echo "--attn-tokens 32760")
+  $([ "${BENCH_LONG:-0}" = 1 ] && echo "--attn-tokens 32760 --mem-check-long")
