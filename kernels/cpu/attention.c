@@ -145,6 +145,34 @@ typedef struct {
     int err; /* a thread could not get its scratch */
 } attn_ctx;
 
+/* One backward unit (batch item b, head h): its operands, and dK, dV zeroed (they accumulate over
+ * the query blocks). */
+typedef struct {
+    int64_t h;
+    const float *q, *k, *v, *dout, *lse;
+    float *dq, *dk, *dv;
+} bwd_unit;
+
+static bwd_unit bwd_unit_at(const attn_ctx *c, int64_t u)
+{
+    const dfm_attn_args *a = c->a;
+    int64_t b = u / a->heads, h = u % a->heads;
+    bwd_unit un = {h,
+                   a->q + b * a->qs[0] + h * a->qs[1],
+                   a->k + b * a->ks[0] + h * a->ks[1],
+                   a->v + b * a->vs[0] + h * a->vs[1],
+                   c->dout + b * a->os[0] + h * a->os[1],
+                   a->lse + u * a->sq,
+                   c->dq + b * a->qs[0] + h * a->qs[1],
+                   c->dk + b * a->ks[0] + h * a->ks[1],
+                   c->dv + b * a->vs[0] + h * a->vs[1]};
+    for (int64_t j = 0; j < a->sk; j++) {
+        memset(un.dk + j * a->ks[2], 0, (size_t)a->d * sizeof(float));
+        memset(un.dv + j * a->vs[2], 0, (size_t)a->d * sizeof(float));
+    }
+    return un;
+}
+
 /* s [rows, n] (row stride n) = scale * Q_i K_j^T + bias[h, i0 + r, j0 + c] */
 static void bias_block(const dfm_attn_args *a, int64_t h, int64_t i0, int64_t rows, int64_t j0, int64_t n, float *s)
 {
@@ -615,16 +643,10 @@ T_DOT static void bwd_range_dot(attn_ctx *c, int64_t u0, int64_t u1, int64_t qb,
     uint16_t *tmp16 = (uint16_t *)(void *)tmp;
     int64_t ldq = ldim(a->qs[2], d), ldk = ldim(a->ks[2], d), ldv = ldim(a->vs[2], d);
     for (int64_t u = u0; u < u1; u++) {
-        int64_t b = u / a->heads, h = u % a->heads;
-        const float *qh = a->q + b * a->qs[0] + h * a->qs[1], *kh = a->k + b * a->ks[0] + h * a->ks[1];
-        const float *vh = a->v + b * a->vs[0] + h * a->vs[1], *doh = c->dout + b * a->os[0] + h * a->os[1];
-        float *dqh = c->dq + b * a->qs[0] + h * a->qs[1], *dkh = c->dk + b * a->ks[0] + h * a->ks[1];
-        float *dvh = c->dv + b * a->vs[0] + h * a->vs[1];
-        const float *lse = a->lse + u * sq;
-        for (int64_t j = 0; j < sk; j++) {
-            memset(dkh + j * a->ks[2], 0, (size_t)d * sizeof(float));
-            memset(dvh + j * a->vs[2], 0, (size_t)d * sizeof(float));
-        }
+        bwd_unit un = bwd_unit_at(c, u);
+        int64_t h = un.h;
+        const float *qh = un.q, *kh = un.k, *vh = un.v, *doh = un.dout, *lse = un.lse;
+        float *dqh = un.dq, *dkh = un.dk, *dvh = un.dv;
         pack_across_32(kh, a->ks[2], sk, d, kt, tmp16);
         pack_across_32(vh, a->vs[2], sk, d, vt, tmp16);
         pack_down_32(kh, a->ks[2], d, sk, kbk, tmp);
@@ -675,12 +697,10 @@ static void bwd_range(void *arg, int64_t u0, int64_t u1)
     float *vr = kr ? kr + sk * d : NULL, *qr = kr ? vr + sk * d : NULL, *dor = kr ? qr + qb * d : NULL;
     int ldq = ldim(a->qs[2], d), ldk = ldim(a->ks[2], d), ldv = ldim(a->vs[2], d), ldo = ldim(a->os[2], d);
     for (int64_t u = u0; u < u1; u++) {
-        int64_t b = u / a->heads, h = u % a->heads;
-        const float *qh = a->q + b * a->qs[0] + h * a->qs[1], *kh = a->k + b * a->ks[0] + h * a->ks[1];
-        const float *vh = a->v + b * a->vs[0] + h * a->vs[1], *doh = c->dout + b * a->os[0] + h * a->os[1];
-        float *dqh = c->dq + b * a->qs[0] + h * a->qs[1], *dkh = c->dk + b * a->ks[0] + h * a->ks[1];
-        float *dvh = c->dv + b * a->vs[0] + h * a->vs[1];
-        const float *lse = a->lse + u * sq;
+        bwd_unit un = bwd_unit_at(c, u);
+        int64_t h = un.h;
+        const float *qh = un.q, *kh = un.k, *vh = un.v, *doh = un.dout, *lse = un.lse;
+        float *dqh = un.dq, *dkh = un.dk, *dvh = un.dv;
         /* the operands of the GEMMs: the inputs, or (mode 1) their rounded copies */
         int lk = ldk, lv = ldv, lq = ldq, lo = ldo;
         const float *kg = kh, *vg = vh;
@@ -688,10 +708,6 @@ static void bwd_range(void *arg, int64_t u0, int64_t u1)
             round_rows(kr, kh, a->ks[2], sk, d);
             round_rows(vr, vh, a->vs[2], sk, d);
             kg = kr, vg = vr, lk = lv = lq = lo = (int)d;
-        }
-        for (int64_t j = 0; j < sk; j++) {
-            memset(dkh + j * a->ks[2], 0, (size_t)d * sizeof(float));
-            memset(dvh + j * a->vs[2], 0, (size_t)d * sizeof(float));
         }
         for (int64_t i0 = 0; i0 < sq; i0 += qb) {
             int64_t rows = sq - i0 < qb ? sq - i0 : qb;
