@@ -212,19 +212,6 @@ static void fill_rows(float *p, const int64_t st[3], int64_t batch, int64_t head
             }
 }
 
-/* Our threads each run single-threaded GEMMs; returns OpenBLAS's thread count to restore. */
-static int blas_single(void)
-{
-    int n = openblas_get_num_threads();
-    if (n != 1) openblas_set_num_threads(1);
-    return n;
-}
-
-static void blas_restore(int n)
-{
-    if (n != 1) openblas_set_num_threads(n);
-}
-
 /* Units per thread range: at least about 2^20 multiply-adds, so that tiny calls stay on one thread. */
 static int64_t min_units(int64_t work_per_unit)
 {
@@ -587,9 +574,9 @@ int dfm_cpu_attention_fwd(const dfm_attn_args *a)
     }
     attn_ctx c = {.a = a, .nqb = (a->sq + FWD_QB - 1) / FWD_QB, .simd = dfm_cpu_use_avx2(), .mode = attn_mode(a)};
     int64_t rows = a->sq < FWD_QB ? a->sq : FWD_QB;
-    int saved = blas_single();
+    int saved = dfm_cpu_blas_single(); /* our threads each run single-threaded GEMMs */
     dfm_cpu_parallel(units_bh * c.nqb, min_units(rows * a->sk * a->d), fwd_range, &c);
-    blas_restore(saved);
+    dfm_cpu_blas_restore(saved);
     if (c.err) return dfm_fail(DFM_E_NOMEM, "attention: out of memory for scratch");
     return 0;
 }
@@ -770,9 +757,9 @@ int dfm_cpu_attention_bwd(const dfm_attn_args *a, const float *dout, float *dq, 
         return 0;
     }
     attn_ctx c = {.a = a, .dout = dout, .dq = dq, .dk = dk, .dv = dv, .simd = dfm_cpu_use_avx2(), .mode = attn_mode(a)};
-    int saved = blas_single();
+    int saved = dfm_cpu_blas_single(); /* our threads each run single-threaded GEMMs */
     dfm_cpu_parallel(units, min_units(a->sq * a->sk * a->d), bwd_range, &c);
-    blas_restore(saved);
+    dfm_cpu_blas_restore(saved);
     if (c.err) return dfm_fail(DFM_E_NOMEM, "attention backward: out of memory for scratch");
     return 0;
 }

@@ -437,10 +437,9 @@ int dfm_cpu_conv3d_winograd(const float *x, int64_t cin, int64_t t, int64_t h, i
         c->m = pl.m;
         for (int64_t b = 0; b < pl.nblk; b++) run_block(&pl, c, b);
     } else {
-        int blas_threads = openblas_get_num_threads();
-        openblas_set_num_threads(1);
+        int blas_threads = dfm_cpu_blas_single();
         dfm_cpu_parallel(nw, 1, worker_range, &pl);
-        openblas_set_num_threads(blas_threads);
+        dfm_cpu_blas_restore(blas_threads);
     }
     return 0;
 }

@@ -38,6 +38,18 @@ void dfm_cpu_set_threads(int n)
 
 int dfm_cpu_threads(void) { return g_threads > 0 ? g_threads : online_cores(); }
 
+int dfm_cpu_blas_single(void)
+{
+    int n = openblas_get_num_threads();
+    if (n != 1) openblas_set_num_threads(1);
+    return n;
+}
+
+void dfm_cpu_blas_restore(int n)
+{
+    if (n != 1) openblas_set_num_threads(n);
+}
+
 typedef struct {
     dfm_cpu_range_fn fn;
     void *ctx;

@@ -26,6 +26,11 @@ int dfm_cpu_threads(void);
 typedef void (*dfm_cpu_range_fn)(void *ctx, int64_t i0, int64_t i1);
 void dfm_cpu_parallel(int64_t n, int64_t min_chunk, dfm_cpu_range_fn fn, void *ctx);
 
+/* For kernels whose own threads each call OpenBLAS: set its thread count to 1 and return the
+ * previous count, which dfm_cpu_blas_restore sets back. */
+int dfm_cpu_blas_single(void);
+void dfm_cpu_blas_restore(int n);
+
 /* Scratch: slot `slot` (0..DFM_CPU_SCRATCH_SLOTS-1) of the calling thread, grown to at least
  * `bytes` (64-byte aligned; contents not kept when it grows). NULL (with dfm_fail(DFM_E_NOMEM))
  * when it cannot grow. Buffers stay allocated for the next call until dfm_cpu_scratch_release()

@@ -161,12 +161,11 @@ static void sgemm_split(int ta, int tb, int64_t m, int64_t n, int64_t k, const f
     c.chunk = (len + nt - 1) / nt;
     c.chunk = (c.chunk + 15) / 16 * 16;
     int64_t parts = (len + c.chunk - 1) / c.chunk;
-    int saved = openblas_get_num_threads();
-    if (saved != 1) openblas_set_num_threads(1);
+    int saved = dfm_cpu_blas_single();
     /* about 2^22 multiply-adds at least per part, so that small products stay on one thread */
     int64_t per = c.chunk * (c.split_n ? m : n) * k;
     dfm_cpu_parallel(parts, per >= ((int64_t)1 << 22) ? 1 : parts, sgemm_range, &c);
-    if (saved != 1) openblas_set_num_threads(saved);
+    dfm_cpu_blas_restore(saved);
 }
 
 int dfm_cpu_matmul(const float *a, int ta, const void *b, dfm_dtype bdt, int tb, const void *bias,
