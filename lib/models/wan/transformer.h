@@ -117,4 +117,41 @@ int dfm_wan_text_pad(const dfm_tensor *const *states, int n, int text_len, dfm_t
 /* The config alone: config.json (diffusers or original Wan) at path, or NULL when there is none. */
 int dfm_wan_transformer_config_load(dfm_wan_transformer_config *cfg, const char *path, int *found);
 
+
+/* ---- saving (transformer_save.c) ------------------------------------------------------------
+ * The weights as they are now (loaded, trained, with adapters merged when asked), written for
+ * other tools. Parameters on a device are copied to the host; tensors already in the file's
+ * dtype on the host are written from the model's memory. A model whose weights were dropped by
+ * dfm_wan_transformer_pack(drop_weights 1) cannot be saved (DFM_E_ARG). */
+
+/* diffusers' default max_shard_size ("10GB" in ModelMixin.save_pretrained, 10^10 bytes) */
+#define DFM_WAN_SAVE_MAX_SHARD 10000000000ULL
+/* The diffusers version written into config.json: the one whose save_pretrained this mirrors. */
+#define DFM_WAN_DIFFUSERS_VERSION "0.42.1"
+
+/* Write m as a diffusers transformer directory, as WanTransformer3DModel.save_pretrained does:
+ * dir/config.json (_class_name, _diffusers_version and every config field, sorted, indent 2)
+ * and dir/diffusion_pytorch_model.safetensors, or, when the tensors do not fit in one shard of
+ * max_shard_bytes (0: DFM_WAN_SAVE_MAX_SHARD), diffusion_pytorch_model-0000K-of-0000N.safetensors
+ * split as huggingface_hub splits the state_dict (in torch's parameter order) plus
+ * diffusion_pytorch_model.safetensors.index.json {"metadata": {"total_size"}, "weight_map"}.
+ * Header metadata {"format": "pt"}. dtype: F32, or BF16 with diffusers' keep-in-f32 modules
+ * (time_embedder, scale_shift_table, norm2) kept F32 — the files a bf16 save_pretrained writes.
+ * LoRA adapters: merged into the weights (W + alpha/r B A, PEFT's merge) when merge_lora, else
+ * DFM_E_ARG (save them with dfm_wan_lora_save). dir is created if missing (its parent must
+ * exist); weight files of a previous save there that this one does not write are removed (stale
+ * shards, the single file or index of the other layout). Every file is written as name.tmp,
+ * fsync'd and renamed, then the directory fsync'd; config.json is written last.
+ * ref: diffusers models/modeling_utils.py ModelMixin.save_pretrained */
+int dfm_wan_transformer_save(dfm_wan_transformer *m, const char *dir, dfm_dtype dtype, uint64_t max_shard_bytes,
+                             int merge_lora);
+/* The same weights in one safetensors file at path with the original Wan names (names.h
+ * dfm_wan_transformer_original_name), each under prefix ("model.diffusion_model." for ComfyUI's
+ * repackaged layout, "" or NULL for diffusion-pipe's model.safetensors), header metadata
+ * {"format": "pt"}; dtype and merge_lora as above. No config.json (the loader infers the sizes
+ * from the shapes; give it the head count when dim is not a multiple of 128). Written as
+ * path.tmp, fsync'd, renamed; the directory must exist. */
+int dfm_wan_transformer_save_original(dfm_wan_transformer *m, const char *path, dfm_dtype dtype, const char *prefix,
+                                      int merge_lora);
+
 #endif
