@@ -117,6 +117,11 @@ static size_t block_prefix(const char *s, char sep)
     return 7 + nd + 1;
 }
 
+int dfm_wan_lora_block_of(const char *name)
+{
+    return block_prefix(name, '.') ? atoi(name + 7) : -1;
+}
+
 int dfm_wan_lora_known_module(const char *name)
 {
     size_t k = block_prefix(name, '.');
@@ -471,7 +476,7 @@ static int check_modules(dfm_wan_lora_file *f, float alpha, const peft_cfg *meta
         md->rank = (int)r;
         const char *src;
         if (alpha > 0) {
-            md->alpha_v = alpha, src = "the caller";
+            md->alpha_v = alpha, src = "the caller", md->alpha_src = DFM_WAN_LORA_ALPHA_CALLER;
         } else if (md->alpha) {
             float v = 0;
             int64_t one[DFM_ST_MAX_DIMS];
@@ -481,13 +486,15 @@ static int check_modules(dfm_wan_lora_file *f, float alpha, const peft_cfg *meta
                 return dfm_fail(DFM_E_FORMAT, "%s: tensor '%s' is not one float (a LoRA alpha)", f->file, md->alpha->name);
             int rc = dfm_st_read(f->st, md->alpha->name, DFM_F32, md->alpha->ndim, one, &v);
             if (rc) return rc;
-            md->alpha_v = v, src = "per-module .alpha tensors";
+            md->alpha_v = v, src = "per-module .alpha tensors", md->alpha_src = DFM_WAN_LORA_ALPHA_TENSOR;
         } else if (meta->have) {
             md->alpha_v = cfg_alpha(meta, md->fmod), md->rslora = meta->rslora, src = meta->src;
+            md->alpha_src = DFM_WAN_LORA_ALPHA_METADATA;
         } else if (acfg->have) {
             md->alpha_v = cfg_alpha(acfg, md->fmod), md->rslora = acfg->rslora, src = acfg->src;
+            md->alpha_src = DFM_WAN_LORA_ALPHA_CONFIG;
         } else {
-            md->alpha_v = (double)r, src = "none in the file (alpha = rank)";
+            md->alpha_v = (double)r, src = "none in the file (alpha = rank)", md->alpha_src = DFM_WAN_LORA_ALPHA_NONE;
         }
         if (!(md->alpha_v > 0) || !isfinite(md->alpha_v))
             return dfm_fail(DFM_E_FORMAT, "%s: module '%s': alpha %g (from %s) is not positive", f->file, md->module, md->alpha_v,

@@ -40,6 +40,9 @@
 
 enum { DFM_WAN_LORA_A, DFM_WAN_LORA_B, DFM_WAN_LORA_ALPHA };
 enum { DFM_WAN_LORA_DIFFUSERS, DFM_WAN_LORA_ORIGINAL, DFM_WAN_LORA_KOHYA };
+/* where a module's alpha came from */
+enum { DFM_WAN_LORA_ALPHA_CALLER, DFM_WAN_LORA_ALPHA_TENSOR, DFM_WAN_LORA_ALPHA_METADATA, DFM_WAN_LORA_ALPHA_CONFIG,
+       DFM_WAN_LORA_ALPHA_NONE };
 
 /* One tensor name, split. */
 typedef struct {
@@ -63,6 +66,8 @@ int dfm_wan_lora_module_name(int family, const char *fmod, char **out);
 
 /* 1 when `name` (diffusers, no .weight) is one of the linears above. */
 int dfm_wan_lora_known_module(const char *name);
+/* The block of diffusers module `name` ("blocks.12.attn1.to_q" -> 12), or -1 outside the blocks. */
+int dfm_wan_lora_block_of(const char *name);
 
 typedef struct {
     char *module;                         /* diffusers module name (malloc'd) */
@@ -70,6 +75,7 @@ typedef struct {
     const dfm_st_tensor *a, *b, *alpha;   /* alpha: the .alpha tensor or NULL */
     int rank;                             /* a: [rank, in], b: [out, rank] */
     double alpha_v;                       /* > 0, finite */
+    int alpha_src;                        /* DFM_WAN_LORA_ALPHA_* */
     int rslora;                           /* scale = alpha / sqrt(rank) */
     double scale;                         /* alpha / rank, or alpha / sqrt(rank) */
 } dfm_wan_lora_module;
