@@ -581,7 +581,7 @@ static int scan_pass(tsrc *t, int allow_jump, entry_vec *out, dfm_sidx_info *inf
         jumped = 0;
         uint64_t used = 0, sk;
         if (!strcmp(m.field, "json") && m.size <= JSON_MAX) {
-            if ((rc = read_small(t, m.size, &tmp, "json member"))) break;
+            if ((rc = read_small(t, m.size, &tmp, "json member"))) break; /* and its padding */
             used = m.size + pad512(m.size);
             take_json(&tmp, &cur);
             have_json = 1;
@@ -605,6 +605,7 @@ static int scan_pass(tsrc *t, int allow_jump, entry_vec *out, dfm_sidx_info *inf
             jumped = ever_jumped = 1;
             continue;
         }
+        if (used > m.size) continue; /* read with its padding */
         uint64_t data_left = m.size - used;
         if ((rc = src_skip(t, data_left + pad512(m.size), &sk))) break;
         if (sk < data_left) { /* missing padding at the very end is tolerated */

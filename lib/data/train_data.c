@@ -33,7 +33,7 @@
 typedef struct {
     char *path;
     uint64_t size;
-    int zstd;
+    int zstd, framed;
     int warned; /* the foreign-framing warning was given */
 } shard_t;
 
@@ -606,7 +606,7 @@ static int produce(dfm_train_data *d, int64_t epoch, int64_t bi, slot_t *sl)
         int fd = -1, foreign = 0;
         if ((rc = shard_fd(d, sp->shard, &fd))) break;
         int r = dfm_sidx_read(d->rd, fd, sh->zstd, sh->size, sp->loc, want, 3, d->o.max_sample_bytes,
-                              &d->raw, &foreign);
+                              &d->raw, sh->framed ? &foreign : NULL);
         if (r == DFM_E_NOMEM || r == DFM_E_IO) {
             rc = dfm_fail_ctx(r, "shard '%s'", sh->path);
             break;
@@ -643,6 +643,8 @@ static int produce(dfm_train_data *d, int64_t epoch, int64_t bi, slot_t *sl)
         b->n++;
     }
     dfm_sample_clear(&d->raw);
+    if (d->fd >= 0) close(d->fd); /* reopened by the next batch: a shard gone is noticed */
+    d->fd = -1;
     if (rc) {
         sl->rc = rc;
         snprintf(sl->msg, sizeof sl->msg, "%s", dfm_errmsg());
@@ -760,6 +762,7 @@ int dfm_train_data_open(dfm_train_data **out, const dfm_train_data_opts *o)
             cap = c.cap;
             sh->size = info.size;
             sh->zstd = info.zstd;
+            sh->framed = info.framed;
             if (!rc && info.zstd && info.shared && info.samples > 1) {
                 if (info.frames <= 1)
                     dfm_log_warn("'%s' is one zstd frame: every read decompresses from the shard's "

@@ -287,6 +287,8 @@ int dfm_writer_put(dfm_writer *w, const dfm_sample *s)
     int rc = dfm_sample_check(s, w->framing);
     if (rc) return rc; /* refused: nothing written, the writer goes on */
     rc = w->framing == DFM_FRAMING_MSGPACK ? dfm_mp_write(w->k, s) : dfm_tar_writer_put(w->tar, s);
+    /* tar.zst: a zstd frame per sample (random access by frame offset, data/sample_index.h) */
+    if (!rc && w->framing == DFM_FRAMING_TAR) rc = dfm_sink_end_frame(w->k);
     if (!rc) rc = dfm_sink_flush(w->k);
     if (rc) return w->err = rc;
     w->count++;

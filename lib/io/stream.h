@@ -45,8 +45,10 @@ void dfm_reader_close(dfm_reader *r);
 typedef struct dfm_writer dfm_writer;
 
 /* Write samples to fd (not closed by the writer) or to a file path; msgpack writes (and flushes)
- * its begin record at once. For tar, zstd_level > 0
- * compresses with zstd at that level (level 0 = plain tar). Tar members: KEY.FIELD in the order
+ * its begin record at once. For tar, zstd_level > 0 compresses with zstd at that level (level 0 =
+ * plain tar), ending a zstd frame after every sample (the tar end blocks get a last frame of
+ * their own), so a reader that knows a sample's frame offset decompresses that sample alone
+ * (data/sample_index.h); any zstd reader reads the frames on. Tar members: KEY.FIELD in the order
  * the fields are stored, mode 0444, mtime 0, uid/gid 0, no user/group names, pax only when a
  * name needs it — the same samples give byte-identical output. */
 int dfm_writer_open_fd(dfm_writer **w, int fd, dfm_framing framing, int zstd_level);

@@ -333,6 +333,14 @@ void dfm_sink_abort(dfm_sink *k)
     k->aborted = 1;
 }
 
+int dfm_sink_end_frame(dfm_sink *k)
+{
+    if (k->err) return k->err;
+    if (k->aborted || !k->zc) return 0;
+    ZSTD_inBuffer in = {NULL, 0, 0};
+    return zstd_run(k, &in, ZSTD_e_end);
+}
+
 int dfm_sink_finish(dfm_sink *k)
 {
     if (k->err) return k->err;

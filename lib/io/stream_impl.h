@@ -54,6 +54,10 @@ int dfm_sink_write(dfm_sink *k, const void *p, size_t n);
 int dfm_sink_flush(dfm_sink *k);
 /* End the zstd frame and flush. */
 int dfm_sink_finish(dfm_sink *k);
+/* End the zstd frame here (the next byte starts a new frame); no-op without zstd. The tar
+ * writer ends one after every sample, so a reader holding a sample's frame offset can
+ * decompress that sample alone (data/sample_index.h). A multi-frame stream is a valid .zst. */
+int dfm_sink_end_frame(dfm_sink *k);
 /* The writer failed: hand the fd what is complete so far (a zstd block is flushed, the frame is
  * not ended) and drop every later write, so nothing that marks a clean end (end record, tar end
  * blocks, zstd epilogue) can reach the output. */
