@@ -1,8 +1,8 @@
 /* lora_convert.h — Wan 2.1 LoRA files between naming families, and a summary of one: what
  * dfm-lora does. No model is needed: files are read by models/wan/lora_file.h.
  *
- * Output families (reference/training.md 1); every output has scale 1 (alpha / rank folded into
- * B in double, then rounded once to the output dtype), so delta W = B A means the same in each:
+ * Output families (reference/training.md 1); every output has scale 1 (B times alpha / rank in
+ * double, rounded to F32, then to the output dtype), so delta W = B A means the same in each:
  *   comfyui    "diffusion_model.<original module>.lora_A/.lora_B.weight", header {"format": "pt"},
  *              no .alpha: what diffusion-pipe saves and ComfyUI, diffusers and stable-diffusion.cpp
  *              load. Into a directory: adapter_model.safetensors + adapter_config.json (PEFT's,
