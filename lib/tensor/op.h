@@ -60,6 +60,9 @@ typedef enum {
     DFM_OP_COLSUM,            /* src x [M, N]; dst out [N] (accumulated) */
     DFM_OP_PATCHIFY,          /* src x [B, C, F, H, W]; dst rows [B * N, C * P]; i[0..2] patch, i[3] order */
     DFM_OP_UNPATCHIFY,        /* src rows [B * N, C * P]; dst x [B, C, F, H, W]; i[0..2] patch, i[3] order */
+    /* the optimizer's (kernels/cpu/adamw.h) */
+    DFM_OP_ADAMW,             /* src g; dst p, m, v (F32, one shape, updated in place); p const dfm_adamw_coef * */
+    DFM_OP_SUMSQ,             /* src x F32; r[0] the sum of squares in double (its bits: memcpy), fixed lane order */
     DFM_OP_COUNT
 } dfm_op_id;
 

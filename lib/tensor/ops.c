@@ -8,6 +8,7 @@
 #include "tensor/op.h"
 #include "base/buf.h"
 #include "base/error.h"
+#include "cpu/adamw.h"
 #include "cpu/attention.h"
 #include "cpu/bias.h"
 #include "cpu/conv3d.h"
@@ -35,6 +36,7 @@
 #include <string.h>
 
 #ifdef DFM_HAVE_CUDA
+#include "cuda/adamw.h"
 #include "cuda/bias.h"
 #include "cuda/device.h"
 #include "cuda/act.h"
@@ -1325,6 +1327,45 @@ int dfm_op_colsum(const dfm_tensor *x, dfm_tensor *out)
     return dfm_op_run(DFM_OP_COLSUM, &a);
 }
 
+/* ---- the optimizer's: AdamW update, sum of squares ------------------------------------------ */
+
+static int check_adamw(const dfm_op_args *a)
+{
+    const char *op = "adamw";
+    const dfm_tensor *g = a->src[0], *p = a->dst[0], *m = a->dst[1], *v = a->dst[2];
+#define ARGS "g", g, "p", p, "m", m, "v", v, NULL
+    if (!g || !p || !m || !v || !a->p) return dfm_fail(DFM_E_ARG, "adamw: NULL argument");
+    if (g->dtype != DFM_F32 || !like(p, g, 0) || !like(m, g, 0) || !like(v, g, 0))
+        return bad(op, "g, p, m, v must be F32 of one shape on one device", ARGS);
+    if (overlaps(g, p) || overlaps(g, m) || overlaps(g, v) || overlaps(p, m) || overlaps(p, v) || overlaps(m, v))
+        return bad(op, "operands overlap", ARGS);
+#undef ARGS
+    return 0;
+}
+static int cpu_adamw(dfm_op_args *a)
+{
+    dfm_cpu_adamw(a->dst[0]->data, a->src[0]->data, a->dst[1]->data, a->dst[2]->data, dfm_tensor_numel(a->src[0]),
+                  a->p);
+    return 0;
+}
+
+static int check_sumsq(const dfm_op_args *a)
+{
+    const dfm_tensor *x = a->src[0];
+    if (!x) return dfm_fail(DFM_E_ARG, "sumsq: NULL argument");
+    if (x->dtype != DFM_F32) return bad("sumsq", "x must be F32", "x", x, NULL);
+    for (int i = 0; i < DFM_OP_MAX_DST; i++)
+        if (a->dst[i]) return bad("sumsq", "takes no output tensor (the sum is r[0])", "x", x, "dst", a->dst[i], NULL);
+    return 0;
+}
+static int cpu_sumsq(dfm_op_args *a)
+{
+    double s = dfm_cpu_sumsq(a->src[0]->data, dfm_tensor_numel(a->src[0]));
+    memcpy(&a->r[0], &s, sizeof s);
+    a->r[1] = 0;
+    return 0;
+}
+
 /* ---- the CUDA entries ------------------------------------------------------------------------ */
 
 #ifdef DFM_HAVE_CUDA
@@ -1531,6 +1572,20 @@ static int cuda_unpatchify(dfm_op_args *a)
 {
     return dfm_cuda_unpatchify(a->src[0]->data, a->dst[0]->data, a->dst[0]->shape, a->i, (int)a->i[3]);
 }
+static int cuda_adamw(dfm_op_args *a)
+{
+    return dfm_cuda_adamw(a->dst[0]->data, a->src[0]->data, a->dst[1]->data, a->dst[2]->data,
+                          dfm_tensor_numel(a->src[0]), a->p);
+}
+static int cuda_sumsq(dfm_op_args *a)
+{
+    double s;
+    int rc = dfm_cuda_sumsq(a->src[0]->data, dfm_tensor_numel(a->src[0]), &s);
+    if (rc < 0) return rc;
+    memcpy(&a->r[0], &s, sizeof s);
+    a->r[1] = 0;
+    return 0;
+}
 #define CU(f) f
 #else
 #define CU(f) NULL
@@ -1582,6 +1637,8 @@ static const dfm_op_def g_ops[DFM_OP_COUNT] = {
     OP(COLSUM, colsum),
     OP(PATCHIFY, patchify),
     OP(UNPATCHIFY, unpatchify),
+    OP(ADAMW, adamw),
+    OP(SUMSQ, sumsq),
 };
 #undef OP
 

@@ -9,7 +9,7 @@
  *                 the case's tolerance: GEMM-shaped ops (conv3d, matmul, linear, attention and
  *                 its backward) 1e-4 of the output's largest magnitude (bf16 attention 1e-2);
  *                 norms, activations, rope, modulation, dropout and colsum 1e-5; add, mul, clamp,
- *                 affine, bias_add, the gathers and data movement bit for bit. Skips its CUDA half cleanly without a
+ *                 affine, bias_add, the gathers and data movement, adamw and sumsq bit for bit. Skips its CUDA half cleanly without a
  *                 device. A new op without a generator in g_table fails it.
  *   backend_grad  finite-difference check of the analytic gradients (computed with ops of the
  *                 table) for every op with a grad spec (g_grads).
@@ -25,6 +25,7 @@
 #include "tensor/op.h"
 #include "tensor/ops.h"
 #include "tensor/tensor.h"
+#include "train/optim.h"
 #ifdef DFM_HAVE_CUDA
 #include "cuda/device.h"
 #endif
@@ -943,6 +944,47 @@ static int gen_patch_common(int un, int i, tcase *c)
 static int gen_patchify(int i, dfm_device dev, tcase *c) { return (void)dev, gen_patch_common(0, i, c); }
 static int gen_unpatchify(int i, dfm_device dev, tcase *c) { return (void)dev, gen_patch_common(1, i, c); }
 
+/* adamw: sizes straddling the launch and thread blocks, 3 coefficient sets: 0 step 1, wd 0.01;
+ * 1 step 50, wd 0; 2 beta1 0.3 (lerp weight 0.7: the other lerp branch), step 7, wd 0.1, eps
+ * 1e-6. v >= 0 as the optimizer keeps it. Bit for bit: every operation is one IEEE rounding. */
+static dfm_adamw_coef g_adamw_coef[3];
+static int gen_adamw(int i, dfm_device dev, tcase *c)
+{
+    (void)dev;
+    static const int64_t ns[] = {1, 7, 257, 4099, 100003};
+    int nv = 3;
+    if (i >= (int)(sizeof ns / sizeof ns[0]) * nv) return CASE_END;
+    int64_t n = ns[i / nv];
+    int v = i % nv;
+    dfm_adamw_opts o = {0.9, 0.999, 1e-8, v == 0 ? 0.01 : v == 1 ? 0.0 : 0.1};
+    if (v == 2) o.beta1 = 0.3, o.eps = 1e-6;
+    dfm_adamw_coef_at(&o, v == 1 ? 3e-4 : 1e-3, v == 0 ? 1 : v == 1 ? 50 : 7, &g_adamw_coef[v]);
+    c->a.src[0] = tnew(c, DFM_F32, 1, SHAPE(n));
+    c->a.dst[0] = tnew(c, DFM_F32, 1, SHAPE(n));
+    c->a.dst[1] = tnew(c, DFM_F32, 0.1f, SHAPE(n));
+    dfm_tensor *vt = c->a.dst[2] = tnew(c, DFM_F32, 0.01f, SHAPE(n));
+    if (c->err) return CASE_OK;
+    for (int64_t k = 0; k < n; k++) ((float *)vt->data)[k] = fabsf(((float *)vt->data)[k]);
+    c->a.p = &g_adamw_coef[v];
+    c->big = n == 100003 && v == 0;
+    snprintf(c->what, sizeof c->what, "n %lld %s", (long long)n,
+             v == 0 ? "step 1 wd 0.01" : v == 1 ? "step 50 wd 0" : "beta1 0.3 step 7 wd 0.1 eps 1e-6");
+    return CASE_OK;
+}
+
+/* sumsq: sizes below, at and past the lane count (one, two and more rows of lanes); r[0] holds
+ * the double's bits: bit for bit across devices (the same lane order). */
+static int gen_sumsq(int i, dfm_device dev, tcase *c)
+{
+    (void)dev;
+    static const int64_t ns[] = {1, 7, 4099, 65535, 65536, 65537, 300007};
+    if (i >= (int)(sizeof ns / sizeof ns[0])) return CASE_END;
+    c->a.src[0] = tnew(c, DFM_F32, 3, SHAPE(ns[i]));
+    c->big = ns[i] == 300007;
+    snprintf(c->what, sizeof c->what, "n %lld", (long long)ns[i]);
+    return CASE_OK;
+}
+
 /* ---- flop counts (perf mode; ops without one are reported in GB/s of operand bytes) --------- */
 
 static double flop_conv3d(const dfm_op_args *a)
@@ -1021,6 +1063,8 @@ static const op_entry g_table[DFM_OP_COUNT] = {
     OPE(COLSUM, colsum, NULL),
     OPE(PATCHIFY, patchify, NULL),
     OPE(UNPATCHIFY, unpatchify, NULL),
+    OPE(ADAMW, adamw, NULL),
+    OPE(SUMSQ, sumsq, NULL),
 };
 #undef OPE
 
