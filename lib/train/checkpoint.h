@@ -10,7 +10,8 @@
  *                        rename over LATEST), as NeMo AutoModel writes it
  *   LATEST.txt           "step_<N>\n", the same for filesystems without symlinks
  * A save: dfm_ckpt_begin, then the caller writes the weights into step_<N>.tmp/ and its state
- * into step_<N>.tmp/state/ (trainer.json last, with dfm_ckpt_write_json), then dfm_ckpt_commit.
+ * into step_<N>.tmp/state/ (trainer.json among them: it marks a complete checkpoint), then
+ * dfm_ckpt_commit.
  * A crash at any point leaves the previous LATEST and its directory intact.
  *
  * Not here: what the files hold (train/trainer.h, models/), the loop (train/run.h), NeMo's
