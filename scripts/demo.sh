@@ -1,6 +1,8 @@
 #!/bin/sh
 # make demo — the main job on embedded data: generate a small media folder with FFmpeg, run
-# dfm-decode | dfm-bucket | dfm-shard on it, and show what came out.
+# dfm-decode | dfm-bucket | dfm-shard on it, encode latents and text states with tiny stand-in
+# models, fine-tune a small Wan-architecture transformer on them with dfm-train, and show what
+# came out.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 bin="$top/bin"
@@ -56,6 +58,15 @@ echo "   (tiny random test models in the real diffusers layout stand in for Wan2
   }
   printf "   %-48s latents %-16s text %s\n", $1, lat, txt }' | head -n 8
 echo "   ..."
+echo
+echo "== dfm-train configs/demo.yaml   (full fine-tuning of a small random Wan-architecture model on those latents)"
+cd "$top"
+"$bin/dfm-train" configs/demo.yaml 2>&1 | grep -v ': saved ' | sed 's/^dfm-train: info: /   /'
+echo
+echo "== the run directory: demo-out/run"
+(cd "$out/run" && ls -d LATEST step_* config.yaml events.out.tfevents.* 2>/dev/null | sed 's/^/   /')
+echo "   LATEST -> $(readlink "$out/run/LATEST"): $(ls "$out/run/LATEST/" | tr '\n' ' ')"
+echo "   load it in Python: WanTransformer3DModel.from_pretrained('demo-out/run/LATEST'); tensorboard --logdir demo-out/run"
 echo
 last=$(ls "$out/shards" | grep -c '\.tar$')
 last=$(printf '%06d' $((last - 1)))

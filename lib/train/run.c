@@ -58,6 +58,8 @@ typedef struct {
     uint64_t samples, samples_run, skipped_steps;
     double wait_s, t0;
     float last_loss;
+    double win_sum; /* losses since the last progress line */
+    int64_t win_n;
     int64_t last_saved;
 } run_t;
 
@@ -424,6 +426,7 @@ static void progress(run_t *r, int64_t step, float loss, const dfm_step_stats *s
     char eta[32];
     fmt_eta(done > 0 ? el / done * (double)(r->total - step) : -1, eta, sizeof eta);
     char msg[256];
+    if (line && r->win_n) loss = (float)(r->win_sum / (double)r->win_n); /* the window's mean */
     snprintf(msg, sizeof msg, "step %lld/%lld  loss %.4f  lr %.2e  grad %.3g  %.2f samples/s  data wait %.0f%%  ETA %s",
              (long long)step, (long long)r->total, loss, st->lr, st->grad_norm, sps,
              el > 0 ? 100.0 * r->wait_s / el : 0.0, eta);
@@ -620,6 +623,7 @@ int dfm_train_run(const dfm_config *c, const dfm_run_opts *o, int *signo)
         } else {
             bad = 0;
             r->last_loss = loss;
+            r->win_sum += loss, r->win_n++;
         }
         if (r->tb) {
             double el = dfm_now() - r->t0;
@@ -630,6 +634,7 @@ int dfm_train_run(const dfm_config *c, const dfm_run_opts *o, int *signo)
         }
         int line = log_every > 0 && (step % log_every == 0 || step == r->total);
         if (!o->quiet && (tty || line)) progress(r, step, loss, &st, tty, line);
+        if (line) r->win_sum = 0, r->win_n = 0;
         if (r->eval && eval_every > 0 && step % eval_every == 0) {
             if (tty) fputs("\r\033[K", stderr);
             if ((rc = run_eval(r, step))) goto restore;
