@@ -3,14 +3,16 @@
  * background thread (reference/nemo.md §2.2–2.4).
  *
  * Open scans every shard once and keeps a compact index: 24 bytes per sample (shard number,
- * offset, zstd in-frame offset, bucket id; no keys) plus 4 bytes per example (a bucket's list,
- * after repeats); memory does not grow with the data otherwise: sample data lives only in the
- * batches read ahead. The scan reads the 512-byte member headers, the json member and the first
- * bytes of latents.npy, and seeks over the rest (sample_index.h); measured on this machine
- * (tmpfs, 2 cores) with 4-member samples: about 6 ms per 1,000 samples for a .tar, and about
- * 40 ms per 1,000 for a dfm-shard .tar.zst (it decompresses each frame's first members and jumps
- * over the rest by block headers; 64 KiB latents). A single-frame .tar.zst (written by another
- * tool) is decompressed whole at the scan and from its start at every read — warned once.
+ * offset, zstd in-frame offset, bucket id; no keys) plus about 8 bytes per example (the buckets'
+ * lists after repeats, the epoch's order); sample data lives only in the batches read ahead. The scan reads the 512-byte member headers, the json member and the first
+ * bytes of latents.npy, and seeks over the rest (sample_index.h). Measured (page cache warm, a
+ * loaded 2-core machine; samples of txt, json, latents [16,21,32,32] f16 and text [64,4096] f16,
+ * 1.2 MB each): a .tar scans in 10-23 ms per 1,000 samples, whatever the sample size; a dfm-shard
+ * .tar.zst in 0.52-0.58 s per 1,000 — it decompresses the first zstd block (<= 128 KiB) of each
+ * sample's frame and jumps over the rest by block headers, against 5.3 s per 1,000 to decompress
+ * it all (samples under 128 KiB cost a full decompression: 41 KB samples scan in 0.15 s per
+ * 1,000). A single-frame .tar.zst (another tool's) is decompressed whole at the scan and from its
+ * start at every read — warned once.
  *
  * Buckets: samples group by their latent shape [C,F,H,W] exactly, so a batch never mixes shapes;
  * buckets are ordered by F·H·W ascending, ties by first appearance (NeMo sorts by pixel count,
