@@ -464,8 +464,9 @@ int dfm_wan_lora_summary(const dfm_wan_lora_file *f, dfm_buf *b)
         if (same_alpha && same_scale)
             rc = dfm_buf_printf(b, "alpha       %g (scale %g), from %s\n", f->mods[0].alpha_v, f->mods[0].scale, f->alpha_from);
         else
-            rc = dfm_buf_printf(b, "alpha       per module below (scale %s), from %s\n", same_scale ? "the same" : "differs",
-                                f->alpha_from);
+            rc = same_scale ? dfm_buf_printf(b, "alpha       per module below, scale %g for every module, from %s\n",
+                                             f->mods[0].scale, f->alpha_from)
+                            : dfm_buf_printf(b, "alpha       per module below (scales differ), from %s\n", f->alpha_from);
     }
     if (!rc)
         rc = dfm_buf_printf(b, "dtype       %s%s\nparameters  %lld\nblocks      %d", fa || fb ? "mixed, first " : "",
