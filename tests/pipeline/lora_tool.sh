@@ -88,6 +88,11 @@ expect_grep "^hint: pass -f" err
 expect_eq "-f" "$(code dfm-lora convert "$L" x_musubi.safetensors --to diffusers -f)" 0
 dfm-lora info x_musubi.safetensors > i
 expect_grep "^family +diffusers: " i
+# into a directory that held another family: its files go, the new one is what is read
+dfm-lora convert "$L" back_musubi --to diffusers -f 2>/dev/null
+expect_eq "replaced directory" "$(ls back_musubi | tr '\n' ' ')" "pytorch_lora_weights.safetensors "
+dfm-lora info back_musubi > i
+expect_grep "^family +diffusers: " i
 
 # usage errors: exit 2
 expect_eq "no command" "$(code dfm-lora)" 2

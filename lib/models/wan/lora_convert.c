@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static int ends_with(const char *s, const char *suf)
 {
@@ -200,6 +201,15 @@ int dfm_wan_lora_convert(const char *in, const char *out, int to, const dfm_wan_
     if (is_dir && (to == DFM_WAN_LORA_TO_COMFYUI || to == DFM_WAN_LORA_TO_PEFT)) {
         qsort(m, (size_t)n, sizeof *m, cmp_cfg);
         rc = write_config(out, m, n);
+    }
+    /* an earlier conversion into the same directory: the files this family does not write go, so
+     * that readers (lora_file.h's order: adapter_model first) find this one */
+    for (int k = 0; is_dir && !rc && k < 3; k++) {
+        static const char *const stale[] = {"adapter_model.safetensors", "pytorch_lora_weights.safetensors", "adapter_config.json"};
+        int writes = k == 0 ? to != DFM_WAN_LORA_TO_DIFFUSERS : k == 1 ? to == DFM_WAN_LORA_TO_DIFFUSERS
+                                                                        : to == DFM_WAN_LORA_TO_COMFYUI || to == DFM_WAN_LORA_TO_PEFT;
+        sprintf(path, "%s/%s", out, stale[k]);
+        if (!writes && unlink(path) && errno != ENOENT) rc = dfm_fail(DFM_E_IO, "cannot remove '%s': %s", path, strerror(errno));
     }
     if (!rc && modules) *modules = n;
 done:

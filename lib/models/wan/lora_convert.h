@@ -17,7 +17,9 @@
  *              ".alpha" F32 scalar = rank per module (musubi-tuner's and kohya's layout).
  *              Into a directory: adapter_model.safetensors.
  * OUT ending in ".safetensors" is a file, anything else a directory (created; its parent must
- * exist). Every file is written as name.tmp, fsync'd and renamed.
+ * exist; of adapter_model.safetensors, pytorch_lora_weights.safetensors and adapter_config.json,
+ * those the family does not write are removed, so an earlier conversion there is not read
+ * instead). Every file is written as name.tmp, fsync'd and renamed.
  *
  * Not here: loading into a model (lora.h), merging into the weights, LoRAs of other models.
  * ref: diffusion-pipe models/wan/wan.py save_adapter; diffusers loaders/lora_pipeline.py
