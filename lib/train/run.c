@@ -574,6 +574,8 @@ int dfm_train_run(const dfm_config *c, const dfm_run_opts *o, int *signo)
     if (r->caption_dropout > 0) {
         const char *ep = dfm_config_str(c, "data.empty_prompt");
         if ((rc = ep ? empty_from_file(r, ep) : empty_from_model(r))) goto out;
+        dfm_log_info("caption dropout %g: the empty prompt's states (%d x %d) from %s", r->caption_dropout, r->empty_rows,
+                     r->empty_dim, ep ? ep : "the model's tokenizer and text encoder (bf16)");
     }
     if (o->resume && (rc = resume(r, o->resume))) goto out;
     if (r->start_step >= r->total) {
