@@ -25,6 +25,7 @@ static const char usage[] =
     "  --stop-after N         train N steps, save and stop (exit 0), e.g. within a job's time limit\n"
     "  --device cpu|cuda      the same as --train.device\n"
     "  -j, --threads N        the same as --train.threads (0: every core)\n"
+    "  --seed N               the same as seed: in the config (top-level key)\n"
     "  --print-config         print the resolved config (YAML) and exit\n"
     "  --help-config          every config key with its type, default and meaning\n"
     "  -q, --quiet            no progress lines (the closing summary stays)\n"
@@ -73,7 +74,8 @@ int main(int argc, char **argv)
                      (!strncmp(argv[i + 1], "step_", 5) || !strcmp(argv[i + 1], "LATEST") || strchr(argv[i + 1], '/') ||
                       config))
                 resume = argv[++i];
-        } else if (!strcmp(a, "--stop-after") || !strcmp(a, "--device") || !strcmp(a, "-j") || !strcmp(a, "--threads")) {
+        } else if (!strcmp(a, "--stop-after") || !strcmp(a, "--device") || !strcmp(a, "-j") || !strcmp(a, "--threads") ||
+                   !strcmp(a, "--seed")) {
             if (i + 1 >= argc) dfm_usage_error("%s needs a value", a);
             const char *v = argv[++i];
             if (!strcmp(a, "--stop-after")) {
@@ -81,7 +83,8 @@ int main(int argc, char **argv)
                 long n = strtol(v, &end, 10);
                 if (*end || n < 1 || n > 1000000000) dfm_usage_error("--stop-after: '%s' is not a positive number of steps", v);
                 stop_after = (int)n;
-            } else if (dfm_config_set(c, !strcmp(a, "--device") ? "train.device" : "train.threads", v, a)) {
+            } else if (dfm_config_set(c, !strcmp(a, "--device") ? "train.device" : !strcmp(a, "--seed") ? "seed" : "train.threads",
+                                      v, a)) {
                 dfm_usage_error("%s", dfm_errmsg());
             }
         } else if (a[0] == '-' && a[1]) {
@@ -98,8 +101,8 @@ int main(int argc, char **argv)
         if (dfm_train_config_new(&f) || dfm_config_load_file(f, config) || dfm_config_parse_args(f, &orig_argc, orig) < 0)
             dfm_usage_error("%s", dfm_errmsg());
         /* our own options that set keys (--device, --threads) were applied to c: carry them over */
-        for (int k = 0; k < 2; k++) {
-            const char *key = k ? "train.threads" : "train.device";
+        for (int k = 0; k < 3; k++) {
+            const char *key = k == 0 ? "train.device" : k == 1 ? "train.threads" : "seed";
             const char *origin = dfm_config_origin(c, key);
             if (!dfm_config_is_set(c, key) || !strcmp(origin, "command line")) continue;
             char *v = dfm_config_value_text(c, key);
