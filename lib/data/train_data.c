@@ -800,6 +800,8 @@ int dfm_train_data_open(dfm_train_data **out, const dfm_train_data_opts *o)
         return rc;
     }
     d->skipped = d->scan_bad;
+    d->o.specs = NULL; /* the caller's arrays are not needed (nor kept) past open */
+    d->o.repeats = NULL;
     *out = d;
     return 0;
 }

@@ -72,7 +72,8 @@ typedef struct {
 
 typedef struct dfm_train_data dfm_train_data;
 
-/* Resolve the specs, scan every shard, build the buckets. Errors: a spec that matches nothing
+/* Resolve the specs, scan every shard, build the buckets (o and its arrays are read during the
+ * call only). Errors: a spec that matches nothing
  * ("no shards match 'x*'", "no .tar or .tar.zst shards in directory 'd'"), a shard that cannot
  * be read or whose tar/zstd structure is broken, no usable sample at all, no batch per epoch
  * (drop_last with fewer examples than a batch), bad options (DFM_E_ARG). Samples without a
