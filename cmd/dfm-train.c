@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char usage[] =
     "usage: dfm-train CONFIG.yaml [--SECTION.KEY VALUE ...] [options]\n"
@@ -34,6 +35,16 @@ static const char usage[] =
     "SIGINT or SIGTERM saves a checkpoint and exits with 128 + the signal's number; a second one\n"
     "stops at once. Exit status: 0 done, 1 the training failed, 2 bad usage or config.\n"
     "See dfm-train(1) and docs/training.md.\n";
+
+/* The word after --resume is its STEP when it names a checkpoint (step_N, LATEST, a directory);
+ * otherwise it is the next argument (the config file, another option). */
+static int resume_spec(const char *a)
+{
+    struct stat sb;
+    if (a[0] == '-') return 0;
+    if (!strncmp(a, "step_", 5) || !strcmp(a, "LATEST")) return 1;
+    return !stat(a, &sb) && S_ISDIR(sb.st_mode);
+}
 
 int main(int argc, char **argv)
 {
@@ -70,9 +81,7 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--resume") || !strncmp(a, "--resume=", 9)) {
             resume = "LATEST";
             if (a[8] == '=') resume = a + 9;
-            else if (i + 1 < argc && argv[i + 1][0] != '-' &&
-                     (!strncmp(argv[i + 1], "step_", 5) || !strcmp(argv[i + 1], "LATEST") || strchr(argv[i + 1], '/') ||
-                      config))
+            else if (i + 1 < argc && resume_spec(argv[i + 1]))
                 resume = argv[++i];
         } else if (!strcmp(a, "--stop-after") || !strcmp(a, "--device") || !strcmp(a, "-j") || !strcmp(a, "--threads") ||
                    !strcmp(a, "--seed")) {
@@ -127,12 +136,12 @@ int main(int argc, char **argv)
     if (!config && !dfm_config_has(c, "model.path")) dfm_usage_error("no config file (see --help, and configs/ for examples)");
     dfm_log_set_quiet(quiet);
     dfm_run_opts ro = {.resume = resume, .config_path = config, .quiet = quiet, .stop_after = stop_after};
-    int signo = 0;
-    int rc = dfm_train_run(c, &ro, &signo);
+    dfm_run_result res;
+    int rc = dfm_train_run(c, &ro, &res);
     dfm_config_free(c);
     if (rc < 0) {
         dfm_log_error("%s", dfm_errmsg());
-        return rc == DFM_E_ARG ? 2 : 1;
+        return rc == DFM_E_ARG && !res.started ? 2 : 1; /* a bad setting is usage; a failure while training is not */
     }
-    return rc == 1 && signo ? 128 + signo : 0;
+    return rc == 1 && res.signo ? 128 + res.signo : 0;
 }

@@ -60,6 +60,7 @@ typedef struct {
     float last_loss;
     double win_sum; /* losses since the last progress line */
     int64_t win_n;
+    int warned_long;
     int64_t last_saved;
 } run_t;
 
@@ -204,7 +205,8 @@ static int empty_from_model(run_t *r)
     if (stat(tokdir, &sb) || stat(encdir, &sb))
         return dfm_fail(DFM_E_ARG,
                         "train.caption_dropout needs the empty prompt's states: '%s' has no tokenizer/ and text_encoder/; "
-                        "set data.empty_prompt to a text.npy (echo '{\"__key__\":\"empty\",\"txt\":\"\"}' ... | dfm-text-encode)",
+                        "set data.empty_prompt to the encoded empty prompt (: > empty.txt && tar cf empty.tar empty.txt && "
+                        "dfm-text-encode --model M --format tar -o empty-prompt.tar empty.tar)",
                         model);
     dfm_tokenizer *tok = NULL;
     dfm_umt5 *enc = NULL;
@@ -386,6 +388,11 @@ static int resume(run_t *r, const char *spec)
     char ck[4096], path[4096];
     int64_t step;
     int rc = dfm_ckpt_resolve(r->dir, spec, ck, sizeof ck, &step);
+    if (rc == DFM_CKPT_NONE) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", dfm_errmsg());
+        return dfm_fail(DFM_E_ARG, "--resume: %s", why);
+    }
     if (rc) return rc;
     dfm_config *old = NULL;
     if (!(rc = dfm_train_config_new(&old)) && !(rc = path_join(path, sizeof path, ck, "state/config.yaml")) &&
@@ -456,21 +463,26 @@ static int one_step(run_t *r, float *loss_out, dfm_step_stats *st)
         r->wait_s += b.wait_s;
         dfm_micro mb;
         micro_from_batch(&b, &mb);
-        /* caption dropout: the empty prompt's states instead of the sample's */
-        const float **text = NULL;
-        int *rows = NULL;
-        if (r->caption_dropout > 0) {
-            text = malloc(b.n * sizeof *text), rows = malloc(b.n * sizeof *rows);
-            if (!text || !rows) rc = dfm_fail(DFM_E_NOMEM, "out of memory");
-            else if (r->empty_dim != b.text_dim)
-                rc = dfm_fail(DFM_E_ARG, "the empty prompt's states have %d features, the data's text %d", r->empty_dim, b.text_dim);
-            for (int i = 0; i < b.n && !rc; i++) {
-                int drop = dropout_draw(r->seed, step, b.keys[i]) < r->caption_dropout;
-                text[i] = drop ? r->empty : b.text[i];
-                rows[i] = drop ? r->empty_rows : b.text_rows[i];
+        /* caption dropout: the empty prompt's states instead of the sample's; text longer than
+         * model.text_len: its first text_len rows (the pipeline truncates the tokens so) */
+        const float **text = malloc(b.n * sizeof *text);
+        int *rows = malloc(b.n * sizeof *rows);
+        if (!text || !rows) rc = dfm_fail(DFM_E_NOMEM, "out of memory");
+        else if (r->caption_dropout > 0 && r->empty_dim != b.text_dim)
+            rc = dfm_fail(DFM_E_FORMAT, "the empty prompt's states have %d features, the data's text %d", r->empty_dim,
+                          b.text_dim);
+        for (int i = 0; i < b.n && !rc; i++) {
+            int drop = r->caption_dropout > 0 && dropout_draw(r->seed, step, b.keys[i]) < r->caption_dropout;
+            text[i] = drop ? r->empty : b.text[i];
+            rows[i] = drop ? r->empty_rows : b.text_rows[i];
+            if (rows[i] > r->to.text_len) {
+                if (!r->warned_long++)
+                    dfm_log_warn("%s: %d text rows, more than model.text_len %d: its first %d are used (and so for any "
+                                 "other such sample)", b.keys[i], rows[i], r->to.text_len, r->to.text_len);
+                rows[i] = r->to.text_len;
             }
-            mb.text = text, mb.text_rows = rows;
         }
+        mb.text = text, mb.text_rows = rows;
         if (!rc) rc = dfm_trainer_micro(r->tr, &mb, &losses[m], NULL);
         if (!rc) {
             r->samples += b.n, r->samples_run += b.n;
@@ -492,12 +504,12 @@ static int one_step(run_t *r, float *loss_out, dfm_step_stats *st)
     return rc;
 }
 
-int dfm_train_run(const dfm_config *c, const dfm_run_opts *o, int *signo)
+int dfm_train_run(const dfm_config *c, const dfm_run_opts *o, dfm_run_result *res)
 {
     run_t R = {.c = c, .o = o, .t0 = dfm_now()}, *r = &R;
     char **lists = NULL;
     int rc = 0, tty = isatty(2) && !o->quiet;
-    *signo = 0;
+    memset(res, 0, sizeof *res);
     if ((rc = dfm_train_config_trainer(c, &r->to, &lists))) return rc;
     r->seed = dfm_train_config_seed(c);
     r->dir = dfm_config_str(c, "checkpoint.dir");
@@ -580,7 +592,7 @@ int dfm_train_run(const dfm_config *c, const dfm_run_opts *o, int *signo)
     if (o->resume && (rc = resume(r, o->resume))) goto out;
     if (r->start_step >= r->total) {
         dfm_log_info("step %lld of %lld: nothing left to train", (long long)r->start_step, (long long)r->total);
-        goto out;
+        goto summary;
     }
     char path[4096];
     if ((rc = path_join(path, sizeof path, r->dir, "config.yaml")) || (rc = dfm_config_save(c, path))) goto out;
@@ -602,6 +614,7 @@ int dfm_train_run(const dfm_config *c, const dfm_run_opts *o, int *signo)
     sigaction(SIGTERM, &sa, &old_term);
 
     if (r->eval && !o->resume && dfm_config_bool(c, "eval.at_start") && (rc = run_eval(r, 0))) goto restore;
+    res->started = 1;
     r->t0 = dfm_now();
     int64_t every = dfm_config_int(c, "checkpoint.every"), log_every = dfm_config_int(c, "logging.every");
     int64_t max_bad = dfm_config_int(c, "train.max_bad_steps");
@@ -647,7 +660,7 @@ int dfm_train_run(const dfm_config *c, const dfm_run_opts *o, int *signo)
             if ((rc = save_checkpoint(r, step))) goto restore;
         }
         if (stop) {
-            *signo = g_signal;
+            res->signo = g_signal;
             dfm_log_info("stopped by %s at step %lld: saved; `dfm-train %s --resume` continues",
                          g_signal ? strsignal(g_signal) : "--stop-after", (long long)step,
                          o->config_path ? o->config_path : "CONFIG");
@@ -659,6 +672,7 @@ restore:
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     if (tty) fputs("\r\033[K", stderr);
+summary:
     if (rc >= 0) /* the closing summary, always printed */
         fprintf(stderr, "%s: steps %lld..%lld of %lld, %llu samples, %lld bad samples, %llu skipped steps, %.2f s (data wait %.1f s), last loss %.5g; run directory %s\n",
                 dfm_prog(), (long long)r->start_step, (long long)dfm_trainer_step(r->tr), (long long)r->total,

@@ -27,9 +27,14 @@ typedef struct {
     int stop_after;         /* stop (save and return, as on SIGTERM) after this many steps of this start; 0: none */
 } dfm_run_opts;
 
+typedef struct {
+    int signo;   /* the signal that stopped the run (0: none, or --stop-after) */
+    int started; /* 1 once the first step began: an error after it is a failure of the work, not of the usage */
+} dfm_run_result;
+
 /* Train as the resolved config says. Returns 0 when training reached its end (or had nothing
- * left), 1 when stopped early after saving — by SIGINT/SIGTERM (*signo the signal) or by
- * stop_after (*signo 0) — and < 0 on errors (the message in dfm_errmsg()). */
-int dfm_train_run(const dfm_config *c, const dfm_run_opts *o, int *signo);
+ * left), 1 when stopped early after saving — by SIGINT/SIGTERM (res->signo the signal) or by
+ * stop_after (res->signo 0) — and < 0 on errors (the message in dfm_errmsg()). */
+int dfm_train_run(const dfm_config *c, const dfm_run_opts *o, dfm_run_result *res);
 
 #endif

@@ -40,7 +40,7 @@ const dfm_cfg_key dfm_train_schema[] = {
     {"train.caption_dropout", DFM_CFG_FLOAT, "0", NULL,
      "probability that a sample's text is replaced by the empty prompt's states (per sample and step, seeded)"},
     {"train.checkpointing", DFM_CFG_BOOL, "true", NULL, "activation checkpointing per block (same results, less memory)"},
-    {"train.max_bad_steps", DFM_CFG_INT, "5", NULL, "stop after this many steps in a row with a non-finite loss or gradient"},
+    {"train.max_bad_steps", DFM_CFG_INT, "5", NULL, "stop after this many steps in a row with a non-finite loss or gradient (0: never stop)"},
     {"train.device", DFM_CFG_ENUM, "cpu", "cpu|cuda", "where to compute"},
     {"train.threads", DFM_CFG_INT, "0", NULL, "CPU threads (0: every core)"},
     {"train.freeze", DFM_CFG_STRLIST, NULL, NULL,
@@ -77,10 +77,10 @@ const dfm_cfg_key dfm_train_schema[] = {
     /* checkpoint */
     {"checkpoint.dir", DFM_CFG_STR, NULL, NULL, "the run directory: step_N/ checkpoints, LATEST, TensorBoard events, config.yaml"},
     {"checkpoint.every", DFM_CFG_INT, "500", NULL, "save every this many steps (and at the end; 0: only at the end)"},
-    {"checkpoint.keep_last", DFM_CFG_INT, "3", NULL, "keep this many newest checkpoints (0: all)"},
+    {"checkpoint.keep_last", DFM_CFG_INT, "3", NULL, "keep this many newest checkpoints, and always LATEST (0: all)"},
     {"checkpoint.dtype", DFM_CFG_ENUM, "f32", "f32|bf16", "full training: dtype of the saved transformer"},
     /* logging */
-    {"logging.every", DFM_CFG_INT, "10", NULL, "a progress line every this many steps (TensorBoard gets every step)"},
+    {"logging.every", DFM_CFG_INT, "10", NULL, "a progress line every this many steps (0: none; TensorBoard gets every step)"},
     {"logging.tensorboard", DFM_CFG_BOOL, "true", NULL, "write TensorBoard event files in the run directory"},
     /* eval */
     {"eval.every", DFM_CFG_INT, "0", NULL, "evaluate every this many steps (0: never; needs data.eval_shards)"},
@@ -142,7 +142,6 @@ int dfm_train_config_trainer(const dfm_config *c, dfm_trainer_opts *o, char ***l
     if (o->lora_init_from && !o->lora_rank)
         return bad(c, "lora.init_from", "starts a LoRA: set lora.rank > 0 (the file's ranks are used)");
 
-    o->flow.sampling = DFM_SIGMA_LOGIT_NORMAL;
     dfm_flow_opts_default(&o->flow);
     const char *s = dfm_config_str(c, "flow.sigma_sampling");
     o->flow.sampling = !strcmp(s, "uniform") ? DFM_SIGMA_UNIFORM

@@ -85,3 +85,16 @@ expect_eq "decode without PATH" $rc 2
 # a closed pipe ends quietly
 dfm-decode "$DFM_TEST_MEDIA/media/videos" 2>err | head -c 10 > /dev/null
 expect_no_grep "Broken pipe|error" err
+
+# dfm-train and dfm-lora: no stream options, their own usage
+for p in dfm-train dfm-lora; do
+  $p --help > h 2>/dev/null || fail "$p --help exit"
+  expect_grep "^usage: $p" h
+  $p --version > v || fail "$p --version exit"
+  expect_grep "^$p [0-9]+\.[0-9]+\.[0-9]+" v
+  set +e
+  $p --no-such-option > /dev/null 2>err; rc=$?
+  set -e
+  expect_eq "$p bad option" $rc 2
+  expect_grep "hint: try '$p --help'" err
+done
