@@ -65,14 +65,12 @@ int main(int argc, char **argv)
     int print = 0, quiet = 0, stop_after = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(usage, stdout);
-            return dfm_close_stdout(0);
-        } else if (!strcmp(a, "--version")) {
-            printf("dfm-train %s\n", DFM_VERSION);
-            return dfm_close_stdout(0);
-        } else if (!strcmp(a, "--help-config")) {
-            dfm_config_help(dfm_train_schema, dfm_train_schema_len, stdout);
+        if (!strcmp(a, "-h") || !strcmp(a, "--help") || !strcmp(a, "--version") || !strcmp(a, "--help-config")) {
+            if (a[2] == 'v') printf("dfm-train %s\n", DFM_VERSION);
+            else if (!strcmp(a, "--help-config")) dfm_config_help(dfm_train_schema, dfm_train_schema_len, stdout);
+            else fputs(usage, stdout);
+            dfm_config_free(c);
+            free(orig);
             return dfm_close_stdout(0);
         } else if (!strcmp(a, "--print-config")) {
             print = 1;

@@ -177,7 +177,7 @@ static int list_steps(const char *run_dir, int only_complete, int64_t **out, int
         free(v);
         return rc;
     }
-    qsort(v, (size_t)n, sizeof *v, cmp_desc);
+    if (n > 1) qsort(v, (size_t)n, sizeof *v, cmp_desc); /* v is NULL when there is none */
     *out = v, *count = n;
     return 0;
 }

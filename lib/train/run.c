@@ -674,7 +674,7 @@ restore:
     if (tty) fputs("\r\033[K", stderr);
 summary:
     if (rc >= 0) /* the closing summary, always printed */
-        fprintf(stderr, "%s: steps %lld..%lld of %lld, %llu samples, %lld bad samples, %llu skipped steps, %.2f s (data wait %.1f s), last loss %.5g; run directory %s\n",
+        fprintf(stderr, "%s: steps %lld..%lld of %lld, %llu samples, %lld bad sample reads skipped, %llu skipped steps, %.2f s (data wait %.1f s), last loss %.5g; run directory %s\n",
                 dfm_prog(), (long long)r->start_step, (long long)dfm_trainer_step(r->tr), (long long)r->total,
                 (unsigned long long)r->samples_run, (long long)dfm_train_data_skipped(r->data),
                 (unsigned long long)r->skipped_steps, dfm_now() - r->t0, r->wait_s, r->last_loss, r->dir);
