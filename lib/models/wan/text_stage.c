@@ -2,6 +2,7 @@
  * ref: diffusers pipeline_wan.py _get_t5_prompt_embeds (max_length 512, trim to the mask's length);
  *      NeMo AutoModel processors/wan.py (the same, stored per sample). */
 #include "models/wan/text_stage.h"
+#include "text/prompt_clean.h"
 #include "base/buf.h"
 #include "base/error.h"
 #include "base/strset.h"
@@ -69,7 +70,12 @@ static int compute(dfm_text_encoder *te, const char *text, size_t len, entry_t *
 {
     int32_t *ids = NULL;
     int n = 0;
-    int rc = dfm_tokenizer_encode(te->tok, text, len, 0, &ids, &n);
+    /* the pipeline's prompt_clean first (HTML entities, runs of white space), so training states
+     * equal what WanPipeline and dfm-sample compute for the same caption */
+    char *clean = dfm_prompt_clean(text, len);
+    if (!clean) return dfm_fail(DFM_E_NOMEM, "out of memory");
+    int rc = dfm_tokenizer_encode(te->tok, clean, strlen(clean), 0, &ids, &n);
+    free(clean);
     if (rc) return rc;
     if (n > te->o.max_length) { /* keep max_length - 1 content ids, then </s> */
         ids[te->o.max_length - 1] = ids[n - 1];

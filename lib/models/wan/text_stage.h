@@ -2,7 +2,8 @@
  * `text.npy` ([L, d_model] f16/f32, the UMT5 states of the L valid tokens incl. </s>, i.e. the rows
  * the Wan pipeline keeps before it zero-pads to 512). Identical captions are encoded once: the
  * last `cache_entries` distinct captions and their results are kept (bounded memory).
- * A leading byte order mark (U+FEFF) is not tokenized. txt that is not UTF-8 is DFM_E_FORMAT
+ * A leading byte order mark (U+FEFF) is not tokenized; the caption is cleaned as the Wan pipeline
+ * cleans prompts first (text/prompt_clean.h: HTML entities, runs of white space). txt that is not UTF-8 is DFM_E_FORMAT
  * naming the offset; a NaN or Inf in the states (as computed, or past float16's range once
  * stored as F16) is DFM_E_NONFINITE (tensor/finite.h).
  */
