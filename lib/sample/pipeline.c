@@ -45,12 +45,6 @@ typedef struct {
     int rows, dim;
 } text_t;
 
-static int path_join(char *out, size_t n, const char *a, const char *b)
-{
-    if ((size_t)snprintf(out, n, "%s/%s", a, b) >= n) return dfm_fail(DFM_E_ARG, "path too long: '%s/%s'", a, b);
-    return 0;
-}
-
 /* the states of each distinct text, the text encoder loaded only for this */
 static int encode_texts(const dfm_sample_model *m, text_t *t, int n)
 {
