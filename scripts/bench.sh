@@ -119,3 +119,15 @@ echo
 # LoRA training memory measured at 32,760 tokens (1 and 2 blocks).
 python3 "$top/scripts/bench_transformer.py" "$work" --threads "$(nproc)" --python "${BENCH_PYTHON:-python3}" --no-make \
   $([ "${BENCH_LONG:-0}" = 1 ] && echo "--attn-tokens 32760 --mem-check-long")
+echo
+# dfm-train end to end (shards, forward, backward, AdamW, logging) against the same loop in PyTorch
+# (diffusers + PEFT, torch.optim.AdamW) at the 1.3B width with 2 blocks: LoRA r32 bf16 and full f32,
+# s/step, peak memory, dfm's data wait (scripts/bench_train.py; the torch side needs torch, diffusers
+# and peft in BENCH_PYTHON). BENCH_LONG=1: also the peak memory of 30-block LoRA training at
+# 256x256x17 with activation checkpointing (writes 2.8 GB of random weights; ~1 min a step).
+if python3 -c "import numpy" 2>/dev/null; then
+  python3 "$top/scripts/bench_train.py" "$work" --bin "$bin" --threads "$(nproc)" --python "${BENCH_PYTHON:-python3}" \
+    $([ "${BENCH_LONG:-0}" = 1 ] && echo "--mem-30")
+else
+  echo "dfm-train: skipped (pip install numpy for the shards; torch diffusers peft for the PyTorch baseline)"
+fi
