@@ -279,63 +279,100 @@ static int check_request(const dfm_sample_request *r, int i)
     return 0;
 }
 
-int dfm_sample_run(const dfm_sample_model *m, const dfm_sample_request *req, int n, int decode_out, dfm_sample_result *out,
-                   dfm_sample_progress progress, void *pctx)
+struct dfm_sample_texts {
+    text_t *t; /* 2 per request: prompt, negative (states NULL where guidance needs none) */
+    int n;
+};
+
+void dfm_sample_texts_free(dfm_sample_texts *x)
 {
+    if (!x) return;
+    for (int i = 0; i < 2 * x->n; i++) free(x->t[i].states);
+    free(x->t);
+    free(x);
+}
+
+int dfm_sample_texts_encode(const dfm_sample_model *m, const dfm_sample_request *req, int n, dfm_sample_texts **out)
+{
+    *out = NULL;
     if (!m || !m->model || n < 1) return dfm_fail(DFM_E_ARG, "sample: no model or no request");
     if (m->text_len < 1) return dfm_fail(DFM_E_ARG, "sample: text_len must be >= 1");
     int rc = 0;
     for (int i = 0; i < n && !rc; i++) rc = check_request(&req[i], i);
     if (rc) return rc;
-    memset(out, 0, (size_t)n * sizeof *out);
-    text_t *t = calloc(2 * (size_t)n, sizeof *t);
-    if (!t) return dfm_fail(DFM_E_NOMEM, "out of memory");
-    for (int i = 0; i < n; i++) {
-        t[2 * i].text = req[i].prompt;
-        t[2 * i + 1].text = req[i].negative ? req[i].negative : "";
-    }
-    /* 1. text (negative prompts only where guidance needs them) */
-    int nt = 0;
+    dfm_sample_texts *x = calloc(1, sizeof *x);
     text_t *need = calloc(2 * (size_t)n, sizeof *need);
     int *where = calloc(2 * (size_t)n, sizeof *where);
-    if (!need || !where) rc = dfm_fail(DFM_E_NOMEM, "out of memory");
-    for (int i = 0; i < 2 * n && !rc; i++)
-        if (i % 2 == 0 || req[i / 2].guidance > 1.0) need[nt] = t[i], where[nt++] = i;
-    if (!rc && !(rc = encode_texts(m, need, nt)))
-        for (int k = 0; k < nt; k++) t[where[k]] = need[k];
+    if (x) x->t = calloc(2 * (size_t)n, sizeof *x->t), x->n = n;
+    if (!x || !x->t || !need || !where) {
+        free(need), free(where), dfm_sample_texts_free(x);
+        return dfm_fail(DFM_E_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < n; i++) {
+        x->t[2 * i].text = req[i].prompt;
+        x->t[2 * i + 1].text = req[i].negative ? req[i].negative : "";
+    }
+    /* negative prompts only where guidance needs them */
+    int nt = 0;
+    for (int i = 0; i < 2 * n; i++)
+        if (i % 2 == 0 || req[i / 2].guidance > 1.0) need[nt] = x->t[i], where[nt++] = i;
+    rc = encode_texts(m, need, nt);
+    for (int k = 0; k < nt; k++) x->t[where[k]] = need[k]; /* the states move over (freed with x) */
     free(need);
     free(where);
-    /* 2. the denoising loops */
-    dfm_wan_transformer *tr = NULL;
-    if (!rc) rc = load_transformer(m, &tr);
-    if (!rc) {
-        const dfm_wan_transformer_config *cfg = dfm_wan_transformer_get_config(tr);
-        if (t[0].dim != cfg->text_dim)
-            rc = dfm_fail(DFM_E_FORMAT, "the text encoder gives %d features, the transformer takes %d: not one model",
-                          t[0].dim, cfg->text_dim);
+    if (rc) {
+        dfm_sample_texts_free(x);
+        return rc;
     }
+    *out = x;
+    return 0;
+}
+
+int dfm_sample_denoise(const dfm_sample_model *m, struct dfm_wan_transformer *tr, const dfm_sample_request *req, int n,
+                       const dfm_sample_texts *x, dfm_sample_result *out, dfm_sample_progress progress, void *pctx)
+{
+    if (!x || x->n != n) return dfm_fail(DFM_E_ARG, "sample: the texts are not those of these requests");
+    const dfm_wan_transformer_config *cfg = dfm_wan_transformer_get_config(tr);
+    if (x->t[0].dim != cfg->text_dim)
+        return dfm_fail(DFM_E_FORMAT, "the text encoder gives %d features, the transformer takes %d: not one model",
+                        x->t[0].dim, cfg->text_dim);
+    memset(out, 0, (size_t)n * sizeof *out);
+    int rc = 0;
     for (int i = 0; i < n && !rc; i++) {
-        rc = denoise(m, tr, &req[i], i, &t[2 * i], &t[2 * i + 1], &out[i], progress, pctx);
+        rc = denoise(m, tr, &req[i], i, &x->t[2 * i], &x->t[2 * i + 1], &out[i], progress, pctx);
         if (rc) {
             char why[512];
             snprintf(why, sizeof why, "%s", dfm_errmsg());
             rc = dfm_fail(rc, "'%.60s': %s", req[i].prompt, why);
         }
     }
-    dfm_wan_transformer_free(tr);
-    dfm_ops_release_scratch();
-    /* 3. the VAE */
-    if (!rc && decode_out) {
-        dfm_wan_vae *vae = NULL;
-        dfm_wan_vae_opts vo = {.device = m->device, .weights = m->vae_dtype == DFM_BF16 ? DFM_BF16 : DFM_F32,
-                               .load_decoder = 1};
-        rc = dfm_wan_vae_load(&vae, m->model, &vo);
-        for (int i = 0; i < n && !rc; i++) rc = decode(vae, &out[i]);
-        dfm_wan_vae_free(vae);
-    }
-    for (int i = 0; i < 2 * n; i++) free(t[i].states);
-    free(t);
     if (rc)
+        for (int i = 0; i < n; i++) dfm_sample_result_free(&out[i]);
+    return rc;
+}
+
+int dfm_sample_decode(const dfm_sample_model *m, dfm_sample_result *out, int n)
+{
+    dfm_wan_vae *vae = NULL;
+    dfm_wan_vae_opts vo = {.device = m->device, .weights = m->vae_dtype == DFM_BF16 ? DFM_BF16 : DFM_F32, .load_decoder = 1};
+    int rc = dfm_wan_vae_load(&vae, m->model, &vo);
+    for (int i = 0; i < n && !rc; i++) rc = decode(vae, &out[i]);
+    dfm_wan_vae_free(vae);
+    return rc;
+}
+
+int dfm_sample_run(const dfm_sample_model *m, const dfm_sample_request *req, int n, int decode_out, dfm_sample_result *out,
+                   dfm_sample_progress progress, void *pctx)
+{
+    dfm_sample_texts *x = NULL;
+    int rc = dfm_sample_texts_encode(m, req, n, &x);
+    if (rc) return rc;
+    dfm_wan_transformer *tr = NULL;
+    if (!(rc = load_transformer(m, &tr))) rc = dfm_sample_denoise(m, tr, req, n, x, out, progress, pctx);
+    dfm_wan_transformer_free(tr);
+    dfm_sample_texts_free(x);
+    dfm_ops_release_scratch();
+    if (!rc && decode_out && (rc = dfm_sample_decode(m, out, n)))
         for (int i = 0; i < n; i++) dfm_sample_result_free(&out[i]);
     return rc;
 }

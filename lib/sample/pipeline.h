@@ -63,6 +63,18 @@ int dfm_sample_run(const dfm_sample_model *m, const dfm_sample_request *req, int
                    dfm_sample_progress progress, void *ctx);
 void dfm_sample_result_free(dfm_sample_result *r);
 
+/* The phases on their own, for a caller that holds the transformer (dfm-train sampling its model
+ * as it trains): the texts of n requests encoded once (the text encoder loaded and freed inside);
+ * the denoising of n requests with a given transformer (borrowed: its weights are not changed);
+ * the decoding of n results (the VAE loaded and freed inside). */
+typedef struct dfm_sample_texts dfm_sample_texts;
+struct dfm_wan_transformer;
+int dfm_sample_texts_encode(const dfm_sample_model *m, const dfm_sample_request *req, int n, dfm_sample_texts **t);
+void dfm_sample_texts_free(dfm_sample_texts *t);
+int dfm_sample_denoise(const dfm_sample_model *m, struct dfm_wan_transformer *tr, const dfm_sample_request *req, int n,
+                       const dfm_sample_texts *t, dfm_sample_result *out, dfm_sample_progress progress, void *ctx);
+int dfm_sample_decode(const dfm_sample_model *m, dfm_sample_result *out, int n);
+
 /* The size rules of WanPipeline: frames not 4k+1 become frames/4*4+1 (diffusers' rounding, with its
  * warning); height/width rounded down to multiples of 16 (vae scale 8 x patch 2); returns 1 when
  * something changed (the caller warns). */
