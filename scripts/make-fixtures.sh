@@ -6,7 +6,8 @@
 #   every scripts/make-*.py                 (fixture generators: python3 with torch, diffusers,
 #                                            transformers, safetensors, numpy ... from PyPI)
 #   then the generators that read another's output (LATE below): make-train-fixtures.py trains the
-#   model that make-wan-transformer-fixtures.py writes
+#   model that make-wan-transformer-fixtures.py writes; make-sample-fixtures.py samples with the
+#   VAE, UMT5, tokenizer and demo transformer fixtures
 # Each generator is run with no arguments and writes its own directory under tests/fixtures/.
 # All of them run even if one fails; the exit status is non-zero if any failed.
 # Python is only needed here, never by `make test`. See docs/fixtures.md.
@@ -24,7 +25,7 @@ run() {
 if [ -f scripts/make-media-fixtures.sh ]; then
     run sh scripts/make-media-fixtures.sh
 fi
-LATE="scripts/make-train-fixtures.py"
+LATE="scripts/make-train-fixtures.py scripts/make-sample-fixtures.py"
 for s in scripts/make-*.py; do
     [ -f "$s" ] || continue
     case " $LATE " in *" $s "*) continue ;; esac
