@@ -190,6 +190,33 @@ int dfm_tb_scalar_event(dfm_buf *out, const char *tag, int64_t step, float value
     return put_fixed(out, 0x15, vbits, 4);
 }
 
+/* An image summary: Summary.Value {tag = 1, image = 4: Image {height = 1, width = 2, colorspace = 3,
+ * encoded_image_string = 4}} (tensorboard/compat/proto/summary.proto). */
+int dfm_tb_image_event(dfm_buf *out, const char *tag, int64_t step, const void *png, size_t png_len, int height, int width,
+                       double wall_time)
+{
+    int rc = check_tag(tag);
+    if (rc < 0) return rc;
+    if (height < 1 || width < 1 || !png || !png_len) return dfm_fail(DFM_E_ARG, "TensorBoard image '%s': no image", tag);
+    size_t tlen = strlen(tag);
+    size_t img_len = 1 + (size_t)varint_len((uint64_t)height) + 1 + (size_t)varint_len((uint64_t)width) + 2 + 1 +
+                     (size_t)varint_len(png_len) + png_len;
+    size_t value_len = 1 + (size_t)varint_len(tlen) + tlen + 1 + (size_t)varint_len(img_len) + img_len;
+    size_t summary_len = 1 + (size_t)varint_len(value_len) + value_len;
+    if (double_bits(wall_time) && (rc = put_fixed(out, 0x09, double_bits(wall_time), 8)) < 0) return rc;
+    if (step && ((rc = dfm_buf_append(out, "\x10", 1)) < 0 || (rc = put_varint(out, (uint64_t)step)) < 0)) return rc;
+    if ((rc = dfm_buf_append(out, "\x2a", 1)) < 0 || (rc = put_varint(out, summary_len)) < 0 ||
+        (rc = dfm_buf_append(out, "\x0a", 1)) < 0 || (rc = put_varint(out, value_len)) < 0 ||
+        (rc = dfm_buf_append(out, "\x0a", 1)) < 0 || (rc = put_varint(out, tlen)) < 0 ||
+        (rc = dfm_buf_append(out, tag, tlen)) < 0 || (rc = dfm_buf_append(out, "\x22", 1)) < 0 ||
+        (rc = put_varint(out, img_len)) < 0 || (rc = dfm_buf_append(out, "\x08", 1)) < 0 ||
+        (rc = put_varint(out, (uint64_t)height)) < 0 || (rc = dfm_buf_append(out, "\x10", 1)) < 0 ||
+        (rc = put_varint(out, (uint64_t)width)) < 0 || (rc = dfm_buf_append(out, "\x18\x03", 2)) < 0 ||
+        (rc = dfm_buf_append(out, "\x22", 1)) < 0 || (rc = put_varint(out, png_len)) < 0)
+        return rc;
+    return dfm_buf_append(out, png, png_len) < 0 ? DFM_E_NOMEM : 0;
+}
+
 /* ---- writer ------------------------------------------------------------------------------ */
 
 struct dfm_tb {
@@ -318,6 +345,15 @@ int dfm_tb_scalar_at(dfm_tb *tb, const char *tag, int64_t step, float value, dou
 int dfm_tb_scalar(dfm_tb *tb, const char *tag, int64_t step, float value)
 {
     return dfm_tb_scalar_at(tb, tag, step, value, now_seconds());
+}
+
+int dfm_tb_image(dfm_tb *tb, const char *tag, int64_t step, const void *png, size_t png_len, int height, int width)
+{
+    if (tb->err) return tb->err;
+    tb->ev.len = 0;
+    int rc = dfm_tb_image_event(&tb->ev, tag, step, png, png_len, height, width, now_seconds());
+    if (rc < 0) return rc;
+    return write_record(tb, &tb->ev);
 }
 
 int dfm_tb_flush(dfm_tb *tb)

@@ -39,6 +39,10 @@ int dfm_tb_scalar(dfm_tb *tb, const char *tag, int64_t step, float value);
 /* The same with a given wall_time (seconds since the epoch) — for tests and replays. */
 int dfm_tb_scalar_at(dfm_tb *tb, const char *tag, int64_t step, float value, double wall_time);
 /* fflush + fsync: a kill -9 (or power loss) after this loses nothing written before it. */
+/* An image (PNG bytes, height x width RGB) under tag at step: TensorBoard's Images tab. */
+int dfm_tb_image(dfm_tb *tb, const char *tag, int64_t step, const void *png, size_t png_len, int height, int width);
+int dfm_tb_image_event(dfm_buf *out, const char *tag, int64_t step, const void *png, size_t png_len, int height, int width,
+                       double wall_time);
 int dfm_tb_flush(dfm_tb *tb);
 /* Flush, fsync and close; frees tb (NULL is a no-op). Returns the first error the writer met. */
 int dfm_tb_close(dfm_tb *tb);

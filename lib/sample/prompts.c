@@ -102,10 +102,11 @@ int dfm_prompts_load(dfm_prompt_list *l, const char *path, const dfm_sample_requ
         dfm_buf_free(&b);
         return dfm_fail(DFM_E_NOMEM, "out of memory");
     }
-    memcpy(l->text, b.data, b.len);
-    l->text[b.len] = 0;
+    size_t len = b.len;
+    memcpy(l->text, b.data, len);
+    l->text[len] = 0;
     dfm_buf_free(&b);
-    if (strlen(l->text) != b.len) {
+    if (strlen(l->text) != len) {
         dfm_prompts_free(l);
         return dfm_fail(DFM_E_FORMAT, "%s: a NUL byte in a text file", path);
     }

@@ -20,7 +20,10 @@
 #include "io/npy.h"
 #include "io/stream.h"
 #include "io/tb_events.h"
+#include "media/encode.h"
 #include "models/wan/umt5.h"
+#include "sample/pipeline.h"
+#include "sample/prompts.h"
 #include "tensor/ops.h"
 #include "text/tokenizer.h"
 #include "train/checkpoint.h"
@@ -61,6 +64,10 @@ typedef struct {
     double win_sum; /* losses since the last progress line */
     int64_t win_n;
     int warned_long;
+    /* sampling during training */
+    dfm_prompt_list prompts;
+    dfm_sample_model sm;
+    dfm_sample_texts *texts;
     int64_t last_saved;
 } run_t;
 
@@ -423,6 +430,99 @@ static int resume(run_t *r, const char *spec)
     return 0;
 }
 
+/* ---- sampling the model being trained ------------------------------------------------------ */
+
+static int sample_setup(run_t *r)
+{
+    const dfm_config *c = r->c;
+    const char *pf = dfm_config_str(c, "sample.prompts");
+    if (!pf) return 0;
+    static const char *const empty = "";
+    const char *neg = dfm_config_str(c, "sample.negative");
+    dfm_sample_request d = {.negative = neg ? neg : empty,
+                            .width = (int)dfm_config_int(c, "sample.width"),
+                            .height = (int)dfm_config_int(c, "sample.height"),
+                            .frames = (int)dfm_config_int(c, "sample.frames"),
+                            .steps = (int)dfm_config_int(c, "sample.steps"),
+                            .guidance = dfm_config_float(c, "sample.guidance"),
+                            .sampler = !strcmp(dfm_config_str(c, "sample.sampler"), "euler") ? DFM_SAMPLER_EULER : DFM_SAMPLER_UNIPC,
+                            .seed = (uint64_t)dfm_config_int(c, "sample.seed")};
+    int rc = dfm_prompts_load(&r->prompts, pf, &d);
+    if (rc) return rc;
+    for (int i = 0; i < r->prompts.n; i++) {
+        dfm_sample_request *q = &r->prompts.req[i];
+        int w = q->width, h = q->height, f = q->frames;
+        if (dfm_sample_round_size(&q->width, &q->height, &q->frames))
+            dfm_log_warn("%s:%d: %dx%d, %d frames rounded to %dx%d, %d frames", pf, r->prompts.line[i], w, h, f, q->width,
+                         q->height, q->frames);
+        if (q->width < 16 || q->height < 16) return dfm_fail(DFM_E_ARG, "%s:%d: %dx%d is smaller than 16x16", pf, r->prompts.line[i], w, h);
+    }
+    const char *root = dfm_config_str(c, "sample.model");
+    r->sm = (dfm_sample_model){.model = root ? root : r->to.model_path, .device = r->to.device, .dtype = r->to.compute,
+                               .text_dtype = DFM_BF16, .vae_dtype = DFM_F32, .text_len = r->to.text_len};
+    double t0 = dfm_now();
+    if ((rc = dfm_sample_texts_encode(&r->sm, r->prompts.req, r->prompts.n, &r->texts))) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", dfm_errmsg());
+        return dfm_fail(rc, "sample.prompts: %s (sample.model names the diffusers root with text_encoder/, tokenizer/, vae/)", why);
+    }
+    dfm_log_info("sampling %d prompt(s) from %s every %lld steps; their text states encoded (%.1f s)", r->prompts.n, pf,
+                 (long long)dfm_config_int(c, "sample.every"), dfm_now() - t0);
+    return 0;
+}
+
+/* samples/step_<N>/NNNN.<format> and a TensorBoard image (a strip of up to 5 frames) per prompt */
+static int sample_now(run_t *r, int64_t step)
+{
+    if (!r->texts) return 0;
+    int n = r->prompts.n, rc = 0;
+    double t0 = dfm_now();
+    dfm_sample_result *res = calloc(n, sizeof *res);
+    if (!res) return dfm_fail(DFM_E_NOMEM, "out of memory");
+    rc = dfm_sample_denoise(&r->sm, dfm_trainer_model(r->tr), r->prompts.req, n, r->texts, res, NULL, NULL);
+    if (!rc) rc = dfm_sample_decode(&r->sm, res, n);
+    char dir[4096], path[4300];
+    if (!rc && (size_t)snprintf(dir, sizeof dir, "%s/samples/step_%lld", r->dir, (long long)step) >= sizeof dir)
+        rc = dfm_fail(DFM_E_ARG, "path too long");
+    if (!rc) rc = mkdir_p(dir);
+    const char *fmt = dfm_config_str(r->c, "sample.format");
+    dfm_encode_opts eo = {.fps = 16};
+    for (int i = 0; i < n && !rc; i++) {
+        dfm_sample_result *x = &res[i];
+        snprintf(path, sizeof path, "%s/%04d.%s", dir, i + 1, fmt);
+        rc = !strcmp(fmt, "png") ? dfm_encode_grid(path, x->frames, x->nframes, x->height, x->width, &eo)
+                                 : dfm_encode_frames(path, x->frames, x->nframes, x->height, x->width, &eo);
+        if (rc || !r->tb) continue;
+        /* up to 5 evenly spaced frames side by side */
+        int k = x->nframes < 5 ? x->nframes : 5;
+        size_t fb = (size_t)x->height * x->width * 3;
+        uint8_t *pick = malloc(k * fb), *sheet = NULL, *png = NULL;
+        int sh = 0, sw = 0;
+        size_t plen = 0;
+        if (!pick) rc = dfm_fail(DFM_E_NOMEM, "out of memory");
+        for (int j = 0; j < k && !rc; j++) {
+            int src = k > 1 ? (int)((int64_t)j * (x->nframes - 1) / (k - 1)) : 0;
+            memcpy(pick + j * fb, x->frames + (size_t)src * fb, fb);
+        }
+        if (!rc) rc = dfm_encode_tile(pick, k, x->height, x->width, k, &sheet, &sh, &sw);
+        if (!rc) rc = dfm_encode_png_mem(sheet, sh, sw, &png, &plen);
+        char tag[64];
+        snprintf(tag, sizeof tag, "sample/%04d", i + 1);
+        if (!rc) rc = dfm_tb_image(r->tb, tag, step, png, plen, sh, sw);
+        free(pick), free(sheet), free(png);
+    }
+    for (int i = 0; i < n; i++) dfm_sample_result_free(&res[i]);
+    free(res);
+    if (!rc && r->tb) rc = dfm_tb_flush(r->tb);
+    if (rc) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", dfm_errmsg());
+        return dfm_fail(rc, "sampling at step %lld: %s", (long long)step, why);
+    }
+    dfm_log_info("sampled %d prompt(s) at step %lld into %s (%.1f s)", n, (long long)step, dir, dfm_now() - t0);
+    return 0;
+}
+
 /* ---- the loop ------------------------------------------------------------------------------- */
 
 static void progress(run_t *r, int64_t step, float loss, const dfm_step_stats *st, int tty, int line)
@@ -590,6 +690,7 @@ int dfm_train_run(const dfm_config *c, const dfm_run_opts *o, dfm_run_result *re
                      r->empty_dim, ep ? ep : "the model's tokenizer and text encoder (bf16)");
     }
     if (o->resume && (rc = resume(r, o->resume))) goto out;
+    if ((rc = sample_setup(r))) goto out;
     if (r->start_step >= r->total) {
         dfm_log_info("step %lld of %lld: nothing left to train", (long long)r->start_step, (long long)r->total);
         goto summary;
@@ -614,6 +715,8 @@ int dfm_train_run(const dfm_config *c, const dfm_run_opts *o, dfm_run_result *re
     sigaction(SIGTERM, &sa, &old_term);
 
     if (r->eval && !o->resume && dfm_config_bool(c, "eval.at_start") && (rc = run_eval(r, 0))) goto restore;
+    if (r->texts && !o->resume && dfm_config_bool(c, "sample.at_start") && (rc = sample_now(r, 0))) goto restore;
+    int64_t sample_every = dfm_config_int(c, "sample.every");
     res->started = 1;
     r->t0 = dfm_now();
     int64_t every = dfm_config_int(c, "checkpoint.every"), log_every = dfm_config_int(c, "logging.every");
@@ -654,6 +757,10 @@ int dfm_train_run(const dfm_config *c, const dfm_run_opts *o, dfm_run_result *re
             if (tty) fputs("\r\033[K", stderr);
             if ((rc = run_eval(r, step))) goto restore;
         }
+        if (r->texts && ((sample_every > 0 && step % sample_every == 0) || step == r->total)) {
+            if (tty) fputs("\r\033[K", stderr);
+            if ((rc = sample_now(r, step))) goto restore;
+        }
         int stop = g_signal || (o->stop_after > 0 && ran >= o->stop_after);
         if ((every > 0 && step % every == 0) || step == r->total || stop) {
             if (tty) fputs("\r\033[K", stderr);
@@ -687,6 +794,8 @@ out:
     if (r->data) dfm_train_data_close(r->data);
     if (r->eval) dfm_train_data_close(r->eval);
     free(r->empty);
+    dfm_sample_texts_free(r->texts);
+    dfm_prompts_free(&r->prompts);
     free(lists);
     return rc;
 }

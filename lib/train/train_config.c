@@ -82,6 +82,22 @@ const dfm_cfg_key dfm_train_schema[] = {
     /* logging */
     {"logging.every", DFM_CFG_INT, "10", NULL, "a progress line every this many steps (0: none; TensorBoard gets every step)"},
     {"logging.tensorboard", DFM_CFG_BOOL, "true", NULL, "write TensorBoard event files in the run directory"},
+    /* sample */
+    {"sample.prompts", DFM_CFG_STR, NULL, NULL,
+     "a prompt file (one per line, musubi-tuner's --w --h --f --d --s --g --fs --n options): sample the model being trained"},
+    {"sample.every", DFM_CFG_INT, "0", NULL, "sample every this many steps (0: only at start and at the end)"},
+    {"sample.at_start", DFM_CFG_BOOL, "true", NULL, "sample before the first step (not when resuming)"},
+    {"sample.model", DFM_CFG_STR, NULL, NULL,
+     "the diffusers root whose text encoder, tokenizer, VAE and scheduler sampling uses (default: model.path)"},
+    {"sample.width", DFM_CFG_INT, "832", NULL, "default width of a sample (a prompt's --w overrides)"},
+    {"sample.height", DFM_CFG_INT, "480", NULL, "default height (--h)"},
+    {"sample.frames", DFM_CFG_INT, "33", NULL, "default frames, 4k+1 (--f)"},
+    {"sample.steps", DFM_CFG_INT, "30", NULL, "default denoising steps (--s)"},
+    {"sample.guidance", DFM_CFG_FLOAT, "5.0", NULL, "default guidance scale (--g)"},
+    {"sample.sampler", DFM_CFG_ENUM, "unipc", "unipc|euler", "the sampler"},
+    {"sample.seed", DFM_CFG_INT, "42", NULL, "default noise seed (--d): the same noise at every step, to compare"},
+    {"sample.negative", DFM_CFG_STR, "", NULL, "default negative prompt (--n)"},
+    {"sample.format", DFM_CFG_ENUM, "mp4", "mp4|webp|png", "samples/step_N/NNNN.mp4, .webp, or .png (a contact sheet)"},
     /* eval */
     {"eval.every", DFM_CFG_INT, "0", NULL, "evaluate every this many steps (0: never; needs data.eval_shards)"},
     {"eval.at_start", DFM_CFG_BOOL, "false", NULL, "evaluate before the first step (not when resuming)"},
