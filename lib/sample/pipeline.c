@@ -116,24 +116,21 @@ static const char *resolve_ckpt(const char *path, char *buf, size_t n)
 
 static int load_transformer(const dfm_sample_model *m, dfm_wan_transformer **out)
 {
-    char buf[4096], lbuf[4096];
+    char buf[4096];
     const char *path = m->transformer ? resolve_ckpt(m->transformer, buf, sizeof buf) : m->model;
     dfm_wan_transformer_opts o = {.device = m->device, .weights = m->dtype == DFM_F32 ? DFM_F32 : DFM_BF16,
                                   .compute = m->dtype == DFM_F32 ? DFM_F32 : DFM_BF16};
     int rc = dfm_wan_transformer_load(out, path, &o);
     if (rc) return rc;
-    if (m->nloras > 1) {
-        dfm_wan_transformer_free(*out);
-        *out = NULL;
-        return dfm_fail(DFM_E_UNSUPPORTED, "%d LoRAs: one at a time for now (merge them first with dfm-lora)", m->nloras);
-    }
-    for (int i = 0; i < m->nloras && !rc; i++) {
-        const char *lp = resolve_ckpt(m->lora[i], lbuf, sizeof lbuf);
-        dfm_wan_lora_info info;
-        rc = dfm_wan_lora_load(*out, lp, m->lora_scale[i], NULL, &info);
-        if (!rc)
-            dfm_log_info("LoRA %s: %d modules, rank %d..%d, %s, scale %g", lp, info.modules, info.rank_min, info.rank_max,
-                         info.naming, m->lora_scale[i]);
+    if (m->nloras > 0) {
+        const char *paths[DFM_SAMPLE_MAX_LORAS];
+        char bufs[DFM_SAMPLE_MAX_LORAS][4096];
+        dfm_wan_lora_info info[DFM_SAMPLE_MAX_LORAS];
+        for (int i = 0; i < m->nloras; i++) paths[i] = resolve_ckpt(m->lora[i], bufs[i], sizeof bufs[i]);
+        rc = dfm_wan_lora_load_many(*out, paths, m->lora_scale, m->nloras, NULL, info);
+        for (int i = 0; i < m->nloras && !rc; i++)
+            dfm_log_info("LoRA %s: %d modules, rank %d..%d, %s, scale %g", paths[i], info[i].modules, info[i].rank_min,
+                         info[i].rank_max, info[i].naming, m->lora_scale[i]);
     }
     /* the frozen weights laid out once for the forward GEMMs; the originals freed (same memory) */
     if (!rc && m->device == DFM_CPU && o.compute == DFM_BF16) rc = dfm_wan_transformer_pack(*out, 1, NULL);

@@ -452,6 +452,50 @@ TEST(wan_lora_multiplier)
     free_fixture(&f);
 }
 
+/* Several adapters at once: the fixture's adapter twice at 0.5 (one adapter of twice the rank)
+ * gives its forward at 1.0 (lora_out.npy), and the same file in two naming families at 0.3 and 0.7
+ * too; a module in only one file keeps its rank. */
+TEST(wan_lora_load_many)
+{
+    fixture f;
+    char d[512], p[700], pd[700];
+    CHECK_EQ(load_fixture("a", &f), 0);
+    fixture_dir(d, sizeof d, "a");
+    snprintf(p, sizeof p, "%s/lora", d);
+    snprintf(pd, sizeof pd, "%s/lora/diffusers", d);
+    const char *pairs[2][2] = {{p, p}, {p, pd}};
+    const float mults[2][2] = {{0.5f, 0.5f}, {0.3f, 0.7f}};
+    for (int c = 0; c < 2; c++) {
+        dfm_wan_transformer *m = base_model("a");
+        CHECK(m != NULL);
+        if (!m) continue;
+        dfm_wan_lora_info info[2];
+        int rc = dfm_wan_lora_load_many(m, pairs[c], mults[c], 2, NULL, info);
+        if (rc) fprintf(stderr, "  %s\n", dfm_errmsg());
+        CHECK_EQ(rc, 0);
+        dfm_tensor out = {0};
+        if (!rc) CHECK_EQ(dfm_wan_transformer_forward(m, &f.x, f.t.data, &f.ctx, &out, NULL, 0, 0), 0);
+        double e = rel_t(&out, &f.lout);
+        fprintf(stderr, "  two adapters (%g + %g): %.2e of max|out| from lora_out.npy (ranks %d + %d)\n", mults[c][0],
+                mults[c][1], e, info[0].rank_max, info[1].rank_max);
+        CHECK(e <= 1e-5);
+        /* the summed rank is what the model now carries */
+        for (int i = 0; i < dfm_wan_transformer_nparams(m); i++) {
+            dfm_tensor *t;
+            const char *name = dfm_wan_transformer_param(m, i, &t, NULL);
+            if (strstr(name, "lora_A")) {
+                CHECK_EQ(t->shape[0], 2 * info[0].rank_max);
+                break;
+            }
+        }
+        dfm_tensor_free(&out);
+        /* a second call on a model with adapters: refused */
+        CHECK_EQ(dfm_wan_lora_load_many(m, pairs[c], mults[c], 2, NULL, NULL), DFM_E_ARG);
+        dfm_wan_transformer_free(m);
+    }
+    free_fixture(&f);
+}
+
 TEST(wan_lora_errors)
 {
     char dir[600], path[700];

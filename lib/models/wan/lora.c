@@ -219,6 +219,131 @@ out:
     return rc;
 }
 
+/* ---- several adapters at once ---------------------------------------------------------------- */
+
+/* A module's adapters from several files become one adapter of the summed rank: A stacked by rows,
+ * B (each times its file's fold) side by side, so B A = sum_k fold_k B_k A_k exactly — no merge into
+ * the (maybe bf16) base weights, which would round the deltas away. */
+typedef struct {
+    const char *module; /* diffusers name (owned by a file) */
+    int rank;           /* summed */
+    int nparts;
+    int part_file[DFM_WAN_LORA_MAX_FILES], part_mod[DFM_WAN_LORA_MAX_FILES];
+} union_mod;
+
+static int fill_union(dfm_wan_transformer *m, dfm_wan_lora_file *const *f, float *const *fold, const union_mod *u)
+{
+    char name[320];
+    dfm_tensor *pa, *pb;
+    snprintf(name, sizeof name, "%s.lora_A.weight", u->module);
+    pa = param_named(m, name);
+    snprintf(name, sizeof name, "%s.lora_B.weight", u->module);
+    pb = param_named(m, name);
+    if (!pa || !pb) return dfm_fail(DFM_E_FORMAT, "LoRA: the model has no adapter on '%s' after adding it", u->module);
+    int64_t in = pa->shape[1], out = pb->shape[0], R = u->rank;
+    float *ha = dfm_calloc((size_t)(R * in), sizeof *ha), *hb = dfm_calloc((size_t)(out * R), sizeof *hb);
+    int rc = !ha || !hb ? DFM_E_NOMEM : 0;
+    int64_t off = 0;
+    for (int p = 0; p < u->nparts && !rc; p++) {
+        const dfm_wan_lora_module *md = &f[u->part_file[p]]->mods[u->part_mod[p]];
+        int64_t r = md->rank, sa[2] = {r, in}, sb[2] = {out, r};
+        float *b = dfm_malloc((size_t)(out * r) * sizeof *b);
+        if (!b) {
+            rc = DFM_E_NOMEM;
+            break;
+        }
+        rc = dfm_st_read(f[u->part_file[p]]->st, md->a->name, DFM_F32, 2, sa, ha + off * in);
+        if (!rc) rc = dfm_st_read(f[u->part_file[p]]->st, md->b->name, DFM_F32, 2, sb, b);
+        float s = fold[u->part_file[p]][u->part_mod[p]];
+        for (int64_t o = 0; !rc && o < out; o++)
+            for (int64_t j = 0; j < r; j++) hb[o * R + off + j] = s == 1.0f ? b[o * r + j] : b[o * r + j] * s;
+        free(b);
+        off += r;
+    }
+    if (!rc) rc = put(pa, ha);
+    if (!rc) rc = put(pb, hb);
+    free(ha), free(hb);
+    return rc;
+}
+
+int dfm_wan_lora_load_many(dfm_wan_transformer *m, const char *const *paths, const float *multipliers, int n,
+                           const dfm_wan_lora_load_opts *o, dfm_wan_lora_info *info)
+{
+    if (n == 1) return dfm_wan_lora_load(m, paths[0], multipliers[0], o, info);
+    if (n < 1 || n > DFM_WAN_LORA_MAX_FILES) return dfm_fail(DFM_E_ARG, "LoRA: %d adapters (1 .. %d)", n, DFM_WAN_LORA_MAX_FILES);
+    dfm_wan_lora_load_opts dflt = {0};
+    if (!o) o = &dflt;
+    dfm_wan_lora_file *f[DFM_WAN_LORA_MAX_FILES] = {0};
+    float *fold[DFM_WAN_LORA_MAX_FILES] = {0};
+    linear_t *lin = NULL;
+    union_mod *u = NULL;
+    int nlin = 0, has_lora = 0, nu = 0, total = 0;
+    int rc = model_linears(m, &lin, &nlin, &has_lora);
+    if (!rc && has_lora) rc = dfm_fail(DFM_E_ARG, "LoRA: the model already has adapters");
+    for (int k = 0; k < n && !rc; k++) {
+        if (!isfinite(multipliers[k])) {
+            rc = dfm_fail(DFM_E_ARG, "LoRA '%s': multiplier %g is not finite", paths[k], multipliers[k]);
+            break;
+        }
+        if ((rc = dfm_wan_lora_file_open(&f[k], paths[k], o->alpha))) break;
+        if (!(fold[k] = dfm_calloc((size_t)f[k]->n + 1, sizeof *fold[k]))) rc = DFM_E_NOMEM;
+        for (int i = 0; i < f[k]->n && !rc; i++) {
+            const dfm_wan_lora_module *md = &f[k]->mods[i];
+            int li = find_linear(lin, nlin, md->module);
+            if (li < 0 || md->a->shape[1] != lin[li].in || md->b->shape[0] != lin[li].out)
+                rc = dfm_fail(DFM_E_FORMAT, "%s: tensor '%s': module '%s' is not a linear of this Wan transformer, or its shape "
+                              "does not fit (names read as %s)", f[k]->file, md->a->name, md->module, f[k]->naming);
+            fold[k][i] = (float)((double)multipliers[k] * md->alpha_v / (md->rslora ? sqrt((double)md->rank) : (double)md->rank));
+        }
+        if (!rc) total += f[k]->n;
+    }
+    if (!rc && !(u = dfm_calloc((size_t)total + 1, sizeof *u))) rc = DFM_E_NOMEM;
+    for (int k = 0; k < n && !rc; k++)
+        for (int i = 0; i < f[k]->n; i++) {
+            const dfm_wan_lora_module *md = &f[k]->mods[i];
+            int j = 0;
+            while (j < nu && strcmp(u[j].module, md->module)) j++;
+            if (j == nu) u[nu++].module = md->module;
+            u[j].part_file[u[j].nparts] = k, u[j].part_mod[u[j].nparts++] = i;
+            u[j].rank += md->rank;
+        }
+    /* one lora_add per distinct summed rank, alpha = rank (scale 1: the folds are in B) */
+    const char **targets = rc ? NULL : dfm_calloc((size_t)nu + 1, sizeof *targets);
+    int *done = rc ? NULL : dfm_calloc((size_t)nu + 1, sizeof *done);
+    if (!rc && (!targets || !done)) rc = DFM_E_NOMEM;
+    for (int i = 0; i < nu && !rc; i++) {
+        if (done[i]) continue;
+        int k = 0, count = 0;
+        for (int j = i; j < nu; j++)
+            if (!done[j] && u[j].rank == u[i].rank) targets[k++] = u[j].module, done[j] = 1;
+        targets[k] = NULL;
+        rc = dfm_wan_transformer_lora_add(m, targets, u[i].rank, (float)u[i].rank, o->dropout, 0, &count);
+        if (!rc && count != k) rc = dfm_fail(DFM_E_FORMAT, "LoRA: %d adapters added for %d modules", count, k);
+    }
+    for (int i = 0; i < nu && !rc; i++) rc = fill_union(m, f, fold, &u[i]);
+    free(targets), free(done);
+    for (int k = 0; info && k < n && !rc; k++) {
+        dfm_wan_lora_info *x = &info[k];
+        memset(x, 0, sizeof *x);
+        snprintf(x->naming, sizeof x->naming, "%s", f[k]->naming);
+        snprintf(x->alpha_from, sizeof x->alpha_from, "%s", f[k]->alpha_from);
+        x->modules = f[k]->n;
+        x->rank_min = x->rank_max = f[k]->n ? f[k]->mods[0].rank : 0;
+        for (int i = 0; i < f[k]->n; i++) {
+            if (f[k]->mods[i].rank < x->rank_min) x->rank_min = f[k]->mods[i].rank;
+            if (f[k]->mods[i].rank > x->rank_max) x->rank_max = f[k]->mods[i].rank;
+        }
+        x->alpha = f[k]->n ? (float)f[k]->mods[0].alpha_v : 0;
+    }
+    free(u);
+    for (int k = 0; k < n; k++) {
+        free(fold[k]);
+        dfm_wan_lora_file_close(f[k]);
+    }
+    linears_free(lin, nlin);
+    return rc;
+}
+
 /* ---- saving ---------------------------------------------------------------------------------- */
 
 typedef struct {

@@ -67,6 +67,14 @@ typedef struct {
 int dfm_wan_lora_load(dfm_wan_transformer *m, const char *path, float multiplier, const dfm_wan_lora_load_opts *o,
                       dfm_wan_lora_info *info);
 
+/* Several adapters at once (dfm-sample --lora A --lora B): per module, the adapters of every file
+ * that has one become a single adapter of the summed rank (A stacked, B side by side, each B times
+ * its multiplier * alpha / rank), so the model computes W x + sum_k m_k (alpha_k / r_k) B_k A_k x
+ * exactly. n = 1 is dfm_wan_lora_load. info: NULL or n entries. */
+#define DFM_WAN_LORA_MAX_FILES 16
+int dfm_wan_lora_load_many(dfm_wan_transformer *m, const char *const *paths, const float *multipliers, int n,
+                           const dfm_wan_lora_load_opts *o, dfm_wan_lora_info *info);
+
 typedef struct {
     float alpha;   /* the alpha the adapters compute with (dfm_wan_transformer_lora_add's): B is
                       written as B * (alpha / rank); 0: alpha = rank, B as it is (adapters from
