@@ -4,10 +4,13 @@
  * encoder, which is a whole file, written to PATH.tmp, fsync'd and renamed. An animated WebP is
  * put together here from one still WebP per frame (RIFF container, VP8X + ANIM + ANMF chunks, as
  * the WebP container spec lays them out): every frame a whole canvas, so the file plays the same
- * everywhere and its durations are exactly ours. FFmpeg's libwebp_anim encoder was the other
- * road; it keeps only the changed rectangle of each frame and blends it (smaller files), but it
- * merges identical frames, sets the last frame's duration to the average and cannot be told
- * otherwise. An MP4 is libx264 into libavformat's mp4 muxer with movflags +faststart (the muxer
+ * everywhere and its durations are exactly ours; the frames are independent, so they are encoded
+ * on a thread pool (base/pool.h) and appended in order. FFmpeg's libwebp_anim encoder was the other
+ * road: it keeps only the changed rectangle of each frame and blends it (smaller files), but
+ * libwebp folds a frame identical to the one before into that one's duration (the frame count
+ * changes), FFmpeg 5 leaves the last frame's duration to libwebp's guess, none of it can be set
+ * through FFmpeg, and the repo's decoders could not check the result (no animated WebP decoding
+ * in this FFmpeg). An MP4 is libx264 into libavformat's mp4 muxer with movflags +faststart (the muxer
  * rewrites PATH.tmp with the moov box first when it closes it).
  * Not here: decoding (image.h, video.h), audio, .npy.
  * ref: FFmpeg doc/examples/encode_video.c and mux.c (the send/receive loop, the flush, the trailer)
@@ -17,6 +20,7 @@
 
 #include "base/buf.h"
 #include "base/error.h"
+#include "base/pool.h"
 
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
@@ -209,70 +213,132 @@ static int put_le(dfm_buf *b, uint32_t v, int bytes)
 
 static uint32_t get_le32(const uint8_t *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
 
-static int write_webp(const char *path, const uint8_t *frames, int n, int h, int w, const dfm_encode_opts *o)
+/* One frame of an animated WebP: encoded on a pool worker, appended in order on the caller. */
+typedef struct {
+    const uint8_t *rgb;
+    int h, w, quality;
+    uint8_t *webp; /* the still WebP file */
+    size_t len;
+    int rc;
+    char msg[256]; /* the worker's message (messages are per thread) */
+} webp_job;
+
+typedef struct {
+    dfm_buf *b;
+    int h, w, fps, next; /* next: the index of the frame to append */
+    int alpha, oom;
+} webp_anim;
+
+static void webp_run(void *job)
 {
-    const size_t fsz = (size_t)h * w * 3;
-    uint8_t *one = NULL;
-    size_t len = 0;
-    if (n == 1) {
-        int rc = encode_still("libwebp", frames, h, w, o->webp_quality, &one, &len);
-        if (!rc) rc = dfm_write_file_atomic(path, one, len);
-        free(one);
-        return rc;
-    }
-    dfm_buf b = {0};
-    int rc = 0, alpha = 0, oom = 0; /* oom: some append failed */
-    /* RIFF size and VP8X flags are filled in at the end. */
-    oom |= dfm_buf_append(&b, "RIFF\0\0\0\0WEBPVP8X", 16);
-    oom |= put_le(&b, 10, 4);
-    oom |= put_le(&b, 0, 4); /* flags + 3 reserved bytes */
-    oom |= put_le(&b, (uint32_t)w - 1, 3);
-    oom |= put_le(&b, (uint32_t)h - 1, 3);
-    oom |= dfm_buf_append(&b, "ANIM", 4);
-    oom |= put_le(&b, 6, 4);
-    oom |= put_le(&b, 0xffffffffu, 4); /* background: opaque white (unused: every frame covers the canvas) */
-    oom |= put_le(&b, 0, 2);           /* loop count: 0 = forever */
-    for (int i = 0; i < n && !rc; i++) {
-        if ((rc = encode_still("libwebp", frames + i * fsz, h, w, o->webp_quality, &one, &len))) break;
-        /* the encoder's file: "RIFF" size "WEBP" then chunks; keep the image chunks (ALPH, VP8,
-         * VP8L), drop a VP8X header if it wrote one. */
-        if (len < 12 || memcmp(one, "RIFF", 4) || memcmp(one + 8, "WEBP", 4)) {
-            rc = dfm_fail(DFM_E_FORMAT, "libwebp returned something that is not a WebP file");
-            break;
-        }
-        size_t anmf = b.len;
-        oom |= dfm_buf_append(&b, "ANMF\0\0\0\0", 8);
-        oom |= put_le(&b, 0, 3); /* x / 2 */
-        oom |= put_le(&b, 0, 3); /* y / 2 */
-        oom |= put_le(&b, (uint32_t)w - 1, 3);
-        oom |= put_le(&b, (uint32_t)h - 1, 3);
-        uint32_t t0 = (uint32_t)floor(i * 1000.0 / o->fps + 0.5), t1 = (uint32_t)floor((i + 1) * 1000.0 / o->fps + 0.5);
-        oom |= put_le(&b, t1 - t0, 3);
-        oom |= put_le(&b, 2, 1); /* reserved 6 bits, blending bit 1: do not blend, disposal bit 0: none */
-        for (size_t p = 12; p + 8 <= len;) {
+    webp_job *j = job;
+    j->rc = encode_still("libwebp", j->rgb, j->h, j->w, j->quality, &j->webp, &j->len);
+    if (j->rc) snprintf(j->msg, sizeof j->msg, "%s", dfm_errmsg());
+}
+
+static void webp_drop(void *job)
+{
+    webp_job *j = job;
+    free(j->webp);
+    free(j);
+}
+
+/* Append frame a->next as an ANMF chunk: the whole canvas, shown for round((i+1)*1000/fps) -
+ * round(i*1000/fps) ms, not blended, not disposed; its image chunks (ALPH, VP8, VP8L) are the
+ * encoder's file without "RIFF" size "WEBP" (and without a VP8X header if it wrote one). */
+static int webp_done(void *ctx, void *job)
+{
+    webp_anim *a = ctx;
+    webp_job *j = job;
+    dfm_buf *b = a->b;
+    int rc = j->rc ? dfm_fail(j->rc, "%s", j->msg) : 0, i = a->next++;
+    const uint8_t *one = j->webp;
+    size_t len = j->len;
+    if (!rc && (len < 12 || memcmp(one, "RIFF", 4) || memcmp(one + 8, "WEBP", 4)))
+        rc = dfm_fail(DFM_E_FORMAT, "libwebp returned something that is not a WebP file");
+    if (!rc) {
+        size_t anmf = b->len;
+        uint32_t t0 = (uint32_t)floor(i * 1000.0 / a->fps + 0.5), t1 = (uint32_t)floor((i + 1) * 1000.0 / a->fps + 0.5);
+        a->oom |= dfm_buf_append(b, "ANMF\0\0\0\0", 8);
+        a->oom |= put_le(b, 0, 3); /* x / 2 */
+        a->oom |= put_le(b, 0, 3); /* y / 2 */
+        a->oom |= put_le(b, (uint32_t)a->w - 1, 3);
+        a->oom |= put_le(b, (uint32_t)a->h - 1, 3);
+        a->oom |= put_le(b, t1 - t0, 3);
+        a->oom |= put_le(b, 2, 1); /* reserved 6 bits, blending bit 1: do not blend, disposal bit 0: none */
+        for (size_t p = 12; p + 8 <= len && !rc;) {
             uint32_t csz = get_le32(one + p + 4);
             size_t whole = 8 + (size_t)csz + (csz & 1);
             if (whole > len - p) {
                 rc = dfm_fail(DFM_E_FORMAT, "libwebp returned a cut WebP chunk");
                 break;
             }
-            if (!memcmp(one + p, "ALPH", 4)) alpha = 1;
+            if (!memcmp(one + p, "ALPH", 4)) a->alpha = 1;
             if (!memcmp(one + p, "ALPH", 4) || !memcmp(one + p, "VP8 ", 4) || !memcmp(one + p, "VP8L", 4))
-                oom |= dfm_buf_append(&b, one + p, whole);
+                a->oom |= dfm_buf_append(b, one + p, whole);
             p += whole;
         }
-        if (oom) break;
-        uint32_t asz = (uint32_t)(b.len - anmf - 8);
-        for (int k = 0; k < 4; k++) b.data[anmf + 4 + k] = (uint8_t)(asz >> (8 * k));
-        free(one);
-        one = NULL;
-        if (b.len > UINT32_MAX - 16) rc = dfm_fail(DFM_E_LIMIT, "animated WebP: over 4 GiB");
+        if (!rc && a->oom) rc = dfm_fail(DFM_E_NOMEM, "out of memory");
+        if (!rc) {
+            uint32_t asz = (uint32_t)(b->len - anmf - 8);
+            for (int k = 0; k < 4; k++) b->data[anmf + 4 + k] = (uint8_t)(asz >> (8 * k));
+            if (b->len > UINT32_MAX - 16) rc = dfm_fail(DFM_E_LIMIT, "animated WebP: over 4 GiB");
+        }
     }
-    if (!rc && (oom || !b.data)) rc = dfm_fail(DFM_E_NOMEM, "out of memory");
+    webp_drop(j);
+    return rc;
+}
+
+static int write_webp(const char *path, const uint8_t *frames, int n, int h, int w, const dfm_encode_opts *o)
+{
+    const size_t fsz = (size_t)h * w * 3;
+    if (n == 1) {
+        uint8_t *one = NULL;
+        size_t len = 0;
+        int rc = encode_still("libwebp", frames, h, w, o->webp_quality, &one, &len);
+        if (!rc) rc = dfm_write_file_atomic(path, one, len);
+        free(one);
+        return rc;
+    }
+    dfm_buf b = {0};
+    webp_anim a = {.b = &b, .h = h, .w = w, .fps = o->fps};
+    /* RIFF size and VP8X flags are filled in at the end. */
+    a.oom |= dfm_buf_append(&b, "RIFF\0\0\0\0WEBPVP8X", 16);
+    a.oom |= put_le(&b, 10, 4);
+    a.oom |= put_le(&b, 0, 4); /* flags + 3 reserved bytes */
+    a.oom |= put_le(&b, (uint32_t)w - 1, 3);
+    a.oom |= put_le(&b, (uint32_t)h - 1, 3);
+    a.oom |= dfm_buf_append(&b, "ANIM", 4);
+    a.oom |= put_le(&b, 6, 4);
+    a.oom |= put_le(&b, 0xffffffffu, 4); /* background: opaque white (unused: every frame covers the canvas) */
+    a.oom |= put_le(&b, 0, 2);           /* loop count: 0 = forever */
+    int threads = o->threads;
+    if (threads <= 0) {
+        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = nc < 1 ? 1 : nc > 64 ? 64 : (int)nc;
+    }
+    if (threads > n) threads = n;
+    dfm_pool *pool = NULL;
+    int rc = a.oom ? dfm_fail(DFM_E_NOMEM, "out of memory")
+                   : dfm_pool_new(&pool, threads, 2 * threads, webp_run, webp_done, webp_drop, &a);
+    if (rc && !a.oom) rc = dfm_fail(rc, "out of memory for the encoder threads");
+    for (int i = 0; i < n && !rc; i++) {
+        webp_job *j = calloc(1, sizeof *j);
+        if (!j) {
+            rc = dfm_fail(DFM_E_NOMEM, "out of memory");
+            break;
+        }
+        *j = (webp_job){.rgb = frames + i * fsz, .h = h, .w = w, .quality = o->webp_quality};
+        rc = dfm_pool_submit(pool, j);
+    }
+    if (pool) {
+        int r = dfm_pool_finish(pool);
+        if (!rc) rc = r;
+    }
     if (!rc) {
         uint32_t riff = (uint32_t)(b.len - 8);
         for (int k = 0; k < 4; k++) b.data[4 + k] = (uint8_t)(riff >> (8 * k));
-        b.data[20] = 0x02 | (alpha ? 0x10 : 0); /* animation (+ alpha) */
+        b.data[20] = 0x02 | (a.alpha ? 0x10 : 0); /* animation (+ alpha) */
         rc = dfm_write_file_atomic(path, b.data, b.len);
     }
     dfm_buf_free(&b);

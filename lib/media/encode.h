@@ -21,7 +21,9 @@ typedef struct {
                        * crf 0 is not offered: it needs the High 4:4:4 profile browsers do not play */
     int grid_cols;    /* contact sheet columns: 0 = automatic, ceil(sqrt(n)); more than n = n */
     int webp_quality; /* animated/still WebP: 0 = lossless (default, exact pixels), 1..100 = lossy
-                       * VP8 at that quality (90: about a tenth of the lossless size) */
+                       * VP8 at that quality */
+    int threads;      /* animated WebP frames encoded at once: 0 = one per core (the file is the
+                       * same whatever the number) */
 } dfm_encode_opts;
 
 enum {
