@@ -1,8 +1,8 @@
 #!/bin/sh
 # make demo — the main job on embedded data: generate a small media folder with FFmpeg, run
 # dfm-decode | dfm-bucket | dfm-shard on it, encode latents and text states with tiny stand-in
-# models, fine-tune a small Wan-architecture transformer on them with dfm-train, and show what
-# came out.
+# models, fine-tune a small Wan-architecture transformer on them with dfm-train, sample it with
+# dfm-sample (an mp4 and a PNG contact sheet), and show what came out.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 bin="$top/bin"
@@ -67,6 +67,16 @@ echo "== the run directory: demo-out/run"
 (cd "$out/run" && ls -d LATEST step_* config.yaml events.out.tfevents.* 2>/dev/null | sed 's/^/   /')
 echo "   LATEST -> $(readlink "$out/run/LATEST"): $(ls "$out/run/LATEST/" | tr '\n' ' ')"
 echo "   load it in Python: WanTransformer3DModel.from_pretrained('demo-out/run/LATEST'); tensorboard --logdir demo-out/run"
+echo
+echo "== dfm-sample --model demo-out/tiny-wan --checkpoint demo-out/run -p ... -o demo-out/sample.mp4 (and a PNG contact sheet)"
+echo "   (the fine-tuned small model: its text encoder and VAE are the tiny random stand-ins, so expect colours, not foxes)"
+mkdir -p "$model/scheduler"
+cp "$top/tests/fixtures/wan_sample/model/scheduler/scheduler_config.json" "$model/scheduler/"
+"$bin/dfm-sample" -q -f --model "$model" --checkpoint "$out/run" -p "a red fox running through the snow" \
+  --width 256 --height 256 --frames 17 --steps 20 --dtype f32 -o "$out/sample.mp4" 2>&1 | sed 's/^/   /'
+"$bin/dfm-sample" -q -f --model "$model" --checkpoint "$out/run" -p "a red fox running through the snow" \
+  --width 256 --height 256 --frames 17 --steps 20 --dtype f32 --grid -o "$out/sample.png" 2>&1 | sed 's/^/   /'
+ls -l "$out/sample.mp4" "$out/sample.png" | awk '{printf "   %10s  %s\n", $5, $NF}'
 echo
 last=$(ls "$out/shards" | grep -c '\.tar$')
 last=$(printf '%06d' $((last - 1)))
