@@ -19,6 +19,9 @@ each set_timesteps(n) and set_begin_index(0), as WanPipeline.__call__ does. Per 
   C.final, C.samples (Euler: no log or expm1 in it)
   bf16 variants (the model output in bf16, as a bf16 transformer gives it): unipc.s3.n10.bf16.cr.final
   and euler.s3.n10.bf16.final with their .samples
+  unipc.{bh1,order1,sigma_min,disable}.cr.samples and .sigmas: shift 3, 10 steps, with solver_type
+  "bh1"; solver_order 1; final_sigmas_type "sigma_min" with lower_order_final False; disable_corrector
+  [0, 3, 4]
 metadata: "configs" (comma-separated names), "log_mismatch" (how many of the UniPC scalars torch's
 CPU log/expm1 round differently from the correctly rounded value, per config).
 
@@ -63,9 +66,18 @@ def _cr(f64fn, orig):
     return fn
 
 
-def unipc(shift):
+def unipc(shift, **kw):
     return UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
-                                   num_train_timesteps=1000, flow_shift=shift)
+                                   num_train_timesteps=1000, flow_shift=shift, **kw)
+
+
+# non-default UniPC options (shift 3, 10 steps; samples only, to keep the file small)
+OPTIONS = {
+    "bh1": dict(solver_type="bh1"),
+    "order1": dict(solver_order=1),
+    "sigma_min": dict(final_sigmas_type="sigma_min", lower_order_final=False),
+    "disable": dict(disable_corrector=[0, 3, 4]),
+}
 
 
 def euler(shift):
@@ -166,6 +178,10 @@ def main():
             T[c + ".sigmas"] = s.sigmas.to(torch.float32)
             T[c + ".timesteps"] = s.timesteps.to(torch.float32)
             T[c + ".final"], T[c + ".samples"] = fin, smp
+    for name, kw in OPTIONS.items():
+        s, _, smp = run(lambda: unipc(3.0, **kw), 10, x0, idx, cr=True)
+        T[f"unipc.{name}.sigmas"] = s.sigmas.to(torch.float32)
+        T[f"unipc.{name}.cr.samples"] = smp
     _, fin, smp = run(lambda: unipc(3.0), 10, x0, idx, bf16=True, cr=True)
     T["unipc.s3.n10.bf16.cr.final"], T["unipc.s3.n10.bf16.cr.samples"] = fin, smp
     _, fin, smp = run(lambda: euler(3.0), 10, x0, idx, bf16=True)

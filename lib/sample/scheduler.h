@@ -8,7 +8,9 @@
  * per-step scalars are f32 0-d tensors. Bit for bit against diffusers on the CPU except the UniPC
  * scalars log() and expm1(), which we evaluate correctly rounded (torch uses MKL / SLEEF on the
  * CPU, CUDA's logf on the GPU: neither is correctly rounded, and they disagree with each other in
- * the last bit of a few coefficients; see tests/fixtures/schedulers/README.md for the effect).
+ * the last bit of a few coefficients; on the CPU the latents then differ by up to ~2e-6 after 50
+ * steps, see tests/fixtures/schedulers/README.md). The order-2 corrector's 2x2 solve follows MKL's
+ * sgesv (torch.linalg.solve on the CPU).
  *
  * Not here: the model, classifier-free guidance, the noise, anything on the device (the latents
  * of one video are a few MB: the host step is not a bottleneck next to the transformer).
@@ -38,8 +40,9 @@ typedef struct {
     int disable_corrector[DFM_SCHED_MAX_DISABLE]; /* step indices whose corrector is skipped */
     int n_disable_corrector;   /* 0 */
     /* Both: the model output holds bf16 values (a bf16 transformer; stored in f32 here). diffusers
-     * then forms sigma * model_out (UniPC) or dt * model_out (Euler) in bf16, and Euler casts its
-     * result to bf16 (prev_sample.to(model_output.dtype)). 0: f32 model output. */
+     * then forms sigma * model_out (UniPC) or dt * model_out (Euler) in bf16 — the 0-d f32 scalar
+     * cast to bf16 first, the product rounded to bf16 — and Euler casts its result to bf16
+     * (prev_sample.to(model_output.dtype)); UniPC's latents stay f32. 0: f32 model output. */
     int model_bf16;
 } dfm_sched_opts;
 
@@ -77,7 +80,8 @@ double dfm_sched_sigma(const dfm_sched *s, int i);
 /* One step: x (the latents, n f32 values on the host, updated in place) <- scheduler.step(
  * model_out, timesteps[i], x).prev_sample. model_out: n f32 values (the guided velocity), not
  * kept. Steps must come in order 0..steps-1 with the same n (the UniPC history, 3n floats, is
- * kept in s; allocated at step 0); anything else is DFM_E_ARG. Single-threaded, deterministic. */
+ * kept in s; allocated at step 0; calling step 0 again starts over); anything else is DFM_E_ARG.
+ * Single-threaded, deterministic. */
 int dfm_sched_step(dfm_sched *s, int i, const float *model_out, float *x, size_t n);
 
 #endif

@@ -76,9 +76,23 @@ static void model(const float *x, float t, float *v, int bf16)
 /* Run config (kind, shift, n) from x_init; compare the samples after each step and the final x
  * with the fixture's `prefix`.samples / .final (final may be absent when need_final is 0).
  * bound 0: bit for bit; else max |diff| <= bound. Returns the max |diff| seen. */
+static double trajectory_opts(dfm_st *st, const dfm_sched_opts *opts, const char *prefix, double bound,
+                              int need_final);
 static double trajectory(dfm_st *st, dfm_sampler_kind kind, double shift, int n, int bf16, const char *prefix,
                          double bound, int need_final)
 {
+    dfm_sched_opts o;
+    dfm_sched_opts_default(&o, kind);
+    o.shift = shift;
+    o.steps = n;
+    o.model_bf16 = bf16;
+    return trajectory_opts(st, &o, prefix, bound, need_final);
+}
+
+static double trajectory_opts(dfm_st *st, const dfm_sched_opts *opts, const char *prefix, double bound,
+                              int need_final)
+{
+    const int n = opts->steps, bf16 = opts->model_bf16;
     const float *x0 = fx(st, "x_init", DFM_F32, NUMEL);
     const int64_t *idx = fx(st, "idx", DFM_I64, NIDX);
     char nm[128];
@@ -87,13 +101,8 @@ static double trajectory(dfm_st *st, dfm_sampler_kind kind, double shift, int n,
     snprintf(nm, sizeof nm, "%s.final", prefix);
     const float *fin = need_final ? fx(st, nm, DFM_F32, NUMEL) : NULL;
     if (!x0 || !idx || !smp || (need_final && !fin)) return INFINITY;
-    dfm_sched_opts o;
-    dfm_sched_opts_default(&o, kind);
-    o.shift = shift;
-    o.steps = n;
-    o.model_bf16 = bf16;
     dfm_sched *s = NULL;
-    if (dfm_sched_new(&s, &o) < 0) {
+    if (dfm_sched_new(&s, opts) < 0) {
         fprintf(stderr, "  %s: %s\n", prefix, dfm_errmsg());
         dfm_test_failures++;
         return INFINITY;
@@ -231,6 +240,36 @@ TEST(scheduler_trajectories)
         }
     trajectory(st, DFM_SAMPLER_UNIPC, 3, 10, 1, "unipc.s3.n10.bf16.cr", 0, 1);
     trajectory(st, DFM_SAMPLER_EULER, 3, 10, 1, "euler.s3.n10.bf16", 0, 1);
+    dfm_st_close(st);
+}
+
+/* UniPC's other options (shift 3, 10 steps; the script's OPTIONS) */
+TEST(scheduler_unipc_options)
+{
+    dfm_st *st = open_fixture();
+    if (!st) return;
+    static const char *const name[] = {"bh1", "order1", "sigma_min", "disable"};
+    for (int c = 0; c < 4; c++) {
+        dfm_sched_opts o;
+        dfm_sched_opts_default(&o, DFM_SAMPLER_UNIPC);
+        o.steps = 10;
+        if (c == 0) o.solver_type_bh2 = 0;
+        if (c == 1) o.solver_order = 1;
+        if (c == 2) o.final_sigmas_type_zero = 0, o.lower_order_final = 0;
+        if (c == 3) {
+            o.disable_corrector[0] = 0, o.disable_corrector[1] = 3, o.disable_corrector[2] = 4;
+            o.n_disable_corrector = 3;
+        }
+        char nm[96];
+        snprintf(nm, sizeof nm, "unipc.%s.sigmas", name[c]);
+        const float *sg = fx(st, nm, DFM_F32, 11);
+        dfm_sched *s = NULL;
+        CHECK_EQ(dfm_sched_new(&s, &o), 0);
+        for (int i = 0; s && sg && i <= 10; i++) CHECK(bits((float)dfm_sched_sigma(s, i)) == bits(sg[i]));
+        dfm_sched_free(s);
+        snprintf(nm, sizeof nm, "unipc.%s.cr", name[c]);
+        trajectory_opts(st, &o, nm, 0, 0);
+    }
     dfm_st_close(st);
 }
 
