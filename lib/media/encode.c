@@ -49,15 +49,20 @@ static int av_fail(int code, int averr, const char *what)
     return dfm_fail(code, "%s: %s", what, e);
 }
 
-/* Debian and Ubuntu build libavcodec with libx264 and libwebp; other builds (e.g. a minimal
- * static FFmpeg, or Fedora's ffmpeg-free) may leave them out. */
+/* Debian and Ubuntu build libavcodec with libx264 and libwebp (and zlib, which the png encoder
+ * needs); other builds (a minimal static FFmpeg, Fedora's ffmpeg-free) may leave them out. */
+#define AVC_STR2(x) #x
+#define AVC_STR(x) AVC_STR2(x)
 static const AVCodec *find_encoder(const char *name, const char *what)
 {
     const AVCodec *c = avcodec_find_encoder_by_name(name);
-    if (!c)
-        dfm_fail(DFM_E_UNSUPPORTED, "this FFmpeg has no '%s' encoder for %s (it needs an FFmpeg built with "
-                 "--enable-%s: Debian/Ubuntu's libavcodec-extra or libavcodec5x has it; on Fedora, ffmpeg-libs "
-                 "from RPM Fusion)", name, what, name);
+    if (!c && !strcmp(name, "png"))
+        dfm_fail(DFM_E_UNSUPPORTED, "this FFmpeg has no 'png' encoder for %s (built without zlib): install your "
+                 "distribution's libavcodec (Debian/Ubuntu: libavcodec" AVC_STR(LIBAVCODEC_VERSION_MAJOR) ")", what);
+    else if (!c)
+        dfm_fail(DFM_E_UNSUPPORTED, "this FFmpeg has no '%s' encoder for %s: it needs an FFmpeg built with "
+                 "--enable-%s (Debian/Ubuntu: libavcodec" AVC_STR(LIBAVCODEC_VERSION_MAJOR) " or libavcodec-extra"
+                 AVC_STR(LIBAVCODEC_VERSION_MAJOR) "; Fedora: ffmpeg-libs from RPM Fusion)", name, what, name);
     return c;
 }
 
