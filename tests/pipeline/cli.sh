@@ -30,6 +30,24 @@ help_defaults() {
       if (n && index(choices, "|" w[n] "|")) print opt, w[n]
     }'
 }
+# man_agrees PROGRAM — every default PROGRAM --help states, its man page states too (a mismatch
+# is appended to ./disagree); every long option in --help (saved in ./h) is in the man page
+man_agrees() {
+  help_defaults $1 > defaults
+  while read -r o v; do
+    e=$(man_entry "$DFM_TOP/man/man1/$1.1" "$o")
+    x=$(printf '%s' "$v" | sed 's/[.+]/\\&/g')
+    if [ -z "$e" ]; then
+      echo "$1: no entry for $o in man/man1/$1.1" >> disagree
+    elif ! printf '%s\n' "$e" | grep -Eqi -- "default[:,]? (or )?$x([^A-Za-z0-9]|\$)|(^|[^A-Za-z0-9])$x \((the )?default"; then
+      echo "$1 $o: --help says the default is '$v'; man/man1/$1.1 says: $e" >> disagree
+    fi
+  done < defaults
+  for o in $(grep -oE -- '--[a-z][a-z0-9-]+' h | sort -u); do
+    grep -q -- "$(echo "$o" | sed 's/-/\\\\-/g')" "$DFM_TOP/man/man1/$1.1" || \
+      grep -q -- "$o" "$DFM_TOP/man/man1/$1.1" || fail "$1: option $o is not in man/man1/$1.1"
+  done
+}
 for p in dfm-decode dfm-bucket dfm-shard dfm-vae-encode dfm-vae-decode dfm-text-encode; do
   $p --help > h 2>/dev/null || fail "$p --help exit"
   expect_grep "^usage: $p" h
@@ -60,22 +78,7 @@ for p in dfm-decode dfm-bucket dfm-shard dfm-vae-encode dfm-vae-decode dfm-text-
     set -e
     expect_eq "$p -j -1 exit" $rc 2
   fi
-  # every default --help states, the man page states too
-  help_defaults $p > defaults
-  while read -r o v; do
-    e=$(man_entry "$DFM_TOP/man/man1/$p.1" "$o")
-    x=$(printf '%s' "$v" | sed 's/[.+]/\\&/g')
-    if [ -z "$e" ]; then
-      echo "$p: no entry for $o in man/man1/$p.1" >> disagree
-    elif ! printf '%s\n' "$e" | grep -Eqi -- "default[:,]? (or )?$x([^A-Za-z0-9]|\$)|(^|[^A-Za-z0-9])$x \((the )?default"; then
-      echo "$p $o: --help says the default is '$v'; man/man1/$p.1 says: $e" >> disagree
-    fi
-  done < defaults
-  # every long option in --help is documented in the man page
-  for o in $(grep -oE -- '--[a-z][a-z0-9-]+' h | sort -u); do
-    grep -q -- "$(echo "$o" | sed 's/-/\\\\-/g')" "$DFM_TOP/man/man1/$p.1" || \
-      grep -q -- "$o" "$DFM_TOP/man/man1/$p.1" || fail "$p: option $o is not in man/man1/$p.1"
-  done
+  man_agrees $p
 done
 [ ! -s disagree ] || { cat disagree >&2; fail "defaults in --help and the man pages disagree"; }
 set +e
@@ -86,8 +89,8 @@ expect_eq "decode without PATH" $rc 2
 dfm-decode "$DFM_TEST_MEDIA/media/videos" 2>err | head -c 10 > /dev/null
 expect_no_grep "Broken pipe|error" err
 
-# dfm-train and dfm-lora: no stream options, their own usage
-for p in dfm-train dfm-lora; do
+# dfm-train, dfm-lora and dfm-sample: no stream options, their own usage
+for p in dfm-train dfm-lora dfm-sample; do
   $p --help > h 2>/dev/null || fail "$p --help exit"
   expect_grep "^usage: $p" h
   $p --version > v || fail "$p --version exit"
@@ -97,4 +100,20 @@ for p in dfm-train dfm-lora; do
   set -e
   expect_eq "$p bad option" $rc 2
   expect_grep "hint: try '$p --help'" err
+done
+# dfm-sample: -j 0 is the default; its man page has every option and default of --help; usage
+# errors found before any model is read exit 2
+dfm-sample -j 0 --help > /dev/null 2>err || fail "dfm-sample -j 0: $(cat err)"
+dfm-sample --help > h
+man_agrees dfm-sample
+[ ! -s disagree ] || { cat disagree >&2; fail "defaults in dfm-sample --help and its man page disagree"; }
+for bad in "-p x -o x.mp4|no --model DIR" "--model m -o x.mp4|no -p PROMPT or --prompts FILE" \
+           "--model m -p x -o x.gif|the name must end in .mp4, .webp, .png or .npy" \
+           "--model m -p x -o x.png --frames 5|a .png holds one frame" \
+           "--model m -p x -o x.mp4 --lora a:b|the scale after ':' is not a number"; do
+  set +e
+  dfm-sample ${bad%%|*} > /dev/null 2>err; rc=$?
+  set -e
+  expect_eq "dfm-sample ${bad%%|*} exit" $rc 2
+  expect_grep "^dfm-sample: error: .*${bad#*|}" err
 done
