@@ -15,7 +15,10 @@
  *   dfm_sample_round_size over diffusers' sweep (round_size.npy): frames as diffusers rounds them
  *     (f // 4 * 4 + 1); width/height as its rounding code floors them to multiples of 16 (diffusers
  *     itself refuses such sizes in check_inputs before that code runs; dfm rounds and warns);
- *   determinism: the same request twice, and with 1 and 2 threads: identical latents and frames;
+ *   determinism: the same request twice, and with 1 and 2 threads: identical latents and frames
+ *     (the VAE decode's float output is not yet thread-count independent: the conv3d im2col and
+ *     Winograd paths differ by ~1e-6 between 1 and 2 threads; here the uint8 rounding hides it,
+ *     with OPENBLAS_CORETYPE=Haswell a frame value flips and this check fails);
  *   no CFG at guidance <= 1: guidance 1 and 0.5 with different negatives give the same bits (the
  *     unconditional pass never runs; diffusers: bit-identical too), within LAT_BOUND of unipc_nocfg;
  *   prompt_clean: "  a red&amp;nbsp;fox \t in\nthe   snow " gives the clean prompt's bits.
