@@ -205,14 +205,18 @@ int main(int argc, char **argv)
         case O_NOISE: noise = optarg; break;
         case O_LORA: {
             if (m.nloras == DFM_SAMPLE_MAX_LORAS) dfm_usage_error("at most %d --lora", DFM_SAMPLE_MAX_LORAS);
+            /* PATH:SCALE when what follows the last ':' is a number and the whole argument is not
+             * itself an existing path (a file name may hold a ':') */
             char *colon = strrchr(optarg, ':');
             float scale = 1.0f;
-            if (colon && colon[1] && !strchr(colon, '/')) {
+            if (colon && colon[1] && access(optarg, F_OK)) {
                 char *e;
                 double s = strtod(colon + 1, &e);
-                if (*e || !isfinite(s)) dfm_usage_error("--lora '%s': the scale after ':' is not a number", optarg);
-                scale = (float)s;
-                *colon = 0;
+                if (!*e) {
+                    if (!isfinite(s)) dfm_usage_error("--lora '%s': the scale after ':' is not finite", optarg);
+                    scale = (float)s;
+                    *colon = 0;
+                }
             }
             m.lora[m.nloras] = optarg, m.lora_scale[m.nloras++] = scale;
             break;
@@ -235,6 +239,10 @@ int main(int argc, char **argv)
     if (!m.model) dfm_usage_error("no --model DIR (a diffusers Wan 2.1 directory)");
     if (!d.prompt == !prompts) dfm_usage_error(prompts ? "-p and --prompts together: give one" : "no -p PROMPT or --prompts FILE");
     if (!out) dfm_usage_error("no -o OUT (.mp4, .webp, .png or .npy)");
+    if (access(m.model, F_OK)) dfm_usage_error("--model '%s': %s", m.model, strerror(errno));
+    if (m.transformer && access(m.transformer, F_OK)) dfm_usage_error("--checkpoint '%s': %s", m.transformer, strerror(errno));
+    for (int i = 0; i < m.nloras; i++)
+        if (access(m.lora[i], F_OK)) dfm_usage_error("--lora '%s': %s", m.lora[i], strerror(errno));
     const char *ext = ext_of(out);
     int want_npy = !strcmp(ext, ".npy");
     if (!want_npy && strcmp(ext, ".mp4") && strcmp(ext, ".webp") && strcmp(ext, ".png"))
