@@ -107,10 +107,12 @@ dfm-sample -j 0 --help > /dev/null 2>err || fail "dfm-sample -j 0: $(cat err)"
 dfm-sample --help > h
 man_agrees dfm-sample
 [ ! -s disagree ] || { cat disagree >&2; fail "defaults in dfm-sample --help and its man page disagree"; }
-for bad in "-p x -o x.mp4|no --model DIR" "--model m -o x.mp4|no -p PROMPT or --prompts FILE" \
-           "--model m -p x -o x.gif|the name must end in .mp4, .webp, .png or .npy" \
-           "--model m -p x -o x.png --frames 5|a .png holds one frame" \
-           "--model m -p x -o x.mp4 --lora a:b|the scale after ':' is not a number"; do
+for bad in "-p x -o x.mp4|no --model DIR" "--model . -o x.mp4|no -p PROMPT or --prompts FILE" \
+           "--model no-such-dir -p x -o x.mp4|--model 'no-such-dir'" \
+           "--model . -p x -o x.mp4 --lora no-such.safetensors:0.5|--lora 'no-such.safetensors'" \
+           "--model . -p x -o x.gif|the name must end in .mp4, .webp, .png or .npy" \
+           "--model . -p x -o x.png --frames 5|a .png holds one frame" \
+           "--model . -p x -o x.mp4 --lora a:inf|the scale after ':' is not finite"; do
   set +e
   dfm-sample ${bad%%|*} > /dev/null 2>err; rc=$?
   set -e
