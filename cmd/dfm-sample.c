@@ -33,7 +33,8 @@ static const char usage[] =
     "                           with --grid), .npy (the final normalized latents, no VAE)\n"
     "  --steps N                denoising steps (default 50)\n"
     "  --guidance G             classifier-free guidance scale (default 5.0; only when > 1)\n"
-    "  --sampler unipc|euler    UniPC multistep as Wan ships (default), or flow-matching Euler\n"
+    "  --sampler unipc|euler    UniPC multistep or flow-matching Euler; without it, the one the\n"
+    "                           model's scheduler_config.json names (UniPC for Wan)\n"
     "  --shift S                the flow shift (default: the model's scheduler config, 3.0 for the 1.3B)\n"
     "  --frames N               frames, 4k+1 (default 81; others are rounded as diffusers does)\n"
     "  --width W, --height H    pixels, multiples of 16 (default 832x480; others rounded down)\n"
@@ -187,7 +188,10 @@ int main(int argc, char **argv)
             d.guidance = real_arg("--guidance", optarg);
             if (d.guidance < 0) dfm_usage_error("--guidance must be >= 0");
             break;
-        case O_SAMPLER: d.sampler = dfm_parse_choice("--sampler", optarg, samplers) ? DFM_SAMPLER_EULER : DFM_SAMPLER_UNIPC; break;
+        case O_SAMPLER:
+            d.sampler = dfm_parse_choice("--sampler", optarg, samplers) ? DFM_SAMPLER_EULER : DFM_SAMPLER_UNIPC;
+            d.sampler_set = 1;
+            break;
         case O_SHIFT:
             d.shift = real_arg("--shift", optarg);
             if (d.shift <= 0) dfm_usage_error("--shift must be > 0");
@@ -245,6 +249,16 @@ int main(int argc, char **argv)
         if (access(m.lora[i], F_OK)) dfm_usage_error("--lora '%s': %s", m.lora[i], strerror(errno));
     const char *ext = ext_of(out);
     int want_npy = !strcmp(ext, ".npy");
+    if (grid && strcmp(ext, ".png")) dfm_usage_error("--grid makes a PNG contact sheet: -o NAME.png");
+    {
+        /* the output directory now, not after minutes of sampling */
+        char dir[4200];
+        snprintf(dir, sizeof dir, "%s", out);
+        char *sl = strrchr(dir, '/');
+        if (sl) *sl = 0;
+        if (access(sl ? (dir[0] ? dir : "/") : ".", W_OK))
+            dfm_usage_error("-o '%s': cannot write into '%s': %s", out, sl ? (dir[0] ? dir : "/") : ".", strerror(errno));
+    }
     if (!want_npy && strcmp(ext, ".mp4") && strcmp(ext, ".webp") && strcmp(ext, ".png"))
         dfm_usage_error("-o '%s': the name must end in .mp4, .webp, .png or .npy", out);
     if (m.device == DFM_CUDA && !dfm_device_available(DFM_CUDA)) dfm_usage_error("--device cuda: %s", dfm_errmsg());

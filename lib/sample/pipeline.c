@@ -169,11 +169,14 @@ static int denoise(const dfm_sample_model *m, dfm_wan_transformer *tr, const dfm
     int cfg_on = r->guidance > 1.0;
     int B = cfg_on ? 2 : 1;
     dfm_sched_opts so;
-    dfm_sched_opts_default(&so, r->sampler);
+    dfm_sched_opts_default(&so, r->sampler_set ? r->sampler : DFM_SAMPLER_UNIPC);
     int found = 0;
     int rc = dfm_sched_config_load(&so, m->model, &found);
     if (rc) return rc;
-    so.kind = r->sampler;
+    if (!found && ri == 0 && r->shift <= 0)
+        dfm_log_warn("'%s' has no scheduler/scheduler_config.json: %s with shift %g (Wan 2.1 1.3B's)", m->model,
+                     (r->sampler_set ? r->sampler : so.kind) == DFM_SAMPLER_EULER ? "Euler" : "UniPC", so.shift);
+    if (r->sampler_set) so.kind = r->sampler; /* else the class the model ships */
     so.steps = r->steps;
     if (r->shift > 0) so.shift = r->shift;
     dfm_sched *sc = NULL;

@@ -42,6 +42,7 @@ typedef struct {
     double guidance;          /* CFG only when > 1 */
     double shift;             /* <= 0: the scheduler config's flow_shift */
     dfm_sampler_kind sampler;
+    int sampler_set;          /* 0: the sampler the model's scheduler_config.json names (UniPC for Wan) */
     uint64_t seed;            /* noise from Philox when noise is NULL */
     const float *noise;       /* NULL, or [16, F', H', W'] f32 with F' = (frames-1)/4+1, H' = height/8, W' = width/8 */
 } dfm_sample_request;

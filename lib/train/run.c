@@ -446,6 +446,7 @@ static int sample_setup(run_t *r)
                             .steps = (int)dfm_config_int(c, "sample.steps"),
                             .guidance = dfm_config_float(c, "sample.guidance"),
                             .sampler = !strcmp(dfm_config_str(c, "sample.sampler"), "euler") ? DFM_SAMPLER_EULER : DFM_SAMPLER_UNIPC,
+                            .sampler_set = strcmp(dfm_config_str(c, "sample.sampler"), "auto") != 0,
                             .seed = (uint64_t)dfm_config_int(c, "sample.seed")};
     int rc = dfm_prompts_load(&r->prompts, pf, &d);
     if (rc) return rc;
@@ -757,14 +758,15 @@ int dfm_train_run(const dfm_config *c, const dfm_run_opts *o, dfm_run_result *re
             if (tty) fputs("\r\033[K", stderr);
             if ((rc = run_eval(r, step))) goto restore;
         }
-        if (r->texts && ((sample_every > 0 && step % sample_every == 0) || step == r->total)) {
-            if (tty) fputs("\r\033[K", stderr);
-            if ((rc = sample_now(r, step))) goto restore;
-        }
         int stop = g_signal || (o->stop_after > 0 && ran >= o->stop_after);
         if ((every > 0 && step % every == 0) || step == r->total || stop) {
             if (tty) fputs("\r\033[K", stderr);
             if ((rc = save_checkpoint(r, step))) goto restore;
+        }
+        /* after the save: a sample that fails (memory, disk) costs a warning, never the steps */
+        if (r->texts && !g_signal && ((sample_every > 0 && step % sample_every == 0) || step == r->total)) {
+            if (tty) fputs("\r\033[K", stderr);
+            if (sample_now(r, step)) dfm_log_warn("%s; training goes on", dfm_errmsg());
         }
         if (stop) {
             res->signo = g_signal;

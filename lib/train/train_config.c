@@ -94,7 +94,7 @@ const dfm_cfg_key dfm_train_schema[] = {
     {"sample.frames", DFM_CFG_INT, "33", NULL, "default frames, 4k+1 (--f)"},
     {"sample.steps", DFM_CFG_INT, "30", NULL, "default denoising steps (--s)"},
     {"sample.guidance", DFM_CFG_FLOAT, "5.0", NULL, "default guidance scale (--g)"},
-    {"sample.sampler", DFM_CFG_ENUM, "unipc", "unipc|euler", "the sampler"},
+    {"sample.sampler", DFM_CFG_ENUM, "auto", "auto|unipc|euler", "the sampler (auto: the one sample.model's scheduler_config.json names)"},
     {"sample.seed", DFM_CFG_INT, "42", NULL, "default noise seed (--d): the same noise at every step, to compare"},
     {"sample.negative", DFM_CFG_STR, "", NULL, "default negative prompt (--n)"},
     {"sample.format", DFM_CFG_ENUM, "mp4", "mp4|webp|png", "samples/step_N/NNNN.mp4, .webp, or .png (a contact sheet)"},

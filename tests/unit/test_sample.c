@@ -220,7 +220,7 @@ static void request(dfm_sample_request *r, int p, const float *noise, dfm_sample
     memset(r, 0, sizeof *r);
     r->prompt = PROMPT[p], r->negative = NEGATIVE[p];
     r->width = WIDTH, r->height = HEIGHT, r->frames = FRAMES;
-    r->steps = steps, r->guidance = guidance, r->shift = 0, r->sampler = kind;
+    r->steps = steps, r->guidance = guidance, r->shift = 0, r->sampler = kind, r->sampler_set = 1;
     r->seed = 1, r->noise = noise;
 }
 

@@ -28,8 +28,8 @@
  * module names sorted). diffusers, ComfyUI, diffusion-pipe, musubi-tuner (training) and
  * stable-diffusion.cpp load it.
  *
- * Not here: the adapter's arithmetic and training (nn/linear.h, models/wan/transformer.h),
- * several adapters on one model, LoRA on the patch embedding (a Conv3d), LoKr/LoHa.
+ * Not here: the adapter's arithmetic and training (nn/linear.h, models/wan/transformer.h), LoRA on
+ * the patch embedding (a Conv3d), LoKr/LoHa.
  * ref: diffusers loaders/lora_conversion_utils.py _convert_non_diffusers_wan_lora_to_diffusers,
  *      _convert_musubi_wan_lora_to_diffusers; diffusion-pipe models/wan/wan.py save_adapter;
  *      peft utils/save_and_load.py, tuners/lora/layer.py (scaling = alpha / r, or / sqrt(r))
