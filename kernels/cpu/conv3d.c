@@ -9,7 +9,8 @@
  *           layout every output position is a flat index p, and tap (dt, dh, dw) reads input at
  *           p + (dt*rows + dh)*Wp + dw, so the whole tile is one sgemm per tap:
  *               C[cout, p] += W_tap[cout, cin] @ Xs[cin, p + off(tap)]     (ldb = channel stride)
- *           with N = every position of the tile at once. Positions in the right padding columns
+ *           with N = every position of the tile (in column parts, each part doing every tap on
+ *           its columns, so its part of C stays in cache). Positions in the right padding columns
  *           (and between row chunks) are computed and thrown away: a (kw-1)/Wp overhead. Then the
  *           valid interior of C is copied into y with the bias. Taps that would only read whole
  *           zero-padding frames are skipped (causal convs start with 2 zero frames).
@@ -18,12 +19,15 @@
  *           channels x 32 positions over every (cin, tap) straight from the tile (taps whose
  *           frames are all zero padding for the whole tile skipped).
  *   im2col  everything else (the VAE's 3x3 stride-2 downsample, tiny cin): blocks of output rows
- *           are unfolded into B[cin*kt*kh*kw, positions] (bounded scratch), then one sgemm with
- *           the weights in their own layout writes straight into y.
+ *           are unfolded into B[cin*kt*kh*kw, positions] (bounded scratch), then the sgemm with
+ *           the weights in their own layout (in column parts) writes straight into y.
  * Tiles and unfolded blocks are bounded by g_tile_bytes (32 MiB): a tile is as many whole output
  * frames as fit, or one frame's rows in chunks. Scratch slots: 0 weights, 1 input tile / unfolded
- * block, 2 output tile, 3 weights before permutation. GEMMs use OpenBLAS's threads; the copies
- * use dfm_cpu_parallel.
+ * block, 2 output tile, 3 weights before permutation. The copies use dfm_cpu_parallel.
+ * Deterministic (DESIGN.md §5): GEMMs are cut into column parts whose width depends on the GEMM's
+ * shape only (gemm_parts), each part one single-threaded OpenBLAS call on our threads: OpenBLAS's
+ * results depend on its own thread count and on the N of a call, so neither may follow the
+ * thread count. Tiles and blocks depend on the shapes and g_tile_bytes only.
  * bf16_compute: weights and the activations are rounded to bf16 where they are copied into
  * scratch; products of bf16 values are exact in f32, so the only difference from a bf16-input,
  * f32-accumulate GEMM is the order of the f32 sums.
@@ -94,6 +98,8 @@ static inline void copy_row(float *d, const float *s, int64_t n, int round)
         memcpy(d, s, n * sizeof(float));
 }
 
+static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
 /* ---- weights ----------------------------------------------------------------------------- */
 
 /* The weights as f32 [cout, cin*kt*kh*kw] (their own layout): wt itself when already f32 and no
@@ -108,6 +114,46 @@ static const float *weights_f32(const void *wt, dfm_dtype wdt, size_t n, int rou
     }
     *rc = dfm_cpu_to_f32(d, wt, wdt, n, round);
     return *rc < 0 ? NULL : d;
+}
+
+/* ---- GEMMs in column parts ------------------------------------------------------------------ */
+
+#define PART_MACS ((int64_t)1 << 23) /* multiply-adds per part at least (~0.3 ms on one core) */
+
+/* Width of the column parts of an [m, k] @ [k, n] product: multiples of 64 columns, at least
+ * 128, about PART_MACS each. The shape only, never the threads. */
+static int64_t part_cols(int64_t m, int64_t k)
+{
+    int64_t mk = m * k > 0 ? m * k : 1, cols = (PART_MACS + mk - 1) / mk;
+    cols = (cols + 63) / 64 * 64;
+    return cols < 128 ? 128 : cols;
+}
+
+typedef struct {
+    int64_t m, n, k, lda, ldb, ldc, cols;
+    const float *a, *b;
+    float beta, *c;
+} parts_ctx;
+
+static void parts_range(void *arg, int64_t p0, int64_t p1)
+{
+    const parts_ctx *g = arg;
+    for (int64_t p = p0; p < p1; p++) {
+        int64_t j0 = p * g->cols, nn = g->n - j0 < g->cols ? g->n - j0 : g->cols;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->m, (int)nn, (int)g->k, 1.0f, g->a,
+                    (int)g->lda, g->b + j0, (int)g->ldb, g->beta, g->c + j0, (int)g->ldc);
+    }
+}
+
+/* C[m, n] = beta C + A[m, k] @ B[k, n] (row-major, leading dimensions given): the columns in
+ * parts of part_cols(m, k), each one single-threaded sgemm, the parts spread over our threads. */
+static void gemm_parts(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b, int64_t ldb,
+                       float beta, float *c, int64_t ldc)
+{
+    parts_ctx g = {m, n, k, lda, ldb, ldc, part_cols(m, k), a, b, beta, c};
+    int saved = dfm_cpu_blas_single();
+    dfm_cpu_parallel(cdiv(n, g.cols), 1, parts_range, &g);
+    dfm_cpu_blas_restore(saved);
 }
 
 /* ---- gemm: 1x1x1 --------------------------------------------------------------------------- */
@@ -138,8 +184,7 @@ static int conv_gemm(conv_ctx *c, const float *a)
 {
     int64_t n = c->t * c->h * c->w;
     if (!c->round) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)c->cout, (int)n, (int)c->cin, 1.0f,
-                    a, (int)c->cin, c->x, (int)n, 0.0f, c->y, (int)n);
+        gemm_parts(c->cout, n, c->cin, a, c->cin, c->x, n, 0.0f, c->y, n);
     } else {
         /* round the activations in column blocks */
         int64_t nb = (int64_t)(g_tile_bytes / sizeof(float)) / c->cin;
@@ -151,8 +196,7 @@ static int conv_gemm(conv_ctx *c, const float *a)
             int64_t k = n - c0 < nb ? n - c0 : nb;
             round_cols_ctx r = {c->x, d, n, c0, k};
             dfm_cpu_parallel(c->cin, 1 + 16384 / k, round_cols_range, &r);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)c->cout, (int)k, (int)c->cin,
-                        1.0f, a, (int)c->cin, d, (int)k, 0.0f, c->y + c0, (int)n);
+            gemm_parts(c->cout, k, c->cin, a, c->cin, d, k, 0.0f, c->y + c0, n);
         }
     }
     if (c->bias) dfm_cpu_parallel(c->cout, 1 + 65536 / (n ? n : 1), add_bias_range, c);
@@ -197,13 +241,42 @@ static void taps_store_range(void *arg, int64_t i0, int64_t i1)
     }
 }
 
-static void taps_zero_range(void *arg, int64_t i0, int64_t i1)
-{
-    conv_ctx *c = arg;
-    memset(c->cs + i0 * c->l, 0, (i1 - i0) * c->l * sizeof(float));
-}
+/* The tile's tap GEMMs in column parts: part p does columns [p*cols, (p+1)*cols) of C (every
+ * output channel) for every tap in turn, so each output sums its taps in the same order and
+ * every GEMM's shape follows the tile alone (deterministic whatever the threads); the part's
+ * C stays in cache across the taps. Tap g covers columns [c0, c0 + n) of C and reads Xs from
+ * boff on; the first tap initializes C (beta 0) when it covers the whole tile (fresh), else the
+ * part is zeroed first. */
+typedef struct {
+    int tap;
+    int64_t c0, n, boff;
+} tap_gemm;
 
-static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+typedef struct {
+    const float *a, *xs;
+    float *cs;
+    const tap_gemm *tg;
+    int ntg, fresh;
+    int64_t cout, cin, kc, cstride, l, nused, cols;
+} taps_parts_ctx;
+
+static void taps_parts_range(void *arg, int64_t p0, int64_t p1)
+{
+    const taps_parts_ctx *g = arg;
+    for (int64_t p = p0; p < p1; p++) {
+        int64_t j0 = p * g->cols, j1 = j0 + g->cols < g->nused ? j0 + g->cols : g->nused;
+        if (!g->fresh)
+            for (int64_t co = 0; co < g->cout; co++) memset(g->cs + co * g->l + j0, 0, (j1 - j0) * sizeof(float));
+        for (int i = 0; i < g->ntg; i++) {
+            const tap_gemm *t = &g->tg[i];
+            int64_t s = t->c0 > j0 ? t->c0 : j0, e = t->c0 + t->n < j1 ? t->c0 + t->n : j1;
+            if (s >= e) continue;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->cout, (int)(e - s), (int)g->cin, 1.0f,
+                        g->a + t->tap * g->kc, (int)g->cin, g->xs + t->boff + (s - t->c0), (int)g->cstride,
+                        i == 0 && g->fresh ? 0.0f : 1.0f, g->cs + s, (int)g->l);
+        }
+    }
+}
 
 /* Output frames [lo, hi) of the current tile whose time tap dt reads a real input frame. */
 static void tap_frames(const conv_ctx *c, int dt, int64_t *lo, int64_t *hi)
@@ -329,9 +402,11 @@ static int conv_taps(conv_ctx *c, const float *wnat, int direct)
     float *a = dfm_cpu_scratch(0, na * sizeof(float));
     int64_t *off = malloc((size_t)ntap * sizeof(int64_t));
     int *act = malloc((size_t)ntap * sizeof(int));
-    if (!a || !off || !act) {
+    tap_gemm *tg = malloc((size_t)ntap * sizeof(tap_gemm));
+    if (!a || !off || !act || !tg) {
         free(off);
         free(act);
+        free(tg);
         return DFM_E_NOMEM;
     }
     if (direct) memset(a, 0, na * sizeof(float));
@@ -370,6 +445,7 @@ static int conv_taps(conv_ctx *c, const float *wnat, int direct)
     if (!c->xs || !c->cs) {
         free(off);
         free(act);
+        free(tg);
         return DFM_E_NOMEM;
     }
     for (int dt = 0; dt < c->kt; dt++)
@@ -412,30 +488,29 @@ static int conv_taps(conv_ctx *c, const float *wnat, int direct)
                 tap_frames(c, dt, &lo, &hi);
                 if (lo == 0 && hi == nft) full = dt;
             }
-            int fresh = full >= 0;
-            if (!fresh) dfm_cpu_parallel(c->cout, 1 + 65536 / l, taps_zero_range, c);
+            int ntg = 0;
             for (int k = 0; k < c->kt; k++) {
                 int dt = full < 0 ? k : k == 0 ? full : k <= full ? k - 1 : k;
                 int64_t f0, f1;
                 tap_frames(c, dt, &f0, &f1);
                 if (f0 >= f1) continue;
-                int64_t nf = f1 - f0;
-                int64_t n = ((nf - 1) * hs + nfr - 1) * wp + c->wo;
+                int64_t n = ((f1 - f0 - 1) * hs + nfr - 1) * wp + c->wo;
                 for (int dh = 0; dh < c->kh; dh++)
-                    for (int dw = 0; dw < c->kw; dw++) {
-                        int tap = (dt * c->kh + dh) * c->kw + dw;
-                        int64_t boff = ((f0 * c->st + dt) * hs + dh) * wp + dw;
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)c->cout, (int)n,
-                                    (int)c->cin, 1.0f, a + tap * kc, (int)c->cin, c->xs + boff,
-                                    (int)cstride, fresh ? 0.0f : 1.0f, c->cs + f0 * hs * wp, (int)l);
-                        fresh = 0;
-                    }
+                    for (int dw = 0; dw < c->kw; dw++)
+                        tg[ntg++] = (tap_gemm){(dt * c->kh + dh) * c->kw + dw, f0 * hs * wp, n,
+                                               ((f0 * c->st + dt) * hs + dh) * wp + dw};
             }
+            taps_parts_ctx g = {a, c->xs, c->cs, tg, ntg, full >= 0, c->cout, c->cin, kc, cstride, l,
+                                ((nft - 1) * hs + nfr - 1) * wp + c->wo, part_cols(c->cout, c->cin)};
+            int saved = dfm_cpu_blas_single();
+            dfm_cpu_parallel(cdiv(g.nused, g.cols), 1, taps_parts_range, &g);
+            dfm_cpu_blas_restore(saved);
             dfm_cpu_parallel(c->cout * nft * nfr, 1 + 16384 / c->wo, taps_store_range, c);
         }
     }
     free(off);
     free(act);
+    free(tg);
     return 0;
 }
 
@@ -502,8 +577,7 @@ static int conv_im2col(conv_ctx *c, const float *a)
         c->nrows = rows - R0 < nrows ? rows - R0 : nrows;
         int64_t nb = c->nrows * c->wo;
         dfm_cpu_parallel(kk, 1 + 16384 / nb, im2col_fill_range, c);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)c->cout, (int)nb, (int)kk, 1.0f, a,
-                    (int)kk, c->b, (int)nb, 0.0f, c->y + R0 * c->wo, (int)n);
+        gemm_parts(c->cout, nb, kk, a, kk, c->b, nb, 0.0f, c->y + R0 * c->wo, n);
         if (c->bias) dfm_cpu_parallel(c->cout, 1 + 65536 / nb, im2col_bias_range, c);
     }
     return 0;

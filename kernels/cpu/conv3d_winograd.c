@@ -14,14 +14,18 @@
  * GEMMs, for transforms that are linear in the data (~8 adds per input and ~6 per output value).
  *
  * Blocks: output frames in chunks of fo (all of them unless that leaves too few tiles per GEMM)
- * times runs of nb consecutive tiles (row-major over the tile grid), sized so that each worker's
- * V and M fit its share of `budget`, with a block count that is a multiple of the threads. Each
- * worker takes blocks in turn and does all of a block on its own scratch: the input transform,
- * then per output frame 16 single-threaded GEMMs and the output transform with the bias, which
- * writes only the valid outputs (odd heights and widths end in half tiles). Whole blocks per
- * thread measured 5-15% faster than transforms split over threads between OpenBLAS-threaded
- * GEMMs (no per-GEMM thread hand-off, each block stays in one core's caches); that layout is
- * kept for calls with fewer blocks than threads.
+ * times runs of nb consecutive tiles (row-major over the tile grid), sized so that one block's V
+ * and M fit `budget`. A block is done on one scratch: the input transform, then per output frame
+ * 16 single-threaded GEMMs (one per position) and the output transform with the bias, which
+ * writes only the valid outputs (odd heights and widths end in half tiles).
+ * Threads: whole blocks per worker (taken in turn) for as many blocks as fill every worker;
+ * the few left over (fewer than the threads) one at a time with the transforms and the 16 GEMMs
+ * spread over the threads. Whole blocks per thread measured 5-15% faster than splitting each
+ * block (no hand-off per step, each block stays in one core's caches).
+ * Deterministic (DESIGN.md §5): the blocks, hence every GEMM's shape and operands, depend on the
+ * shapes and `budget` only, never on the thread count, and OpenBLAS runs single-threaded (its
+ * results depend on the GEMM's N and on its own thread count); both ways of running a block make
+ * the same calls, so the output bits are the same whatever the threads and the layout.
  * Numerics: the transforms add at most 4 values per step, so results stay within a few f32
  * roundings of the direct sums (relative to sum |x w|); bf16_compute rounds the activations (and
  * the caller the weights) to bf16 before the transforms.
@@ -52,6 +56,8 @@ typedef struct {
     /* current block: input frames [i0, i0 + nfi), tiles [q0, q0 + nb) in row-major order, which
      * touch tile rows [ty0, ty0 + nrows); output frame ot for the output transform */
     int64_t i0, nfi, q0, nb, ty0, nrows, ot;
+    /* current GEMMs: time taps [gdt0, gdt0 + gnt) read V from frame row gf */
+    int64_t gf, gdt0, gnt;
 } wino_ctx;
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -332,12 +338,25 @@ typedef struct {
     int64_t fo, nb, nbk, nblk; /* output frames per chunk, tiles per block, blocks per chunk, blocks */
     size_t vn, mn;             /* V and M floats per worker */
     float *v, *m;
-    int inner;                 /* one block at a time: transforms parallel, GEMMs on OpenBLAS threads */
+    int64_t nwhole;            /* blocks [0, nwhole) whole per worker, the rest split over threads */
     int64_t next;              /* next block for a worker (atomic) */
 } wino_plan;
 
-/* Block b: output frame chunk b / nbk, tiles [(b % nbk) * nb, + nb). */
-static void run_block(const wino_plan *pl, wino_ctx *c, int64_t b)
+/* Positions [p0, p1): M[p] = U[p] (taps gdt0..) @ V[p] (frame row gf..), each one single-threaded
+ * OpenBLAS call whose arguments do not depend on which thread makes it. */
+static void gemm_range(void *arg, int64_t p0, int64_t p1)
+{
+    const wino_ctx *c = arg;
+    for (int64_t p = p0; p < p1; p++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)c->cout, (int)c->nb, (int)(c->gnt * c->cin), 1.0f,
+                    c->u + p * c->cout * c->kk + c->gdt0 * c->cin, (int)c->kk,
+                    c->v + (p * c->nfi + c->gf) * c->cin * c->nb, (int)c->nb, 0.0f, c->m + p * c->cout * c->nb,
+                    (int)c->nb);
+}
+
+/* Block b: output frame chunk b / nbk, tiles [(b % nbk) * nb, + nb). inner: its steps spread over
+ * the threads (else all on the calling one). */
+static void run_block(const wino_plan *pl, wino_ctx *c, int64_t b, int inner)
 {
     int64_t ntiles = c->ntx * ((c->h + 1) / 2), cin = c->cin, cout = c->cout;
     int64_t o0 = b / pl->nbk * pl->fo, o1 = o0 + pl->fo < c->to ? o0 + pl->fo : c->to;
@@ -350,7 +369,7 @@ static void run_block(const wino_plan *pl, wino_ctx *c, int64_t b)
     c->nrows = (c->q0 + c->nb - 1) / c->ntx - c->ty0 + 1;
     int64_t ncols = c->nb < c->ntx ? c->nb : c->ntx; /* for the parallel loops' grain */
     if (c->nfi) {
-        if (pl->inner)
+        if (inner)
             dfm_cpu_parallel(c->nfi * cin * c->nrows, 1 + 2048 / ncols, input_range, c);
         else
             input_range(c, 0, c->nfi * cin * c->nrows);
@@ -361,21 +380,23 @@ static void run_block(const wino_plan *pl, wino_ctx *c, int64_t b)
         if (dt0 >= dt1) {
             memset(c->m, 0, (size_t)16 * cout * c->nb * sizeof(float));
         } else {
-            int64_t f = ot + dt0 - c->pf - i0;
-            for (int p = 0; p < 16; p++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)cout, (int)c->nb, (int)((dt1 - dt0) * cin),
-                            1.0f, c->u + p * cout * c->kk + dt0 * cin, (int)c->kk, c->v + (p * c->nfi + f) * cin * c->nb,
-                            (int)c->nb, 0.0f, c->m + p * cout * c->nb, (int)c->nb);
+            c->gf = ot + dt0 - c->pf - i0;
+            c->gdt0 = dt0;
+            c->gnt = dt1 - dt0;
+            if (inner) /* all 16 on one thread when they are small (~2^18 multiply-adds each at least) */
+                dfm_cpu_parallel(16, cout * c->nb * c->gnt * cin >= ((int64_t)1 << 18) ? 1 : 16, gemm_range, c);
+            else
+                gemm_range(c, 0, 16);
         }
         c->ot = ot;
-        if (pl->inner)
+        if (inner)
             dfm_cpu_parallel(cout * c->nrows, 1 + 2048 / ncols, output_range, c);
         else
             output_range(c, 0, cout * c->nrows);
     }
 }
 
-/* Worker i: its own V and M, blocks taken in turn until none is left. */
+/* Worker i: its own V and M, blocks [0, nwhole) taken in turn until none is left. */
 static void worker_range(void *arg, int64_t i0, int64_t i1)
 {
     wino_plan *pl = arg;
@@ -383,7 +404,8 @@ static void worker_range(void *arg, int64_t i0, int64_t i1)
         wino_ctx c = pl->base;
         c.v = pl->v + i * pl->vn;
         c.m = pl->m + i * pl->mn;
-        for (int64_t b; (b = __atomic_fetch_add(&pl->next, 1, __ATOMIC_RELAXED)) < pl->nblk;) run_block(pl, &c, b);
+        for (int64_t b; (b = __atomic_fetch_add(&pl->next, 1, __ATOMIC_RELAXED)) < pl->nwhole;)
+            run_block(pl, &c, b, 0);
     }
 }
 
@@ -402,44 +424,41 @@ int dfm_cpu_conv3d_winograd(const float *x, int64_t cin, int64_t t, int64_t h, i
     dfm_cpu_parallel(cout, 1 + 4096 / c->kk, weights_range, c);
 
     /* Blocks: fo output frames (reading at most nfi(fo) input frames) times as many tiles as fit
-     * in a worker's share of the budget; fewer frames when that would leave GEMMs narrower than
-     * `want` tiles (measured: N below a few hundred costs more than transforming frames again). */
-    int nthr = dfm_cpu_threads();
+     * in the budget; fewer frames when that would leave GEMMs narrower than `want` tiles
+     * (measured: N below a few hundred costs more than transforming frames again). Shapes and
+     * budget only: the thread count must not change any GEMM's N (see the top). */
     int64_t ntiles = c->ntx * ((h + 1) / 2);
     int64_t want = ntiles < 512 ? ntiles : 512;
-    size_t share = budget / nthr;
     int64_t fo = to, nfi_max, nbmax;
     for (;;) {
         nfi_max = fo + kt - 1 < t ? fo + kt - 1 : t;
-        nbmax = (int64_t)(share / (16 * sizeof(float) * (size_t)(nfi_max * cin + cout)));
+        nbmax = (int64_t)(budget / (16 * sizeof(float) * (size_t)(nfi_max * cin + cout)));
         if (fo == 1 || nbmax >= want) break;
         fo--;
     }
     int64_t nfc = cdiv(to, fo);
     fo = cdiv(to, nfc);
     if (nbmax < 1) nbmax = 1;
-    /* blocks per chunk: enough for the budget, all chunks together a multiple of the workers */
+    /* blocks per chunk: equal runs of tiles, as few as the budget allows */
     int64_t nbk = cdiv(ntiles, nbmax);
-    while (nbk < ntiles && nfc * nbk % nthr) nbk++;
     pl.nb = cdiv(ntiles, nbk);
     pl.nbk = cdiv(ntiles, pl.nb);
     pl.fo = fo;
     pl.nblk = nfc * pl.nbk;
-    pl.inner = nthr == 1 || pl.nblk < nthr;
-    int nw = pl.inner ? 1 : nthr;
+    /* how the blocks are run: this may depend on the threads, the results do not */
+    int nthr = dfm_cpu_threads();
+    pl.nwhole = nthr > 1 ? pl.nblk / nthr * nthr : 0;
+    int nw = pl.nwhole ? nthr : 1;
     pl.vn = (size_t)16 * nfi_max * cin * pl.nb;
     pl.mn = (size_t)16 * cout * pl.nb;
     pl.v = dfm_cpu_scratch(1, nw * pl.vn * sizeof(float));
     pl.m = pl.v ? dfm_cpu_scratch(2, nw * pl.mn * sizeof(float)) : NULL;
     if (!pl.v || !pl.m) return DFM_E_NOMEM;
-    if (pl.inner) {
-        c->v = pl.v;
-        c->m = pl.m;
-        for (int64_t b = 0; b < pl.nblk; b++) run_block(&pl, c, b);
-    } else {
-        int blas_threads = dfm_cpu_blas_single();
-        dfm_cpu_parallel(nw, 1, worker_range, &pl);
-        dfm_cpu_blas_restore(blas_threads);
-    }
+    int blas_threads = dfm_cpu_blas_single();
+    if (pl.nwhole) dfm_cpu_parallel(nw, 1, worker_range, &pl);
+    c->v = pl.v;
+    c->m = pl.m;
+    for (int64_t b = pl.nwhole; b < pl.nblk; b++) run_block(&pl, c, b, 1);
+    dfm_cpu_blas_restore(blas_threads);
     return 0;
 }

@@ -12,7 +12,8 @@
  * set); bias: [cout] f32 or NULL; y: [cout, to, h, w] f32 with output frame o reading input
  * frames o + dt - pf (dt < kt; frames outside [0, t) are zeros). round: round the activations to
  * bf16 before they are transformed. budget: bytes for the transformed input and the GEMM
- * results of one block of tiles (the weights' transform comes on top of it).
+ * results of one block of tiles (the weights' transform comes on top of it; each worker thread
+ * holds one block). The output bits depend on the shapes and budget only, not on the threads.
  * Uses scratch slots 0 (transformed weights), 1 (transformed input) and 2 (GEMM results).
  * Returns 0 or DFM_E_NOMEM. */
 int dfm_cpu_conv3d_winograd(const float *x, int64_t cin, int64_t t, int64_t h, int64_t w, const float *wt,

@@ -175,6 +175,56 @@ TEST(wan_vae_rejects_bad_shapes)
 #include "io/safetensors.h"
 #include <cjson/cJSON.h>
 
+static int same_bits(const dfm_tensor *a, const dfm_tensor *b)
+{
+    return dfm_tensor_numel(a) == dfm_tensor_numel(b) && !memcmp(a->data, b->data, dfm_tensor_nbytes(a));
+}
+
+/* Encode and decode with 1, 2 and 3 threads give the same bits (DESIGN.md §5: a run repeated on
+ * another thread count, or resumed, reproduces its outputs), f32 and bf16 weights. */
+TEST(wan_vae_threads_bitwise)
+{
+    char mdir[512], cdir[600];
+    snprintf(mdir, sizeof mdir, "%s/wan_vae/z16", dfm_test_fixtures());
+    snprintf(cdir, sizeof cdir, "%s/cases/f5_24x40", mdir);
+    dfm_tensor x, z;
+    if (dfm_test_load_npy(cdir, "input.npy", &x, 0) || dfm_test_load_npy(cdir, "posterior_mean.npy", &z, 0)) {
+        CHECK(0);
+        return;
+    }
+    for (int wi = 0; wi < 2; wi++) {
+        dfm_wan_vae *vae = NULL;
+        dfm_wan_vae_opts o = {.device = DFM_CPU, .weights = wi ? DFM_BF16 : DFM_F32};
+        int rc = dfm_wan_vae_load(&vae, mdir, &o);
+        CHECK_EQ(rc, 0);
+        if (rc) {
+            fprintf(stderr, "  %s\n", dfm_errmsg());
+            break;
+        }
+        dfm_tensor mean1, logvar1, dec1;
+        for (int threads = 1; threads <= 3; threads++) {
+            dfm_ops_set_threads(threads);
+            dfm_tensor mean, logvar, dec;
+            CHECK_EQ(dfm_wan_vae_encode(vae, &x, &mean, &logvar), 0);
+            CHECK_EQ(dfm_wan_vae_decode(vae, &z, &dec), 0);
+            if (threads == 1) {
+                mean1 = mean, logvar1 = logvar, dec1 = dec;
+                continue;
+            }
+            int sm = same_bits(&mean, &mean1), sl = same_bits(&logvar, &logvar1), sd = same_bits(&dec, &dec1);
+            if (!sm || !sl || !sd)
+                fprintf(stderr, "  %s weights, %d threads vs 1: mean %s, logvar %s, decoded %s\n", wi ? "bf16" : "f32",
+                        threads, sm ? "same" : "DIFFER", sl ? "same" : "DIFFER", sd ? "same" : "DIFFER");
+            CHECK(sm && sl && sd);
+            dfm_tensor_free(&mean), dfm_tensor_free(&logvar), dfm_tensor_free(&dec);
+        }
+        dfm_tensor_free(&mean1), dfm_tensor_free(&logvar1), dfm_tensor_free(&dec1);
+        dfm_wan_vae_free(vae);
+    }
+    dfm_ops_set_threads(0);
+    dfm_tensor_free(&x), dfm_tensor_free(&z);
+}
+
 /* The released Wan 2.1 VAE layout (tests/fixtures/wan_vae_layout: config.json and every tensor
  * name and shape, from diffusers) filled with random weights: the production loader must use
  * every tensor, and a small clip must encode and decode to the right shapes, finite. */
@@ -267,6 +317,22 @@ TEST(wan_vae_real_layout)
     float *dp = dec.data;
     for (int64_t k = 0; k < dfm_tensor_numel(&dec); k++) finite &= dp[k] >= -1.0f && dp[k] <= 1.0f;
     CHECK(finite);
+    /* at the real widths (96..384 channels: every conv path at full size) 1 and 2 threads give
+     * the same bits */
+    dfm_tensor mean1, logvar1, dec1;
+    dfm_ops_set_threads(1);
+    CHECK_EQ(dfm_wan_vae_encode(vae, &x, &mean1, &logvar1), 0);
+    CHECK_EQ(dfm_wan_vae_decode(vae, &mean, &dec1), 0);
+    dfm_ops_set_threads(2);
+    dfm_tensor mean2, logvar2, dec2;
+    CHECK_EQ(dfm_wan_vae_encode(vae, &x, &mean2, &logvar2), 0);
+    CHECK_EQ(dfm_wan_vae_decode(vae, &mean, &dec2), 0);
+    dfm_ops_set_threads(0);
+    CHECK(same_bits(&mean1, &mean2));
+    CHECK(same_bits(&logvar1, &logvar2));
+    CHECK(same_bits(&dec1, &dec2));
+    dfm_tensor_free(&mean1), dfm_tensor_free(&logvar1), dfm_tensor_free(&dec1);
+    dfm_tensor_free(&mean2), dfm_tensor_free(&logvar2), dfm_tensor_free(&dec2);
     dfm_tensor_free(&x), dfm_tensor_free(&mean), dfm_tensor_free(&logvar), dfm_tensor_free(&dec);
     dfm_wan_vae_free(vae);
 }
