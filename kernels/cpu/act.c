@@ -17,6 +17,7 @@
 #include "cpu/gated.h"
 #include "cpu/simd.h"
 
+#include <string.h>
 #include <math.h>
 
 #define CHUNK 16384 /* elements per thread at least */
@@ -154,7 +155,17 @@ static void gelu_back_range(void *arg, int64_t i0, int64_t i1)
     float *dx = c->dx + i0;
     int64_t n = i1 - i0, i = 0;
 #ifdef DFM_SIMD_X86
-    if (dfm_cpu_use_avx2()) i = gelu_back_avx2(dy, x, dx, n);
+    if (dfm_cpu_use_avx2()) {
+        i = gelu_back_avx2(dy, x, dx, n);
+        if (i < n) { /* the tail through the same vector code, so no element depends on the split */
+            float db[8] = {0}, xb[8] = {0}, ob[8];
+            memcpy(db, dy + i, (size_t)(n - i) * sizeof *db);
+            memcpy(xb, x + i, (size_t)(n - i) * sizeof *xb);
+            gelu_back_avx2(db, xb, ob, 8);
+            memcpy(dx + i, ob, (size_t)(n - i) * sizeof *ob);
+            i = n;
+        }
+    }
 #endif
     for (; i < n; i++) dx[i] = gelu_back_1(dy[i], x[i]);
 }
@@ -172,7 +183,17 @@ static void silu_back_range(void *arg, int64_t i0, int64_t i1)
     float *dx = c->dx + i0;
     int64_t n = i1 - i0, i = 0;
 #ifdef DFM_SIMD_X86
-    if (dfm_cpu_use_avx2()) i = silu_back_avx2(dy, x, dx, n);
+    if (dfm_cpu_use_avx2()) {
+        i = silu_back_avx2(dy, x, dx, n);
+        if (i < n) { /* the tail through the same vector code, so no element depends on the split */
+            float db[8] = {0}, xb[8] = {0}, ob[8];
+            memcpy(db, dy + i, (size_t)(n - i) * sizeof *db);
+            memcpy(xb, x + i, (size_t)(n - i) * sizeof *xb);
+            silu_back_avx2(db, xb, ob, 8);
+            memcpy(dx + i, ob, (size_t)(n - i) * sizeof *ob);
+            i = n;
+        }
+    }
 #endif
     for (; i < n; i++) dx[i] = silu_back_1(dy[i], x[i]);
 }

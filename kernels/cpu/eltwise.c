@@ -4,6 +4,7 @@
 #include "cpu/cpu.h"
 #include "cpu/simd.h"
 
+#include <string.h>
 #include <math.h>
 
 #define CHUNK 32768 /* elements per thread at least */
@@ -35,7 +36,16 @@ static void silu_range(void *arg, int64_t i0, int64_t i1)
     float *y = c->y + i0;
     int64_t n = i1 - i0, i = 0;
 #ifdef DFM_SIMD_X86
-    if (dfm_cpu_use_avx2()) i = silu_avx2(x, y, n);
+    if (dfm_cpu_use_avx2()) {
+        i = silu_avx2(x, y, n);
+        if (i < n) { /* the tail through the same vector code, so no element depends on the split */
+            float xb[8] = {0}, yb[8];
+            memcpy(xb, x + i, (size_t)(n - i) * sizeof *xb);
+            silu_avx2(xb, yb, 8);
+            memcpy(y + i, yb, (size_t)(n - i) * sizeof *yb);
+            i = n;
+        }
+    }
 #endif
     for (; i < n; i++) y[i] = x[i] / (1.0f + expf(-x[i]));
 }

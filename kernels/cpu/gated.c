@@ -22,6 +22,7 @@
 #include "cpu/cpu.h"
 #include "cpu/simd.h"
 
+#include <string.h>
 #include <math.h>
 
 #define CHUNK 16384
@@ -127,7 +128,16 @@ static void gelu_range(void *arg, int64_t i0, int64_t i1)
     float *y = c->y + i0;
     int64_t n = i1 - i0, i = 0;
 #ifdef DFM_SIMD_X86
-    if (dfm_cpu_use_avx2()) i = gelu_avx2(x, y, n);
+    if (dfm_cpu_use_avx2()) {
+        i = gelu_avx2(x, y, n);
+        if (i < n) { /* the tail through the same vector code, so no element depends on the split */
+            float xb[8] = {0}, yb[8];
+            memcpy(xb, x + i, (size_t)(n - i) * sizeof *xb);
+            gelu_avx2(xb, yb, 8);
+            memcpy(y + i, yb, (size_t)(n - i) * sizeof *yb);
+            i = n;
+        }
+    }
 #endif
     for (; i < n; i++) y[i] = gelu_1(x[i]);
 }

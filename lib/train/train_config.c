@@ -40,6 +40,8 @@ const dfm_cfg_key dfm_train_schema[] = {
     {"train.caption_dropout", DFM_CFG_FLOAT, "0", NULL,
      "probability that a sample's text is replaced by the empty prompt's states (per sample and step, seeded)"},
     {"train.checkpointing", DFM_CFG_BOOL, "true", NULL, "activation checkpointing per block (same results, less memory)"},
+    {"train.pack_frozen", DFM_CFG_BOOL, "false", NULL,
+     "LoRA on the CPU under bf16 compute: lay the frozen base out once for the forward GEMMs (measured ~8% faster steps) for one more bf16 copy of it (2.6 GiB on the 1.3B)"},
     {"train.max_bad_steps", DFM_CFG_INT, "5", NULL, "stop after this many steps in a row with a non-finite loss or gradient (0: never stop)"},
     {"train.device", DFM_CFG_ENUM, "cpu", "cpu|cuda", "where to compute"},
     {"train.threads", DFM_CFG_INT, "0", NULL, "CPU threads (0: every core)"},
@@ -201,6 +203,7 @@ int dfm_train_config_trainer(const dfm_config *c, dfm_trainer_opts *o, char ***l
     if (v < 1 || v > 1000000) return bad(c, "train.grad_accum", "must be >= 1");
     o->grad_accum = (int)v;
     o->checkpointing = dfm_config_bool(c, "train.checkpointing");
+    o->pack_frozen = dfm_config_bool(c, "train.pack_frozen");
     o->seed = dfm_train_config_seed(c);
     double cd = dfm_config_float(c, "train.caption_dropout");
     if (!(cd >= 0 && cd <= 1)) return bad(c, "train.caption_dropout", "must be in [0, 1]");

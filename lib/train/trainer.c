@@ -81,8 +81,11 @@ int dfm_trainer_new(dfm_trainer **out, const dfm_trainer_opts *o)
                 goto fail;
             }
         }
-        /* (no dfm_wan_transformer_pack here: the packed copy would double the frozen base's memory
-         * for ~2% of the step's time — the backward needs the weights as loaded too) */
+        /* the frozen base's forward layout, once (the same bits): one more copy of the base, as the
+         * backward needs the weights as loaded too — so only when asked */
+        if (o->pack_frozen && o->device == DFM_CPU && o->compute == DFM_BF16 &&
+            (rc = dfm_wan_transformer_pack(t->m, 0, NULL)))
+            goto fail;
     }
     if ((rc = dfm_adamw_new(&t->opt, &o->adamw))) goto fail;
     int n = dfm_wan_transformer_nparams(t->m);

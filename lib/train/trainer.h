@@ -46,6 +46,8 @@ typedef struct {
     double max_grad_norm;       /* <= 0: no clipping (the norm is still computed and reported) */
     int grad_accum;             /* micro-batches per step (>= 1) */
     int checkpointing;          /* activation checkpointing per block */
+    int pack_frozen;            /* LoRA, CPU, bf16 compute: the frozen linears laid out once for the forward
+                                   GEMMs (dfm_wan_transformer_pack; the same bits, one more bf16 copy) */
     uint64_t seed;              /* noise, sigma and LoRA init/dropout */
 } dfm_trainer_opts;
 
