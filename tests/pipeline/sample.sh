@@ -230,7 +230,7 @@ usage_err "--noise with a prompt file" "--noise is for a single prompt" dfm-samp
 usage_err "--steps 0" "--steps: '0' is not a whole number" dfm-sample $S -p "$FOX" --steps 0 -o u.npy
 usage_err "--guidance -1" "--guidance must be >= 0" dfm-sample $S -p "$FOX" --guidance -1 -o u.npy
 usage_err "--sampler bogus" ".*--sampler" dfm-sample $S -p "$FOX" --sampler bogus -o u.npy
-usage_err "--lora bad scale" "--lora '.*:abc': the scale after ':' is not a number" dfm-sample $S -p "$FOX" --lora "$L1:abc" -o u.npy
+usage_err "--lora bad scale" "--lora '.*:abc': No such file or directory" dfm-sample $S -p "$FOX" --lora "$L1:abc" -o u.npy
 usage_err "--width 8" "--width: '8' is not a whole number" dfm-sample $S -p "$FOX" --width 8 -o u.npy
 # Failures of the work (exit 1 today, like dfm-vae-encode --model nodir): a LoRA made for another
 # model (tests/fixtures/wan_transformer/b: dim 36, the demo's is 32), a missing adapter, a missing
