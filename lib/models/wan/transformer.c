@@ -464,6 +464,10 @@ int dfm_wan_transformer_load(dfm_wan_transformer **out, const char *path, const 
     m->norm_out.eps = c->eps;
     if ((rc = dfm_weights_finish(m->w, NULL))) goto fail;
     dfm_weights_memory(m->w, &m->owned, &m->mapped);
+    if (!m->mapped) { /* every tensor is an owned copy: unmap the files now (their pages counted in RSS) */
+        dfm_weights_close(m->w);
+        m->w = NULL;
+    }
     free(dir);
     *out = m;
     return 0;
