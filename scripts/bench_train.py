@@ -297,6 +297,7 @@ def run_dfm_train(a, tmp, model, shards, mode, steps, ckpt, label):
         cmd += ["--lora.rank", "32", "--lora.alpha", "32", "--model.dtype", "bf16", "--model.compute", "bf16"]
     else:
         cmd += ["--lora.rank", "0", "--model.dtype", "f32", "--model.compute", "f32"]
+    cmd += a.dfm_arg
     marks = {}
 
     def on_line(line, t):
@@ -377,6 +378,8 @@ def main():
     ap.add_argument("--mem-30", action="store_true",
                     help="also: peak RSS of 30-block LoRA training at 256x256x17 with checkpointing (writes ~2.8 GB)")
     ap.add_argument("--no-torch", action="store_true", help="dfm's side only")
+    ap.add_argument("--dfm-arg", action="append", default=[],
+                    help="one more dfm-train argument (repeatable), e.g. --dfm-arg=--train.pack_frozen --dfm-arg=true")
     ap.add_argument("--keep", action="store_true", help="keep the temp directory")
     ap.add_argument("-v", "--verbose", action="store_true", help="echo both sides' progress lines")
     a = ap.parse_args()
