@@ -26,10 +26,12 @@ int dfm_mlp_forward(const dfm_compute *cc, const dfm_mlp *f, const dfm_tensor *x
     memset(s, 0, sizeof *s);
     int64_t sh[2] = {x->shape[0], f->fc1.out};
     int rc = dfm_tensor_alloc(&s->h, DFM_F32, x->device, 2, sh);
-    if (!rc) rc = dfm_tensor_alloc(&s->g, DFM_F32, x->device, 2, sh);
+    /* without saved activations the GELU runs in place: one [M, ffn] buffer instead of two */
+    if (!rc && acts) rc = dfm_tensor_alloc(&s->g, DFM_F32, x->device, 2, sh);
+    dfm_tensor *g = acts ? &s->g : &s->h;
     if (!rc) rc = dfm_linear_forward(cc, &f->fc1, x, &s->h, acts ? &s->fc1 : NULL, seed, stream * 8 + 4);
-    if (!rc) rc = dfm_op_gelu_tanh(&s->h, &s->g);
-    if (!rc) rc = dfm_linear_forward(cc, &f->fc2, &s->g, y, acts ? &s->fc2 : NULL, seed, stream * 8 + 5);
+    if (!rc) rc = dfm_op_gelu_tanh(&s->h, g);
+    if (!rc) rc = dfm_linear_forward(cc, &f->fc2, g, y, acts ? &s->fc2 : NULL, seed, stream * 8 + 5);
     if (rc || !acts) dfm_mlp_acts_free(s);
     return rc;
 }
