@@ -27,8 +27,9 @@
  * optionally dL/dx and dL/dctx. Full fine-tuning (opts.trainable: every parameter, F32 weights) or
  * LoRA (dfm_wan_transformer_lora_add: adapters on linears chosen by name; base frozen).
  *
- * Memory: weights as loaded (mapped in place when F32 on the CPU and not trainable), plus
- * activations: inference holds one block's temporaries; training holds every block's activations
+ * Memory: weights as loaded (mapped in place when F32 on the CPU and not trainable; otherwise the
+ * files are unmapped after loading), plus activations: inference holds one block's temporaries
+ * (three [M, D] rows plus the FFN's one [M, ffn_dim] and the attention's); training holds every block's activations
  * (~ (24 D + 3 ffn) * 4 bytes per token per block) or, with checkpointing, one D-row per token
  * per block plus one block's activations.
  * ref: diffusers models/transformers/transformer_wan.py WanTransformer3DModel.forward
