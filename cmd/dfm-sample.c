@@ -124,22 +124,9 @@ static int write_latents(const char *path, const dfm_sample_result *r)
     size_t len = 0;
     int rc = dfm_npy_build(DFM_NPY_F32, 4, shape, r->latents, &buf, &len);
     if (rc) return rc;
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        free(buf);
-        return dfm_fail(DFM_E_IO, "cannot write '%s': %s", tmp, strerror(errno));
-    }
-    int ok = fwrite(buf, 1, len, f) == len;
-    ok &= fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok &= fclose(f) == 0;
+    rc = dfm_write_file_atomic(path, buf, len);
     free(buf);
-    if (!ok || rename(tmp, path)) {
-        unlink(tmp);
-        return dfm_fail(DFM_E_IO, "cannot write '%s': %s", path, strerror(errno));
-    }
-    return 0;
+    return rc;
 }
 
 static float *read_noise(const char *path, int C, int F, int H, int W)

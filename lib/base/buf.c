@@ -193,3 +193,32 @@ int dfm_write_file_atomic(const char *path, const void *data, size_t len)
     free(tmp);
     return 0;
 }
+
+int dfm_mkdirs(const char *dir)
+{
+    char *d = dfm_strdup(dir);
+    if (!d) return DFM_E_NOMEM;
+    for (char *p = d + 1;; p++) {
+        if (*p == '/' || *p == 0) {
+            char c = *p;
+            *p = 0;
+            if (mkdir(d, 0755) != 0 && errno != EEXIST) {
+                int rc = dfm_fail(DFM_E_IO, "cannot create directory '%s': %s", d, strerror(errno));
+                free(d);
+                return rc;
+            }
+            *p = c;
+            if (!c) break;
+        }
+    }
+    struct stat sb;
+    int rc = stat(d, &sb) || !S_ISDIR(sb.st_mode) ? dfm_fail(DFM_E_IO, "'%s' is not a directory", d) : 0;
+    free(d);
+    return rc;
+}
+
+int dfm_path_join(char *out, size_t n, const char *a, const char *b)
+{
+    if ((size_t)snprintf(out, n, "%s/%s", a, b) >= n) return dfm_fail(DFM_E_ARG, "path too long: '%s/%s'", a, b);
+    return 0;
+}

@@ -30,5 +30,10 @@ int dfm_mul_ok(size_t a, size_t b, size_t *out);
 int dfm_read_file(const char *path, size_t max_bytes, dfm_buf *out);
 /* Write bytes to `path` as path.tmp, fsync, rename: the final name is always complete. */
 int dfm_write_file_atomic(const char *path, const void *data, size_t len);
+/* mkdir -p: create dir and its missing parents (0755); an existing directory is fine, a file in
+ * the way is DFM_E_IO naming it. */
+int dfm_mkdirs(const char *dir);
+/* out = "a/b" in n bytes; DFM_E_ARG when it does not fit. */
+int dfm_path_join(char *out, size_t n, const char *a, const char *b);
 
 #endif

@@ -73,27 +73,6 @@ static int check_pattern(const char *p)
     return 0;
 }
 
-static int mkdirs(const char *dir)
-{
-    char *d = dfm_strdup(dir);
-    if (!d) return DFM_E_NOMEM;
-    for (char *p = d + 1; ; p++) {
-        if (*p == '/' || *p == 0) {
-            char c = *p;
-            *p = 0;
-            if (mkdir(d, 0755) != 0 && errno != EEXIST) {
-                int rc = dfm_fail(DFM_E_IO, "cannot create directory '%s': %s", d, strerror(errno));
-                free(d);
-                return rc;
-            }
-            *p = c;
-            if (!c) break;
-        }
-    }
-    free(d);
-    return 0;
-}
-
 /* ---- the series on disk ---------------------------------------------------------------- */
 
 /* A pattern's file name split around its number: "train-%06d.tar" -> "train-", "" (the
@@ -262,7 +241,7 @@ int dfm_sharder_new(dfm_sharder **out, const dfm_shard_opts *o)
         rc = dfm_fail(DFM_E_IO, "'%s' and %d more files already exist, from an earlier run of the "
                       "series '%s'", first, n - 1, s->base);
     if (!rc && n < 0) rc = n;
-    if (!rc) rc = mkdirs(s->dir);
+    if (!rc) rc = dfm_mkdirs(s->dir);
     if (rc) {
         dfm_sharder_close(s, 1, NULL, NULL);
         return rc;
@@ -415,7 +394,7 @@ static int open_shard(dfm_sharder *s, series *x)
     snprintf(name, sizeof name, s->base, x->next_number++);
     if (s->o.by_bucket) {
         snprintf(path, sizeof path, "%s/%s", s->dir, x->bucket);
-        int rc = mkdirs(path);
+        int rc = dfm_mkdirs(path);
         if (rc) return rc;
         snprintf(path, sizeof path, "%s/%s/%s", s->dir, x->bucket, name);
     } else {

@@ -126,12 +126,6 @@ static int sync_tree(const char *path)
     return walk_rc;
 }
 
-static int path_join(char *out, size_t n, const char *dir, const char *name)
-{
-    if ((size_t)snprintf(out, n, "%s/%s", dir, name) >= n) return dfm_fail(DFM_E_ARG, "path '%s/%s' too long", dir, name);
-    return 0;
-}
-
 /* 1 when run_dir/name is a complete checkpoint directory (holds state/trainer.json). */
 static int complete(const char *dir)
 {
@@ -159,7 +153,7 @@ static int list_steps(const char *run_dir, int only_complete, int64_t **out, int
     while ((de = readdir(d))) {
         int64_t s = step_of(de->d_name);
         char p[4096];
-        if (s < 0 || path_join(p, sizeof p, run_dir, de->d_name)) continue;
+        if (s < 0 || dfm_path_join(p, sizeof p, run_dir, de->d_name)) continue;
         if (!is_dir(p) || (only_complete && !complete(p))) continue;
         if (n == cap) {
             cap = cap ? 2 * cap : 16;
@@ -188,17 +182,17 @@ static int64_t latest_step(const char *run_dir, int *from_txt)
 {
     char p[4096], t[256];
     *from_txt = 0;
-    if (path_join(p, sizeof p, run_dir, "LATEST")) return -1;
+    if (dfm_path_join(p, sizeof p, run_dir, "LATEST")) return -1;
     ssize_t k = readlink(p, t, sizeof t - 1);
     if (k > 0) {
         t[k] = 0;
         int64_t s = step_of(t);
         if (s >= 0) {
             char q[4096];
-            if (!path_join(q, sizeof q, run_dir, t) && complete(q)) return s;
+            if (!dfm_path_join(q, sizeof q, run_dir, t) && complete(q)) return s;
         }
     }
-    if (path_join(p, sizeof p, run_dir, "LATEST.txt")) return -1;
+    if (dfm_path_join(p, sizeof p, run_dir, "LATEST.txt")) return -1;
     dfm_buf b = {0};
     if (dfm_read_file(p, 4096, &b)) {
         dfm_buf_free(&b);
@@ -210,7 +204,7 @@ static int64_t latest_step(const char *run_dir, int *from_txt)
     dfm_buf_free(&b);
     int64_t s = step_of(t);
     char q[4096];
-    if (s < 0 || path_join(q, sizeof q, run_dir, t) || !complete(q)) return -1;
+    if (s < 0 || dfm_path_join(q, sizeof q, run_dir, t) || !complete(q)) return -1;
     *from_txt = 1;
     return s;
 }
@@ -227,7 +221,7 @@ int dfm_ckpt_begin(const char *run_dir, int64_t step, char *tmp, size_t n)
     if ((rc = remove_tree(tmp))) return dfm_fail_ctx(rc, "checkpoint: stale '%s'", tmp);
     if (mkdir(tmp, 0755)) return dfm_fail(DFM_E_IO, "checkpoint: cannot create '%s': %s", tmp, strerror(errno));
     char st[4096];
-    if ((rc = path_join(st, sizeof st, tmp, "state"))) return rc;
+    if ((rc = dfm_path_join(st, sizeof st, tmp, "state"))) return rc;
     if (mkdir(st, 0755)) return dfm_fail(DFM_E_IO, "checkpoint: cannot create '%s': %s", st, strerror(errno));
     return 0;
 }
@@ -257,8 +251,8 @@ static int point_latest(const char *run_dir, const char *name)
 {
     char lt[4096], l[4096], txt[4096], line[300];
     int rc;
-    if ((rc = path_join(lt, sizeof lt, run_dir, "LATEST.tmp")) || (rc = path_join(l, sizeof l, run_dir, "LATEST")) ||
-        (rc = path_join(txt, sizeof txt, run_dir, "LATEST.txt")))
+    if ((rc = dfm_path_join(lt, sizeof lt, run_dir, "LATEST.tmp")) || (rc = dfm_path_join(l, sizeof l, run_dir, "LATEST")) ||
+        (rc = dfm_path_join(txt, sizeof txt, run_dir, "LATEST.txt")))
         return rc;
     if (unlink(lt) && errno != ENOENT) return dfm_fail(DFM_E_IO, "cannot remove '%s': %s", lt, strerror(errno));
     if (symlink(name, lt) == 0) {
@@ -284,7 +278,7 @@ static int prune(const char *run_dir, int keep_last, int64_t keep)
         if (s[i] == keep) continue;
         char name[64], p[4096];
         snprintf(name, sizeof name, "step_%lld", (long long)s[i]);
-        if (!(rc = path_join(p, sizeof p, run_dir, name))) rc = remove_tree(p);
+        if (!(rc = dfm_path_join(p, sizeof p, run_dir, name))) rc = remove_tree(p);
     }
     free(s);
     return rc;
@@ -299,7 +293,7 @@ int dfm_ckpt_commit(const char *run_dir, int64_t step, int keep_last)
     snprintf(name, sizeof name, "step_%lld", (long long)step);
     if ((size_t)snprintf(tmp, sizeof tmp, "%s/%s.tmp", run_dir, name) >= sizeof tmp ||
         (size_t)snprintf(aside, sizeof aside, "%s/%s.old.tmp", run_dir, name) >= sizeof aside ||
-        (rc = path_join(dst, sizeof dst, run_dir, name)))
+        (rc = dfm_path_join(dst, sizeof dst, run_dir, name)))
         return dfm_fail(DFM_E_ARG, "checkpoint: path of step %lld in '%s' too long", (long long)step, run_dir);
     if (!is_dir(tmp)) return dfm_fail(DFM_E_ARG, "checkpoint: no '%s' to publish (dfm_ckpt_begin first)", tmp);
     if (!complete(tmp))
@@ -357,7 +351,7 @@ int dfm_ckpt_resolve(const char *run_dir, const char *spec, char *dir, size_t n,
         return 0;
     }
     /* a name in run_dir, else a path */
-    int in_run = !strchr(spec, '/') && !path_join(p, sizeof p, run_dir, spec) && is_dir(p);
+    int in_run = !strchr(spec, '/') && !dfm_path_join(p, sizeof p, run_dir, spec) && is_dir(p);
     if (!in_run && (size_t)snprintf(p, sizeof p, "%s", spec) >= sizeof p)
         return dfm_fail(DFM_E_ARG, "checkpoint '%s': path too long", spec);
     if (!is_dir(p)) {
@@ -401,7 +395,7 @@ int dfm_ckpt_clean_tmp(const char *run_dir, int *removed)
         int step_tmp = !strncmp(f, "step_", 5) && l > 9 && !strcmp(f + l - 4, ".tmp");
         if (!step_tmp && strcmp(f, "LATEST.tmp")) continue;
         char p[4096];
-        if (!(rc = path_join(p, sizeof p, run_dir, f)) && !(rc = remove_tree(p))) k += step_tmp;
+        if (!(rc = dfm_path_join(p, sizeof p, run_dir, f)) && !(rc = remove_tree(p))) k += step_tmp;
     }
     closedir(d);
     if (removed) *removed = k;

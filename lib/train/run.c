@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/buf.h"
 #include "base/error.h"
 #include <cjson/cJSON.h>
 
@@ -90,29 +91,6 @@ static double dropout_draw(uint64_t seed, int64_t step, const char *key)
     return (double)(((uint64_t)r[0] << 21) ^ (r[1] >> 11)) / 9007199254740992.0 /* 2^53 */;
 }
 
-static int path_join(char *out, size_t n, const char *a, const char *b)
-{
-    if ((size_t)snprintf(out, n, "%s/%s", a, b) >= n) return dfm_fail(DFM_E_ARG, "path too long: '%s/%s'", a, b);
-    return 0;
-}
-
-static int mkdir_p(const char *path)
-{
-    char buf[4096];
-    if (strlen(path) >= sizeof buf) return dfm_fail(DFM_E_ARG, "path too long: '%s'", path);
-    strcpy(buf, path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(buf, 0755) && errno != EEXIST) return dfm_fail(DFM_E_IO, "cannot create '%s': %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) && errno != EEXIST) return dfm_fail(DFM_E_IO, "cannot create '%s': %s", buf, strerror(errno));
-    struct stat sb;
-    if (stat(buf, &sb) || !S_ISDIR(sb.st_mode)) return dfm_fail(DFM_E_IO, "'%s' is not a directory", buf);
-    return 0;
-}
-
 static void fmt_eta(double s, char *out, size_t n)
 {
     if (!(s >= 0) || s > 1e8) {
@@ -161,26 +139,10 @@ static int empty_from_file(run_t *r, const char *path)
     size_t n = strlen(path);
     int rc;
     if (n > 4 && !strcmp(path + n - 4, ".npy")) {
-        FILE *f = fopen(path, "rb");
-        if (!f) return dfm_fail(DFM_E_IO, "cannot open '%s': %s", path, strerror(errno));
-        uint8_t *buf = NULL;
-        size_t len = 0, cap = 0;
-        for (;;) {
-            if (len == cap) {
-                uint8_t *nb = realloc(buf, cap = cap ? 2 * cap : 1 << 16);
-                if (!nb) {
-                    free(buf), fclose(f);
-                    return dfm_fail(DFM_E_NOMEM, "out of memory");
-                }
-                buf = nb;
-            }
-            size_t k = fread(buf + len, 1, cap - len, f);
-            if (!k) break;
-            len += k;
-        }
-        fclose(f);
-        rc = npy_to_f32(buf, len, path, &r->empty, &r->empty_rows, &r->empty_dim);
-        free(buf);
+        dfm_buf b = {0};
+        if ((rc = dfm_read_file(path, 1u << 30, &b)) < 0) return rc;
+        rc = npy_to_f32(b.data, b.len, path, &r->empty, &r->empty_rows, &r->empty_dim);
+        dfm_buf_free(&b);
         return rc;
     }
     dfm_reader *rd = NULL;
@@ -207,7 +169,7 @@ static int empty_from_model(run_t *r)
     char tokdir[4096], encdir[4096];
     struct stat sb;
     int rc;
-    if ((rc = path_join(tokdir, sizeof tokdir, model, "tokenizer")) || (rc = path_join(encdir, sizeof encdir, model, "text_encoder")))
+    if ((rc = dfm_path_join(tokdir, sizeof tokdir, model, "tokenizer")) || (rc = dfm_path_join(encdir, sizeof encdir, model, "text_encoder")))
         return rc;
     if (stat(tokdir, &sb) || stat(encdir, &sb))
         return dfm_fail(DFM_E_ARG,
@@ -371,9 +333,9 @@ static int save_checkpoint(run_t *r, int64_t step)
     cJSON_AddNumberToObject(j, "skipped_steps", (double)r->skipped_steps);
     cJSON_AddNumberToObject(j, "seed", (double)r->seed);
     cJSON_AddStringToObject(j, "format", "dfm-run-1");
-    if (!(rc = path_join(path, sizeof path, tmp, "state/run.json"))) rc = dfm_ckpt_write_json(path, j);
+    if (!(rc = dfm_path_join(path, sizeof path, tmp, "state/run.json"))) rc = dfm_ckpt_write_json(path, j);
     cJSON_Delete(j);
-    if (!rc && !(rc = path_join(path, sizeof path, tmp, "state/config.yaml"))) rc = dfm_config_save(r->c, path);
+    if (!rc && !(rc = dfm_path_join(path, sizeof path, tmp, "state/config.yaml"))) rc = dfm_config_save(r->c, path);
     if (!rc && r->tb) rc = dfm_tb_flush(r->tb);
     if (!rc) rc = dfm_ckpt_commit(r->dir, step, (int)dfm_config_int(r->c, "checkpoint.keep_last"));
     if (!rc) {
@@ -402,7 +364,7 @@ static int resume(run_t *r, const char *spec)
     }
     if (rc) return rc;
     dfm_config *old = NULL;
-    if (!(rc = dfm_train_config_new(&old)) && !(rc = path_join(path, sizeof path, ck, "state/config.yaml")) &&
+    if (!(rc = dfm_train_config_new(&old)) && !(rc = dfm_path_join(path, sizeof path, ck, "state/config.yaml")) &&
         !(rc = dfm_config_load_file(old, path))) {
         int n = dfm_config_diff(old, r->c, on_changed, NULL);
         if (n > 0) dfm_log_hint("a changed setting applies from step %lld on; the run is no longer the one a single start gives", (long long)step);
@@ -411,7 +373,7 @@ static int resume(run_t *r, const char *spec)
     if (rc) return rc;
     if ((rc = dfm_trainer_load_state(r->tr, ck))) return rc;
     cJSON *j = NULL;
-    if ((rc = path_join(path, sizeof path, ck, "state/run.json")) || (rc = dfm_ckpt_read_json(path, &j))) return rc;
+    if ((rc = dfm_path_join(path, sizeof path, ck, "state/run.json")) || (rc = dfm_ckpt_read_json(path, &j))) return rc;
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "next_epoch"), *b = cJSON_GetObjectItemCaseSensitive(j, "next_batch");
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "samples"), *k = cJSON_GetObjectItemCaseSensitive(j, "skipped_steps");
     if (!cJSON_IsNumber(e) || !cJSON_IsNumber(b)) rc = dfm_fail(DFM_E_FORMAT, "'%s': no data position", path);
@@ -485,7 +447,7 @@ static int sample_now(run_t *r, int64_t step)
     char dir[4096], path[4300];
     if (!rc && (size_t)snprintf(dir, sizeof dir, "%s/samples/step_%lld", r->dir, (long long)step) >= sizeof dir)
         rc = dfm_fail(DFM_E_ARG, "path too long");
-    if (!rc) rc = mkdir_p(dir);
+    if (!rc) rc = dfm_mkdirs(dir);
     const char *fmt = dfm_config_str(r->c, "sample.format");
     dfm_encode_opts eo = {.fps = 16};
     for (int i = 0; i < n && !rc; i++) {
@@ -632,7 +594,7 @@ int dfm_train_run(const dfm_config *c, const dfm_run_opts *o, dfm_run_result *re
         free(lists);
         return dfm_fail(DFM_E_UNSUPPORTED, "train.device cuda: %s", dfm_errmsg());
     }
-    if ((rc = mkdir_p(r->dir))) goto out;
+    if ((rc = dfm_mkdirs(r->dir))) goto out;
     int stale = 0;
     if ((rc = dfm_ckpt_clean_tmp(r->dir, &stale))) goto out;
     if (stale) dfm_log_info("removed %d unfinished checkpoint(s) (*.tmp) from %s", stale, r->dir);
@@ -697,7 +659,7 @@ int dfm_train_run(const dfm_config *c, const dfm_run_opts *o, dfm_run_result *re
         goto summary;
     }
     char path[4096];
-    if ((rc = path_join(path, sizeof path, r->dir, "config.yaml")) || (rc = dfm_config_save(c, path))) goto out;
+    if ((rc = dfm_path_join(path, sizeof path, r->dir, "config.yaml")) || (rc = dfm_config_save(c, path))) goto out;
     if (dfm_config_bool(c, "logging.tensorboard")) {
         int removed = 0;
         if (o->resume && (rc = dfm_tb_purge_after(r->dir, r->start_step, &removed))) goto out;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/buf.h"
 #include "base/error.h"
 #include <cjson/cJSON.h>
 
@@ -325,12 +326,6 @@ int dfm_trainer_apply(dfm_trainer *t, const float *losses, int nlosses, dfm_step
 
 /* ---- state ---------------------------------------------------------------------------------- */
 
-static int join(char *out, size_t n, const char *dir, const char *name)
-{
-    if ((size_t)snprintf(out, n, "%s/%s", dir, name) >= n) return dfm_fail(DFM_E_ARG, "path too long: '%s/%s'", dir, name);
-    return 0;
-}
-
 /* The trainable parameters exactly (f32, host), for a resume that continues bit for bit. */
 static int save_params(dfm_trainer *t, const char *path)
 {
@@ -410,7 +405,7 @@ static int load_params(dfm_trainer *t, const char *path, int exact_count)
 int dfm_trainer_save(dfm_trainer *t, const char *dir, dfm_dtype full_dtype)
 {
     char path[4096], state[4096];
-    int rc = join(state, sizeof state, dir, "state");
+    int rc = dfm_path_join(state, sizeof state, dir, "state");
     if (rc) return rc;
     if (mkdir(state, 0755) && errno != EEXIST) return dfm_fail(DFM_E_IO, "cannot create '%s': %s", state, strerror(errno));
     int lora = t->o.lora_rank > 0 || t->o.lora_init_from;
@@ -421,16 +416,16 @@ int dfm_trainer_save(dfm_trainer *t, const char *dir, dfm_dtype full_dtype)
         if ((rc = dfm_wan_transformer_save(t->m, dir, full_dtype, DFM_WAN_SAVE_MAX_SHARD, 0))) return rc;
     }
     /* the exact values: LoRA's B is published scaled by alpha/rank, a full model maybe in BF16 */
-    if ((lora || full_dtype != DFM_F32) && ((rc = join(path, sizeof path, state, "params.safetensors")) ||
+    if ((lora || full_dtype != DFM_F32) && ((rc = dfm_path_join(path, sizeof path, state, "params.safetensors")) ||
                                             (rc = save_params(t, path))))
         return rc;
-    if ((rc = join(path, sizeof path, state, "optimizer.safetensors")) || (rc = dfm_adamw_save(t->opt, path))) return rc;
+    if ((rc = dfm_path_join(path, sizeof path, state, "optimizer.safetensors")) || (rc = dfm_adamw_save(t->opt, path))) return rc;
     cJSON *j = cJSON_CreateObject();
     if (!j) return dfm_fail(DFM_E_NOMEM, "out of memory");
     cJSON_AddNumberToObject(j, "step", (double)t->step);
     cJSON_AddStringToObject(j, "format", "dfm-trainer-1");
     cJSON_AddBoolToObject(j, "exact_params_in_state", lora || full_dtype != DFM_F32);
-    if (!(rc = join(path, sizeof path, state, "trainer.json"))) rc = dfm_ckpt_write_json(path, j);
+    if (!(rc = dfm_path_join(path, sizeof path, state, "trainer.json"))) rc = dfm_ckpt_write_json(path, j);
     cJSON_Delete(j);
     return rc;
 }
@@ -440,7 +435,7 @@ int dfm_trainer_load_state(dfm_trainer *t, const char *dir)
     char path[4096];
     cJSON *j = NULL;
     int rc;
-    if ((rc = join(path, sizeof path, dir, "state/trainer.json")) || (rc = dfm_ckpt_read_json(path, &j))) return rc;
+    if ((rc = dfm_path_join(path, sizeof path, dir, "state/trainer.json")) || (rc = dfm_ckpt_read_json(path, &j))) return rc;
     const cJSON *step = cJSON_GetObjectItemCaseSensitive(j, "step");
     const cJSON *exact = cJSON_GetObjectItemCaseSensitive(j, "exact_params_in_state");
     if (!cJSON_IsNumber(step) || step->valuedouble < 0) {
@@ -451,15 +446,15 @@ int dfm_trainer_load_state(dfm_trainer *t, const char *dir)
     int in_state = cJSON_IsTrue(exact);
     cJSON_Delete(j);
     if (in_state) {
-        if ((rc = join(path, sizeof path, dir, "state/params.safetensors")) || (rc = load_params(t, path, 1))) return rc;
+        if ((rc = dfm_path_join(path, sizeof path, dir, "state/params.safetensors")) || (rc = load_params(t, path, 1))) return rc;
     } else {
-        if ((rc = join(path, sizeof path, dir, "diffusion_pytorch_model.safetensors"))) return rc;
+        if ((rc = dfm_path_join(path, sizeof path, dir, "diffusion_pytorch_model.safetensors"))) return rc;
         struct stat sb;
-        if (stat(path, &sb) && (rc = join(path, sizeof path, dir, "diffusion_pytorch_model.safetensors.index.json")))
+        if (stat(path, &sb) && (rc = dfm_path_join(path, sizeof path, dir, "diffusion_pytorch_model.safetensors.index.json")))
             return rc;
         if ((rc = load_params(t, path, 0))) return rc;
     }
-    if ((rc = join(path, sizeof path, dir, "state/optimizer.safetensors")) || (rc = dfm_adamw_load(t->opt, path))) return rc;
+    if ((rc = dfm_path_join(path, sizeof path, dir, "state/optimizer.safetensors")) || (rc = dfm_adamw_load(t->opt, path))) return rc;
     t->step = s;
     t->micro = 0;
     t->nonfinite = 0;
