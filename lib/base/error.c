@@ -10,10 +10,13 @@ static _Thread_local char g_msg[1024];
 
 int dfm_fail(int code, const char *fmt, ...)
 {
+    /* formatted aside first: an argument may be dfm_errmsg() itself (wrapping the last error) */
+    char msg[sizeof g_msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g_msg, sizeof g_msg, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(g_msg, msg, sizeof g_msg);
     return code;
 }
 

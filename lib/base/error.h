@@ -23,7 +23,7 @@ enum {
 };
 
 /* Record a message (printf-style) for the current thread and return `code`. */
-int dfm_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int dfm_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3))); /* may take dfm_errmsg() */
 /* Prefix the current message with "<prefix>: " (to add context while unwinding). */
 int dfm_fail_ctx(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The last message recorded on this thread ("" if none). */

@@ -90,9 +90,7 @@ static int encode_texts(const dfm_sample_model *m, text_t *t, int n)
         dfm_tensor_free(&out);
         dfm_tensor_free(&host);
         if (rc) {
-            char why[512];
-            snprintf(why, sizeof why, "%s", dfm_errmsg());
-            rc = dfm_fail(rc, "encoding the prompt '%.60s': %s", t[i].text, why);
+            rc = dfm_fail(rc, "encoding the prompt '%.60s': %s", t[i].text, dfm_errmsg());
         }
     }
     dfm_umt5_free(enc);
@@ -341,9 +339,7 @@ int dfm_sample_denoise(const dfm_sample_model *m, struct dfm_wan_transformer *tr
     for (int i = 0; i < n && !rc; i++) {
         rc = denoise(m, tr, &req[i], i, &x->t[2 * i], &x->t[2 * i + 1], &out[i], progress, pctx);
         if (rc) {
-            char why[512];
-            snprintf(why, sizeof why, "%s", dfm_errmsg());
-            rc = dfm_fail(rc, "'%.60s': %s", req[i].prompt, why);
+            rc = dfm_fail(rc, "'%.60s': %s", req[i].prompt, dfm_errmsg());
         }
     }
     if (rc)

@@ -358,9 +358,7 @@ static int resume(run_t *r, const char *spec)
     int64_t step;
     int rc = dfm_ckpt_resolve(r->dir, spec, ck, sizeof ck, &step);
     if (rc == DFM_CKPT_NONE) {
-        char why[512];
-        snprintf(why, sizeof why, "%s", dfm_errmsg());
-        return dfm_fail(DFM_E_ARG, "--resume: %s", why);
+        return dfm_fail(DFM_E_ARG, "--resume: %s", dfm_errmsg());
     }
     if (rc) return rc;
     dfm_config *old = NULL;
@@ -425,9 +423,7 @@ static int sample_setup(run_t *r)
                                .text_dtype = DFM_BF16, .vae_dtype = DFM_F32, .text_len = r->to.text_len};
     double t0 = dfm_now();
     if ((rc = dfm_sample_texts_encode(&r->sm, r->prompts.req, r->prompts.n, &r->texts))) {
-        char why[512];
-        snprintf(why, sizeof why, "%s", dfm_errmsg());
-        return dfm_fail(rc, "sample.prompts: %s (sample.model names the diffusers root with text_encoder/, tokenizer/, vae/)", why);
+        return dfm_fail(rc, "sample.prompts: %s (sample.model names the diffusers root with text_encoder/, tokenizer/, vae/)", dfm_errmsg());
     }
     dfm_log_info("sampling %d prompt(s) from %s every %lld steps; their text states encoded (%.1f s)", r->prompts.n, pf,
                  (long long)dfm_config_int(c, "sample.every"), dfm_now() - t0);
@@ -478,9 +474,7 @@ static int sample_now(run_t *r, int64_t step)
     free(res);
     if (!rc && r->tb) rc = dfm_tb_flush(r->tb);
     if (rc) {
-        char why[512];
-        snprintf(why, sizeof why, "%s", dfm_errmsg());
-        return dfm_fail(rc, "sampling at step %lld: %s", (long long)step, why);
+        return dfm_fail(rc, "sampling at step %lld: %s", (long long)step, dfm_errmsg());
     }
     dfm_log_info("sampled %d prompt(s) at step %lld into %s (%.1f s)", n, (long long)step, dir, dfm_now() - t0);
     return 0;

@@ -150,3 +150,13 @@ TEST(randn_moments_and_determinism)
     CHECK(memcmp(a, b, N * sizeof *a) != 0);
     free(a), free(b);
 }
+
+/* dfm_fail may wrap the last message: dfm_fail(rc, "ctx: %s", dfm_errmsg()) */
+TEST(error_fail_wraps_own_message)
+{
+    dfm_fail(DFM_E_IO, "inner reason %d", 7);
+    dfm_fail(DFM_E_ARG, "outer '%s': %s", "x", dfm_errmsg());
+    CHECK_STR(dfm_errmsg(), "outer 'x': inner reason 7");
+    dfm_fail(DFM_E_ARG, "%s and %s", dfm_errmsg(), dfm_errmsg());
+    CHECK_STR(dfm_errmsg(), "outer 'x': inner reason 7 and outer 'x': inner reason 7");
+}

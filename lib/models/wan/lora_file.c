@@ -417,9 +417,7 @@ static int gather(dfm_wan_lora_file *f, const key_t_ *keys, int nk)
         char *canon = NULL;
         if ((rc = dfm_wan_lora_module_name(f->family, k->k.fmod, &canon))) {
             if (rc == DFM_E_NOMEM) break;
-            char why[512];
-            snprintf(why, sizeof why, "%s", dfm_errmsg());
-            rc = dfm_fail(rc, "%s: tensor '%s': %s (names read as %s)", f->file, k->t->name, why, f->naming);
+            rc = dfm_fail(rc, "%s: tensor '%s': %s (names read as %s)", f->file, k->t->name, dfm_errmsg(), f->naming);
             break;
         }
         int j = 0;
