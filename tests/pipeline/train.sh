@@ -26,8 +26,11 @@ MAN="$DFM_TOP/man/man1/dfm-train.1"
 code() { set +e; "$@" > out 2> err; echo $?; set -e; }
 # losses FILE... — the "step N/M  loss X" part of the progress lines
 losses() { sed -n 's/^dfm-train: info: \(step [0-9]*\/[0-9]*  loss [^ ]*\) .*/\1/p' "$@"; }
-# latest DIR — the step LATEST names (from LATEST.txt)
-latest() { sed -n 's/^step_\([0-9]*\)$/\1/p' "$1/LATEST.txt"; }
+# latest DIR — the step LATEST names, as dfm-train --resume reads it: the symlink's target first,
+# then LATEST.txt (a run killed between writing the two leaves them a checkpoint apart)
+latest() {
+  { readlink "$1/LATEST" 2> /dev/null || cat "$1/LATEST.txt"; } | sed -n 's/^step_\([0-9]*\)$/\1/p'
+}
 # tb_scalars TAG FILE... — "STEP HEX" for each simple_value scalar TAG in TensorBoard event files
 # (TFRecords of tensorboard.Event protos, read here with od and awk: no Python needed), in file
 # order; HEX is the float's 4 bytes as stored, so equal means bit-equal. A truncated last record
