@@ -51,7 +51,9 @@ NVFLAGS ?= -O2 -std=c++17 -Ilib -Ikernels -Xcompiler -fPIC -fmad=false \
            '-DDFM_CUDA_CODE="$(CUDA_SM:%=sm_%) and PTX compute_$(CUDA_PTX)"'
 endif
 
-LIB_SRC := $(sort $(wildcard lib/*/*.c lib/*/*/*.c kernels/cpu/*.c))
+# lib/dist's MPI plugin is a shared object of its own (below), never part of libdfm.
+DIST_PLUGIN_SRC := lib/dist/plugin/dist_mpi.c
+LIB_SRC := $(filter-out $(DIST_PLUGIN_SRC),$(sort $(wildcard lib/*/*.c lib/*/*/*.c kernels/cpu/*.c)))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CMD_SRC := $(sort $(wildcard cmd/*.c))
 BINS    := $(CMD_SRC:cmd/%.c=bin/%)
@@ -64,6 +66,28 @@ else
 BINDIR  := bin
 endif
 BINS    := $(CMD_SRC:cmd/%.c=$(BINDIR)/%)
+# Data-parallel jobs (lib/dist/dist.h): dfm-dist-mpi.so, which lib/dist/dist.c dlopens for a job of
+# more than one rank, is built when Open MPI's mpicc exists (its --showme flags; libdfm and the
+# programs never link MPI), with NCCL for device buffers when the CUDA build finds nccl.h and
+# libnccl.so beside CUDA. dfm-dist-check (tests/dist/dist_check.c) exercises it under mpirun.
+MPICC   ?= $(shell command -v mpicc 2>/dev/null)
+MPI_OK  := $(if $(MPICC),$(shell $(MPICC) --showme:compile >/dev/null 2>&1 && echo yes))
+DIST_CHECK := $(BINDIR)/dfm-dist-check
+ifeq ($(MPI_OK),yes)
+DIST_PLUGIN := $(BINDIR)/dfm-dist-mpi.so
+MPI_CFLAGS  := $(shell $(MPICC) --showme:compile)
+MPI_LIBS    := $(shell $(MPICC) --showme:link)
+ifneq ($(NVCC),)
+NCCL_INC := $(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h)
+NCCL_LIB := $(if $(NCCL_INC),$(firstword $(wildcard $(CUDA_HOME)/lib64/libnccl.so $(CUDA_HOME)/lib/libnccl.so \
+              /usr/lib/x86_64-linux-gnu/libnccl.so)))
+ifneq ($(NCCL_LIB),)
+MPI_CFLAGS  += -DDFM_DIST_NCCL=1
+MPI_LIBS    += -L$(dir $(NCCL_LIB)) -Wl,-rpath,$(dir $(NCCL_LIB)) -lnccl \
+               -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart
+endif
+endif
+endif
 # Fuzz harnesses tests/fuzz/fuzz_NAME.c: replayed by `make test`, fuzzed by `make fuzz`.
 FUZZ_NAMES  := $(sort $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c)))
 FUZZ_REPLAY := $(FUZZ_NAMES:%=$(BINDIR)/fuzz-replay/%)
@@ -78,7 +102,7 @@ all test demo bench install fuzz:
 	@scripts/install-deps.sh
 	@$(MAKE) --no-print-directory $@
 else
-all: $(BINS) $(BINDIR)/dfm-unit-tests
+all: $(BINS) $(BINDIR)/dfm-unit-tests $(DIST_CHECK) $(DIST_PLUGIN)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -99,6 +123,16 @@ $(BINDIR)/%: $(BUILD)/cmd/%.o $(LIBDFM)
 $(BINDIR)/dfm-unit-tests: $(TEST_OBJ) $(LIBDFM)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $(TEST_OBJ) $(LIBDFM) $(LDLIBS) -o $@
+
+$(DIST_CHECK): $(BUILD)/tests/dist/dist_check.o $(LIBDFM)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $< $(LIBDFM) $(LDLIBS) -o $@
+
+# -fvisibility=hidden: the plugin exports only dfm_dist_plugin_v1 (lib/dist/dist_plugin.h).
+$(BINDIR)/dfm-dist-mpi.so: $(DIST_PLUGIN_SRC)
+	@mkdir -p $(dir $@) $(BUILD)/lib/dist/plugin
+	$(CC) $(CFLAGS) $(MPI_CFLAGS) -fPIC -fvisibility=hidden -MMD -MP -MF $(BUILD)/lib/dist/plugin/dist_mpi.d \
+	  -MT $@ -shared $(LDFLAGS) $< $(MPI_LIBS) -o $@
 
 $(BINDIR)/fuzz-replay/%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/util.o $(BUILD)/tests/fuzz/replay.o $(LIBDFM)
 	@mkdir -p $(dir $@)
@@ -132,6 +166,7 @@ install: all
 	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 man/man1/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 644 man/man5/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	$(if $(DIST_PLUGIN),install -d $(DESTDIR)$(PREFIX)/lib/dfm && install -m 755 $(DIST_PLUGIN) $(DESTDIR)$(PREFIX)/lib/dfm/)
 
 endif
 
@@ -141,4 +176,4 @@ fixtures:
 clean:
 	rm -rf build build-san build-fuzz bin
 
--include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(wildcard $(BUILD)/tests/fuzz/*.d) $(CMD_SRC:%.c=$(BUILD)/%.d) $(CU_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(wildcard $(BUILD)/tests/dist/*.d $(BUILD)/lib/dist/plugin/*.d) $(wildcard $(BUILD)/tests/fuzz/*.d) $(CMD_SRC:%.c=$(BUILD)/%.d) $(CU_OBJ:.o=.d)

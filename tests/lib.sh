@@ -15,3 +15,19 @@ expect_no_grep() { ! grep -Eq -- "$1" "$2" || { cat "$2" >&2; fail "unexpected '
 lines() { wc -l < "$1" | tr -d ' '; }
 # field KEY NAME LISTFILE — value of field NAME of sample KEY in a --list listing
 field() { awk -F '\t' -v k="$1" -v f="$2" '$1 == k { for (i = 2; i <= NF; i++) if (index($i, f "=") == 1) { print substr($i, length(f) + 2); exit } }' "$3"; }
+# mpirun_n N CMD [ARGS...] — run CMD as N ranks of one job under Open MPI's mpirun on this machine
+# and return mpirun's status: as root too, more ranks than cores (--oversubscribe, unpinned),
+# shared memory only (pml ob1, btl self,vader; the single-copy mechanism off, which containers
+# without ptrace rights refuse), stdin closed, and killed after 120 s so that a hang fails the test.
+# Skips the test (exit 77, naming what is missing) without mpirun, or without dfm-dist-mpi.so beside
+# CMD (or $DFM_DIST_PLUGIN).
+mpirun_n() {
+  command -v mpirun >/dev/null 2>&1 ||
+    { echo "mpirun not found (apt-get install openmpi-bin libopenmpi-dev, then rebuild)"; exit 77; }
+  _dir=$(dirname "$(command -v "$2")")
+  [ -e "$_dir/dfm-dist-mpi.so" ] || [ -n "${DFM_DIST_PLUGIN:-}" ] ||
+    { echo "no dfm-dist-mpi.so in $_dir (dfm was built without Open MPI: apt-get install libopenmpi-dev, then rebuild)"; exit 77; }
+  _n=$1; shift
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none \
+    timeout -k 5 120 mpirun --oversubscribe --bind-to none --mca pml ob1 --mca btl self,vader -np "$_n" "$@" </dev/null
+}
