@@ -108,6 +108,8 @@ const char *dfm_cuda_explain(cudaError_t e, char *buf, size_t n)
 __global__ void probe_kernel(unsigned *p) { *p = 0x5eedu; }
 
 static char g_why[1024] = ""; // the reason for 0 (bare: "no NVIDIA driver ...") and < 0 (a sentence)
+static int g_select = -1;     // dfm_cuda_select's index: device g_select % count; < 0 the current one
+static int g_decided;         // decide() ran: the choice is made
 static int g_pool_ok;         // allocations come from the stream-ordered pool
 static cudaMemPool_t g_pool;
 
@@ -156,6 +158,14 @@ static int decide(void)
                         : "");
     }
 
+    if (g_select >= 0) { // one process per GPU: the local rank's device, round robin
+        int want = g_select % n;
+        if ((e = cudaSetDevice(want)) != cudaSuccess) {
+            cudaGetLastError();
+            return said(DFM_E_UNSUPPORTED, "cannot use CUDA device %d of %d%s: %s (%s)", want, n, visible_note(),
+                        cudaGetErrorString(e), cudaGetErrorName(e));
+        }
+    }
     int dev = 0;
     cudaDeviceProp p;
     if ((e = cudaGetDevice(&dev)) != cudaSuccess || (e = cudaGetDeviceProperties(&p, dev)) != cudaSuccess) {
@@ -195,9 +205,16 @@ static int decide(void)
     return 1;
 }
 
+extern "C" int dfm_cuda_select(int index)
+{
+    if (g_decided) return dfm_fail(DFM_E_ARG, "the CUDA device was chosen already: select it before any CUDA work");
+    g_select = index;
+    return 0;
+}
+
 extern "C" int dfm_cuda_ready(const char **why)
 {
-    static const int state = decide(); // C++ magic static: decided once, thread-safe
+    static const int state = (g_decided = 1, decide()); // C++ magic static: decided once, thread-safe
     if (why) *why = state == 1 ? "ok" : g_why;
     if (state == 1) return 1;
     if (state == 0) dfm_fail(DFM_E_UNSUPPORTED, "no CUDA device: %s", g_why);

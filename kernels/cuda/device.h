@@ -7,7 +7,7 @@
  * pool (cudaMallocAsync / cudaFreeAsync on the legacy default stream, the one every op uses),
  * which keeps freed memory for reuse: a free neither waits for the device nor returns memory to
  * the driver until dfm_cuda_release_scratch() trims the pool.
- * Not here: several devices in one process (lib/dist will pick one per process). */
+ * Not here: several devices in one process (one process per GPU: dfm_cuda_select). */
 #ifndef DFM_KERNELS_CUDA_DEVICE_H
 #define DFM_KERNELS_CUDA_DEVICE_H
 #include <stddef.h>
@@ -31,6 +31,14 @@ extern "C" {
  * process's life: the bare reason for 0, e.g. "no NVIDIA driver installed (libcuda.so.1 not
  * found)"; the whole sentence for <0; "ok" for 1). */
 int dfm_cuda_ready(const char **why);
+/* Which visible device this process uses: device `index % count` (count: the devices the driver
+ * shows, after CUDA_VISIBLE_DEVICES) becomes the current device when the device is decided (the
+ * first dfm_cuda_ready). For one process per GPU under a launcher, index is the local rank.
+ * Call it before any CUDA work; after the decision it changes nothing and returns
+ * DFM_E_ARG with the reason recorded. index < 0: leave the current device (device 0). The
+ * current device is the calling thread's: dfm issues its CUDA work from the thread that decided
+ * it. */
+int dfm_cuda_select(int index);
 
 /* Number of CUDA devices the driver reports, without probing them; 0 when there are none or CUDA
  * cannot start (its error text in *why when why is not NULL; "ok" otherwise). Whether they can

@@ -115,6 +115,13 @@ long dfm_parse_long(const char *opt, const char *s, long min, long max)
     return v;
 }
 
+dfm_part dfm_parse_part(const char *opt, const char *s)
+{
+    dfm_part p;
+    if (dfm_part_parse(s, &p)) dfm_usage_error("option '%s': %s", opt, dfm_errmsg());
+    return p;
+}
+
 double dfm_parse_double(const char *opt, const char *s, double min, double max)
 {
     char *end;

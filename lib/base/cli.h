@@ -5,6 +5,7 @@
 #ifndef DFM_BASE_CLI_H
 #define DFM_BASE_CLI_H
 #include <stdint.h>
+#include "base/part.h"
 
 enum { DFM_EXIT_OK = 0, DFM_EXIT_FAIL = 1, DFM_EXIT_USAGE = 2 };
 
@@ -20,6 +21,10 @@ double dfm_parse_double(const char *opt, const char *s, double min, double max);
 uint64_t dfm_parse_size(const char *opt, const char *s);
 /* "640x480" -> w, h (both >= 1). */
 void dfm_parse_wxh(const char *opt, const char *s, int *w, int *h);
+/* --part K/N or auto (base/part.h): a bad value exits 2 naming it ("option '--part': '4/4':
+ * K counts from 0 ..."). "auto" comes back as 0/1 with is_auto set, for the caller to fill in
+ * from the launcher (dfm_part_auto). */
+dfm_part dfm_parse_part(const char *opt, const char *s);
 /* Match s against a NULL-terminated list; returns the index or dies naming the choices. */
 int dfm_parse_choice(const char *opt, const char *s, const char *const *choices);
 

@@ -22,7 +22,8 @@ struct dfm_decoder {
     dfm_strset keys;
     dfm_counts *counts;
     int strict, failed;
-    uint64_t found; /* media files found so far */
+    dfm_part part;
+    uint64_t found; /* media files found so far, in every part */
 };
 typedef struct dfm_decoder run;
 
@@ -116,8 +117,8 @@ static int job_done(void *ctx, void *arg)
 static int on_file(void *ctx, const char *path, const char *name, dfm_media_kind kind)
 {
     run *r = ctx;
+    if (!dfm_part_takes(&r->part, r->found++)) return 0; /* another part's file */
     r->counts->read++;
-    r->found++;
     dfm_progress(r->counts->read, 0, "files");
     job *j = calloc(1, sizeof *j);
     if (!j || !(j->path = strdup(path)) || !(j->name = strdup(name))) {
@@ -164,6 +165,7 @@ int dfm_decoder_new(dfm_decoder **out, const dfm_decode_opts *o, dfm_writer *w, 
     r->out = w;
     r->counts = counts;
     r->strict = o->strict;
+    r->part = o->part;
     /* Files decode in parallel (jobs at a time); each video decoder gets the cores left over
      * (at least one thread), so the machine is busy without oversubscribing it. */
     int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -189,6 +191,10 @@ int dfm_decoder_finish(dfm_decoder *r, int *failed)
     }
     *failed = r->failed;
     if (r->found == 0 && r->counts->read == 0 && rc != DFM_E_PIPE) dfm_log_warn("no media found: nothing to decode");
+    else if (r->found > 0 && r->found <= (uint64_t)r->part.k && rc != DFM_E_PIPE)
+        dfm_log_warn("--part %d/%d: no file falls to this part (%llu media file%s found, fewer than "
+                     "the parts)", r->part.k, r->part.n, (unsigned long long)r->found,
+                     r->found == 1 ? "" : "s");
     dfm_captioner_free(r->cap);
     dfm_strset_free(&r->keys);
     free(r);

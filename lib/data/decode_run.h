@@ -2,11 +2,14 @@
  * options): files are found in sorted order (discover.h), captioned (captions.h) on the calling
  * thread, decoded on `jobs` worker threads (ingest.h) and written in input order. Keys stay unique
  * within a run (a repeat gets "@dupN", with a warning). A bad file is reported on stderr with its
- * path and reason and counted as skipped; the others go through, unless strict.
+ * path and reason and counted as skipped; the others go through, unless strict. With a part
+ * (base/part.h), only every n-th media file is captioned and decoded; the walk is the same in
+ * every part, so the parts 0/N ... N-1/N together decode each file exactly once.
  */
 #ifndef DFM_DATA_DECODE_RUN_H
 #define DFM_DATA_DECODE_RUN_H
 #include "base/log.h"
+#include "base/part.h"
 #include "data/captions.h"
 #include "data/ingest.h"
 #include "io/stream.h"
@@ -16,6 +19,9 @@ typedef struct {
     dfm_caption_opts captions;
     int jobs;                   /* files decoded at once; 0 = one per core */
     int strict;                 /* the first bad file stops the run */
+    dfm_part part;              /* decode only the media files of this part: the i-th file found
+                                 * (0-based, in walk order over all PATHs) when i mod n == k;
+                                 * zeroed: every file */
 } dfm_decode_opts;
 
 typedef struct dfm_decoder dfm_decoder;

@@ -251,6 +251,20 @@ int dfm_sharder_new(dfm_sharder **out, const dfm_shard_opts *o)
     return 0;
 }
 
+int dfm_shard_part_pattern(const char *pattern, const dfm_part *p, char *out, size_t n)
+{
+    char name[64];
+    int len = !dfm_part_split(p) ? snprintf(out, n, "%s", pattern) : 0;
+    if (dfm_part_split(p)) {
+        if (dfm_part_name(p, name, sizeof name) < 0) return DFM_E_ARG;
+        const char *slash = strrchr(pattern, '/');
+        if (!slash) len = snprintf(out, n, "%s/%s", name, pattern);
+        else len = snprintf(out, n, "%.*s/%s%s", (int)(slash - pattern), pattern, name, slash);
+    }
+    if (len < 0 || (size_t)len >= n) return dfm_fail(DFM_E_ARG, "pattern '%s' is too long", pattern);
+    return 0;
+}
+
 int dfm_shard_bucket_name(const dfm_sample *x, char *out, size_t n)
 {
     snprintf(out, n, "unbucketed");

@@ -14,10 +14,16 @@
  * Two runs never mix: a series is every file PRE<digits>POST.tar[.zst][.tmp] of the pattern
  * (either compression), flat or in bucket directories (WxHxF/, unbucketed/), plus index.json.
  * A new sharder refuses a series that has any file, unless overwrite, which removes them first.
+ *
+ * A run split into parts (base/part.h) writes one series per part, each in its own directory
+ * with its own index (dfm_shard_part_pattern); dfm_shard_merge_index (shard_merge.c) then writes
+ * one index over them.
  */
 #ifndef DFM_IO_SHARD_H
 #define DFM_IO_SHARD_H
+#include <stddef.h>
 #include <stdint.h>
+#include "base/part.h"
 #include "io/sample.h"
 
 typedef struct {
@@ -51,5 +57,34 @@ int dfm_sharder_close(dfm_sharder *s, int failed, int *nshards, uint64_t *nsampl
 
 /* The directory series name for a sample: "WxHxF" from json.bucket, or "unbucketed". */
 int dfm_shard_bucket_name(const dfm_sample *x, char *out, size_t n);
+
+/* The pattern part p of a split run writes (dfm-shard --part): its own directory below the
+ * pattern's, named by dfm_part_name, so every part has its series and its index.json to itself:
+ * "out/train-%06d.tar" with part 2/8 -> "out/part-00002-of-00008/train-%06d.tar" (and
+ * "part-00002-of-00008/train-%06d.tar" for a pattern without a directory). A part that does not
+ * split (0/1, or zeroed) keeps the pattern as it is. Returns 0, or DFM_E_ARG when out (n bytes)
+ * is too small. The pattern itself is checked by dfm_sharder_new. */
+int dfm_shard_part_pattern(const char *pattern, const dfm_part *p, char *out, size_t n);
+
+/* dfm-shard --merge-index: one index.json in dir over the index.json files of the part
+ * directories (written by dfm-shard --part), so that a loader given dir (or dir/index.json)
+ * finds every part's shards.
+ *   parts, nparts: the part directories; nparts = 0 takes every sub-directory of dir named
+ *     part-K-of-N (dfm_part_name), which must then be the parts 0 .. N-1 of one N, all present.
+ *     Named directories that are all part-K-of-N must likewise be one whole set.
+ *   Each part's index must be a dfm-shard index that says "complete": true (its run finished).
+ *   The merged shardlist holds every part's entries (all their fields kept) with url made
+ *   relative to dir (a part outside dir gets "../"), sorted by url; "dfm" sums samples, shards,
+ *   buckets and fields and adds "parts" (the number merged); "name" is the first part's.
+ *   An index.json already in dir is replaced only when it is an earlier merge (it has
+ *   dfm.parts): one written by a shard series in dir itself is refused, since its shards would
+ *   no longer be listed. The file is written as index.json.tmp and renamed.
+ * *merged (may be NULL) gets the counts. 0, or a negative DFM_E_* code with the reason (which
+ * part, which file). */
+typedef struct {
+    int parts, shards;
+    uint64_t samples;
+} dfm_shard_merged;
+int dfm_shard_merge_index(const char *dir, char *const *parts, int nparts, dfm_shard_merged *merged);
 
 #endif

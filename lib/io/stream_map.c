@@ -23,6 +23,17 @@ static uint64_t input_bytes(char **inputs, int n)
     return total;
 }
 
+/* Whether every input is a regular file (not a pipe, FIFO, socket or terminal). */
+static int all_files(char **inputs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        struct stat st;
+        int ok = strcmp(inputs[i], "-") ? stat(inputs[i], &st) == 0 : fstat(0, &st) == 0;
+        if (!ok || !S_ISREG(st.st_mode)) return 0;
+    }
+    return 1;
+}
+
 typedef struct {
     const dfm_map_opts *o;
     dfm_writer *w;
@@ -103,7 +114,14 @@ int dfm_stream_map(const dfm_map_opts *o, char **inputs, int n, dfm_map_fn fn, v
         dfm_output_close(&out, 1);
         return DFM_EXIT_FAIL;
     }
-    uint64_t total = input_bytes(inputs, n), before = 0;
+    uint64_t total = input_bytes(inputs, n), before = 0, pos = 0;
+    /* --part splits files; a stream on a pipe comes from a stage that has split already */
+    dfm_part part = o->part;
+    if (dfm_part_split(&part) && !all_files(inputs, n)) {
+        dfm_log_warn("--part %d/%d: the input is not a regular file (a pipe from the stage before, "
+                     "which splits): every sample is taken; name files to split them", part.k, part.n);
+        part = (dfm_part){0, 1, 0};
+    }
     dfm_sample s;
     dfm_sample_init(&s);
     for (int i = 0; i < n && !r.stop; i++) {
@@ -116,6 +134,7 @@ int dfm_stream_map(const dfm_map_opts *o, char **inputs, int n, dfm_map_fn fn, v
         }
         int got;
         while (!r.stop && (got = dfm_reader_next(rd, &s)) == 1) {
+            if (!dfm_part_takes(&part, pos++)) continue; /* another part's sample */
             counts->read++;
             if (total) dfm_progress_input((double)(before + dfm_reader_bytes(rd)) / (double)total);
             dfm_progress(counts->read, 0, o->progress ? o->progress : "samples");
@@ -160,6 +179,7 @@ int dfm_stream_opt(int c, const char *arg, dfm_map_opts *mo, const char *usage)
     case DFM_OPT_STRICT: mo->strict = 1; return 1;
     case DFM_OPT_FORCE: mo->force = 1; return 1;
     case DFM_OPT_PROGRESS: dfm_progress_mode(DFM_PROGRESS_ON); return 1;
+    case DFM_OPT_PART: mo->part = dfm_parse_part("--part", arg); return 1;
     case 'q': dfm_log_set_quiet(1); return 1;
     case 'h': fputs(usage, stdout); exit(dfm_close_stdout(0));
     case DFM_OPT_VERSION: dfm_print_version();

@@ -18,6 +18,7 @@
 #define DFM_IO_STREAM_MAP_H
 #include <stdint.h>
 #include "base/log.h"
+#include "base/part.h"
 #include "io/sample.h"
 #include "io/stream.h"
 
@@ -40,6 +41,12 @@ typedef struct {
     dfm_sink_fn sink;        /* when set, samples go here and no output stream is opened */
     void *sink_ctx;
     int sink_writes_files;   /* the sink writes files (shards): the last stage for progress */
+    dfm_part part;           /* take only the samples of this part, by position (0-based,
+                              * counted across the inputs, before anything is done to them; the
+                              * others are read past, neither counted nor checked) -- when every
+                              * input is a regular file. A stream on a pipe, FIFO or socket comes
+                              * from a stage that has split already: it is taken whole, with a
+                              * warning. Zeroed: every sample */
 } dfm_map_opts;
 
 /* inputs: n paths ("-" = stdin); n = 0 reads stdin. fn may be NULL (copy through).
@@ -49,12 +56,16 @@ int dfm_stream_map(const dfm_map_opts *o, char **inputs, int n, dfm_map_fn fn, v
                    dfm_counts *counts);
 
 /* The options every stream filter shares, for getopt_long tables: -o/--output FILE, --format
- * msgpack|tar|tar.zst, --strict, --force, --progress, -q/--quiet, -h/--help, --version. */
-enum { DFM_OPT_FORMAT = 0x1000, DFM_OPT_STRICT, DFM_OPT_FORCE, DFM_OPT_VERSION, DFM_OPT_PROGRESS };
+ * msgpack|tar|tar.zst, --strict, --force, --progress, --part K/N|auto, -q/--quiet, -h/--help,
+ * --version. --part auto comes back with mo->part.is_auto set: the program fills it in from the
+ * launcher (dfm_part_auto with lib/dist's dfm_dist_launcher), which lib/io cannot reach. */
+enum { DFM_OPT_FORMAT = 0x1000, DFM_OPT_STRICT, DFM_OPT_FORCE, DFM_OPT_VERSION, DFM_OPT_PROGRESS,
+       DFM_OPT_PART };
 #define DFM_STREAM_OPTIONS                                                               \
     {"output", 1, 0, 'o'}, {"format", 1, 0, DFM_OPT_FORMAT}, {"strict", 0, 0, DFM_OPT_STRICT}, \
     {"force", 0, 0, DFM_OPT_FORCE}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'},                \
-    {"version", 0, 0, DFM_OPT_VERSION}, {"progress", 0, 0, DFM_OPT_PROGRESS}
+    {"version", 0, 0, DFM_OPT_VERSION}, {"progress", 0, 0, DFM_OPT_PROGRESS},                 \
+    {"part", 1, 0, DFM_OPT_PART}
 #define DFM_STREAM_SHORTOPTS "o:qh"
 /* Apply option c (with its argument) to mo; returns 1 if it was one of the shared options, else 0.
  * --help prints `usage` and exits 0; --version exits 0; a bad --format exits 2; --progress

@@ -57,6 +57,11 @@ int dfm_tensor_reshape(dfm_tensor *t, int ndim, const int64_t *shape);
 /* 1 if tensors can live on d (CPU always; CUDA when built with it and a device is present),
  * else 0 with the reason recorded (dfm_errmsg). lib/tensor/device.c */
 int dfm_device_available(dfm_device d);
+/* Which device of kind d this process uses, before the first use: for DFM_CUDA, GPU
+ * `index % G` of the G visible ones (one process per GPU under a launcher: index = local rank);
+ * for DFM_CPU nothing. 0, or DFM_E_ARG when the GPU was already chosen (recorded). A build
+ * without CUDA: 0 (dfm_device_available then says why CUDA is not there). lib/tensor/device.c */
+int dfm_device_select(dfm_device d, int index);
 /* "[16,5,32,32] F32 cpu" for messages. */
 const char *dfm_tensor_str(const dfm_tensor *t, char *buf, size_t n);
 
