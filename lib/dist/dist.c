@@ -70,7 +70,8 @@ static int slurm_tasks_on_node(const char *s, int node, int *out)
 {
     const char *p = s;
     long seen = 0;
-    while (*p) {
+    int found = 0;
+    for (;;) {
         char *end;
         if (*p < '0' || *p > '9') break;
         long k = strtol(p, &end, 10), rep = 1;
@@ -78,18 +79,15 @@ static int slurm_tasks_on_node(const char *s, int node, int *out)
         if (p[0] == '(' && p[1] == 'x') {
             if (p[2] < '0' || p[2] > '9') break;
             rep = strtol(p + 2, &end, 10);
-            if (*end != ')' || rep < 1) break;
+            if (*end != ')' || rep < 1 || rep > INT_MAX) break;
             p = end + 1;
         }
         if (k < 1 || k > INT_MAX) break;
-        if (node < seen + rep) {
-            *out = (int)k;
-            return 1;
-        }
+        if (!found && node < seen + rep) *out = (int)k, found = 1;
         seen += rep;
-        if (*p == ',') p++;
-        else if (*p) break;
-        else return 0;
+        if (!*p) return found;
+        if (*p != ',') break;
+        p++;
     }
     return dfm_fail(DFM_E_ARG, "launcher variable SLURM_STEP_TASKS_PER_NODE='%.60s' is malformed "
                     "(want counts like '2(x3),1')", s);
@@ -389,6 +387,8 @@ _Noreturn void dfm_dist_abort(dfm_dist *d, int code, const char *msg)
     fprintf(stderr, "dfm: rank %d of %d: %s\n", d ? d->env.rank : 0, d ? d->env.size : 1,
             msg ? msg : "aborting");
     fflush(stderr);
+    fflush(NULL);
     if (d && d->p) d->p->abort(d->ctx, code);
-    exit(code);
+    /* as MPI_Abort: no exit handlers (a thread pool to join, CUDA to tear down) */
+    _exit(code);
 }

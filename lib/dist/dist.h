@@ -101,7 +101,8 @@ int dfm_dist_broadcast(dfm_dist *d, void *buf, size_t bytes, int root, dfm_devic
 int dfm_dist_barrier(dfm_dist *d);
 
 /* Take the whole job down: print why on this rank's stderr ("dfm: rank R of N: <msg>") and
- * MPI_Abort with code (exit(code) for a single process; code 0 counts as 1). For a rank that
+ * MPI_Abort with code (a single process: stdio flushed, then _exit(code), no exit handlers run,
+ * as under MPI_Abort; code 0 counts as 1). For a rank that
  * failed on its own (a bad sample file, out of memory) so the others do not wait for it. d may
  * be NULL (before or after a failed dfm_dist_init: rank 0 of 1, exit). */
 _Noreturn void dfm_dist_abort(dfm_dist *d, int code, const char *msg);
