@@ -11,21 +11,8 @@
 #include "base/error.h"
 #include "io/safetensors.h"
 #include "tensor/op.h"
+#include "train/optim_internal.h"
 
-typedef struct {
-    char *name;
-    dfm_tensor *param, *grad;
-    dfm_tensor m, v; /* exp_avg, exp_avg_sq: owned */
-} slot;
-
-struct dfm_adamw {
-    dfm_adamw_opts opts;
-    int64_t step;
-    slot *s;
-    int n, cap;
-};
-
-#define STATE_FORMAT "dfm-adamw-1"
 
 static int bad_unit(const char *field, double x, int open_one)
 {
@@ -59,6 +46,7 @@ void dfm_adamw_free(dfm_adamw *o)
         dfm_tensor_free(&o->s[i].v);
     }
     free(o->s);
+    dfm_adamw_shard_free(o->sh);
     free(o);
 }
 
@@ -88,16 +76,25 @@ int dfm_adamw_add(dfm_adamw *o, const char *name, dfm_tensor *param, dfm_tensor 
     }
     slot *s = &o->s[o->n];
     memset(s, 0, sizeof *s);
-    int rc;
+    if (o->sh) return dfm_fail(DFM_E_ARG, "adamw_add '%s': the optimizer is already sharded", name);
     if (!(s->name = strdup(name))) return dfm_fail(DFM_E_NOMEM, "adamw_add: out of memory");
-    if ((rc = dfm_tensor_zeros(&s->m, DFM_F32, param->device, param->ndim, param->shape)) < 0 ||
-        (rc = dfm_tensor_zeros(&s->v, DFM_F32, param->device, param->ndim, param->shape)) < 0) {
-        free(s->name);
-        dfm_tensor_free(&s->m);
-        return dfm_fail_ctx(rc, "adamw_add '%s'", name);
-    }
     s->param = param, s->grad = grad;
     o->n++;
+    return 0;
+}
+
+int dfm_adamw_state_ready(dfm_adamw *o)
+{
+    for (int i = 0; i < o->n; i++) {
+        slot *s = &o->s[i];
+        if (s->m.data) continue;
+        int rc;
+        if ((rc = dfm_tensor_zeros(&s->m, DFM_F32, s->param->device, s->param->ndim, s->param->shape)) < 0 ||
+            (rc = dfm_tensor_zeros(&s->v, DFM_F32, s->param->device, s->param->ndim, s->param->shape)) < 0) {
+            dfm_tensor_free(&s->m);
+            return dfm_fail_ctx(rc, "adamw: the moments of '%s'", s->name);
+        }
+    }
     return 0;
 }
 
@@ -128,14 +125,16 @@ int dfm_adamw_step(dfm_adamw *o, double lr)
 {
     if (!o) return dfm_fail(DFM_E_ARG, "adamw_step: NULL optimizer");
     if (!(isfinite(lr) && lr >= 0.0)) return dfm_fail(DFM_E_ARG, "adamw_step: learning rate %g is not finite and >= 0", lr);
+    int rc = o->sh ? 0 : dfm_adamw_state_ready(o);
+    if (rc) return rc;
     o->step++;
     dfm_adamw_coef c;
     dfm_adamw_coef_at(&o->opts, lr, o->step, &c);
+    if (o->sh) return dfm_adamw_shard_step(o, &c);
     for (int i = 0; i < o->n; i++) {
         slot *s = &o->s[i];
         dfm_op_args a = {.src = {s->grad}, .dst = {s->param, &s->m, &s->v}, .p = &c};
-        int rc = dfm_op_run(DFM_OP_ADAMW, &a);
-        if (rc < 0) return dfm_fail_ctx(rc, "adamw_step '%s'", s->name);
+        if ((rc = dfm_op_run(DFM_OP_ADAMW, &a)) < 0) return dfm_fail_ctx(rc, "adamw_step '%s'", s->name);
     }
     return 0;
 }
@@ -144,6 +143,7 @@ double dfm_adamw_grad_norm(dfm_adamw *o, int *finite)
 {
     if (finite) *finite = 1;
     if (!o) return 0.0;
+    if (o->sh) return dfm_adamw_shard_grad_norm(o, finite);
     /* ref: torch/nn/utils/clip_grad.py _get_total_norm: per-tensor norms, then their norm */
     double total = 0.0;
     for (int i = 0; i < o->n; i++) {
@@ -167,6 +167,7 @@ double dfm_adamw_grad_norm(dfm_adamw *o, int *finite)
 int dfm_adamw_scale_grads(dfm_adamw *o, float coef)
 {
     if (!o) return dfm_fail(DFM_E_ARG, "adamw_scale_grads: NULL optimizer");
+    if (o->sh) return dfm_adamw_shard_scale(o, coef);
     for (int i = 0; i < o->n; i++) {
         /* y = x * coef + 0 (affine): the product torch's mul_ gives (a -0 product becomes +0) */
         dfm_op_args a = {.src = {o->s[i].grad}, .dst = {o->s[i].grad}, .f = {coef, 0.0f}};
@@ -193,7 +194,9 @@ static int entry_of(const char *name, const char *suffix, const dfm_tensor *t, c
 int dfm_adamw_save(const dfm_adamw *o, const char *path)
 {
     if (!o || !path) return dfm_fail(DFM_E_ARG, "adamw_save: NULL argument");
-    int n = 2 * o->n, rc = 0;
+    if (o->sh) return dfm_fail(DFM_E_ARG, "adamw_save: a sharded optimizer saves with dfm_adamw_save_state");
+    int n = 2 * o->n, rc = dfm_adamw_state_ready((dfm_adamw *)o);
+    if (rc) return rc;
     dfm_st_entry *e = calloc((size_t)(n ? n : 1), sizeof *e);
     char **names = calloc((size_t)(n ? n : 1), sizeof *names);
     dfm_tensor *host = calloc((size_t)(n ? n : 1), sizeof *host); /* copies of device moments */
@@ -253,8 +256,11 @@ static int read_step(const dfm_st *st, const char *path, int64_t *step)
 int dfm_adamw_load(dfm_adamw *o, const char *path)
 {
     if (!o || !path) return dfm_fail(DFM_E_ARG, "adamw_load: NULL argument");
+    if (o->sh) return dfm_fail(DFM_E_ARG, "adamw_load: a sharded optimizer loads with dfm_adamw_load_state");
+    int rc = dfm_adamw_state_ready(o);
+    if (rc) return rc;
     dfm_st *st;
-    int rc = dfm_st_open(&st, path);
+    rc = dfm_st_open(&st, path);
     if (rc < 0) return rc;
     int64_t step = 0;
     char nm[1100];

@@ -68,6 +68,36 @@ double dfm_adamw_grad_norm(dfm_adamw *o, int *finite);
  * (norm + 1e-6)), computed by the caller). */
 int dfm_adamw_scale_grads(dfm_adamw *o, float coef);
 
+/* ---- data parallel (optim_dist.c) ----
+ * Replicated (the default): every rank holds every moment and, after dfm_adamw_reduce_grads
+ * (an all-reduce), the same summed gradients, so every rank takes the same step.
+ * Sharded (dfm_adamw_shard, ZeRO stage 2): the trainable parameters, taken in registration
+ * order as one flat vector, are cut into buckets of DFM_ADAMW_BUCKET elements and each bucket
+ * into one piece per rank (ceil(len / ranks) elements, the last ones shorter or empty). A rank
+ * keeps the summed gradient, exp_avg and exp_avg_sq of its pieces only: reduce_grads
+ * reduce-scatters each bucket, the norm is summed over the ranks, the step updates this rank's
+ * pieces of the parameters and all-gathers every bucket back into every rank's parameters.
+ * The elementwise update is the replicated one; the gradient norm sums in another order. */
+struct dfm_dist;
+#define DFM_ADAMW_BUCKET ((int64_t)1 << 22)
+
+/* Sum the registered gradients over d's ranks: in place (replicated), or into this rank's
+ * shard (sharded: the gradient tensors themselves are then left as they were; zero them
+ * after the step as always). Collective. */
+int dfm_adamw_reduce_grads(dfm_adamw *o, struct dfm_dist *d);
+/* Shard the optimizer over d's ranks (after the last add, before any step, save or load).
+ * Parameters on the CPU only (DFM_E_UNSUPPORTED for CUDA ones, for now). */
+int dfm_adamw_shard(dfm_adamw *o, struct dfm_dist *d);
+/* The state in directory dir: replicated, dir/optimizer.safetensors (dfm_adamw_save; one rank
+ * writes it); sharded, dir/optimizer-rank-RRRRR-of-NNNNN.safetensors with this rank's pieces
+ * (every rank writes its own; metadata: the step, the options, the bucket size, the world size
+ * and the parameter names and sizes). */
+int dfm_adamw_save_state(dfm_adamw *o, const char *dir);
+/* Restore the state saved in dir by either form and any world size into this optimizer,
+ * replicated or sharded over any number of ranks: the flat vector is the same. Errors: no state,
+ * parameter names or sizes that differ, missing or inconsistent rank files (DFM_E_FORMAT). */
+int dfm_adamw_load_state(dfm_adamw *o, const char *dir);
+
 /* Learning rate for optimizer step n (0-based: the step about to be taken). kind "constant",
  * "linear" or "cosine". Warmup: lr * (n + 1) / warmup for n < warmup. After it,
  * r = (n - warmup) / max(1, total - warmup), clamped to [0, 1]: constant lr; linear

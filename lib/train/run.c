@@ -18,6 +18,7 @@
 #include "base/log.h"
 #include "base/rng.h"
 #include "data/train_data.h"
+#include "dist/dist.h"
 #include "io/npy.h"
 #include "io/stream.h"
 #include "io/tb_events.h"
@@ -50,6 +51,8 @@ typedef struct {
     dfm_trainer_opts to;
     dfm_train_data *data, *eval;
     dfm_tb *tb;
+    dfm_dist *dist;                 /* the data-parallel job (a job of one without a launcher) */
+    int rank, world;
     uint64_t seed;
     int64_t total, start_step;
     int64_t next_epoch, next_batch; /* the data position after the last step */
@@ -205,7 +208,7 @@ static int empty_from_model(run_t *r)
 
 /* ---- data ----------------------------------------------------------------------------------- */
 
-static int open_data(const dfm_config *c, const char *key, int eval, uint64_t seed, dfm_train_data **d)
+static int open_data(const dfm_config *c, const char *key, int eval, uint64_t seed, int rank, int world, dfm_train_data **d)
 {
     int n = dfm_config_list_len(c, key);
     const char **specs = calloc(n + 1, sizeof *specs);
@@ -236,8 +239,8 @@ static int open_data(const dfm_config *c, const char *key, int eval, uint64_t se
         .drop_last = eval ? 0 : dfm_config_bool(c, "data.drop_last"),
         .shuffle = eval ? 0 : dfm_config_bool(c, "data.shuffle"),
         .seed = seed,
-        .rank = 0,
-        .world = 1,
+        .rank = rank,
+        .world = world,
         .prefetch = (int)dfm_config_int(c, "data.prefetch"),
     };
     int rc = 0;
@@ -297,6 +300,10 @@ static int run_eval(run_t *r, int64_t step)
             if (rc) return rc;
             lsum += loss;
         }
+        if (r->world > 1) { /* every rank evaluated its slice of the eval set */
+            if ((rc = dfm_dist_allreduce(r->dist, &lsum, 1, DFM_DIST_F64, DFM_CPU))) return rc;
+            lsum /= r->world;
+        }
         float lq = (float)(lsum / (double)nb);
         sum += lq;
         char tag[64];
@@ -316,14 +323,25 @@ static int run_eval(run_t *r, int64_t step)
 
 /* ---- checkpoints ---------------------------------------------------------------------------- */
 
+/* Data parallel: rank 0 makes step_N.tmp, every rank writes its part (dfm_trainer_save), rank 0
+ * finishes and commits. The run directory is on a filesystem every rank sees. */
 static int save_checkpoint(run_t *r, int64_t step)
 {
     char tmp[4096], path[4096];
-    int rc = dfm_ckpt_begin(r->dir, step, tmp, sizeof tmp);
+    int rc = 0;
+    if (!r->rank) rc = dfm_ckpt_begin(r->dir, step, tmp, sizeof tmp);
+    else if ((size_t)snprintf(tmp, sizeof tmp, "%s/step_%lld.tmp", r->dir, (long long)step) >= sizeof tmp)
+        rc = dfm_fail(DFM_E_ARG, "checkpoint: path too long");
+    if (!rc && r->world > 1) rc = dfm_dist_barrier(r->dist);
     if (rc) return rc;
     double t0 = dfm_now();
     dfm_dtype fd = !strcmp(dfm_config_str(r->c, "checkpoint.dtype"), "bf16") ? DFM_BF16 : DFM_F32;
     if ((rc = dfm_trainer_save(r->tr, tmp, fd))) return rc;
+    if (r->world > 1 && (rc = dfm_dist_barrier(r->dist))) return rc;
+    if (r->rank) {
+        r->last_saved = step;
+        return 0;
+    }
     cJSON *j = cJSON_CreateObject();
     if (!j) return dfm_fail(DFM_E_NOMEM, "out of memory");
     cJSON_AddNumberToObject(j, "step", (double)step);
@@ -332,6 +350,7 @@ static int save_checkpoint(run_t *r, int64_t step)
     cJSON_AddNumberToObject(j, "samples", (double)r->samples);
     cJSON_AddNumberToObject(j, "skipped_steps", (double)r->skipped_steps);
     cJSON_AddNumberToObject(j, "seed", (double)r->seed);
+    cJSON_AddNumberToObject(j, "world", (double)r->world);
     cJSON_AddStringToObject(j, "format", "dfm-run-1");
     if (!(rc = dfm_path_join(path, sizeof path, tmp, "state/run.json"))) rc = dfm_ckpt_write_json(path, j);
     cJSON_Delete(j);
@@ -507,8 +526,9 @@ static void progress(run_t *r, int64_t step, float loss, const dfm_step_stats *s
     }
 }
 
-/* One optimizer step: grad_accum micro-batches, then the update. */
-static int one_step(run_t *r, float *loss_out, dfm_step_stats *st)
+/* One optimizer step: grad_accum micro-batches, then the update (with the other ranks').
+ * *nsamples: the samples this rank trained on. */
+static int one_step(run_t *r, float *loss_out, int64_t *nsamples, dfm_step_stats *st)
 {
     int ga = r->to.grad_accum, rc = 0;
     float *losses = calloc(ga, sizeof *losses);
@@ -542,7 +562,7 @@ static int one_step(run_t *r, float *loss_out, dfm_step_stats *st)
         mb.text = text, mb.text_rows = rows;
         if (!rc) rc = dfm_trainer_micro(r->tr, &mb, &losses[m], NULL);
         if (!rc) {
-            r->samples += b.n, r->samples_run += b.n;
+            *nsamples += b.n;
             /* the data position after this batch */
             int64_t bpe = r->batches_per_epoch;
             r->next_epoch = b.epoch, r->next_batch = b.batch + 1;
@@ -584,14 +604,36 @@ int dfm_train_run(const dfm_config *c, const dfm_run_opts *o, dfm_run_result *re
         return dfm_fail(DFM_E_ARG, "train.threads must be >= 0 (0: every core)");
     }
     if (threads > 0) dfm_ops_set_threads((int)threads);
-    if (r->to.device == DFM_CUDA && !dfm_device_available(DFM_CUDA)) {
+    /* the job: a launcher's ranks, or one process (then nothing of MPI is loaded) */
+    dfm_dist_opts dopt = {.timeout_s = dfm_config_float(c, "dist.timeout"), .device = r->to.device};
+    if ((rc = dfm_dist_init(&r->dist, &dopt))) {
         free(lists);
-        return dfm_fail(DFM_E_UNSUPPORTED, "train.device cuda: %s", dfm_errmsg());
+        return rc;
     }
-    if ((rc = dfm_mkdirs(r->dir))) goto out;
-    int stale = 0;
-    if ((rc = dfm_ckpt_clean_tmp(r->dir, &stale))) goto out;
-    if (stale) dfm_log_info("removed %d unfinished checkpoint(s) (*.tmp) from %s", stale, r->dir);
+    r->rank = dfm_dist_rank(r->dist), r->world = dfm_dist_size(r->dist);
+    if (r->rank) tty = 0;
+    if (r->world > 1) {
+        r->to.dist = r->dist;
+        r->to.shard_optimizer = dfm_config_bool(c, "dist.shard_optimizer");
+        static char prog[64];
+        snprintf(prog, sizeof prog, "%s[rank %d]", dfm_prog(), r->rank);
+        if (r->rank) dfm_log_init(prog), dfm_log_set_quiet(1); /* progress and info from rank 0 */
+        int64_t bs = dfm_config_int(c, "data.batch_size");
+        dfm_log_info("data parallel: %d ranks (%s), global batch %lld = %lld per rank x %d ranks x %d accumulated%s",
+                     r->world, dfm_dist_backend(r->dist), (long long)(bs * r->world * r->to.grad_accum), (long long)bs,
+                     r->world, r->to.grad_accum, r->to.shard_optimizer ? "; optimizer state sharded" : "");
+    }
+    if (r->to.device == DFM_CUDA && !dfm_device_available(DFM_CUDA)) {
+        rc = dfm_fail(DFM_E_UNSUPPORTED, "train.device cuda: %s", dfm_errmsg());
+        goto out;
+    }
+    if (!r->rank) { /* the run directory is rank 0's to tidy */
+        if ((rc = dfm_mkdirs(r->dir))) goto out;
+        int stale = 0;
+        if ((rc = dfm_ckpt_clean_tmp(r->dir, &stale))) goto out;
+        if (stale) dfm_log_info("removed %d unfinished checkpoint(s) (*.tmp) from %s", stale, r->dir);
+    }
+    if (r->world > 1 && (rc = dfm_dist_barrier(r->dist))) goto out;
     if (!o->resume) {
         char ck[4096];
         int64_t s;
@@ -604,7 +646,7 @@ int dfm_train_run(const dfm_config *c, const dfm_run_opts *o, dfm_run_result *re
 
     /* data */
     dfm_log_info("indexing %s ...", dfm_config_list_str(c, "data.shards", 0));
-    if ((rc = open_data(c, "data.shards", 0, r->seed, &r->data))) goto out;
+    if ((rc = open_data(c, "data.shards", 0, r->seed, r->rank, r->world, &r->data))) goto out;
     r->batches_per_epoch = dfm_train_data_batches_per_epoch(r->data);
     if (r->batches_per_epoch < 1) {
         rc = dfm_fail(DFM_E_ARG, "the training data gives no batch (%lld samples, batch size %lld, drop_last %s)",
@@ -632,7 +674,7 @@ int dfm_train_run(const dfm_config *c, const dfm_run_opts *o, dfm_run_result *re
         rc = dfm_fail(DFM_E_ARG, "eval.every / eval.at_start need data.eval_shards");
         goto out;
     }
-    if (dfm_config_list_len(c, "data.eval_shards") && (rc = open_data(c, "data.eval_shards", 1, r->seed, &r->eval))) goto out;
+    if (dfm_config_list_len(c, "data.eval_shards") && (rc = open_data(c, "data.eval_shards", 1, r->seed, r->rank, r->world, &r->eval))) goto out;
 
     /* model */
     double tl = dfm_now();
@@ -647,14 +689,14 @@ int dfm_train_run(const dfm_config *c, const dfm_run_opts *o, dfm_run_result *re
                      r->empty_dim, ep ? ep : "the model's tokenizer and text encoder (bf16)");
     }
     if (o->resume && (rc = resume(r, o->resume))) goto out;
-    if ((rc = sample_setup(r))) goto out;
+    if (!r->rank && (rc = sample_setup(r))) goto out;
     if (r->start_step >= r->total) {
         dfm_log_info("step %lld of %lld: nothing left to train", (long long)r->start_step, (long long)r->total);
         goto summary;
     }
     char path[4096];
-    if ((rc = dfm_path_join(path, sizeof path, r->dir, "config.yaml")) || (rc = dfm_config_save(c, path))) goto out;
-    if (dfm_config_bool(c, "logging.tensorboard")) {
+    if (!r->rank && ((rc = dfm_path_join(path, sizeof path, r->dir, "config.yaml")) || (rc = dfm_config_save(c, path)))) goto out;
+    if (!r->rank && dfm_config_bool(c, "logging.tensorboard")) {
         int removed = 0;
         if (o->resume && (rc = dfm_tb_purge_after(r->dir, r->start_step, &removed))) goto out;
         if (removed) dfm_log_info("TensorBoard: dropped %d events logged after step %lld (lost with the stop)", removed, (long long)r->start_step);
@@ -681,8 +723,18 @@ int dfm_train_run(const dfm_config *c, const dfm_run_opts *o, dfm_run_result *re
     int64_t bad = 0, ran = 0;
     while (dfm_trainer_step(r->tr) < r->total) {
         float loss = 0;
+        int64_t nsamples = 0;
         dfm_step_stats st;
-        if ((rc = one_step(r, &loss, &st))) goto restore;
+        if ((rc = one_step(r, &loss, &nsamples, &st))) goto restore;
+        int stop_signal = g_signal;
+        if (r->world > 1) {
+            /* the step's mean loss and samples over the ranks, and a stop any rank was asked for */
+            double v[3] = {loss, (double)nsamples, g_signal ? 1.0 : 0.0};
+            if ((rc = dfm_dist_allreduce(r->dist, v, 3, DFM_DIST_F64, DFM_CPU))) goto restore;
+            loss = (float)(v[0] / r->world), nsamples = (int64_t)v[1];
+            if (v[2] > 0 && !stop_signal) stop_signal = SIGTERM; /* another rank's */
+        }
+        r->samples += (uint64_t)nsamples, r->samples_run += (uint64_t)nsamples;
         int64_t step = dfm_trainer_step(r->tr);
         ran++;
         if (st.skipped) {
@@ -708,26 +760,26 @@ int dfm_train_run(const dfm_config *c, const dfm_run_opts *o, dfm_run_result *re
                 goto restore;
         }
         int line = log_every > 0 && (step % log_every == 0 || step == r->total);
-        if (!o->quiet && (tty || line)) progress(r, step, loss, &st, tty, line);
+        if (!o->quiet && !r->rank && (tty || line)) progress(r, step, loss, &st, tty, line);
         if (line) r->win_sum = 0, r->win_n = 0;
         if (r->eval && eval_every > 0 && step % eval_every == 0) {
             if (tty) fputs("\r\033[K", stderr);
             if ((rc = run_eval(r, step))) goto restore;
         }
-        int stop = g_signal || (o->stop_after > 0 && ran >= o->stop_after);
+        int stop = stop_signal || (o->stop_after > 0 && ran >= o->stop_after);
         if ((every > 0 && step % every == 0) || step == r->total || stop) {
             if (tty) fputs("\r\033[K", stderr);
             if ((rc = save_checkpoint(r, step))) goto restore;
         }
         /* after the save: a sample that fails (memory, disk) costs a warning, never the steps */
-        if (r->texts && !g_signal && ((sample_every > 0 && step % sample_every == 0) || step == r->total)) {
+        if (r->texts && !stop_signal && ((sample_every > 0 && step % sample_every == 0) || step == r->total)) {
             if (tty) fputs("\r\033[K", stderr);
             if (sample_now(r, step)) dfm_log_warn("%s; training goes on", dfm_errmsg());
         }
         if (stop) {
-            res->signo = g_signal;
+            res->signo = stop_signal;
             dfm_log_info("stopped by %s at step %lld: saved; `dfm-train %s --resume` continues",
-                         g_signal ? strsignal(g_signal) : "--stop-after", (long long)step,
+                         stop_signal ? strsignal(stop_signal) : "--stop-after", (long long)step,
                          o->config_path ? o->config_path : "CONFIG");
             rc = 1;
             goto restore;
@@ -738,7 +790,7 @@ restore:
     sigaction(SIGTERM, &old_term, NULL);
     if (tty) fputs("\r\033[K", stderr);
 summary:
-    if (rc >= 0) /* the closing summary, always printed */
+    if (rc >= 0 && !r->rank) /* the closing summary, always printed (by rank 0) */
         fprintf(stderr, "%s: steps %lld..%lld of %lld, %llu samples, %lld bad sample reads skipped, %llu skipped steps, %.2f s (data wait %.1f s), last loss %.5g; run directory %s\n",
                 dfm_prog(), (long long)r->start_step, (long long)dfm_trainer_step(r->tr), (long long)r->total,
                 (unsigned long long)r->samples_run, (long long)dfm_train_data_skipped(r->data),
@@ -755,5 +807,10 @@ out:
     dfm_sample_texts_free(r->texts);
     dfm_prompts_free(&r->prompts);
     free(lists);
+    if (r->dist) {
+        /* a failure on one rank must not leave the others waiting in a collective */
+        if (rc < 0 && r->world > 1) dfm_dist_abort(r->dist, 1, dfm_errmsg());
+        dfm_dist_free(r->dist);
+    }
     return rc;
 }

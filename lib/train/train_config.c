@@ -47,6 +47,11 @@ const dfm_cfg_key dfm_train_schema[] = {
     {"train.threads", DFM_CFG_INT, "0", NULL, "CPU threads (0: every core)"},
     {"train.freeze", DFM_CFG_STRLIST, NULL, NULL,
      "full training: parameters not to update (\"blocks.0\", \"patch_embedding\", \"norm_out\" ...)"},
+    /* dist */
+    {"dist.shard_optimizer", DFM_CFG_BOOL, "false", NULL,
+     "data parallel (mpirun/srun): each rank keeps the AdamW state of its share of the parameters (ZeRO stage 2; CPU parameters for now)"},
+    {"dist.timeout", DFM_CFG_FLOAT, "1800", NULL,
+     "seconds a collective waits for the other ranks before the job is taken down (a rank died or hangs)"},
     /* optim */
     {"optim.lr", DFM_CFG_FLOAT, "1e-4", NULL, "peak learning rate (AdamW)"},
     {"optim.min_lr", DFM_CFG_FLOAT, "0", NULL, "the rate linear and cosine schedules end at"},

@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "base/json.h"
+#include "dist/dist.h"
 #include "io/safetensors.h"
 #include "models/wan/lora.h"
 #include "tensor/ops.h"
@@ -108,6 +109,7 @@ int dfm_trainer_new(dfm_trainer **out, const dfm_trainer_opts *o)
         rc = dfm_fail(DFM_E_ARG, "trainer: nothing to train (every parameter frozen)");
         goto fail;
     }
+    if (o->shard_optimizer && o->dist && (rc = dfm_adamw_shard(t->opt, o->dist))) goto fail;
     if ((rc = dfm_wan_transformer_zero_grads(t->m))) goto fail;
     *out = t;
     return 0;
@@ -256,8 +258,9 @@ int dfm_trainer_micro(dfm_trainer *t, const dfm_micro *mb, float *loss, float *s
         rc = dfm_fail(DFM_E_NOMEM, "trainer: out of memory");
         goto out;
     }
-    *loss = dfm_flow_loss(pred, mb->x0, in.eps, in.sigma, mb->B, in.n, &t->o.flow, 1.0f / (float)t->o.grad_accum, dpred,
-                          NULL);
+    /* data parallel: the ranks' gradients are summed, so each is scaled by 1 / ranks as well */
+    float gscale = 1.0f / ((float)t->o.grad_accum * (float)(t->o.dist ? dfm_dist_size(t->o.dist) : 1));
+    *loss = dfm_flow_loss(pred, mb->x0, in.eps, in.sigma, mb->B, in.n, &t->o.flow, gscale, dpred, NULL);
     if (!isfinite(*loss)) t->nonfinite = 1;
     dfm_tensor hd = {.dtype = DFM_F32, .device = DFM_CPU, .ndim = out.ndim, .data = dpred};
     memcpy(hd.shape, out.shape, sizeof out.shape);
@@ -299,11 +302,18 @@ int dfm_trainer_apply(dfm_trainer *t, const float *losses, int nlosses, dfm_step
     for (int i = 0; i < nlosses; i++)
         if (!isfinite(losses[i])) finite = 0;
     if (t->nonfinite) finite = 0;
+    int rc = 0;
+    if (t->o.dist && dfm_dist_size(t->o.dist) > 1) {
+        /* every rank skips or none: a non-finite loss anywhere; the gradients summed */
+        double bad = !finite;
+        if ((rc = dfm_dist_allreduce(t->o.dist, &bad, 1, DFM_DIST_F64, DFM_CPU))) return rc;
+        finite = bad == 0;
+        if ((rc = dfm_adamw_reduce_grads(t->opt, t->o.dist))) return rc;
+    }
     s.lr = dfm_lr_at(t->o.schedule ? t->o.schedule : "constant", t->step, t->o.warmup_steps, t->o.total_steps, t->o.lr,
                      t->o.min_lr);
     int gfinite = 1;
     s.grad_norm = dfm_adamw_grad_norm(t->opt, &gfinite);
-    int rc = 0;
     if (!finite || !gfinite || !isfinite(s.grad_norm)) {
         s.skipped = 1;
     } else {
@@ -407,6 +417,9 @@ int dfm_trainer_save(dfm_trainer *t, const char *dir, dfm_dtype full_dtype)
     char path[4096], state[4096];
     int rc = dfm_path_join(state, sizeof state, dir, "state");
     if (rc) return rc;
+    int rank = t->o.dist ? dfm_dist_rank(t->o.dist) : 0;
+    if (rank) /* the other ranks: their optimizer shard only (into the directory rank 0 made) */
+        return t->o.shard_optimizer ? dfm_adamw_save_state(t->opt, state) : 0;
     if (mkdir(state, 0755) && errno != EEXIST) return dfm_fail(DFM_E_IO, "cannot create '%s': %s", state, strerror(errno));
     int lora = t->o.lora_rank > 0 || t->o.lora_init_from;
     if (lora) {
@@ -419,7 +432,7 @@ int dfm_trainer_save(dfm_trainer *t, const char *dir, dfm_dtype full_dtype)
     if ((lora || full_dtype != DFM_F32) && ((rc = dfm_path_join(path, sizeof path, state, "params.safetensors")) ||
                                             (rc = save_params(t, path))))
         return rc;
-    if ((rc = dfm_path_join(path, sizeof path, state, "optimizer.safetensors")) || (rc = dfm_adamw_save(t->opt, path))) return rc;
+    if ((rc = dfm_adamw_save_state(t->opt, state))) return rc;
     cJSON *j = cJSON_CreateObject();
     if (!j) return dfm_fail(DFM_E_NOMEM, "out of memory");
     cJSON_AddNumberToObject(j, "step", (double)t->step);
@@ -454,7 +467,7 @@ int dfm_trainer_load_state(dfm_trainer *t, const char *dir)
             return rc;
         if ((rc = load_params(t, path, 0))) return rc;
     }
-    if ((rc = dfm_path_join(path, sizeof path, dir, "state/optimizer.safetensors")) || (rc = dfm_adamw_load(t->opt, path))) return rc;
+    if ((rc = dfm_path_join(path, sizeof path, dir, "state")) || (rc = dfm_adamw_load_state(t->opt, path))) return rc;
     t->step = s;
     t->micro = 0;
     t->nonfinite = 0;

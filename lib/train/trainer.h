@@ -12,8 +12,13 @@
  * w(sigma) (pred - v)^2 in f32 (lib/train/flow.h), backpropagated as loss / grad_accum.
  * ref: NeMo Automodel flow_matching/pipeline.py FlowMatchingPipeline.step; recipes/diffusion/train.py
  *
- * Not here: reading shards (lib/data/train_data.h), the config (lib/train/train_config.h),
- * data parallelism (lib/dist, later).
+ * Data parallel (opts.dist with more than one rank): every rank runs the same steps on its own
+ * micro-batches; the loss is scaled by 1 / (grad_accum * ranks) so that the gradients summed
+ * over the ranks (lib/dist, in dfm_trainer_apply) are the mean over the global batch, and a
+ * non-finite loss on any rank skips the step on all. With opts.shard_optimizer each rank keeps
+ * the AdamW state of its part of the parameters only (optim.h, ZeRO stage 2).
+ *
+ * Not here: reading shards (lib/data/train_data.h), the config (lib/train/train_config.h).
  */
 #ifndef DFM_TRAIN_TRAINER_H
 #define DFM_TRAIN_TRAINER_H
@@ -49,6 +54,8 @@ typedef struct {
     int pack_frozen;            /* LoRA, CPU, bf16 compute: the frozen linears laid out once for the forward
                                    GEMMs (dfm_wan_transformer_pack; the same bits, one more bf16 copy) */
     uint64_t seed;              /* noise, sigma and LoRA init/dropout */
+    struct dfm_dist *dist;      /* data-parallel job (lib/dist/dist.h); NULL: one process */
+    int shard_optimizer;        /* with dist: AdamW state sharded over the ranks */
 } dfm_trainer_opts;
 
 typedef struct dfm_trainer dfm_trainer;
@@ -94,7 +101,9 @@ int dfm_trainer_apply(dfm_trainer *t, const float *losses, int nlosses, dfm_step
 int64_t dfm_trainer_step(const dfm_trainer *t); /* optimizer steps taken (also the sigma/noise step) */
 
 /* State for checkpoints: weights (LoRA adapter or full model) into dir as every consumer loads
- * them, optimizer state and the step into dir/state. load_state restores the optimizer and the
+ * them, optimizer state and the step into dir/state. Data parallel: every rank calls it, after
+ * rank 0 has made dir (the weights are the same on every rank: rank 0 writes them; a sharded
+ * optimizer's ranks each write their part of dir/state). Every rank loads the whole state. load_state restores the optimizer and the
  * step from dir/state and the weights from dir (an adapter the trainer already has is
  * overwritten with the saved values; a full model's parameters likewise). */
 int dfm_trainer_save(dfm_trainer *t, const char *dir, dfm_dtype full_dtype);

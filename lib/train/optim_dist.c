@@ -1,0 +1,511 @@
+/* optim_dist.c — AdamW across data-parallel ranks (optim.h): the gradient sum, the sharded
+ * state (ZeRO stage 2) and the state files of either form, loadable by any world size.
+ * ref: DeepSpeed runtime/zero/stage_1_and_2.py (the flat partition, reduce-scatter, all-gather);
+ *      torch/distributed/optim/zero_redundancy_optimizer.py (what a rank keeps) */
+#include "train/optim.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/buf.h"
+#include "base/error.h"
+#include "cpu/adamw.h"
+#include "dist/dist.h"
+#include "io/safetensors.h"
+#include "train/optim_internal.h"
+
+#define B DFM_ADAMW_BUCKET
+
+struct dfm_adamw_sharded {
+    dfm_dist *d;
+    int rank, world;
+    int64_t total;    /* elements of every trainable parameter */
+    int64_t *off;     /* [n + 1]: slot i's first element in the flat vector */
+    int64_t len;      /* elements of this rank's pieces */
+    float *g, *m, *v; /* [len]: summed gradient, exp_avg, exp_avg_sq of the pieces, bucket after bucket */
+    float *buf;       /* [B + world]: one bucket, padded to a multiple of world */
+    float *piece;     /* [B / world + 1] */
+};
+
+/* ---- the flat vector's geometry ---------------------------------------------------------- */
+
+static int64_t nbuckets(int64_t total) { return (total + B - 1) / B; }
+static int64_t bucket_len(int64_t total, int64_t k) { return total - k * B < B ? total - k * B : B; }
+static int64_t piece_q(int64_t L, int world) { return (L + world - 1) / world; }
+/* rank r's piece of a bucket of L elements: [lo, lo + *len) within it */
+static int64_t piece_lo(int64_t L, int world, int r, int64_t *len)
+{
+    int64_t q = piece_q(L, world), lo = (int64_t)r * q, hi = lo + q;
+    if (lo > L) lo = L;
+    if (hi > L) hi = L;
+    *len = hi - lo;
+    return lo;
+}
+/* elements rank r keeps of a flat vector of total elements over world ranks */
+static int64_t shard_len(int64_t total, int world, int r)
+{
+    int64_t n = 0, len;
+    for (int64_t k = 0; k < nbuckets(total); k++) {
+        piece_lo(bucket_len(total, k), world, r, &len);
+        n += len;
+    }
+    return n;
+}
+
+static int64_t *flat_offsets(const dfm_adamw *o)
+{
+    int64_t *off = malloc((size_t)(o->n + 1) * sizeof *off);
+    if (!off) return NULL;
+    off[0] = 0;
+    for (int i = 0; i < o->n; i++) off[i + 1] = off[i] + dfm_tensor_numel(o->s[i].param);
+    return off;
+}
+
+/* the slot holding flat element a (off[i] <= a < off[i + 1]) */
+static int slot_at(const int64_t *off, int n, int64_t a)
+{
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (off[mid] <= a) lo = mid;
+        else hi = mid - 1;
+    }
+    while (lo < n - 1 && off[lo + 1] <= a) lo++;
+    return lo;
+}
+
+/* Copy between the flat range [a, a + n) of the parameters (grad 0) or gradients (grad 1) and
+ * buf: to_buf 1 reads them into buf, 0 writes buf into them. Host tensors. */
+static void flat_io(dfm_adamw *o, const int64_t *off, int64_t a, int64_t n, float *buf, int grad, int to_buf)
+{
+    if (n <= 0) return;
+    int i = slot_at(off, o->n, a);
+    while (n > 0) {
+        while (off[i + 1] <= a) i++;
+        int64_t seg = off[i + 1] - a < n ? off[i + 1] - a : n;
+        float *t = (float *)(grad ? o->s[i].grad : o->s[i].param)->data + (a - off[i]);
+        if (to_buf) memcpy(buf, t, (size_t)seg * sizeof(float));
+        else memcpy(t, buf, (size_t)seg * sizeof(float));
+        buf += seg, a += seg, n -= seg;
+    }
+}
+
+/* ---- sharding ------------------------------------------------------------------------------ */
+
+void dfm_adamw_shard_free(dfm_adamw_sharded *sh)
+{
+    if (!sh) return;
+    free(sh->off), free(sh->g), free(sh->m), free(sh->v), free(sh->buf), free(sh->piece);
+    free(sh);
+}
+
+int dfm_adamw_shard(dfm_adamw *o, dfm_dist *d)
+{
+    if (!o || !d) return dfm_fail(DFM_E_ARG, "adamw_shard: NULL argument");
+    if (o->sh) return dfm_fail(DFM_E_ARG, "adamw_shard: already sharded");
+    if (o->step) return dfm_fail(DFM_E_ARG, "adamw_shard: shard before the first step");
+    for (int i = 0; i < o->n; i++)
+        if (o->s[i].param->device != DFM_CPU)
+            return dfm_fail(DFM_E_UNSUPPORTED, "a sharded optimizer (dist.shard_optimizer) keeps CPU parameters only for now; "
+                                               "'%s' is on the GPU", o->s[i].name);
+    dfm_adamw_sharded *sh = calloc(1, sizeof *sh);
+    if (!sh) return dfm_fail(DFM_E_NOMEM, "adamw_shard: out of memory");
+    sh->d = d, sh->rank = dfm_dist_rank(d), sh->world = dfm_dist_size(d);
+    if (!(sh->off = flat_offsets(o))) goto nomem;
+    sh->total = sh->off[o->n];
+    sh->len = shard_len(sh->total, sh->world, sh->rank);
+    size_t n = (size_t)(sh->len ? sh->len : 1);
+    if (!(sh->g = calloc(n, sizeof(float))) || !(sh->m = calloc(n, sizeof(float))) || !(sh->v = calloc(n, sizeof(float))) ||
+        !(sh->buf = malloc((size_t)(B + sh->world) * sizeof(float))) ||
+        !(sh->piece = malloc((size_t)(B / sh->world + 1) * sizeof(float))))
+        goto nomem;
+    for (int i = 0; i < o->n; i++) dfm_tensor_free(&o->s[i].m), dfm_tensor_free(&o->s[i].v);
+    o->sh = sh;
+    return 0;
+nomem:
+    dfm_adamw_shard_free(sh);
+    return dfm_fail(DFM_E_NOMEM, "adamw_shard: out of memory");
+}
+
+/* ---- the gradient sum ------------------------------------------------------------------------ */
+
+/* Replicated: host gradients gathered into buckets of up to B elements (fewer, larger
+ * messages), larger ones and device ones reduced in place. The sum of an element does not
+ * depend on the bucketing (lib/dist sums each element in rank order). */
+static int reduce_replicated(dfm_adamw *o, dfm_dist *d)
+{
+    float *buf = NULL;
+    int64_t staged = 0;
+    int first = 0, rc = 0;
+    for (int i = 0; i <= o->n && !rc; i++) {
+        int64_t n = i < o->n ? dfm_tensor_numel(o->s[i].grad) : 0;
+        int host = i < o->n && o->s[i].grad->device == DFM_CPU;
+        int stage = host && n < B;
+        if (staged && (i == o->n || !stage || staged + n > B)) { /* flush */
+            if (!(rc = dfm_dist_allreduce(d, buf, (size_t)staged, DFM_F32, DFM_CPU))) {
+                float *p = buf;
+                for (int j = first; j < i; j++) {
+                    dfm_tensor *g = o->s[j].grad;
+                    if (g->device != DFM_CPU || dfm_tensor_numel(g) >= B) continue;
+                    memcpy(g->data, p, (size_t)dfm_tensor_numel(g) * sizeof(float));
+                    p += dfm_tensor_numel(g);
+                }
+            }
+            staged = 0;
+        }
+        if (rc || i == o->n) break;
+        if (stage) {
+            if (!buf && !(buf = malloc((size_t)B * sizeof(float)))) {
+                rc = dfm_fail(DFM_E_NOMEM, "adamw: out of memory");
+                break;
+            }
+            if (!staged) first = i;
+            memcpy(buf + staged, o->s[i].grad->data, (size_t)n * sizeof(float));
+            staged += n;
+        } else if (n) {
+            rc = dfm_dist_allreduce(d, o->s[i].grad->data, (size_t)n, DFM_F32, o->s[i].grad->device);
+        }
+    }
+    free(buf);
+    return rc ? dfm_fail_ctx(rc, "summing the gradients over the ranks") : 0;
+}
+
+int dfm_adamw_reduce_grads(dfm_adamw *o, dfm_dist *d)
+{
+    if (!o || !d) return dfm_fail(DFM_E_ARG, "adamw_reduce_grads: NULL argument");
+    dfm_adamw_sharded *sh = o->sh;
+    if (!sh) return dfm_dist_size(d) > 1 ? reduce_replicated(o, d) : 0;
+    int64_t so = 0;
+    for (int64_t k = 0; k < nbuckets(sh->total); k++) {
+        int64_t a = k * B, L = bucket_len(sh->total, k), q = piece_q(L, sh->world), plen;
+        piece_lo(L, sh->world, sh->rank, &plen);
+        flat_io(o, sh->off, a, L, sh->buf, 1, 1);
+        memset(sh->buf + L, 0, (size_t)(q * sh->world - L) * sizeof(float));
+        int rc = dfm_dist_reduce_scatter(sh->d, sh->buf, sh->piece, (size_t)q, DFM_F32, DFM_CPU);
+        if (rc) return dfm_fail_ctx(rc, "reduce-scattering the gradients");
+        memcpy(sh->g + so, sh->piece, (size_t)plen * sizeof(float));
+        so += plen;
+    }
+    return 0;
+}
+
+/* ---- the sharded step ------------------------------------------------------------------------ */
+
+double dfm_adamw_shard_grad_norm(dfm_adamw *o, int *finite)
+{
+    dfm_adamw_sharded *sh = o->sh;
+    double ss = sh->len ? dfm_cpu_sumsq(sh->g, sh->len) : 0.0;
+    if (dfm_dist_allreduce(sh->d, &ss, 1, DFM_DIST_F64, DFM_CPU)) {
+        if (finite) *finite = 0;
+        return NAN;
+    }
+    double total = sqrt(ss);
+    if (finite) *finite = isfinite(total) != 0;
+    return total;
+}
+
+int dfm_adamw_shard_scale(dfm_adamw *o, float coef)
+{
+    dfm_adamw_sharded *sh = o->sh;
+    for (int64_t i = 0; i < sh->len; i++) sh->g[i] = sh->g[i] * coef + 0.0f; /* as DFM_OP_AFFINE: -0 becomes +0 */
+    return 0;
+}
+
+int dfm_adamw_shard_step(dfm_adamw *o, const dfm_adamw_coef *c)
+{
+    dfm_adamw_sharded *sh = o->sh;
+    int64_t so = 0;
+    for (int64_t k = 0; k < nbuckets(sh->total); k++) {
+        int64_t a = k * B, L = bucket_len(sh->total, k), q = piece_q(L, sh->world), plen;
+        int64_t lo = piece_lo(L, sh->world, sh->rank, &plen);
+        /* this rank's piece of the parameters, slot by slot */
+        int64_t x = a + lo, left = plen, gi = so;
+        while (left > 0) {
+            int i = slot_at(sh->off, o->n, x);
+            int64_t seg = sh->off[i + 1] - x < left ? sh->off[i + 1] - x : left;
+            float *p = (float *)o->s[i].param->data + (x - sh->off[i]);
+            dfm_cpu_adamw(p, sh->g + gi, sh->m + gi, sh->v + gi, seg, c);
+            x += seg, gi += seg, left -= seg;
+        }
+        /* every rank's updated piece into every rank's parameters */
+        flat_io(o, sh->off, a + lo, plen, sh->piece, 0, 1);
+        memset(sh->piece + plen, 0, (size_t)(q - plen) * sizeof(float));
+        int rc = dfm_dist_allgather(sh->d, sh->piece, sh->buf, (size_t)q, DFM_F32, DFM_CPU);
+        if (rc) return dfm_fail_ctx(rc, "all-gathering the updated parameters");
+        flat_io(o, sh->off, a, L, sh->buf, 0, 0);
+        so += plen;
+    }
+    return 0;
+}
+
+/* ---- state files ----------------------------------------------------------------------------- */
+
+/* "name:numel,name:numel,..." of the registered parameters (malloc'd) */
+static char *layout_string(const dfm_adamw *o)
+{
+    dfm_buf b = {0};
+    char num[32];
+    for (int i = 0; i < o->n; i++) {
+        snprintf(num, sizeof num, ":%lld", (long long)dfm_tensor_numel(o->s[i].param));
+        if ((i && dfm_buf_append(&b, ",", 1)) || dfm_buf_append(&b, o->s[i].name, strlen(o->s[i].name)) ||
+            dfm_buf_append(&b, num, strlen(num)) ) {
+            dfm_buf_free(&b);
+            return NULL;
+        }
+    }
+    if (dfm_buf_append(&b, "", 1)) {
+        dfm_buf_free(&b);
+        return NULL;
+    }
+    return (char *)b.data;
+}
+
+static void shard_name(char *out, size_t n, int rank, int world)
+{
+    snprintf(out, n, "optimizer-rank-%05d-of-%05d.safetensors", rank, world);
+}
+
+int dfm_adamw_save_state(dfm_adamw *o, const char *dir)
+{
+    if (!o || !dir) return dfm_fail(DFM_E_ARG, "adamw_save_state: NULL argument");
+    char path[4096], name[64];
+    int rc;
+    if (!o->sh) {
+        if ((rc = dfm_path_join(path, sizeof path, dir, "optimizer.safetensors"))) return rc;
+        return dfm_adamw_save(o, path);
+    }
+    dfm_adamw_sharded *sh = o->sh;
+    shard_name(name, sizeof name, sh->rank, sh->world);
+    if ((rc = dfm_path_join(path, sizeof path, dir, name))) return rc;
+    char *layout = layout_string(o), *meta = NULL;
+    cJSON *j = cJSON_CreateObject();
+    char v[64];
+    if (layout && j) {
+#define PUT(k, fmt, x) (snprintf(v, sizeof v, fmt, x), cJSON_AddStringToObject(j, k, v))
+        cJSON_AddStringToObject(j, "format", SHARD_FORMAT);
+        PUT("step", "%lld", (long long)o->step);
+        PUT("beta1", "%.17g", o->opts.beta1);
+        PUT("beta2", "%.17g", o->opts.beta2);
+        PUT("eps", "%.17g", o->opts.eps);
+        PUT("weight_decay", "%.17g", o->opts.weight_decay);
+        PUT("bucket", "%lld", (long long)B);
+        PUT("world", "%d", sh->world);
+        PUT("rank", "%d", sh->rank);
+        PUT("total", "%lld", (long long)sh->total);
+#undef PUT
+        cJSON_AddStringToObject(j, "params", layout);
+        meta = cJSON_PrintUnformatted(j);
+    }
+    cJSON_Delete(j);
+    free(layout);
+    if (!meta) return dfm_fail(DFM_E_NOMEM, "adamw_save_state: out of memory");
+    float zero = 0;
+    dfm_st_entry e[2] = {{.name = "exp_avg", .dtype = DFM_F32, .ndim = 1, .shape = {sh->len}, .data = sh->len ? sh->m : &zero},
+                         {.name = "exp_avg_sq", .dtype = DFM_F32, .ndim = 1, .shape = {sh->len}, .data = sh->len ? sh->v : &zero}};
+    rc = dfm_st_write(path, e, 2, meta);
+    free(meta);
+    return rc;
+}
+
+/* Where a saved flat vector comes from: one optimizer.safetensors (world 0) or world rank files. */
+typedef struct {
+    int world;
+    dfm_st **st;                /* [max(world, 1)] */
+    const dfm_st_tensor **mv;   /* unsharded: [2 n] per slot; sharded: [2 world] */
+    int64_t step;
+} src_t;
+
+static void src_close(src_t *s)
+{
+    for (int i = 0; s->st && i < (s->world ? s->world : 1); i++) dfm_st_close(s->st[i]);
+    free(s->st);
+    free(s->mv);
+    memset(s, 0, sizeof *s);
+}
+
+/* the metadata value of key as a count (>= 0), or -1 */
+static int64_t meta_int(const cJSON *j, const char *key)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!cJSON_IsString(x) || !*x->valuestring) return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(x->valuestring, &end, 10);
+    return errno || *end || v < 0 ? -1 : v;
+}
+
+static int open_unsharded(src_t *s, dfm_adamw *o, const char *path)
+{
+    s->world = 0;
+    if (!(s->st = calloc(1, sizeof *s->st)) || !(s->mv = calloc((size_t)(2 * o->n + 1), sizeof *s->mv)))
+        return dfm_fail(DFM_E_NOMEM, "adamw_load_state: out of memory");
+    int rc = dfm_st_open(&s->st[0], path);
+    if (rc) return rc;
+    cJSON *j = cJSON_Parse(dfm_st_metadata(s->st[0]));
+    const cJSON *f = j ? cJSON_GetObjectItemCaseSensitive(j, "format") : NULL;
+    s->step = j ? meta_int(j, "step") : -1;
+    int ok = cJSON_IsString(f) && !strcmp(f->valuestring, STATE_FORMAT) && s->step >= 0;
+    cJSON_Delete(j);
+    if (!ok) return dfm_fail(DFM_E_FORMAT, "'%s': not an optimizer state (" STATE_FORMAT ")", path);
+    if (dfm_st_count(s->st[0]) != 2 * o->n)
+        return dfm_fail(DFM_E_FORMAT, "'%s': %d tensors, want %d (exp_avg and exp_avg_sq of %d parameters)", path,
+                        dfm_st_count(s->st[0]), 2 * o->n, o->n);
+    char nm[1100];
+    for (int i = 0; i < o->n; i++)
+        for (int k = 0; k < 2; k++) {
+            snprintf(nm, sizeof nm, "%s%s", o->s[i].name, k ? ".exp_avg_sq" : ".exp_avg");
+            const dfm_st_tensor *t = dfm_st_find(s->st[0], nm);
+            if (!t || t->dtype != DFM_F32 || t->nbytes != (size_t)dfm_tensor_numel(o->s[i].param) * sizeof(float))
+                return dfm_fail(DFM_E_FORMAT, "'%s': no F32 tensor '%s' of %lld elements", path, nm,
+                                (long long)dfm_tensor_numel(o->s[i].param));
+            s->mv[2 * i + k] = t;
+        }
+    return 0;
+}
+
+static int open_sharded(src_t *s, dfm_adamw *o, const char *dir, int world, const int64_t *off)
+{
+    s->world = world;
+    if (!(s->st = calloc((size_t)world, sizeof *s->st)) || !(s->mv = calloc((size_t)(2 * world), sizeof *s->mv)))
+        return dfm_fail(DFM_E_NOMEM, "adamw_load_state: out of memory");
+    char *layout = layout_string(o);
+    if (!layout) return dfm_fail(DFM_E_NOMEM, "adamw_load_state: out of memory");
+    int rc = 0;
+    int64_t total = off[o->n];
+    for (int r = 0; r < world && !rc; r++) {
+        char name[64], path[4096];
+        shard_name(name, sizeof name, r, world);
+        if ((rc = dfm_path_join(path, sizeof path, dir, name))) break;
+        struct stat sb;
+        if (stat(path, &sb)) {
+            rc = dfm_fail(DFM_E_FORMAT, "'%s': missing (a checkpoint of %d ranks has one state file per rank)", path, world);
+            break;
+        }
+        if ((rc = dfm_st_open(&s->st[r], path))) break;
+        cJSON *j = cJSON_Parse(dfm_st_metadata(s->st[r]));
+        const cJSON *f = j ? cJSON_GetObjectItemCaseSensitive(j, "format") : NULL;
+        const cJSON *pl = j ? cJSON_GetObjectItemCaseSensitive(j, "params") : NULL;
+        int64_t step = j ? meta_int(j, "step") : -1;
+        if (!cJSON_IsString(f) || strcmp(f->valuestring, SHARD_FORMAT) || step < 0)
+            rc = dfm_fail(DFM_E_FORMAT, "'%s': not an optimizer state shard (" SHARD_FORMAT ")", path);
+        else if (meta_int(j, "world") != world || meta_int(j, "rank") != r || meta_int(j, "bucket") != B)
+            rc = dfm_fail(DFM_E_FORMAT, "'%s': its metadata names another layout (world %lld, rank %lld, bucket %lld)", path,
+                          (long long)meta_int(j, "world"), (long long)meta_int(j, "rank"), (long long)meta_int(j, "bucket"));
+        else if (meta_int(j, "total") != total || !cJSON_IsString(pl) || strcmp(pl->valuestring, layout))
+            rc = dfm_fail(DFM_E_FORMAT, "'%s': saved for other trainable parameters (%lld elements; this run trains %lld in %d tensors)",
+                          path, (long long)meta_int(j, "total"), (long long)total, o->n);
+        else if (r && step != s->step)
+            rc = dfm_fail(DFM_E_FORMAT, "'%s': step %lld, rank 0's file says %lld", path, (long long)step, (long long)s->step);
+        else
+            s->step = step;
+        cJSON_Delete(j);
+        int64_t want = shard_len(total, world, r);
+        for (int k = 0; k < 2 && !rc; k++) {
+            const dfm_st_tensor *t = dfm_st_find(s->st[r], k ? "exp_avg_sq" : "exp_avg");
+            if (!t || t->dtype != DFM_F32 || t->nbytes != (size_t)want * sizeof(float))
+                rc = dfm_fail(DFM_E_FORMAT, "'%s': no F32 '%s' of %lld elements", path, k ? "exp_avg_sq" : "exp_avg", (long long)want);
+            else
+                s->mv[2 * r + k] = t;
+        }
+    }
+    free(layout);
+    return rc;
+}
+
+/* dst[0..n) = moment k (0 exp_avg, 1 exp_avg_sq) at flat [a, a + n) of the saved vector */
+static void src_read(const src_t *s, const dfm_adamw *o, const int64_t *off, int k, int64_t a, int64_t n, float *dst)
+{
+    int64_t total = off[o->n];
+    while (n > 0) {
+        const float *from;
+        int64_t seg;
+        if (!s->world) {
+            int i = slot_at(off, o->n, a);
+            while (off[i + 1] <= a) i++;
+            seg = off[i + 1] - a;
+            from = (const float *)s->mv[2 * i + k]->data + (a - off[i]);
+        } else {
+            int64_t kb = a / B, u = a - kb * B, L = bucket_len(total, kb), q = piece_q(L, s->world);
+            int r = (int)(u / q);
+            int64_t plen, lo = piece_lo(L, s->world, r, &plen), full;
+            piece_lo(B, s->world, r, &full); /* every bucket before kb is full */
+            seg = lo + plen - u;
+            from = (const float *)s->mv[2 * r + k]->data + kb * full + (u - lo);
+        }
+        if (seg > n) seg = n;
+        memcpy(dst, from, (size_t)seg * sizeof(float));
+        dst += seg, a += seg, n -= seg;
+    }
+}
+
+/* the world size of the rank files in dir (0: none) */
+static int find_shards(const char *dir)
+{
+    DIR *dp = opendir(dir);
+    if (!dp) return 0;
+    struct dirent *de;
+    int world = 0;
+    while ((de = readdir(dp))) {
+        int r, w, used = 0;
+        if (sscanf(de->d_name, "optimizer-rank-%5d-of-%5d.safetensors%n", &r, &w, &used) == 2 && used &&
+            !de->d_name[used] && w > 0)
+            world = w;
+    }
+    closedir(dp);
+    return world;
+}
+
+int dfm_adamw_load_state(dfm_adamw *o, const char *dir)
+{
+    if (!o || !dir) return dfm_fail(DFM_E_ARG, "adamw_load_state: NULL argument");
+    char path[4096];
+    int rc = dfm_path_join(path, sizeof path, dir, "optimizer.safetensors");
+    if (rc) return rc;
+    struct stat sb;
+    int unsharded = !stat(path, &sb), world = unsharded ? 0 : find_shards(dir);
+    if (unsharded && !o->sh) return dfm_adamw_load(o, path); /* the replicated form, as saved */
+    if (!unsharded && !world) return dfm_fail(DFM_E_FORMAT, "'%s': no optimizer state (optimizer.safetensors or optimizer-rank-*.safetensors)", dir);
+    int64_t *off = flat_offsets(o);
+    if (!off) return dfm_fail(DFM_E_NOMEM, "adamw_load_state: out of memory");
+    src_t s = {0};
+    rc = unsharded ? open_unsharded(&s, o, path) : open_sharded(&s, o, dir, world, off);
+    if (!rc && !o->sh) rc = dfm_adamw_state_ready(o);
+    for (int k = 0; k < 2 && !rc; k++) {
+        if (o->sh) { /* this rank's pieces */
+            dfm_adamw_sharded *sh = o->sh;
+            float *dst = k ? sh->v : sh->m;
+            for (int64_t kb = 0, so = 0; kb < nbuckets(sh->total); kb++) {
+                int64_t plen, lo = piece_lo(bucket_len(sh->total, kb), sh->world, sh->rank, &plen);
+                src_read(&s, o, off, k, kb * B + lo, plen, dst + so);
+                so += plen;
+            }
+            continue;
+        }
+        for (int i = 0; i < o->n && !rc; i++) { /* every parameter's moments */
+            dfm_tensor *t = k ? &o->s[i].v : &o->s[i].m;
+            if (t->device == DFM_CPU) {
+                src_read(&s, o, off, k, off[i], off[i + 1] - off[i], t->data);
+                continue;
+            }
+            dfm_tensor h = {0}, dev = {0};
+            if (!(rc = dfm_tensor_alloc(&h, DFM_F32, DFM_CPU, t->ndim, t->shape))) {
+                src_read(&s, o, off, k, off[i], off[i + 1] - off[i], h.data);
+                if (!(rc = dfm_tensor_copy(&dev, &h, t->device))) {
+                    dfm_tensor_free(t);
+                    *t = dev;
+                }
+            }
+            dfm_tensor_free(&h);
+        }
+    }
+    if (!rc) o->step = s.step;
+    src_close(&s);
+    free(off);
+    return rc ? dfm_fail_ctx(rc, "loading the optimizer state from '%s'", dir) : 0;
+}
