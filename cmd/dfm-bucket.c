@@ -3,6 +3,7 @@
 #include "base/cli.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "dist/dist.h"
 #include "data/bucketize.h"
 #include "io/stream_map.h"
 
@@ -35,6 +36,9 @@ static const char usage[] =
     "Output and errors:\n"
     "  -o, --output FILE           write to FILE (atomically) instead of stdout\n"
     "  --format msgpack|tar|tar.zst  stream framing (default msgpack)\n"
+    "  --part K/N|auto             take only samples K, K+N, K+2N, ... (K from 0) of the INPUT\n"
+    "                              files; auto: K/N from the launcher (mpirun, srun; 0/1 with\n"
+    "                              none). A stream on a pipe is taken whole (the first stage splits)\n"
     "  --strict                    stop at the first bad sample (exit 1)\n"
     "  --force                     binary data to or from a terminal\n"
     "  -j, --threads N             resampling threads (default, or 0: one per core)\n"
@@ -110,6 +114,11 @@ int main(int argc, char **argv)
         default:
             if (!dfm_stream_opt(c, optarg, &mo, usage)) dfm_usage_bad_option(argc, argv, longopts);
         }
+    }
+    if (mo.part.is_auto) { /* the launcher's rank and size; 0/1 without one */
+        dfm_dist_env env;
+        if (dfm_dist_launcher(&env) || dfm_part_auto(&mo.part, env.rank, env.size))
+            dfm_usage_error("--part auto: %s", dfm_errmsg());
     }
     if (methods > 1) dfm_usage_error("--size and --ratios exclude each other");
     if (side_set && o.method != DFM_BUCKETS_LOG) dfm_usage_error("--side goes with --ratios");

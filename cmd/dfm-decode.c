@@ -3,6 +3,7 @@
 #include "base/cli.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "dist/dist.h"
 #include "data/decode_run.h"
 #include "io/stream.h"
 
@@ -41,6 +42,10 @@ static const char usage[] =
     "  --strict                    stop at the first bad file (exit 1)\n"
     "Input:\n"
     "  -0, --null                  with '-': paths on stdin end with NUL (find -print0)\n"
+    "  --part K/N|auto             decode only media files K, K+N, K+2N, ... (K from 0) of all\n"
+    "                              those found, in walk order: N runs with 0/N ... N-1/N decode\n"
+    "                              each file once. auto: K/N from the launcher (mpirun, srun;\n"
+    "                              0/1 with none)\n"
     "Output:\n"
     "  -o, --output FILE           write to FILE (atomically) instead of stdout\n"
     "  --format msgpack|tar|tar.zst  stream framing (default msgpack)\n"
@@ -52,7 +57,7 @@ static const char usage[] =
     "  -h, --help                  this help;  --version  print the version\n";
 
 enum { O_CAPTIONS = 256, O_FIELD, O_FRAMES, O_MAXF, O_CLIP, O_FPS, O_MODE, O_MAXPIX, O_STRICT,
-       O_FORMAT, O_FORCE, O_VERSION, O_MINSIZE, O_DAMAGED, O_PROGRESS };
+       O_FORMAT, O_FORCE, O_VERSION, O_MINSIZE, O_DAMAGED, O_PROGRESS, O_PART };
 
 static const struct option longopts[] = {
     {"captions", 1, 0, O_CAPTIONS}, {"caption-field", 1, 0, O_FIELD}, {"frames", 1, 0, O_FRAMES},
@@ -61,7 +66,8 @@ static const struct option longopts[] = {
     {"output", 1, 0, 'o'},          {"format", 1, 0, O_FORMAT},       {"force", 0, 0, O_FORCE},
     {"threads", 1, 0, 'j'},         {"quiet", 0, 0, 'q'},             {"help", 0, 0, 'h'},
     {"version", 0, 0, O_VERSION},   {"min-size", 1, 0, O_MINSIZE},    {"accept-damaged", 0, 0, O_DAMAGED},
-    {"null", 0, 0, '0'},            {"progress", 0, 0, O_PROGRESS},   {0, 0, 0, 0}};
+    {"null", 0, 0, '0'},            {"progress", 0, 0, O_PROGRESS},   {"part", 1, 0, O_PART},
+    {0, 0, 0, 0}};
 
 int main(int argc, char **argv)
 {
@@ -89,6 +95,7 @@ int main(int argc, char **argv)
         case '0': nul = 1; break;
         case O_PROGRESS: dfm_progress_mode(DFM_PROGRESS_ON); break;
         case O_STRICT: d.strict = 1; break;
+        case O_PART: d.part = dfm_parse_part("--part", optarg); break;
         case 'o': output = optarg; break;
         case O_FORMAT: format = dfm_parse_choice("--format", optarg, formats); break;
         case O_FORCE: force = 1; break;
@@ -100,6 +107,11 @@ int main(int argc, char **argv)
         }
     }
     if (optind >= argc) dfm_usage_error("no PATH given (use '-' to read paths from stdin)");
+    if (d.part.is_auto) { /* the launcher's rank and size; 0/1 without one */
+        dfm_dist_env env;
+        if (dfm_dist_launcher(&env) || dfm_part_auto(&d.part, env.rank, env.size))
+            dfm_usage_error("--part auto: %s", dfm_errmsg());
+    }
     if (copts->manifest && access(copts->manifest, R_OK) != 0)
         dfm_usage_error("cannot read the caption manifest '%s'", copts->manifest);
 

@@ -1,9 +1,11 @@
 /* dfm-shard — write a sample stream into numbered WebDataset tar shards with an index, or
- * (--cat) stream shards back out, or (--list) describe samples. Thin: the work is
- * lib/io/shard.c and lib/io/stream_map.c. */
+ * (--cat) stream shards back out, or (--list) describe samples, or (--merge-index) write one
+ * index over the parts of a split run. Thin: the work is lib/io/shard.c, lib/io/shard_merge.c
+ * and lib/io/stream_map.c. */
 #include "base/cli.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "dist/dist.h"
 #include "io/describe.h"
 #include "io/shard.h"
 #include "io/stream_map.h"
@@ -19,6 +21,7 @@ static const char usage[] =
     "usage: dfm-shard -o PATTERN [options] [INPUT...] < samples\n"
     "       dfm-shard --cat [options] [SHARD...] > samples\n"
     "       dfm-shard --list [SHARD...]\n"
+    "       dfm-shard --merge-index DIR [PART_DIR...]\n"
     "Split a sample stream (msgpack or tar, from INPUT files or stdin) into WebDataset tar\n"
     "shards named by PATTERN, e.g. out/train-%06d.tar or out/train-%06d.tar.zst, with\n"
     "index.json beside them; or stream shards back out with --cat.\n"
@@ -30,6 +33,15 @@ static const char usage[] =
     "  --overwrite                 remove an earlier run's shards of PATTERN (and index.json)\n"
     "                              first; without it such a series is refused\n"
     "  --zstd-level N              compression level for .tar.zst (default 3)\n"
+    "  --part K/N|auto             with -o: this is part K (from 0) of a run split N ways;\n"
+    "                              its shards and index.json go to a directory of their own,\n"
+    "                              DIR/part-0000K-of-0000N/ (0/1 keeps PATTERN); it selects no\n"
+    "                              samples. auto: K/N from the launcher (mpirun, srun; 0/1 with\n"
+    "                              none). With --cat or --list: only samples K, K+N, ... of the\n"
+    "                              input, by position (auto too)\n"
+    "  --merge-index DIR           write DIR/index.json over the parts' indexes: every\n"
+    "                              DIR/part-K-of-N/index.json (all N parts, complete), or those\n"
+    "                              of the PART_DIRs named\n"
     "  --cat                       read SHARD... (tar, tar.zst or msgpack; stdin when none)\n"
     "                              and write them as one stream\n"
     "  --format msgpack|tar|tar.zst  framing for --cat output (default msgpack)\n"
@@ -42,13 +54,14 @@ static const char usage[] =
     "  -h, --help                  this help;  --version  print the version\n";
 
 enum { O_MAXC = 256, O_MAXS, O_BYB, O_ZL, O_CAT, O_LIST, O_FORMAT, O_STRICT, O_FORCE, O_VERSION,
-       O_OVERWRITE, O_PROGRESS };
+       O_OVERWRITE, O_PROGRESS, O_PART, O_MERGE };
 static const struct option longopts[] = {
     {"output", 1, 0, 'o'},     {"max-count", 1, 0, O_MAXC}, {"max-size", 1, 0, O_MAXS},
     {"by-bucket", 0, 0, O_BYB}, {"zstd-level", 1, 0, O_ZL}, {"cat", 0, 0, O_CAT}, {"list", 0, 0, O_LIST},
     {"format", 1, 0, O_FORMAT}, {"strict", 0, 0, O_STRICT}, {"force", 0, 0, O_FORCE},
     {"quiet", 0, 0, 'q'},      {"help", 0, 0, 'h'},         {"version", 0, 0, O_VERSION},
-    {"overwrite", 0, 0, O_OVERWRITE}, {"progress", 0, 0, O_PROGRESS}, {0, 0, 0, 0}};
+    {"overwrite", 0, 0, O_OVERWRITE}, {"progress", 0, 0, O_PROGRESS}, {"part", 1, 0, O_PART},
+    {"merge-index", 1, 0, O_MERGE}, {0, 0, 0, 0}};
 
 static int put(void *ctx, const dfm_sample *s) { return dfm_sharder_put(ctx, s); }
 
@@ -69,7 +82,9 @@ int main(int argc, char **argv)
     dfm_cli_init(argv[0]);
     dfm_shard_opts so = {.max_count = 1000, .max_size = 1ULL << 30, .zstd_level = 3};
     dfm_map_opts mo = {.progress = "samples"};
-    int cat = 0, listing = 0, c, format = -1, shard_opts = 0, progress = 0;
+    int cat = 0, listing = 0, c, format = -1, shard_opts = 0, progress = 0, part_given = 0;
+    dfm_part part = {0, 1, 0};
+    const char *merge = NULL;
     static const char *const formats[] = {"msgpack", "tar", "tar.zst", NULL};
     while ((c = getopt_long(argc, argv, "o:qh", longopts, NULL)) != -1) {
         switch (c) {
@@ -82,6 +97,8 @@ int main(int argc, char **argv)
         case O_ZL: shard_opts = 1; so.zstd_level = (int)dfm_parse_long("--zstd-level", optarg, 1, 22); break;
         case O_CAT: cat = 1; break;
         case O_LIST: listing = 1; break;
+        case O_PART: part = dfm_parse_part("--part", optarg), part_given = 1; break;
+        case O_MERGE: merge = optarg; break;
         case O_FORMAT: format = dfm_parse_choice("--format", optarg, formats); break;
         case O_STRICT: mo.strict = 1; break;
         case O_FORCE: mo.force = 1; break;
@@ -90,6 +107,24 @@ int main(int argc, char **argv)
         case O_VERSION: dfm_print_version();
         default: dfm_usage_bad_option(argc, argv, longopts);
         }
+    }
+    if (merge) {
+        if (so.pattern || cat || listing || shard_opts || part_given || format >= 0)
+            dfm_usage_error("--merge-index DIR [PART_DIR...] takes no other mode or shard option");
+        dfm_shard_merged m;
+        if (dfm_shard_merge_index(merge, argv + optind, argc - optind, &m)) {
+            dfm_log_error("%s", dfm_errmsg());
+            return DFM_EXIT_FAIL;
+        }
+        fprintf(stderr, "%s: merged %d part%s: %d shard%s, %llu sample%s, in '%s/index.json'\n",
+                dfm_prog(), m.parts, m.parts == 1 ? "" : "s", m.shards, m.shards == 1 ? "" : "s",
+                (unsigned long long)m.samples, m.samples == 1 ? "" : "s", merge);
+        return DFM_EXIT_OK;
+    }
+    if (part.is_auto) { /* the launcher's rank and size; 0/1 without one */
+        dfm_dist_env env;
+        if (dfm_dist_launcher(&env) || dfm_part_auto(&part, env.rank, env.size))
+            dfm_usage_error("--part auto: %s", dfm_errmsg());
     }
     if ((cat || listing) && shard_opts)
         dfm_usage_error("--max-count, --max-size, --by-bucket, --overwrite and --zstd-level are "
@@ -105,6 +140,7 @@ int main(int argc, char **argv)
         dfm_buf b = {0};
         mo.sink = list;
         mo.sink_ctx = &b;
+        mo.part = part;
         int status = dfm_stream_map(&mo, argv + optind, argc - optind, NULL, NULL, &counts);
         dfm_buf_free(&b);
         status = dfm_close_stdout(status);
@@ -115,11 +151,16 @@ int main(int argc, char **argv)
         if (so.pattern) dfm_usage_error("--cat writes a stream to stdout; it takes no -o PATTERN");
         mo.framing = format ? DFM_FRAMING_TAR : DFM_FRAMING_MSGPACK;
         mo.zstd_level = format == 2 ? 3 : 0;
+        mo.part = part;
         int status = dfm_stream_map(&mo, argv + optind, argc - optind, NULL, NULL, &counts);
         dfm_summary(&counts, NULL);
         return status;
     }
     if (!so.pattern) dfm_usage_error("no output pattern: use -o out/train-%%06d.tar");
+    char part_pattern[4096]; /* a split run's part writes a series of its own */
+    if (dfm_shard_part_pattern(so.pattern, &part, part_pattern, sizeof part_pattern))
+        dfm_usage_error("%s", dfm_errmsg());
+    so.pattern = part_pattern;
     dfm_sharder *sh;
     int rc = dfm_sharder_new(&sh, &so);
     if (rc == DFM_E_ARG) dfm_usage_error("%s", dfm_errmsg());

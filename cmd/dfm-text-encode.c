@@ -4,6 +4,7 @@
 #include "base/cli.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "dist/dist.h"
 #include "io/stream_map.h"
 #include "models/wan/text_stage.h"
 #include "tensor/ops.h"
@@ -31,10 +32,14 @@ static const char usage[] =
     "  --keep-mapped               use the weights in place from the mapped files instead of laying\n"
     "                              them out at load (least memory, slower encodes)\n"
     "  --out-dtype f16|f32         stored text.npy dtype (default f16)\n"
-    "  --device cpu|cuda           where to run (default cpu)\n"
+    "  --device cpu|cuda           where to run (default cpu); cuda under a launcher (mpirun,\n"
+    "                              srun): GPU (local rank mod visible GPUs), one per process\n"
     "  -j, --threads N             CPU threads (default, or 0: one per core)\n"
     "  -o, --output FILE           write to FILE (atomically) instead of stdout\n"
     "  --format msgpack|tar|tar.zst  stream framing (default msgpack)\n"
+    "  --part K/N|auto             take only samples K, K+N, K+2N, ... (K from 0) of the INPUT\n"
+    "                              files; auto: K/N from the launcher (mpirun, srun; 0/1 with\n"
+    "                              none). A stream on a pipe is taken whole (the first stage splits)\n"
     "  --strict                    stop at the first bad sample (exit 1)\n"
     "  --force                     binary data to or from a terminal\n"
     "  --progress                  show the progress line even when stdout is a pipe\n"
@@ -79,6 +84,17 @@ int main(int argc, char **argv)
     }
     if (!model && !tokdir) dfm_usage_error("no --model DIR (or --tokenizer DIR and --text-encoder DIR)");
     if (!model && !encdir && !to.tokens_only) dfm_usage_error("--tokenizer needs --text-encoder DIR (or --tokens-only)");
+    if (mo.part.is_auto || uo.device == DFM_CUDA) {
+        /* the launcher's rank and size for --part auto (0/1 without one), its local rank for the
+         * GPU: one process per GPU, GPU local_rank % visible */
+        dfm_dist_env env;
+        if (dfm_dist_launcher(&env))
+            dfm_usage_error("%s: %s", mo.part.is_auto ? "--part auto" : "--device cuda", dfm_errmsg());
+        if (mo.part.is_auto && dfm_part_auto(&mo.part, env.rank, env.size))
+            dfm_usage_error("--part auto: %s", dfm_errmsg());
+        if (uo.device == DFM_CUDA && dfm_device_select(DFM_CUDA, env.local_rank))
+            dfm_usage_error("--device cuda: %s", dfm_errmsg());
+    }
     if (uo.device == DFM_CUDA && !dfm_device_available(DFM_CUDA)) dfm_usage_error("--device cuda: %s", dfm_errmsg());
     if (threads) dfm_ops_set_threads(threads);
     to.model = model ? model : encdir ? encdir : tokdir;

@@ -3,6 +3,7 @@
 #include "base/cli.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "dist/dist.h"
 #include "io/stream_map.h"
 #include "models/wan/vae_stage.h"
 #include "tensor/ops.h"
@@ -22,10 +23,14 @@ static const char usage[] =
     "  --model DIR                 a diffusers Wan model (with vae/) or a vae/ directory\n"
     "  --dtype f32|bf16            compute: f32 (default) or bf16 weights and GEMM inputs\n"
     "  --keep-latents              keep latents.npy next to frames.npy\n"
-    "  --device cpu|cuda           where to run (default cpu)\n"
+    "  --device cpu|cuda           where to run (default cpu); cuda under a launcher (mpirun,\n"
+    "                              srun): GPU (local rank mod visible GPUs), one per process\n"
     "  -j, --threads N             CPU threads (default, or 0: one per core)\n"
     "  -o, --output FILE           write to FILE (atomically) instead of stdout\n"
     "  --format msgpack|tar|tar.zst  stream framing (default msgpack)\n"
+    "  --part K/N|auto             take only samples K, K+N, K+2N, ... (K from 0) of the INPUT\n"
+    "                              files; auto: K/N from the launcher (mpirun, srun; 0/1 with\n"
+    "                              none). A stream on a pipe is taken whole (the first stage splits)\n"
     "  --strict                    stop at the first bad sample (exit 1)\n"
     "  --force                     binary data to or from a terminal\n"
     "  --progress                  show the progress line even when stdout is a pipe\n"
@@ -70,6 +75,17 @@ int main(int argc, char **argv)
         }
     }
     if (!cx.o.model) dfm_usage_error("no --model DIR (a diffusers Wan model or its vae/ directory)");
+    if (mo.part.is_auto || vo.device == DFM_CUDA) {
+        /* the launcher's rank and size for --part auto (0/1 without one), its local rank for the
+         * GPU: one process per GPU, GPU local_rank % visible */
+        dfm_dist_env env;
+        if (dfm_dist_launcher(&env))
+            dfm_usage_error("%s: %s", mo.part.is_auto ? "--part auto" : "--device cuda", dfm_errmsg());
+        if (mo.part.is_auto && dfm_part_auto(&mo.part, env.rank, env.size))
+            dfm_usage_error("--part auto: %s", dfm_errmsg());
+        if (vo.device == DFM_CUDA && dfm_device_select(DFM_CUDA, env.local_rank))
+            dfm_usage_error("--device cuda: %s", dfm_errmsg());
+    }
     if (vo.device == DFM_CUDA && !dfm_device_available(DFM_CUDA))
         dfm_usage_error("--device cuda: %s", dfm_errmsg());
     if (threads) dfm_ops_set_threads(threads);
