@@ -97,6 +97,8 @@ int dfm_adamw_save_state(dfm_adamw *o, const char *dir);
  * replicated or sharded over any number of ranks: the flat vector is the same. Errors: no state,
  * parameter names or sizes that differ, missing or inconsistent rank files (DFM_E_FORMAT). */
 int dfm_adamw_load_state(dfm_adamw *o, const char *dir);
+/* Seconds spent in the collectives above (reduce_grads, the sharded norm and all-gather). */
+double dfm_adamw_comm_seconds(const dfm_adamw *o);
 
 /* Learning rate for optimizer step n (0-based: the step about to be taken). kind "constant",
  * "linear" or "cosine". Warmup: lr * (n + 1) / warmup for n < warmup. After it,

@@ -15,6 +15,7 @@
 
 #include "base/buf.h"
 #include "base/error.h"
+#include "base/log.h"
 #include "cpu/adamw.h"
 #include "dist/dist.h"
 #include "io/safetensors.h"
@@ -176,11 +177,22 @@ static int reduce_replicated(dfm_adamw *o, dfm_dist *d)
     return rc ? dfm_fail_ctx(rc, "summing the gradients over the ranks") : 0;
 }
 
+double dfm_adamw_comm_seconds(const dfm_adamw *o) { return o ? o->comm_s : 0.0; }
+
+static int reduce_sharded(dfm_adamw *o);
+
 int dfm_adamw_reduce_grads(dfm_adamw *o, dfm_dist *d)
 {
     if (!o || !d) return dfm_fail(DFM_E_ARG, "adamw_reduce_grads: NULL argument");
+    double t0 = dfm_now();
+    int rc = o->sh ? reduce_sharded(o) : dfm_dist_size(d) > 1 ? reduce_replicated(o, d) : 0;
+    o->comm_s += dfm_now() - t0;
+    return rc;
+}
+
+static int reduce_sharded(dfm_adamw *o)
+{
     dfm_adamw_sharded *sh = o->sh;
-    if (!sh) return dfm_dist_size(d) > 1 ? reduce_replicated(o, d) : 0;
     int64_t so = 0;
     for (int64_t k = 0; k < nbuckets(sh->total); k++) {
         int64_t a = k * B, L = bucket_len(sh->total, k), q = piece_q(L, sh->world), plen;
@@ -200,8 +212,10 @@ int dfm_adamw_reduce_grads(dfm_adamw *o, dfm_dist *d)
 double dfm_adamw_shard_grad_norm(dfm_adamw *o, int *finite)
 {
     dfm_adamw_sharded *sh = o->sh;
-    double ss = sh->len ? dfm_cpu_sumsq(sh->g, sh->len) : 0.0;
-    if (dfm_dist_allreduce(sh->d, &ss, 1, DFM_DIST_F64, DFM_CPU)) {
+    double ss = sh->len ? dfm_cpu_sumsq(sh->g, sh->len) : 0.0, t0 = dfm_now();
+    int rc = dfm_dist_allreduce(sh->d, &ss, 1, DFM_DIST_F64, DFM_CPU);
+    o->comm_s += dfm_now() - t0;
+    if (rc) {
         if (finite) *finite = 0;
         return NAN;
     }
@@ -236,7 +250,9 @@ int dfm_adamw_shard_step(dfm_adamw *o, const dfm_adamw_coef *c)
         /* every rank's updated piece into every rank's parameters */
         flat_io(o, sh->off, a + lo, plen, sh->piece, 0, 1);
         memset(sh->piece + plen, 0, (size_t)(q - plen) * sizeof(float));
+        double t0 = dfm_now();
         int rc = dfm_dist_allgather(sh->d, sh->piece, sh->buf, (size_t)q, DFM_F32, DFM_CPU);
+        o->comm_s += dfm_now() - t0;
         if (rc) return dfm_fail_ctx(rc, "all-gathering the updated parameters");
         flat_io(o, sh->off, a, L, sh->buf, 0, 0);
         so += plen;

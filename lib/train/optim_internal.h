@@ -19,6 +19,7 @@ struct dfm_adamw {
     slot *s;
     int n, cap;
     dfm_adamw_sharded *sh; /* NULL: replicated */
+    double comm_s;         /* seconds in collectives (optim_dist.c) */
 };
 
 #define STATE_FORMAT "dfm-adamw-1"

@@ -63,7 +63,7 @@ typedef struct {
     int empty_rows, empty_dim;
     /* counters */
     uint64_t samples, samples_run, skipped_steps;
-    double wait_s, t0;
+    double wait_s, t0, comm_s; /* comm_s: the loop's own collectives */
     float last_loss;
     double win_sum; /* losses since the last progress line */
     int64_t win_n;
@@ -729,8 +729,10 @@ int dfm_train_run(const dfm_config *c, const dfm_run_opts *o, dfm_run_result *re
         int stop_signal = g_signal;
         if (r->world > 1) {
             /* the step's mean loss and samples over the ranks, and a stop any rank was asked for */
-            double v[3] = {loss, (double)nsamples, g_signal ? 1.0 : 0.0};
-            if ((rc = dfm_dist_allreduce(r->dist, v, 3, DFM_DIST_F64, DFM_CPU))) goto restore;
+            double v[3] = {loss, (double)nsamples, g_signal ? 1.0 : 0.0}, tc = dfm_now();
+            rc = dfm_dist_allreduce(r->dist, v, 3, DFM_DIST_F64, DFM_CPU);
+            r->comm_s += dfm_now() - tc;
+            if (rc) goto restore;
             loss = (float)(v[0] / r->world), nsamples = (int64_t)v[1];
             if (v[2] > 0 && !stop_signal) stop_signal = SIGTERM; /* another rank's */
         }
@@ -790,11 +792,17 @@ restore:
     sigaction(SIGTERM, &old_term, NULL);
     if (tty) fputs("\r\033[K", stderr);
 summary:
-    if (rc >= 0 && !r->rank) /* the closing summary, always printed (by rank 0) */
-        fprintf(stderr, "%s: steps %lld..%lld of %lld, %llu samples, %lld bad sample reads skipped, %llu skipped steps, %.2f s (data wait %.1f s), last loss %.5g; run directory %s\n",
+    if (rc >= 0 && !r->rank) { /* the closing summary, always printed (by rank 0) */
+        char ranks[128] = "";
+        double el = dfm_now() - r->t0, comm = r->comm_s + dfm_trainer_comm_seconds(r->tr);
+        if (r->world > 1)
+            snprintf(ranks, sizeof ranks, ", %d ranks (communication %.2f s, %.0f%%)", r->world, comm,
+                     el > 0 ? 100.0 * comm / el : 0.0);
+        fprintf(stderr, "%s: steps %lld..%lld of %lld, %llu samples, %lld bad sample reads skipped, %llu skipped steps, %.2f s (data wait %.1f s)%s, last loss %.5g; run directory %s\n",
                 dfm_prog(), (long long)r->start_step, (long long)dfm_trainer_step(r->tr), (long long)r->total,
                 (unsigned long long)r->samples_run, (long long)dfm_train_data_skipped(r->data),
-                (unsigned long long)r->skipped_steps, dfm_now() - r->t0, r->wait_s, r->last_loss, r->dir);
+                (unsigned long long)r->skipped_steps, el, r->wait_s, ranks, r->last_loss, r->dir);
+    }
 out:
     if (r->tb) {
         int trc = dfm_tb_close(r->tb);

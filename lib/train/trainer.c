@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "base/json.h"
+#include "base/log.h"
 #include "dist/dist.h"
 #include "io/safetensors.h"
 #include "models/wan/lora.h"
@@ -29,6 +30,7 @@ struct dfm_trainer {
     int nonfinite;      /* a micro-batch of this step had a non-finite loss */
     int64_t trainable;  /* elements */
     int lora_folded;    /* adapters from init_from: scale folded into B (save with alpha 0) */
+    double comm_s;      /* seconds in the step's own collectives (the optimizer counts its own) */
 };
 
 /* Full training: is parameter `name` frozen by one of the patterns? A pattern matches the
@@ -129,6 +131,7 @@ void dfm_trainer_free(dfm_trainer *t)
 dfm_wan_transformer *dfm_trainer_model(dfm_trainer *t) { return t->m; }
 int64_t dfm_trainer_trainable_params(const dfm_trainer *t) { return t->trainable; }
 int64_t dfm_trainer_step(const dfm_trainer *t) { return t->step; }
+double dfm_trainer_comm_seconds(const dfm_trainer *t) { return t->comm_s + dfm_adamw_comm_seconds(t->opt); }
 
 /* The model's inputs for one micro-batch: x_t on the device, t = 1000 sigma, padded text. */
 typedef struct {
@@ -305,8 +308,10 @@ int dfm_trainer_apply(dfm_trainer *t, const float *losses, int nlosses, dfm_step
     int rc = 0;
     if (t->o.dist && dfm_dist_size(t->o.dist) > 1) {
         /* every rank skips or none: a non-finite loss anywhere; the gradients summed */
-        double bad = !finite;
-        if ((rc = dfm_dist_allreduce(t->o.dist, &bad, 1, DFM_DIST_F64, DFM_CPU))) return rc;
+        double bad = !finite, t0 = dfm_now();
+        rc = dfm_dist_allreduce(t->o.dist, &bad, 1, DFM_DIST_F64, DFM_CPU);
+        t->comm_s += dfm_now() - t0;
+        if (rc) return rc;
         finite = bad == 0;
         if ((rc = dfm_adamw_reduce_grads(t->opt, t->o.dist))) return rc;
     }

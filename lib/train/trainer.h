@@ -99,6 +99,9 @@ typedef struct {
 /* Finish the step: norm, clip, AdamW at dfm_lr_at(step), zero the gradients, step + 1. */
 int dfm_trainer_apply(dfm_trainer *t, const float *losses, int nlosses, dfm_step_stats *st);
 int64_t dfm_trainer_step(const dfm_trainer *t); /* optimizer steps taken (also the sigma/noise step) */
+/* Data parallel: seconds this process spent in the steps' collectives (gradient sums, the
+ * sharded optimizer's all-gathers), waiting for slower ranks included. */
+double dfm_trainer_comm_seconds(const dfm_trainer *t);
 
 /* State for checkpoints: weights (LoRA adapter or full model) into dir as every consumer loads
  * them, optimizer state and the step into dir/state. Data parallel: every rank calls it, after
