@@ -8,7 +8,9 @@
 #      each rank wrote its optimizer-rank-R-of-N file
 #   3. a 3-rank sharded run stopped at step 3 and resumed on 2 ranks (batch 3): the final weights
 #      of the uninterrupted 3-rank run within TOL; resumed on 1 rank without sharding: too
-#   4. a rank that fails takes the job down with its message (exit non-zero, no hang)
+#   4. SIGTERM to one rank: every rank stops after the same step with a checkpoint; resumed, the
+#      weights equal an uninterrupted 2-rank run's bit for bit
+#   5. a rank that fails takes the job down with its message (exit non-zero, no hang)
 # Skips (77) without mpirun or the MPI plugin (mpirun_n, tests/lib.sh). About 40 s on 2 busy cores.
 . "$DFM_TOP/tests/lib.sh"
 FX="$DFM_TOP/tests/fixtures"
@@ -114,7 +116,35 @@ same_weights F3/step_6 R/step_6 "3 ranks stopped at 3, resumed on 2, vs 3 ranks"
 dfm-train c.yaml --checkpoint.dir R1 --lora.rank 0 --resume 2> R1.err || { cat R1.err >&2; fail "resuming on 1 rank"; }
 same_weights F3/step_6 R1/step_6 "3 ranks stopped at 3, resumed on 1 unsharded, vs 3 ranks"
 
-# ---- 4. a failing rank ---------------------------------------------------------------------------
+# ---- 4. SIGTERM to one rank stops every rank after the same step, with a checkpoint -------------
+# (2000 steps of which a few run: the signal comes at the first checkpoint); resumed for 3 more
+# steps, the weights are those of a run stopped by --stop-after at that step, bit for bit
+mpirun_n 2 dfm-train c.yaml --checkpoint.dir S --data.batch_size 3 --train.max_steps 2000 > S.out 2> S.err &
+mpid=$!
+i=0
+until [ -e S/LATEST.txt ]; do
+  i=$((i + 1)); [ $i -lt 2400 ] || { kill $mpid; fail "S: no checkpoint after 120 s"; }
+  sleep 0.05
+done
+r1=
+for p in $(pgrep -f 'dfm-train c.yaml --checkpoint.dir S '); do
+  tr '\0' '\n' < /proc/$p/environ 2> /dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1' && r1=$p
+done
+[ -n "$r1" ] || fail "S: rank 1's process not found"
+kill -TERM $r1
+st=0; wait $mpid || st=$?
+[ $st -ne 0 ] && [ $st -ne 124 ] || { cat S.err >&2; fail "S: mpirun exit $st after SIGTERM to rank 1 (want the ranks' 143)"; }
+k=$(sed -n 's/^step_\([0-9]*\)$/\1/p' S/LATEST.txt)
+expect_grep "stopped by Terminated at step $k: saved" S.err
+[ -f S/step_$k/adapter_model.safetensors ] || fail "S: no step_$k after the stop"
+mpirun_n 2 dfm-train c.yaml --checkpoint.dir S --data.batch_size 3 --train.max_steps 2000 --resume --stop-after 3 \
+  > S2.out 2> S2.err || { cat S2.err >&2; fail "S: resuming"; }
+mpirun_n 2 dfm-train c.yaml --checkpoint.dir T --data.batch_size 3 --train.max_steps 2000 --stop-after $((k + 3)) \
+  > T.out 2> T.err || { cat T.err >&2; fail "T: the uninterrupted run"; }
+cmp -s S/step_$((k + 3))/adapter_model.safetensors T/step_$((k + 3))/adapter_model.safetensors ||
+  fail "SIGTERM at step $k, resumed for 3 steps: the adapter differs from a run stopped at step $((k + 3))"
+
+# ---- 5. a failing rank ---------------------------------------------------------------------------
 # rank 1 cannot read its shards (a file only it sees missing is not possible here; a bad
 # per-rank override is): every rank gets --data.shards from the environment of its own rank
 cat > bad.sh <<'EOF'
