@@ -19,6 +19,8 @@ field() { awk -F '\t' -v k="$1" -v f="$2" '$1 == k { for (i = 2; i <= NF; i++) i
 # and return mpirun's status: as root too, more ranks than cores (--oversubscribe, unpinned),
 # shared memory only (pml ob1, btl self,vader; the single-copy mechanism off, which containers
 # without ptrace rights refuse), stdin closed, and killed after 120 s so that a hang fails the test.
+# Sanitizer builds: whole malloc stacks (ASan's fast unwinder stops in libc, and Open MPI's
+# allocations must reach a library named in tests/lsan-cuda.supp).
 # Skips the test (exit 77, naming what is missing) without mpirun, or without dfm-dist-mpi.so beside
 # CMD (or $DFM_DIST_PLUGIN).
 mpirun_n() {
@@ -29,5 +31,6 @@ mpirun_n() {
     { echo "no dfm-dist-mpi.so in $_dir (dfm was built without Open MPI: apt-get install libopenmpi-dev, then rebuild)"; exit 77; }
   _n=$1; shift
   OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none \
+  ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0" \
     timeout -k 5 120 mpirun --oversubscribe --bind-to none --mca pml ob1 --mca btl self,vader -np "$_n" "$@" </dev/null
 }

@@ -19,10 +19,10 @@
  * step with the others: the caller ends the job with dfm_dist_abort.
  *
  * Determinism. Host sums (MPI) are the rank-ordered sum ((x0 + x1) + x2) + ... of every element,
- * computed by the rank that owns the element's block after a point-to-point exchange (the
- * reduce-scatter half of a ring's traffic), then gathered back: the same bits every run, for any
- * chunking or transport, and bit-identical to that sum computed in a plain loop on one process;
- * a job of one returns x0, the same expression with one term. Device sums are NCCL's (ring or
+ * computed by the rank that owns the element's block after a point-to-point exchange, then
+ * gathered back (a ring allreduce's traffic: 2 (N-1)/N of the buffer per rank): the same bits
+ * every run, for any chunking or transport, and bit-identical to that sum computed in a plain
+ * loop on one process; a job of one returns x0, the same expression with one term. Device sums are NCCL's (ring or
  * tree, picked from the topology and the size, not by timing): the same bits on the same machines
  * and NCCL version, but not the rank-ordered sum's bits (equal within rounding).
  *

@@ -41,6 +41,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef __SANITIZE_ADDRESS__
+#include <dlfcn.h>
+#include <link.h>
+#endif
 #ifdef DFM_DIST_NCCL
 #include <cuda_runtime_api.h>
 #include <nccl.h>
@@ -161,6 +165,37 @@ static int scratch(ctx *c, size_t bytes)
     c->scratch_bytes = c->scratch ? bytes : 0;
     return c->scratch ? 0 : fail(c, DFM_E_NOMEM, "out of memory for %zu bytes of scratch", bytes);
 }
+
+#ifdef __SANITIZE_ADDRESS__
+/* Under AddressSanitizer: keep every shared object loaded now (Open MPI's and PMIx's components
+ * among them, which they dlopen) loaded until exit. MPI_Finalize unloads the components, and
+ * LeakSanitizer could then not name the library that allocated what they keep ("<unknown
+ * module>"), so tests/lsan-cuda.supp could not tell their allocations from ours. A second
+ * reference from dlopen(RTLD_NOLOAD), never closed, keeps each one. */
+#define PIN_MAX 512
+static char *g_pin[PIN_MAX];
+static int g_npin;
+
+static int pin_list(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size, (void)data;
+    if (g_npin < PIN_MAX && info->dlpi_name && info->dlpi_name[0] == '/')
+        g_pin[g_npin++] = strdup(info->dlpi_name);
+    return 0;
+}
+
+static void pin_components(void)
+{
+    dl_iterate_phdr(pin_list, NULL); /* names first: no dlopen under the loader's lock */
+    for (int i = 0; i < g_npin; i++) {
+        if (g_pin[i]) dlopen(g_pin[i], RTLD_NOW | RTLD_NOLOAD);
+        free(g_pin[i]);
+    }
+    g_npin = 0;
+}
+#else
+static void pin_components(void) {}
+#endif
 
 /* ---- host (MPI) --------------------------------------------------------------------------- */
 
@@ -481,7 +516,10 @@ static void teardown(ctx *c, int graceful)
         if (c->comm != MPI_COMM_NULL) MPI_Comm_free(&c->comm);
         int fin = 1;
         MPI_Finalized(&fin);
-        if (c->we_init && !fin) MPI_Finalize();
+        if (c->we_init && !fin) {
+            pin_components();
+            MPI_Finalize();
+        }
     }
     free(c->req);
     free(c->terms);
