@@ -1,8 +1,10 @@
 /* test_dist.c — lib/dist without MPI: the launcher's variables (dfm_dist_launcher), a job of one
  * (dfm_dist_init with no launcher: the "single" backend, every collective a copy or nothing),
- * argument checks, plugin loading errors and dfm_dist_abort. The collectives of N ranks run
- * under mpirun in tests/pipeline/dist.sh. */
+ * device buffers included (a GPU: copies on the device; skipped without one), argument checks,
+ * plugin loading errors and dfm_dist_abort. The collectives of N ranks run under mpirun in
+ * tests/pipeline/dist.sh. */
 #include "test.h"
+#include "tensor_util.h"
 #include "base/error.h"
 #include "dist/dist.h"
 
@@ -280,4 +282,47 @@ TEST(dist_abort_single)
         }
         CHECK_STR(line, "dfm: rank 0 of 1: bad sample 'x'\n");
     }
+}
+
+/* A job of one with device buffers: reduce_scatter and allgather copy on the device, allreduce and
+ * broadcast leave the buffer alone. */
+TEST(dist_single_cuda)
+{
+    if (dfm_test_cuda_skip()) return;
+    env_clear();
+    env_set((const char *const[]){NULL});
+    dfm_dist *d = NULL;
+    dfm_dist_opts o = {0, DFM_CUDA};
+    CHECK_EQ(dfm_dist_init(&d, &o), 0);
+    env_restore();
+    if (!d) return;
+    enum { N = 1001 };
+    float h[N], back[N];
+    for (int i = 0; i < N; i++) h[i] = (float)i * 0.37f - 100.0f;
+    int64_t shape[1] = {N};
+    dfm_tensor hv = dfm_tensor_view(h, DFM_F32, DFM_CPU, 1, shape), a = {0}, b = {0};
+    CHECK_EQ(dfm_tensor_copy(&a, &hv, DFM_CUDA), 0);
+    CHECK_EQ(dfm_tensor_zeros(&b, DFM_F32, DFM_CUDA, 1, shape), 0);
+    if (a.data && b.data) {
+        CHECK_EQ(dfm_dist_allreduce(d, a.data, N, DFM_F32, DFM_CUDA), 0);
+        CHECK_EQ(dfm_dist_broadcast(d, a.data, N * 4, 0, DFM_CUDA), 0);
+        CHECK_EQ(dfm_dist_reduce_scatter(d, a.data, b.data, N, DFM_F32, DFM_CUDA), 0);
+        dfm_tensor c = {0};
+        CHECK_EQ(dfm_tensor_copy(&c, &b, DFM_CPU), 0);
+        if (c.data) CHECK(!memcmp(c.data, h, sizeof h));
+        dfm_tensor_free(&c);
+        CHECK_EQ(dfm_tensor_zero(&b), 0);
+        /* bytes of any dtype, an odd count */
+        CHECK_EQ(dfm_dist_allgather(d, a.data, b.data, 7, DFM_U8, DFM_CUDA), 0);
+        CHECK_EQ(dfm_tensor_copy(&c, &b, DFM_CPU), 0);
+        if (c.data) {
+            memcpy(back, c.data, sizeof back);
+            CHECK(!memcmp(back, h, 7));
+            CHECK(((unsigned char *)back)[7] == 0);
+        }
+        dfm_tensor_free(&c);
+    }
+    dfm_tensor_free(&a);
+    dfm_tensor_free(&b);
+    dfm_dist_free(d);
 }
