@@ -21,7 +21,8 @@
  *
  * NCCL (device buffers): ncclAllReduce/ReduceScatter/AllGather/Broadcast on one stream of ours,
  * created blocking so that it is ordered after and before the work dfm queues on the legacy
- * default stream; each collective waits for the stream before returning. The communicator is
+ * default stream; each collective first waits for this rank's own queued work (so that its
+ * deadline counts only the collective) and waits for the stream before returning. The communicator is
  * nonblocking (ncclConfig_t.blocking = 0) so that its setup and every enqueue also fall under the
  * deadline. Rank 0's ncclUniqueId reaches the others by MPI_Ibcast; each rank sets GPU local_rank
  * (GPU 0 when only one is visible: the launcher gave each rank its own) before ncclCommInitRank.
@@ -104,7 +105,7 @@ static long backoff(long us)
     return us < 500 ? us * 2 : 1000;
 }
 
-static void abort_job(ctx *c, int code)
+static _Noreturn void abort_job(ctx *c, int code)
 {
 #ifdef DFM_DIST_NCCL
     if (c->nccl) ncclCommAbort(c->nccl), c->nccl = NULL;
@@ -114,7 +115,7 @@ static void abort_job(ctx *c, int code)
 }
 
 /* what: "allreduce of 7 elements" and the like. */
-static void deadline(ctx *c, const char *what)
+static _Noreturn void deadline(ctx *c, const char *what)
 {
     fprintf(stderr, "dfm: rank %d of %d: %s did not complete in %g s (a rank died or hangs); "
             "aborting the job\n", c->rank, c->size, what, c->timeout_s);
@@ -371,6 +372,16 @@ static int nccl_wait(ctx *c, int stream, double t0, const char *what)
     }
 }
 
+/* Before a collective: wait for the work this rank queued on the legacy default stream (where
+ * dfm's ops run), so that the deadline then counts only the collective, not our own compute.
+ * 0, or the CUDA error. Returns the time the deadline counts from in *t0. */
+static int nccl_start(ctx *c, double *t0, const char *what)
+{
+    cudaError_t e = cudaStreamSynchronize(cudaStreamLegacy);
+    *t0 = now_s();
+    return e == cudaSuccess ? 0 : cuda_fail(c, e, what);
+}
+
 /* The result of enqueueing a collective, then the wait for it. */
 static int nccl_done(ctx *c, ncclResult_t r, double t0, const char *what)
 {
@@ -431,7 +442,9 @@ static int p_allreduce(void *vc, void *buf, size_t n, dfm_dtype dt, dfm_device d
     if (c->cuda) {
         char what[96];
         snprintf(what, sizeof what, "allreduce of %zu element%s", n, n == 1 ? "" : "s");
-        double t0 = now_s();
+        double t0;
+        int rc = nccl_start(c, &t0, what);
+        if (rc < 0) return rc;
         return nccl_done(c, ncclAllReduce(buf, buf, n, nccl_type(dt), ncclSum, c->nccl, c->stream), t0, what);
     }
 #endif
@@ -446,7 +459,9 @@ static int p_reduce_scatter(void *vc, const void *send, void *recv, size_t n, df
     if (c->cuda) {
         char what[96];
         snprintf(what, sizeof what, "reduce_scatter of %zu element%s", n, n == 1 ? "" : "s");
-        double t0 = now_s();
+        double t0;
+        int rc = nccl_start(c, &t0, what);
+        if (rc < 0) return rc;
         return nccl_done(c, ncclReduceScatter(send, recv, n, nccl_type(dt), ncclSum, c->nccl, c->stream),
                          t0, what);
     }
@@ -462,7 +477,9 @@ static int p_allgather(void *vc, const void *send, void *recv, size_t bytes, dfm
     if (c->cuda) {
         char what[96];
         snprintf(what, sizeof what, "allgather of %zu byte%s", bytes, bytes == 1 ? "" : "s");
-        double t0 = now_s();
+        double t0;
+        int rc = nccl_start(c, &t0, what);
+        if (rc < 0) return rc;
         return nccl_done(c, ncclAllGather(send, recv, bytes, ncclUint8, c->nccl, c->stream), t0, what);
     }
 #endif
@@ -477,7 +494,9 @@ static int p_broadcast(void *vc, void *buf, size_t bytes, int root, dfm_device d
     if (c->cuda) {
         char what[96];
         snprintf(what, sizeof what, "broadcast of %zu byte%s from rank %d", bytes, bytes == 1 ? "" : "s", root);
-        double t0 = now_s();
+        double t0;
+        int rc = nccl_start(c, &t0, what);
+        if (rc < 0) return rc;
         return nccl_done(c, ncclBroadcast(buf, buf, bytes, ncclUint8, root, c->nccl, c->stream), t0, what);
     }
 #endif
