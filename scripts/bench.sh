@@ -128,6 +128,11 @@ echo
 if python3 -c "import numpy" 2>/dev/null; then
   python3 "$top/scripts/bench_train.py" "$work" --bin "$bin" --threads "$(nproc)" --python "${BENCH_PYTHON:-python3}" \
     $([ "${BENCH_LONG:-0}" = 1 ] && echo "--mem-30")
+  echo
+  # dfm-train data parallel: LoRA at global batch 2 on 1 rank (all cores, batch 2) against 2 ranks
+  # under mpirun (half the cores, batch 1 each): s/step, samples/s, the ratio, the collectives' share
+  # (skipped without mpirun or bin/dfm-dist-mpi.so)
+  python3 "$top/scripts/bench_train.py" "$work" --bin "$bin" --threads "$(nproc)" --only dist
 else
   echo "dfm-train: skipped (pip install numpy for the shards; torch diffusers peft for the PyTorch baseline)"
 fi

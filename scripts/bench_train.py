@@ -31,8 +31,20 @@ and the run with the lowest median counts. Peak memory: maximum RSS of the whole
 random BF16 weights in the released layout (written here with numpy, ~2.8 GB under $TMPDIR, deleted
 afterwards). One to two minutes per step on 2 cores.
 
+--only dist (its own invocation in `make bench`; no torch): data-parallel dfm-train, LoRA (a) at the
+same global batch 2 and steps, 1 rank (--threads N, data.batch_size 2) against 2 ranks under mpirun
+(flags of tests/lib.sh's mpirun_n; N/2 threads and data.batch_size 1 each): median s/step, samples/s,
+the ratio of speeds and the summary's communication seconds and share; skipped without mpirun or
+dfm-dist-mpi.so in --bin. `bench_train.py --bin build-bd/bin --threads 2 --only dist --samples 4 --steps 6
+--skip 2` on 2 cores of a shared machine under load (load average 8-9), so rough figures:
+                                         s/step samples/s  ratio    communication last loss
+  1 rank,  2 threads, batch 2             23.00 (22.07)     0.087  1.00x                -    2.3354
+  2 ranks, 1 thread each, batch 1 each    19.20 (17.08)     0.104  1.20x   1.08 s    1%    2.3354
+The collectives cost little here (shared memory, 2.9 M LoRA gradients); 2 ranks gain on a loaded machine
+as each process runs alone and meets the other once a step, where one rank's 2 threads meet at every op.
+
 usage: bench_train.py [WORKDIR] [--bin DIR] [--python PY] [--threads N] [--steps N] [--skip N]
-                      [--rounds N] [--samples N] [--only lora|full|mem-30] [--mem-30] [--no-torch] [--keep]
+                      [--rounds N] [--samples N] [--only lora|full|mem-30|dist] [--mem-30] [--no-torch] [--keep]
        bench_train.py worker init|train ...   (the torch side; internal)"""
 import argparse
 import io
@@ -255,7 +267,8 @@ def timed_popen(cmd, tmp, on_line=None, env=None):
     tfile = os.path.join(tmp, "time.out")
     gnu = os.access(GNU_TIME, os.X_OK)
     full = [GNU_TIME, "-f", "%M", "-o", tfile] + cmd if gnu else cmd
-    p = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    p = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=env)
     err = []
     for line in p.stderr:
         t = time.perf_counter()
@@ -280,24 +293,39 @@ def timed_popen(cmd, tmp, on_line=None, env=None):
 
 
 STEP_RE = re.compile(r"step (\d+)/(\d+)\s+loss ([-+0-9.eEnaif]+)")
-SUMMARY_RE = re.compile(r"steps (\d+)\.\.(\d+) of \d+, .*?, ([0-9.]+) s \(data wait ([0-9.]+) s\), last loss")
+SUMMARY_RE = re.compile(r"steps (\d+)\.\.(\d+) of \d+, .*?, ([0-9.]+) s \(data wait ([0-9.]+) s\)"
+                        r"(?:, (\d+) ranks \(communication ([0-9.]+) s, ([0-9.]+)%\))?, last loss")
 TRAINABLE_RE = re.compile(r"loaded \(([0-9.]+) s\).*?(\d+) trainable parameters")
 START_RE = re.compile(r"info: training \d+ steps")
 
 
-def run_dfm_train(a, tmp, model, shards, mode, steps, ckpt, label):
+# Open MPI's mpirun as tests/lib.sh's mpirun_n runs it on one machine, as root too: more ranks than
+# cores allowed, unpinned, shared memory only (the single-copy mechanism off: containers without
+# ptrace rights refuse it)
+MPIRUN_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+              "OMPI_MCA_btl_vader_single_copy_mechanism": "none"}
+MPIRUN_ARGS = ["--oversubscribe", "--bind-to", "none", "--mca", "pml", "ob1", "--mca", "btl", "self,vader"]
+
+
+def run_dfm_train(a, tmp, model, shards, mode, steps, ckpt, label, batch=1, threads=None, ranks=1):
+    """one dfm-train run; ranks > 1: under mpirun -np ranks (data.batch_size and threads per rank)"""
     run_dir = os.path.join(tmp, f"run_{label}")
     shutil.rmtree(run_dir, ignore_errors=True)
     cmd = [os.path.join(a.bin, "dfm-train"), "--model.path", model, "--data.shards", shards,
            "--checkpoint.dir", run_dir, "--train.max_steps", str(steps), "--train.grad_accum", "1",
-           "--data.batch_size", "1", "--train.checkpointing", "true" if ckpt else "false",
+           "--data.batch_size", str(batch), "--train.checkpointing", "true" if ckpt else "false",
            "--checkpoint.every", "0", "--logging.every", "1", "--optim.lr", "1e-4", "--optim.warmup_steps", "0",
-           "--optim.max_grad_norm", "1.0", "--model.text_len", str(TEXT_LEN), "--threads", str(a.threads)]
+           "--optim.max_grad_norm", "1.0", "--model.text_len", str(TEXT_LEN),
+           "--threads", str(threads or a.threads)]
     if mode == "lora":
         cmd += ["--lora.rank", "32", "--lora.alpha", "32", "--model.dtype", "bf16", "--model.compute", "bf16"]
     else:
         cmd += ["--lora.rank", "0", "--model.dtype", "f32", "--model.compute", "f32"]
     cmd += a.dfm_arg
+    env = None
+    if ranks > 1:
+        cmd = ["mpirun"] + MPIRUN_ARGS + ["-np", str(ranks)] + cmd
+        env = dict(os.environ, **MPIRUN_ENV)
     marks = {}
 
     def on_line(line, t):
@@ -309,7 +337,7 @@ def run_dfm_train(a, tmp, model, shards, mode, steps, ckpt, label):
         if a.verbose:
             sys.stderr.write("  dfm| " + line)
     t0 = time.perf_counter()
-    rc, _, err, peak = timed_popen(cmd, tmp, on_line)
+    rc, _, err, peak = timed_popen(cmd, tmp, on_line, env)
     wall = time.perf_counter() - t0
     if rc:
         sys.exit(f"bench_train: dfm-train failed (exit {rc}):\n  {' '.join(cmd)}\n{err[-3000:]}")
@@ -318,6 +346,7 @@ def run_dfm_train(a, tmp, model, shards, mode, steps, ckpt, label):
         sys.exit(f"bench_train: dfm-train's output has not the expected step lines and summary:\n{err[-3000:]}")
     shutil.rmtree(run_dir, ignore_errors=True)
     return {"marks": marks, "train_s": float(sm.group(3)), "wait_s": float(sm.group(4)), "peak_mib": peak,
+            "ranks": int(sm.group(5) or 1), "comm_s": float(sm.group(6) or 0), "comm_pct": float(sm.group(7) or 0),
             "wall_s": wall, "load_s": float(tm.group(1)) if tm else -1, "trained": int(tm.group(2)) if tm else -1,
             "cmd": cmd}
 
@@ -373,8 +402,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=1,
                     help="runs per configuration and side, interleaved; the one with the lowest median counts")
     ap.add_argument("--samples", type=int, default=8, help="samples in the shard (runs cycle through them)")
-    ap.add_argument("--only", choices=["lora", "full", "mem-30"],
-                    help="run one configuration (mem-30: only the 30-block memory run)")
+    ap.add_argument("--only", choices=["lora", "full", "mem-30", "dist"],
+                    help="run one configuration (mem-30: only the 30-block memory run; dist: only LoRA on 1 rank "
+                         "against 2 ranks under mpirun, global batch 2)")
     ap.add_argument("--mem-30", action="store_true",
                     help="also: peak RSS of 30-block LoRA training at 256x256x17 with checkpointing (writes ~2.8 GB)")
     ap.add_argument("--no-torch", action="store_true", help="dfm's side only")
@@ -391,7 +421,7 @@ def main():
         import numpy  # noqa: F401
     except ImportError:
         sys.exit("bench_train: needs numpy (pip install numpy)")
-    have_torch = not a.no_torch and a.only != "mem-30"
+    have_torch = not a.no_torch and a.only not in ("mem-30", "dist")
     if have_torch:
         try:
             have_torch = subprocess.run([a.python, "-c", "import torch, diffusers, peft, numpy"],
@@ -404,7 +434,9 @@ def main():
     os.makedirs(a.work, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="dfm-bench-train-", dir=os.environ.get("TMPDIR"))
     try:
-        if a.only != "mem-30":
+        if a.only == "dist":
+            dist_report(a, tmp)
+        elif a.only != "mem-30":
             report(a, have_torch, tmp)
         if a.mem_30 or a.only == "mem-30":
             if a.only != "mem-30":
@@ -489,6 +521,70 @@ def report(a, have_torch, tmp):
         if t:
             print(f"  {mode}: torch load {t['load_s']:4.1f} s, {t['trained']:,} trained; steps 1..{a.steps}: "
                   + " ".join(f"{x:.2f}" for x in t["step_times"]) + " s")
+    print("  machine load average (1, 5, 15 min) on " + str(os.cpu_count()) + " cores: "
+          + "; ".join(f"{k} {v.split(' on ')[0].replace('load average ', '')}" for k, v in loads[:1])
+          + "; after " + "; ".join(f"{k} {v.split(' on ')[0].replace('load average ', '')}" for k, v in loads[1:]))
+
+
+def dist_missing(a):
+    """why the data-parallel runs cannot go here (None when they can)"""
+    if not shutil.which("mpirun"):
+        return "no mpirun (apt-get install openmpi-bin libopenmpi-dev, then rebuild)"
+    if not os.path.exists(os.path.join(a.bin, "dfm-dist-mpi.so")) and not os.environ.get("DFM_DIST_PLUGIN"):
+        return f"no dfm-dist-mpi.so in {a.bin} (dfm was built without Open MPI: apt-get install libopenmpi-dev, rebuild)"
+    return None
+
+
+def dist_report(a, tmp):
+    """LoRA (a) at the same global batch 2: 1 rank with a.threads threads and data.batch_size 2
+    against 2 ranks under mpirun with a.threads // 2 threads and data.batch_size 1 each"""
+    why = dist_missing(a)
+    if why:
+        print(f"dfm-train data parallel: skipped ({why})")
+        return
+    model = os.path.join(tmp, "wan_1.3b_width_L2")
+    if not os.path.exists(os.path.join(model, "config.json")):
+        write_layout_model(model, 2, bf16=False)
+    data = os.path.join(tmp, "data")
+    shard = os.path.join(data, "train-000000.tar")
+    if not os.path.exists(shard):
+        os.makedirs(data, exist_ok=True)
+        write_shard(shard, a.samples, (16, 5, 32, 48), (384, 256, 17))
+    per = max(1, a.threads // 2)
+    confs = [(1, a.threads, 2, f"1 rank,  {a.threads} threads, batch 2"),
+             (2, per, 1, f"2 ranks, {per} thread{'s' if per > 1 else ''} each, batch 1 each")]
+    loads = [("start", load_line())]
+    res = {}
+    for rnd in range(a.rounds):
+        tag = f" r{rnd + 1}" if a.rounds > 1 else ""
+        for ranks, threads, batch, _ in confs:
+            d = run_dfm_train(a, tmp, model, shard, "lora", a.steps, False, f"dist{ranks}", batch=batch,
+                              threads=threads, ranks=ranks)
+            d["step_times"] = dfm_step_times(d, a.steps)
+            if ranks not in res or median(d["step_times"][a.skip:]) < median(res[ranks]["step_times"][a.skip:]):
+                res[ranks] = d
+            loads.append((f"{ranks} rank{'s' if ranks > 1 else ''}{tag}", load_line()))
+    print("dfm-train data parallel on the CPU: LoRA r32 (bf16 base + compute) of the 2-block 1.3B-width model, "
+          "random f32 weights;")
+    print(f"  global batch 2 of latents [16, 5, 32, 48] (1,920 tokens), {a.samples} samples, {a.steps} steps; "
+          f"s/step: median of steps {a.skip + 1}..{a.steps}"
+          + (f", best of {a.rounds} interleaved rounds" if a.rounds > 1 else ""))
+    print(f"  2 ranks: mpirun -np 2 (shared memory); communication: the summary's seconds in collectives "
+          f"(waits for the other rank included)")
+    print(f"  {'':38s} {'s/step':>14s} {'samples/s':>9s} {'ratio':>6s} {'communication':>16s} {'last loss':>9s}")
+    base = median(res[1]["step_times"][a.skip:])
+    for ranks, threads, batch, label in confs:
+        d = res[ranks]
+        dt = d["step_times"][a.skip:]
+        sps = median(dt)
+        comm = f"{d['comm_s']:6.2f} s {d['comm_pct']:4.0f}%" if d["ranks"] > 1 else f"{'-':>16s}"
+        print(f"  {label:38s} {sps:6.2f} ({min(dt):5.2f}) {2 / sps:9.3f} {base / sps:5.2f}x {comm} "
+              f"{d['marks'][a.steps][1]:9.4f}")
+    print("  ratio = 2 ranks' speed / 1 rank's (s/step medians; above 1: 2 ranks faster)")
+    for ranks, _, _, _ in confs:
+        d = res[ranks]
+        print(f"  {ranks} rank{'s' if ranks > 1 else ' '}: load {d['load_s']:4.1f} s, training {d['train_s']:.1f} s, "
+              f"data wait {d['wait_s']:.2f} s; steps 1..{a.steps}: " + " ".join(f"{x:.2f}" for x in d["step_times"]) + " s")
     print("  machine load average (1, 5, 15 min) on " + str(os.cpu_count()) + " cores: "
           + "; ".join(f"{k} {v.split(' on ')[0].replace('load average ', '')}" for k, v in loads[:1])
           + "; after " + "; ".join(f"{k} {v.split(' on ')[0].replace('load average ', '')}" for k, v in loads[1:]))
