@@ -56,6 +56,8 @@ struct dfm_wan_transformer {
     dfm_compute cc;        /* the blocks, text embedder, projections */
     dfm_compute cc_time;   /* the time embedder (kept in f32) */
     dfm_weights *w;        /* kept open: mapped views point into it */
+    dfm_wan_grads_ready_fn grads_ready; /* backward: after each block's gradients (NULL: none) */
+    void *grads_ready_ctx;
     dfm_linear patch, t1, t2, tproj, x1, x2, proj_out;
     dfm_tensor sst;        /* [1, 2, D] */
     dfm_layer_norm norm_out;
@@ -1017,6 +1019,11 @@ static int linear_trained(const dfm_linear_grads *g)
     return g->w.data || g->b.data || g->lora_a.data || g->lora_b.data;
 }
 
+void dfm_wan_transformer_on_grads_ready(dfm_wan_transformer *m, dfm_wan_grads_ready_fn fn, void *ctx)
+{
+    m->grads_ready = fn, m->grads_ready_ctx = ctx;
+}
+
 int dfm_wan_transformer_backward(dfm_wan_transformer *m, dfm_wan_acts *a, const dfm_tensor *dout, dfm_tensor *dx,
                                  dfm_tensor *dctx)
 {
@@ -1073,6 +1080,7 @@ int dfm_wan_transformer_backward(dfm_wan_transformer *m, dfm_wan_acts *a, const 
             goto out;
         }
         block_acts_clear(s);
+        if (m->grads_ready && (rc = m->grads_ready(m->grads_ready_ctx, i))) goto out;
         if ((rc = dfm_op_add(&dtproj, &(dfm_tensor){.dtype = DFM_F32, .device = dev, .ndim = 2, .shape = {B, 6 * D}, .data = de.data},
                              &dtproj)))
             goto out;

@@ -108,6 +108,12 @@ int dfm_wan_transformer_forward(dfm_wan_transformer *m, const dfm_tensor *x, con
 int dfm_wan_transformer_backward(dfm_wan_transformer *m, dfm_wan_acts *acts, const dfm_tensor *dout, dfm_tensor *dx,
                                  dfm_tensor *dctx);
 void dfm_wan_acts_free(dfm_wan_acts *a);
+/* fn(ctx, i) is called by every backward after block i's parameter gradients are complete
+ * (blocks last to first; the others' — embedders, head — are complete when backward returns),
+ * so a data-parallel trainer can start summing them over the ranks while the earlier blocks run.
+ * A non-zero return ends the backward with that code. fn NULL: none. */
+typedef int (*dfm_wan_grads_ready_fn)(void *ctx, int block);
+void dfm_wan_transformer_on_grads_ready(dfm_wan_transformer *m, dfm_wan_grads_ready_fn fn, void *ctx);
 
 /* The text context as the Wan pipeline builds it: states[i] [L_i, D] F32 (the valid rows, as
  * dfm-text-encode stores them) stacked into out [n, text_len, D], each zero-padded after its rows
