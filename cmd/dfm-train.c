@@ -4,6 +4,7 @@
 #include "base/config.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "train/plan.h"
 #include "train/run.h"
 #include "train/train_config.h"
 
@@ -28,6 +29,12 @@ static const char usage[] =
     "  -j, --threads N        the same as --train.threads (0: every core)\n"
     "  --seed N               the same as seed: in the config (top-level key)\n"
     "  --print-config         print the resolved config (YAML) and exit\n"
+    "  --plan                 print the memory one rank needs (weights, gradients, optimizer,\n"
+    "                         activations with and without checkpointing) and whether it fits\n"
+    "                         24 GiB and 80 GiB GPUs and this machine; loads nothing, trains nothing\n"
+    "  --world N              --plan: for a job of N ranks (default: the launcher's, else 1)\n"
+    "  --plan-shape F,H,W     --plan: for latents of F frames, H x W (default: the largest clip in\n"
+    "                         data.shards, else 21,60,104: 81 frames at 480x832)\n"
     "  --help-config          every config key with its type, default and meaning\n"
     "  -q, --quiet            no progress lines (the closing summary stays)\n"
     "  -h, --help             this help;  --version  print the version\n"
@@ -62,7 +69,8 @@ int main(int argc, char **argv)
     int orig_argc = argc;
     if (dfm_config_parse_args(c, &argc, argv) < 0) dfm_usage_error("%s", dfm_errmsg());
     const char *config = NULL, *resume = NULL;
-    int print = 0, quiet = 0, stop_after = 0;
+    int print = 0, quiet = 0, stop_after = 0, plan = 0;
+    dfm_plan_request prq = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help") || !strcmp(a, "--version") || !strcmp(a, "--help-config")) {
@@ -74,6 +82,26 @@ int main(int argc, char **argv)
             return dfm_close_stdout(0);
         } else if (!strcmp(a, "--print-config")) {
             print = 1;
+        } else if (!strcmp(a, "--plan")) {
+            plan = 1;
+        } else if (!strcmp(a, "--world") || !strcmp(a, "--plan-shape")) {
+            if (i + 1 >= argc) dfm_usage_error("%s needs a value", a);
+            const char *v = argv[++i];
+            char *end;
+            if (a[2] == 'w') {
+                long n = strtol(v, &end, 10);
+                if (end == v || *end || n < 1 || n > 1000000) dfm_usage_error("--world: '%s' is not a number of ranks (1 or more)", v);
+                prq.world = (int)n;
+            } else {
+                const char *s = v;
+                for (int k = 0; k < 3; k++) {
+                    long n = strtol(s, &end, 10);
+                    if (end == s || n < 1 || n > 100000 || *end != (k < 2 ? ',' : '\0'))
+                        dfm_usage_error("--plan-shape: '%s' is not F,H,W (latent frames, height, width; e.g. 21,60,104)", v);
+                    prq.shape[k] = (int)n;
+                    s = end + 1;
+                }
+            }
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             quiet = 1;
         } else if (!strcmp(a, "--resume") || !strncmp(a, "--resume=", 9)) {
@@ -132,6 +160,17 @@ int main(int argc, char **argv)
         return dfm_close_stdout(0);
     }
     if (!config && !dfm_config_has(c, "model.path")) dfm_usage_error("no config file (see --help, and configs/ for examples)");
+    if (!plan && (prq.world || prq.shape[0])) dfm_usage_error("--world and --plan-shape go with --plan");
+    if (plan) {
+        prq.config_path = config;
+        int rc = dfm_plan_run(c, &prq, stdout);
+        dfm_config_free(c);
+        if (rc < 0) {
+            dfm_log_error("%s", dfm_errmsg());
+            return rc == DFM_E_ARG ? 2 : 1;
+        }
+        return dfm_close_stdout(0);
+    }
     dfm_log_set_quiet(quiet);
     dfm_run_opts ro = {.resume = resume, .config_path = config, .quiet = quiet, .stop_after = stop_after};
     dfm_run_result res;
