@@ -13,6 +13,7 @@
 #endif
 
 #include <dlfcn.h>
+#include <pthread.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
@@ -30,7 +31,53 @@ struct dfm_dist {
     void *ctx;                /* the plugin's */
     const char *backend;
     char err[DFM_DIST_PLUGIN_ERRLEN]; /* the plugin's messages */
+    /* the communication thread of dfm_dist_allreduce_async: jobs q[head..tail) */
+    struct async_job { void *buf; size_t n; dfm_dtype dt; } *q;
+    size_t qcap, head, tail;
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv_job, cv_done;
+    int th_started, stop, async_rc;
+    char async_err[DFM_DIST_PLUGIN_ERRLEN];
 };
+
+static void *comm_thread(void *arg)
+{
+    dfm_dist *d = arg;
+    pthread_mutex_lock(&d->mu);
+    for (;;) {
+        while (d->head == d->tail && !d->stop) pthread_cond_wait(&d->cv_job, &d->mu);
+        if (d->head == d->tail) break; /* stop, nothing left */
+        struct async_job j = d->q[d->head];
+        int skip = d->async_rc < 0;
+        pthread_mutex_unlock(&d->mu);
+        int rc = skip ? 0 : d->p->allreduce(d->ctx, j.buf, j.n, j.dt, DFM_CPU);
+        pthread_mutex_lock(&d->mu);
+        if (rc < 0 && !d->async_rc) {
+            d->async_rc = rc;
+            snprintf(d->async_err, sizeof d->async_err, "%s", d->err);
+        }
+        if (++d->head == d->tail) {
+            d->head = d->tail = 0;
+            pthread_cond_broadcast(&d->cv_done);
+        }
+    }
+    pthread_mutex_unlock(&d->mu);
+    return NULL;
+}
+
+int dfm_dist_wait(dfm_dist *d)
+{
+    if (!d || !d->th_started) return 0;
+    pthread_mutex_lock(&d->mu);
+    while (d->head != d->tail) pthread_cond_wait(&d->cv_done, &d->mu);
+    int rc = d->async_rc;
+    char msg[DFM_DIST_PLUGIN_ERRLEN];
+    snprintf(msg, sizeof msg, "%s", d->async_err);
+    d->async_rc = 0;
+    pthread_mutex_unlock(&d->mu);
+    return rc < 0 ? dfm_fail(rc, "%s", msg) : 0;
+}
 
 /* ---- the launcher's environment --------------------------------------------------------- */
 
@@ -269,6 +316,18 @@ fail:
 void dfm_dist_free(dfm_dist *d)
 {
     if (!d) return;
+    if (d->th_started) {
+        dfm_dist_wait(d);
+        pthread_mutex_lock(&d->mu);
+        d->stop = 1;
+        pthread_cond_signal(&d->cv_job);
+        pthread_mutex_unlock(&d->mu);
+        pthread_join(d->th, NULL);
+        pthread_mutex_destroy(&d->mu);
+        pthread_cond_destroy(&d->cv_job);
+        pthread_cond_destroy(&d->cv_done);
+    }
+    free(d->q);
     if (d->p) d->p->finalize(d->ctx);
     free(d);
 }
@@ -327,9 +386,42 @@ static int copy_bytes(void *dst, const void *src, size_t bytes, dfm_device dev, 
 #endif
 }
 
-int dfm_dist_allreduce(dfm_dist *d, void *buf, size_t n, dfm_dtype dt, dfm_device dev)
+int dfm_dist_allreduce_async(dfm_dist *d, void *buf, size_t n, dfm_dtype dt, dfm_device dev)
 {
     int rc = check_sum(d, dt, dev, "allreduce");
+    if (rc < 0) return rc;
+    if (!n || !d->p) return 0;
+    if (!buf) return dfm_fail(DFM_E_ARG, "allreduce: NULL buffer of %zu elements", n);
+    if (n > SIZE_MAX / sum_size(dt)) return dfm_fail(DFM_E_ARG, "allreduce: %zu elements overflow", n);
+    if (dev != DFM_CPU) return dfm_dist_allreduce(d, buf, n, dt, dev);
+    if (!d->th_started) {
+        if (pthread_mutex_init(&d->mu, NULL) || pthread_cond_init(&d->cv_job, NULL) || pthread_cond_init(&d->cv_done, NULL))
+            return dfm_fail(DFM_E_NOMEM, "dist: cannot set up the communication thread");
+        if (pthread_create(&d->th, NULL, comm_thread, d))
+            return dfm_fail(DFM_E_NOMEM, "dist: cannot start the communication thread");
+        d->th_started = 1;
+    }
+    pthread_mutex_lock(&d->mu);
+    if (d->tail == d->qcap) {
+        size_t cap = d->qcap ? 2 * d->qcap : 64;
+        struct async_job *q = realloc(d->q, cap * sizeof *q);
+        if (!q) {
+            pthread_mutex_unlock(&d->mu);
+            return dfm_fail(DFM_E_NOMEM, "dist: out of memory");
+        }
+        d->q = q, d->qcap = cap;
+    }
+    d->q[d->tail++] = (struct async_job){buf, n, dt};
+    pthread_cond_signal(&d->cv_job);
+    pthread_mutex_unlock(&d->mu);
+    return 0;
+}
+
+int dfm_dist_allreduce(dfm_dist *d, void *buf, size_t n, dfm_dtype dt, dfm_device dev)
+{
+    int rc = dfm_dist_wait(d);
+    if (rc < 0) return rc;
+    rc = check_sum(d, dt, dev, "allreduce");
     if (rc < 0) return rc;
     if (!n) return 0;
     if (!buf) return dfm_fail(DFM_E_ARG, "allreduce: NULL buffer of %zu elements", n);
@@ -339,7 +431,9 @@ int dfm_dist_allreduce(dfm_dist *d, void *buf, size_t n, dfm_dtype dt, dfm_devic
 
 int dfm_dist_reduce_scatter(dfm_dist *d, const void *send, void *recv, size_t n, dfm_dtype dt, dfm_device dev)
 {
-    int rc = check_sum(d, dt, dev, "reduce_scatter");
+    int rc = dfm_dist_wait(d);
+    if (rc < 0) return rc;
+    rc = check_sum(d, dt, dev, "reduce_scatter");
     if (rc < 0) return rc;
     if (!n) return 0;
     size_t es = sum_size(dt), S = (size_t)d->env.size;
@@ -353,7 +447,9 @@ int dfm_dist_reduce_scatter(dfm_dist *d, const void *send, void *recv, size_t n,
 
 int dfm_dist_allgather(dfm_dist *d, const void *send, void *recv, size_t n, dfm_dtype dt, dfm_device dev)
 {
-    int rc = check_dev(d, dev, "allgather");
+    int rc = dfm_dist_wait(d);
+    if (rc < 0) return rc;
+    rc = check_dev(d, dev, "allgather");
     if (rc < 0) return rc;
     size_t es = dfm_dtype_size(dt) ? dfm_dtype_size(dt) : sum_size(dt), S = (size_t)d->env.size;
     if (!es) return dfm_fail(DFM_E_ARG, "allgather: unknown dtype %d", (int)dt);
@@ -370,7 +466,9 @@ int dfm_dist_allgather(dfm_dist *d, const void *send, void *recv, size_t n, dfm_
 
 int dfm_dist_broadcast(dfm_dist *d, void *buf, size_t bytes, int root, dfm_device dev)
 {
-    int rc = check_dev(d, dev, "broadcast");
+    int rc = dfm_dist_wait(d);
+    if (rc < 0) return rc;
+    rc = check_dev(d, dev, "broadcast");
     if (rc < 0) return rc;
     if (root < 0 || root >= d->env.size)
         return dfm_fail(DFM_E_ARG, "broadcast: root %d is not a rank of %d", root, d->env.size);
@@ -379,7 +477,11 @@ int dfm_dist_broadcast(dfm_dist *d, void *buf, size_t bytes, int root, dfm_devic
     return d->p ? plugged(d, d->p->broadcast(d->ctx, buf, bytes, root, dev)) : 0;
 }
 
-int dfm_dist_barrier(dfm_dist *d) { return d->p ? plugged(d, d->p->barrier(d->ctx)) : 0; }
+int dfm_dist_barrier(dfm_dist *d)
+{
+    int rc = dfm_dist_wait(d);
+    return rc < 0 ? rc : d->p ? plugged(d, d->p->barrier(d->ctx)) : 0;
+}
 
 _Noreturn void dfm_dist_abort(dfm_dist *d, int code, const char *msg)
 {

@@ -70,7 +70,7 @@ typedef struct {
     dfm_device device;  /* DFM_CUDA: also set up NCCL and make GPU local_rank the current device */
 } dfm_dist_opts;
 
-/* Join the job the launcher started (MPI_Init_thread with MPI_THREAD_FUNNELED at least, and NCCL
+/* Join the job the launcher started (MPI_Init_thread with MPI_THREAD_SERIALIZED at least, and NCCL
  * when opts->device is CUDA), or a job of one. Errors: size > 1 but no plugin (dfm was built
  * without Open MPI: say how to get it), the plugin fails to load or MPI disagrees with the
  * environment's size. opts may be NULL (defaults, CPU). With CUDA, call it before any other CUDA
@@ -99,6 +99,17 @@ int dfm_dist_allgather(dfm_dist *d, const void *send, void *recv, size_t n, dfm_
 /* bytes of buf from rank root to every rank. */
 int dfm_dist_broadcast(dfm_dist *d, void *buf, size_t bytes, int root, dfm_device dev);
 int dfm_dist_barrier(dfm_dist *d);
+
+/* The same sum as dfm_dist_allreduce, started and not waited for: host buffers are summed by
+ * this process's communication thread (started at the first call), in the order queued, while
+ * the caller computes (data parallel: a block's gradients while the earlier blocks run
+ * backward); buf must stay untouched until dfm_dist_wait. Device buffers are summed at once
+ * (NCCL queues on its own stream). Any other collective first waits for the queue, so the
+ * collectives of every rank keep one order, and MPI is never called from two threads at once
+ * (MPI_THREAD_SERIALIZED). Errors of queued sums are reported by dfm_dist_wait. */
+int dfm_dist_allreduce_async(dfm_dist *d, void *buf, size_t n, dfm_dtype dt, dfm_device dev);
+/* Wait until every queued sum is done; the first error among them, if any. */
+int dfm_dist_wait(dfm_dist *d);
 
 /* Take the whole job down: print why on this rank's stderr ("dfm: rank R of N: <msg>") and
  * MPI_Abort with code (a single process: stdio flushed, then _exit(code), no exit handlers run,

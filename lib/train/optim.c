@@ -47,6 +47,7 @@ void dfm_adamw_free(dfm_adamw *o)
     }
     free(o->s);
     dfm_adamw_shard_free(o->sh);
+    dfm_adamw_repl_free(o->repl);
     free(o);
 }
 

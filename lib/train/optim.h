@@ -85,6 +85,11 @@ struct dfm_dist;
  * shard (sharded: the gradient tensors themselves are then left as they were; zero them
  * after the step as always). Collective. */
 int dfm_adamw_reduce_grads(dfm_adamw *o, struct dfm_dist *d);
+/* Replicated: start summing the gradients whose names begin with prefix (NULL: all) that are
+ * not started yet this step, without waiting (the backward of the layers before them goes on);
+ * dfm_adamw_reduce_grads then starts the rest and waits. The same bits as without it. No-op
+ * when sharded or with one rank. Do not touch the started gradients until reduce_grads. */
+int dfm_adamw_reduce_grads_start(dfm_adamw *o, struct dfm_dist *d, const char *prefix);
 /* Shard the optimizer over d's ranks (after the last add, before any step, save or load).
  * Parameters on the CPU only (DFM_E_UNSUPPORTED for CUDA ones, for now). */
 int dfm_adamw_shard(dfm_adamw *o, struct dfm_dist *d);

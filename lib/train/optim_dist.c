@@ -136,44 +136,100 @@ nomem:
 
 /* ---- the gradient sum ------------------------------------------------------------------------ */
 
-/* Replicated: host gradients gathered into buckets of up to B elements (fewer, larger
- * messages), larger ones and device ones reduced in place. The sum of an element does not
- * depend on the bucketing (lib/dist sums each element in rank order). */
-static int reduce_replicated(dfm_adamw *o, dfm_dist *d)
+/* Replicated: each gradient summed over the ranks as an asynchronous all-reduce (lib/dist's
+ * communication thread), started by reduce_grads_start as soon as the backward has finished it
+ * and waited for in reduce_grads. Small host gradients (LoRA's, biases, norms) are copied into
+ * one staging vector first, each start's group summed as one message, and copied back after the
+ * wait; larger ones and device ones are summed in place. The sum of an element does not depend
+ * on the grouping (lib/dist sums each element in rank order), so overlapped or not, the bits are
+ * the same. */
+#define SMALL ((int64_t)1 << 16)
+
+typedef struct {
+    int n;
+    int *started;      /* [n]: the gradient's sum has been started this step */
+    float *stage;      /* the small host gradients of this step, in start order */
+    int64_t cap, used;
+    int *staged;       /* [n]: slots staged, in order, count nstaged */
+    int nstaged;
+} repl_t;
+
+static repl_t *repl_of(dfm_adamw *o)
 {
-    float *buf = NULL;
-    int64_t staged = 0;
-    int first = 0, rc = 0;
-    for (int i = 0; i <= o->n && !rc; i++) {
-        int64_t n = i < o->n ? dfm_tensor_numel(o->s[i].grad) : 0;
-        int host = i < o->n && o->s[i].grad->device == DFM_CPU;
-        int stage = host && n < B;
-        if (staged && (i == o->n || !stage || staged + n > B)) { /* flush */
-            if (!(rc = dfm_dist_allreduce(d, buf, (size_t)staged, DFM_F32, DFM_CPU))) {
-                float *p = buf;
-                for (int j = first; j < i; j++) {
-                    dfm_tensor *g = o->s[j].grad;
-                    if (g->device != DFM_CPU || dfm_tensor_numel(g) >= B) continue;
-                    memcpy(g->data, p, (size_t)dfm_tensor_numel(g) * sizeof(float));
-                    p += dfm_tensor_numel(g);
-                }
-            }
-            staged = 0;
-        }
-        if (rc || i == o->n) break;
-        if (stage) {
-            if (!buf && !(buf = malloc((size_t)B * sizeof(float)))) {
-                rc = dfm_fail(DFM_E_NOMEM, "adamw: out of memory");
-                break;
-            }
-            if (!staged) first = i;
-            memcpy(buf + staged, o->s[i].grad->data, (size_t)n * sizeof(float));
-            staged += n;
+    if (o->repl) return o->repl;
+    repl_t *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->n = o->n;
+    for (int i = 0; i < o->n; i++)
+        if (o->s[i].grad->device == DFM_CPU && dfm_tensor_numel(o->s[i].grad) < SMALL) r->cap += dfm_tensor_numel(o->s[i].grad);
+    if (!(r->started = calloc((size_t)o->n + 1, sizeof *r->started)) || !(r->staged = calloc((size_t)o->n + 1, sizeof *r->staged)) ||
+        !(r->stage = malloc((size_t)(r->cap ? r->cap : 1) * sizeof(float)))) {
+        free(r->started), free(r->staged), free(r->stage), free(r);
+        return NULL;
+    }
+    o->repl = r;
+    return r;
+}
+
+void dfm_adamw_repl_free(void *p)
+{
+    repl_t *r = p;
+    if (!r) return;
+    free(r->started), free(r->staged), free(r->stage), free(r);
+}
+
+static int start_impl(dfm_adamw *o, dfm_dist *d, const char *prefix)
+{
+    repl_t *r = repl_of(o);
+    if (!r) return dfm_fail(DFM_E_NOMEM, "adamw: out of memory");
+    size_t k = prefix ? strlen(prefix) : 0;
+    int64_t group = r->used;
+    int rc = 0;
+    for (int i = 0; i < o->n && !rc; i++) {
+        if (r->started[i] || (prefix && strncmp(o->s[i].name, prefix, k))) continue;
+        r->started[i] = 1;
+        dfm_tensor *g = o->s[i].grad;
+        int64_t n = dfm_tensor_numel(g);
+        if (g->device == DFM_CPU && n < SMALL) {
+            memcpy(r->stage + r->used, g->data, (size_t)n * sizeof(float));
+            r->used += n;
+            r->staged[r->nstaged++] = i;
         } else if (n) {
-            rc = dfm_dist_allreduce(d, o->s[i].grad->data, (size_t)n, DFM_F32, o->s[i].grad->device);
+            rc = dfm_dist_allreduce_async(d, g->data, (size_t)n, DFM_F32, g->device);
         }
     }
-    free(buf);
+    if (!rc && r->used > group) rc = dfm_dist_allreduce_async(d, r->stage + group, (size_t)(r->used - group), DFM_F32, DFM_CPU);
+    return rc;
+}
+
+int dfm_adamw_reduce_grads_start(dfm_adamw *o, dfm_dist *d, const char *prefix)
+{
+    if (!o || !d) return dfm_fail(DFM_E_ARG, "adamw_reduce_grads_start: NULL argument");
+    if (o->sh || dfm_dist_size(d) < 2) return 0; /* the sharded optimizer reduce-scatters in reduce_grads */
+    double t0 = dfm_now();
+    int rc = start_impl(o, d, prefix);
+    o->comm_s += dfm_now() - t0;
+    return rc ? dfm_fail_ctx(rc, "summing the gradients over the ranks") : 0;
+}
+
+static int reduce_replicated(dfm_adamw *o, dfm_dist *d)
+{
+    int rc = start_impl(o, d, NULL); /* whatever was not started yet */
+    int wrc = dfm_dist_wait(d);
+    if (!rc) rc = wrc;
+    repl_t *r = o->repl;
+    if (!rc && r) {
+        const float *p = r->stage;
+        for (int j = 0; j < r->nstaged; j++) {
+            dfm_tensor *g = o->s[r->staged[j]].grad;
+            memcpy(g->data, p, (size_t)dfm_tensor_numel(g) * sizeof(float));
+            p += dfm_tensor_numel(g);
+        }
+    }
+    if (r) {
+        memset(r->started, 0, (size_t)r->n * sizeof *r->started);
+        r->used = 0, r->nstaged = 0;
+    }
     return rc ? dfm_fail_ctx(rc, "summing the gradients over the ranks") : 0;
 }
 

@@ -20,6 +20,7 @@ struct dfm_adamw {
     int n, cap;
     dfm_adamw_sharded *sh; /* NULL: replicated */
     double comm_s;         /* seconds in collectives (optim_dist.c) */
+    void *repl;            /* optim_dist.c: the replicated reduction's per-step state */
 };
 
 #define STATE_FORMAT "dfm-adamw-1"
@@ -29,6 +30,7 @@ struct dfm_adamw {
 int dfm_adamw_state_ready(dfm_adamw *o);
 /* optim_shard.c */
 void dfm_adamw_shard_free(dfm_adamw_sharded *sh);
+void dfm_adamw_repl_free(void *repl);
 int dfm_adamw_shard_step(dfm_adamw *o, const dfm_adamw_coef *c);
 double dfm_adamw_shard_grad_norm(dfm_adamw *o, int *finite);
 int dfm_adamw_shard_scale(dfm_adamw *o, float coef);

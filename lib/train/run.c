@@ -615,6 +615,7 @@ int dfm_train_run(const dfm_config *c, const dfm_run_opts *o, dfm_run_result *re
     if (r->world > 1) {
         r->to.dist = r->dist;
         r->to.shard_optimizer = dfm_config_bool(c, "dist.shard_optimizer");
+        r->to.overlap_reduce = dfm_config_bool(c, "dist.overlap");
         static char prog[64];
         snprintf(prog, sizeof prog, "%s[rank %d]", dfm_prog(), r->rank);
         if (r->rank) dfm_log_init(prog), dfm_log_set_quiet(1); /* progress and info from rank 0 */

@@ -50,6 +50,8 @@ const dfm_cfg_key dfm_train_schema[] = {
     /* dist */
     {"dist.shard_optimizer", DFM_CFG_BOOL, "false", NULL,
      "data parallel (mpirun/srun): each rank keeps the AdamW state of its share of the parameters (ZeRO stage 2; CPU parameters for now)"},
+    {"dist.overlap", DFM_CFG_BOOL, "true", NULL,
+     "sum each block's gradients over the ranks while the earlier blocks run backward (the same results; replicated optimizer)"},
     {"dist.timeout", DFM_CFG_FLOAT, "1800", NULL,
      "seconds a collective waits for the other ranks before the job is taken down (a rank died or hangs)"},
     /* optim */

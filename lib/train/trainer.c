@@ -235,6 +235,16 @@ static int to_host(const dfm_tensor *x, float **out)
     return 0;
 }
 
+/* The backward's grads-ready callback on a step's last micro-batch: block i's gradients are
+ * final, start their sum over the ranks. */
+static int block_grads_ready(void *ctx, int block)
+{
+    dfm_trainer *t = ctx;
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "blocks.%d.", block);
+    return dfm_adamw_reduce_grads_start(t->opt, t->o.dist, prefix);
+}
+
 static uint64_t dropout_seed(const dfm_trainer *t)
 {
     /* LoRA dropout: a stream per (seed, step, micro-batch), so a resumed run draws the same masks */
@@ -268,7 +278,11 @@ int dfm_trainer_micro(dfm_trainer *t, const dfm_micro *mb, float *loss, float *s
     dfm_tensor hd = {.dtype = DFM_F32, .device = DFM_CPU, .ndim = out.ndim, .data = dpred};
     memcpy(hd.shape, out.shape, sizeof out.shape);
     if ((rc = dfm_tensor_copy(&dout, &hd, t->o.device))) goto out;
+    int overlap = t->o.overlap_reduce && !t->o.shard_optimizer && t->o.dist && dfm_dist_size(t->o.dist) > 1 &&
+                  t->micro == t->o.grad_accum - 1;
+    if (overlap) dfm_wan_transformer_on_grads_ready(t->m, block_grads_ready, t);
     rc = dfm_wan_transformer_backward(t->m, acts, &dout, NULL, NULL);
+    if (overlap) dfm_wan_transformer_on_grads_ready(t->m, NULL, NULL);
     acts = NULL;
     if (sigmas) memcpy(sigmas, in.sigma, mb->B * sizeof(float));
     t->micro++;

@@ -56,6 +56,8 @@ typedef struct {
     uint64_t seed;              /* noise, sigma and LoRA init/dropout */
     struct dfm_dist *dist;      /* data-parallel job (lib/dist/dist.h); NULL: one process */
     int shard_optimizer;        /* with dist: AdamW state sharded over the ranks */
+    int overlap_reduce;         /* with dist, replicated: sum each block's gradients over the ranks
+                                   while the earlier blocks run backward (the same bits) */
 } dfm_trainer_opts;
 
 typedef struct dfm_trainer dfm_trainer;

@@ -3,7 +3,7 @@
 # global batches per epoch whatever the world size):
 #   1. LoRA: 1 rank (batch 6), 2 ranks (batch 3), 3 ranks (batch 2): the same per-step losses
 #      and final adapter within TOL (the gradients are summed in another order); the 3-rank run
-#      twice gives the same bytes; only rank 0 logs and writes
+#      twice, and with dist.overlap false, gives the same bytes; only rank 0 logs and writes
 #   2. full fine-tuning with dist.shard_optimizer on 2 and 3 ranks against 1 rank: within TOL;
 #      each rank wrote its optimizer-rank-R-of-N file
 #   3. a 3-rank sharded run stopped at step 3 and resumed on 2 ranks (batch 3): the final weights
@@ -88,6 +88,9 @@ same_weights L1/step_6 L2/step_6 "LoRA 2 ranks vs 1"
 same_weights L1/step_6 L3/step_6 "LoRA 3 ranks vs 1"
 run 3 L3b
 cmp -s L3/step_6/adapter_model.safetensors L3b/step_6/adapter_model.safetensors || fail "3 ranks twice: different adapters"
+run 3 L3c --dist.overlap false
+cmp -s L3/step_6/adapter_model.safetensors L3c/step_6/adapter_model.safetensors ||
+  fail "3 ranks, gradient sums overlapped with the backward or not: different adapters"
 [ ! -e L3/step_6/state/optimizer-rank-00000-of-00003.safetensors ] && [ -f L3/step_6/state/optimizer.safetensors ] ||
   fail "replicated optimizer: want one optimizer.safetensors"
 

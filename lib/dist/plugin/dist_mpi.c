@@ -568,7 +568,9 @@ static int p_init(void **out, const dfm_dist_plugin_args *a, char *err)
         goto out;
     }
     if (!inited) {
-        if ((rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided))) {
+        /* SERIALIZED: dfm_dist_allreduce_async's thread makes calls too, never at the same time
+         * as the main thread (lib/dist/dist.c orders them) */
+        if ((rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided))) {
             rc = mpi_fail(c, rc, "MPI_Init_thread");
             goto out;
         }
@@ -576,8 +578,8 @@ static int p_init(void **out, const dfm_dist_plugin_args *a, char *err)
     } else {
         MPI_Query_thread(&provided);
     }
-    if (provided < MPI_THREAD_FUNNELED) {
-        rc = fail(c, DFM_E_UNSUPPORTED, "MPI provides thread level %d, below MPI_THREAD_FUNNELED", provided);
+    if (provided < MPI_THREAD_SERIALIZED) {
+        rc = fail(c, DFM_E_UNSUPPORTED, "MPI provides thread level %d, below MPI_THREAD_SERIALIZED", provided);
         goto out;
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
