@@ -377,7 +377,7 @@ int dfm_plan_print(const dfm_plan_opts *o, const dfm_plan *p, int checkpointing,
     snprintf(label[DFM_PLAN_BLOCK_INPUTS], sizeof label[0], "block inputs (%d x [tokens, dim])", o->model.num_layers + 1);
     snprintf(label[DFM_PLAN_SAVED], sizeof label[0], "saved activations (1 / %d blocks)", o->model.num_layers);
     snprintf(label[DFM_PLAN_RUNTIME], sizeof label[0], "runtime (%s)", o->device == DFM_CUDA ? "CUDA context, assumed" : "process, scratch");
-    fprintf(out, "\n  %-36s %12s %8s\n", "GiB per rank", "checkpointing", "");
+    fprintf(out, "\n  %-36s %12s\n", "GiB per rank", "checkpointing");
     fprintf(out, "  %-36s %12s %8s\n", "", checkpointing ? "on (config)" : "on", checkpointing ? "off" : "off (config)");
     for (int i = 0; i < DFM_PLAN_ROWS; i++) {
         if (i == DFM_PLAN_LORA && !lora) continue;
