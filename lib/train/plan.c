@@ -199,13 +199,14 @@ int dfm_plan_compute(const dfm_plan_opts *o, dfm_plan *p)
     const char *const *targets = o->lora_targets ? o->lora_targets : dfm_wan_lora_default_targets;
     p->tokens = (int64_t)N;
 
-    /* parameters, weights, adapters and their activations (per block, by the rows feeding them) */
-    double wbytes = 0, linear_w = 0, lora_top = 0, lora_acts_blk = 0;
+    /* parameters, weights, adapters and their activations (rows feeding them x r) */
+    double wbytes = 0, linear_w = 0, lora_top = 0, lora_blk = 0;
     int text_trained = !lora; /* the context gradient is needed: full, or adapters on the text embedder */
     int fc1_lora = 0, fc2_lora = 0, attn1_lora = 0, attn2_qo_lora = 0, attn2_kv_lora = 0;
     for (int b = -1; b < c->num_layers; b++) {
         module m[MAX_MODULES];
         int n = modules(c, b, m);
+        double acts_b = 0;
         for (int i = 0; i < n; i++) {
             double numel = m[i].in ? (double)m[i].out * m[i].in + m[i].out : (double)m[i].out;
             p->params += (int64_t)numel;
@@ -232,36 +233,15 @@ int dfm_plan_compute(const dfm_plan_opts *o, dfm_plan *p)
                 if (strstr(m[i].name, "text_embedder")) text_trained = 1;
                 continue;
             }
-            if (b > 0) continue; /* the per-block figures from block 0 (every block alike under suffix targets) */
-            lora_acts_blk += rows * r;
-            const char *s = m[i].name + strlen("blocks.0.");
+            acts_b += rows * r;
+            const char *s = strchr(m[i].name + strlen("blocks."), '.') + 1; /* the name within the block */
             if (!strcmp(s, "ffn.net.0.proj")) fc1_lora = 1;
             else if (!strcmp(s, "ffn.net.2")) fc2_lora = 1;
             else if (!strncmp(s, "attn1.", 6)) attn1_lora = 1;
             else if (!strcmp(s, "attn2.to_k") || !strcmp(s, "attn2.to_v")) attn2_kv_lora = 1;
             else attn2_qo_lora = 1;
         }
-    }
-    /* block-specific targets ("blocks.3.attn1.to_q"): use the largest per-block count */
-    if (lora && c->num_layers > 1) {
-        double most = lora_acts_blk;
-        for (int b = 1; b < c->num_layers; b++) {
-            module m[MAX_MODULES];
-            int n = modules(c, b, m);
-            double acts = 0;
-            for (int i = 0; i < n; i++) {
-                if (!m[i].in || !m[i].lora_ok || !target_match(m[i].name, targets)) continue;
-                acts += (m[i].rows == ROWS_TOKENS ? M : m[i].rows == ROWS_TEXT ? T : B) * r;
-                const char *s = strchr(m[i].name + strlen("blocks."), '.') + 1;
-                if (!strcmp(s, "ffn.net.0.proj")) fc1_lora = 1;
-                else if (!strcmp(s, "ffn.net.2")) fc2_lora = 1;
-                else if (!strncmp(s, "attn1.", 6)) attn1_lora = 1;
-                else if (!strcmp(s, "attn2.to_k") || !strcmp(s, "attn2.to_v")) attn2_kv_lora = 1;
-                else attn2_qo_lora = 1;
-            }
-            most = dmax(most, acts);
-        }
-        lora_acts_blk = most;
+        if (b >= 0) lora_blk = dmax(lora_blk, acts_b); /* block-specific targets: the most of one block */
     }
     if (lora) p->trained = p->lora_params;
 
@@ -282,7 +262,7 @@ int dfm_plan_compute(const dfm_plan_opts *o, dfm_plan *p)
                  + 6 * M * D + M * H + 2 * M                                                  /* self-attention */
                  + 3 * M * D + 3 * T * D + M * H + M + T                                      /* cross-attention */
                  + 2 * M * Ff                                                                 /* FFN */
-                 + lora_acts_blk;
+                 + lora_blk;
     double ctxg = text_trained ? T * D : 0;
     double base = 2 * M * D + ctxg;
     double ph_fc2 = base + M * Ff + (fc2_lora ? M * Ff + 2 * M * r : 0);
