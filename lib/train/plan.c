@@ -341,7 +341,7 @@ static void verdict(FILE *f, const char *what, double limit, const double t[2])
     else fprintf(f, "does not fit (%.1f GiB with checkpointing, %.1f without)\n", t[0] / GIB, t[1] / GIB);
 }
 
-int dfm_plan_print(const dfm_plan_opts *o, const dfm_plan *p, int checkpointing, double ram_bytes, FILE *out)
+int dfm_plan_print(const dfm_plan_opts *o, const dfm_plan *p, int checkpointing, FILE *out)
 {
     static const char *const names[DFM_PLAN_ROWS] = {
         "weights", "LoRA adapters (f32)", "gradients (f32)", "AdamW moments (2 x f32)", "gradient shard + staging",
@@ -368,7 +368,6 @@ int dfm_plan_print(const dfm_plan_opts *o, const dfm_plan *p, int checkpointing,
     if (o->text_encoder_bytes > 0)
         fprintf(out, "  (before the first step the UMT5 text encoder adds %.2f GiB: %.2f GiB then%s)\n", o->text_encoder_bytes / GIB,
                 p->start / GIB, p->start > p->step[0] ? "; the total with checkpointing is that" : "");
-    (void)ram_bytes;
     return ferror(out) ? dfm_fail(DFM_E_IO, "writing the plan") : 0;
 }
 
@@ -495,12 +494,12 @@ int dfm_plan_run(const dfm_config *c, const dfm_plan_request *rq, FILE *out)
 
     /* the text encoder for caption dropout */
     if (dfm_config_float(c, "train.caption_dropout") > 0 && !dfm_config_has(c, "data.empty_prompt")) {
-        dfm_umt5_config u = {.d_model = 4096, .d_kv = 64, .num_heads = 64, .d_ff = 10240, .num_layers = 24,
-                             .vocab_size = 256384, .rel_buckets = 32, .gated_gelu = 1}; /* UMT5-XXL */
+        static const dfm_umt5_config xxl = {.d_model = 4096, .d_kv = 64, .num_heads = 64, .d_ff = 10240, .num_layers = 24,
+                                            .vocab_size = 256384, .rel_buckets = 32, .gated_gelu = 1}; /* Wan's UMT5-XXL */
+        dfm_umt5_config u = xxl;
         int have = !dfm_hf_component(path, "text_encoder", NULL, &tdir) && !dfm_umt5_config_load(&u, tdir);
         if (!have) {
-            u = (dfm_umt5_config){.d_model = 4096, .d_kv = 64, .num_heads = 64, .d_ff = 10240, .num_layers = 24,
-                                  .vocab_size = 256384, .rel_buckets = 32, .gated_gelu = 1};
+            u = xxl;
             snprintf(note[1], sizeof note[1], "caption dropout needs the empty prompt: no text_encoder/ under model.path "
                                               "(dfm-train will refuse to start; set data.empty_prompt), UMT5-XXL assumed");
         } else {
@@ -582,7 +581,7 @@ int dfm_plan_run(const dfm_config *c, const dfm_plan_request *rq, FILE *out)
         fprintf(out, "  note      the sharded optimizer keeps CPU parameters only for now (lib/train/optim.h): dfm-train refuses it on cuda\n");
     if (dfm_config_has(c, "sample.prompts"))
         fprintf(out, "  note      sample.prompts: sampling between steps (its VAE and CFG forwards) is not counted\n");
-    if ((rc = dfm_plan_print(&o, &p, checkpointing, 0, out))) goto out;
+    if ((rc = dfm_plan_print(&o, &p, checkpointing, out))) goto out;
 
     double ram = ram_total();
     fprintf(out, "\nverdict (totals per rank)\n");

@@ -93,8 +93,10 @@ typedef struct {
  * Loads no weights. */
 int dfm_plan_run(const dfm_config *c, const dfm_plan_request *rq, FILE *out);
 
-/* Print p for o as --plan does (heading lines are the caller's). ram_bytes: this machine's memory
- * (0: unknown, no verdict for it). */
-int dfm_plan_print(const dfm_plan_opts *o, const dfm_plan *p, int checkpointing, double ram_bytes, FILE *out);
+/* The table of p for o as --plan prints it: a row per line, GiB with checkpointing on and off
+ * (checkpointing: which one the config uses, marked in the column titles); the LoRA row only for
+ * a LoRA, the staging row only for more than one rank. The heading and the verdicts are
+ * dfm_plan_run's. */
+int dfm_plan_print(const dfm_plan_opts *o, const dfm_plan *p, int checkpointing, FILE *out);
 
 #endif
