@@ -14,8 +14,9 @@
  * not completed after opts.timeout_s (a rank died or hangs) reports it ("dfm: rank R of N:
  * allreduce of N elements did not complete in T s (a rank died or hangs); aborting the job") and
  * takes the job down (MPI_Abort), so no rank waits forever. With size 1 every collective is a
- * copy or nothing. Collectives are called from the thread that called dfm_dist_init (MPI's
- * FUNNELED level). An error return (bad arguments, an MPI or NCCL failure) leaves this rank out of
+ * copy or nothing. Collectives are called from the thread that called dfm_dist_init; the only
+ * other thread that calls MPI is dfm_dist_allreduce_async's, never at the same time (MPI's
+ * SERIALIZED level). An error return (bad arguments, an MPI or NCCL failure) leaves this rank out of
  * step with the others: the caller ends the job with dfm_dist_abort.
  *
  * Determinism. Host sums (MPI) are the rank-ordered sum ((x0 + x1) + x2) + ... of every element,

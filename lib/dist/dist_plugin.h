@@ -8,7 +8,8 @@
  * enums only, and reports errors as a negative DFM_E_* code with the message written into the
  * buffer dist.c gave to init (DFM_DIST_PLUGIN_ERRLEN bytes, kept for the context's life).
  *
- * Every collective follows dist.h: a sum in the order the caller issues it, blocking, and past
+ * Calls come from one thread at a time (dist.c orders the caller's and its communication
+ * thread's). Every collective follows dist.h: a sum in the order the caller issues it, blocking, and past
  * the deadline (args.timeout_s) the plugin prints "dfm: rank R of N: <collective> of N elements
  * did not complete in T s (a rank died or hangs); aborting the job" and ends the job
  * (MPI_Abort); it does not return then. Arguments are checked by dist.c first (dtype F32 or
@@ -36,7 +37,8 @@ typedef struct {
 typedef struct {
     int abi;              /* DFM_DIST_PLUGIN_ABI */
     int has_nccl;         /* 1 when built with NCCL (device buffers) */
-    /* Join the job: MPI_Init_thread (FUNNELED), a private communicator, NCCL when a->cuda.
+    /* Join the job: MPI_Init_thread (SERIALIZED: dist.c's communication thread calls too, never
+     * at the same time as another), a private communicator, NCCL when a->cuda.
      * *ctx is the plugin's state; err (DFM_DIST_PLUGIN_ERRLEN bytes) receives every message of
      * this context, now and later. 0, or a negative DFM_E_* code. */
     int (*init)(void **ctx, const dfm_dist_plugin_args *a, char *err);

@@ -8,6 +8,8 @@
  *   reduce_scatter  F32 and F64 at n = 0, 1, 7 and ~1e6 / N per rank: this rank's block, likewise;
  *   allgather       F32, F64 and U8 (any dtype): every rank's block in rank order;
  *   broadcast       0, 1, 7 and 3000001 bytes from the last rank;
+ *   allreduce_async four sums queued at once (one of them empty), a blocking allreduce behind
+ *                   them (it waits for the queue), then dfm_dist_wait: each as allreduce;
  *   barrier.
  * stdout: "rank R of N backend B digest D order-sensitive K" per rank, where D hashes every result
  * (two runs must print the same lines) and K counts the allreduce elements whose sum in reverse
@@ -204,6 +206,30 @@ int main(int argc, char **argv)
         snprintf(what, sizeof what, "broadcast from rank %d of %zu bytes", S - 1, n);
         compare(what, buf, want, n, 1, R);
         free(buf), free(want);
+    }
+    /* allreduce_async: sums queued while this thread goes on, in the order queued */
+    {
+        static const size_t an[5] = {7, 1000003, 0, 300001, 5};
+        static const dfm_dtype at[5] = {DFM_F32, DFM_DIST_F64, DFM_F32, DFM_F32, DFM_DIST_F64};
+        void *bufs[5];
+        for (int k = 0; k < 5; k++) {
+            size_t es = at[k] == DFM_F32 ? 4 : 8;
+            bufs[k] = xmalloc(an[k] * es);
+            fill(bufs[k], at[k], 500 + (uint64_t)k, R, 0, an[k]);
+            if (k < 4) check_rc(d, dfm_dist_allreduce_async(d, bufs[k], an[k], at[k], DFM_CPU), "allreduce_async");
+            else check_rc(d, dfm_dist_allreduce(d, bufs[k], an[k], at[k], DFM_CPU), "allreduce behind the queue");
+        }
+        check_rc(d, dfm_dist_wait(d), "dfm_dist_wait");
+        for (int k = 0; k < 5; k++) {
+            size_t es = at[k] == DFM_F32 ? 4 : 8;
+            void *want = xmalloc(an[k] * es);
+            ref_sum(want, at[k], 500 + (uint64_t)k, S, 0, an[k], NULL);
+            char what[64];
+            snprintf(what, sizeof what, "allreduce%s %s n=%zu", k < 4 ? "_async" : " after async",
+                     at[k] == DFM_F32 ? "F32" : "F64", an[k]);
+            compare(what, bufs[k], want, an[k], es, R);
+            free(want), free(bufs[k]);
+        }
     }
     check_rc(d, dfm_dist_barrier(d), "barrier");
     printf("rank %d of %d backend %s digest %016llx order-sensitive %ld\n", R, S, dfm_dist_backend(d),
