@@ -91,7 +91,8 @@ int dfm_adamw_reduce_grads(dfm_adamw *o, struct dfm_dist *d);
  * when sharded or with one rank. Do not touch the started gradients until reduce_grads. */
 int dfm_adamw_reduce_grads_start(dfm_adamw *o, struct dfm_dist *d, const char *prefix);
 /* Shard the optimizer over d's ranks (after the last add, before any step, save or load).
- * Parameters on the CPU only (DFM_E_UNSUPPORTED for CUDA ones, for now). */
+ * The parameters share one device (CPU or CUDA): the shard, its staging bucket and the update
+ * live there (lib/dist sums device buffers with NCCL). */
 int dfm_adamw_shard(dfm_adamw *o, struct dfm_dist *d);
 /* The state in directory dir: replicated, dir/optimizer.safetensors (dfm_adamw_save; one rank
  * writes it); sharded, dir/optimizer-rank-RRRRR-of-NNNNN.safetensors with this rank's pieces

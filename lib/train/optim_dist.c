@@ -16,23 +16,70 @@
 #include "base/buf.h"
 #include "base/error.h"
 #include "base/log.h"
-#include "cpu/adamw.h"
 #include "dist/dist.h"
 #include "io/safetensors.h"
+#include "tensor/op.h"
 #include "train/optim_internal.h"
+#ifdef DFM_HAVE_CUDA
+#include "cuda/device.h"
+#endif
 
 #define B DFM_ADAMW_BUCKET
 
 struct dfm_adamw_sharded {
     dfm_dist *d;
+    dfm_device dev;   /* where the parameters, and so these vectors, live */
     int rank, world;
     int64_t total;    /* elements of every trainable parameter */
     int64_t *off;     /* [n + 1]: slot i's first element in the flat vector */
     int64_t len;      /* elements of this rank's pieces */
-    float *g, *m, *v; /* [len]: summed gradient, exp_avg, exp_avg_sq of the pieces, bucket after bucket */
-    float *buf;       /* [B + world]: one bucket, padded to a multiple of world */
-    float *piece;     /* [B / world + 1] */
+    float *g, *m, *v; /* [len] on dev: summed gradient, exp_avg, exp_avg_sq of the pieces, bucket after bucket */
+    float *buf;       /* [B + world] on dev: one bucket, padded to a multiple of world */
+    float *piece;     /* [B / world + 1] on dev */
+    dfm_tensor mem[5];/* the storage of the five */
 };
+
+/* ---- memory on the parameters' device ------------------------------------------------------ */
+
+static int mcopy(void *dst, const void *src, int64_t n, dfm_device dev)
+{
+    if (n <= 0 || dst == src) return 0;
+    if (dev == DFM_CPU) {
+        memcpy(dst, src, (size_t)n * sizeof(float));
+        return 0;
+    }
+#ifdef DFM_HAVE_CUDA
+    const char *why = NULL;
+    if (dfm_cuda_memcpy(dst, src, (size_t)n * sizeof(float), 2, &why))
+        return dfm_fail(DFM_E_IO, "adamw: device copy failed: %s", why ? why : "?");
+    return 0;
+#else
+    return dfm_fail(DFM_E_UNSUPPORTED, "adamw: device memory, but this build has no CUDA backend");
+#endif
+}
+
+static int mzero(void *p, int64_t n, dfm_device dev)
+{
+    if (n <= 0) return 0;
+    if (dev == DFM_CPU) {
+        memset(p, 0, (size_t)n * sizeof(float));
+        return 0;
+    }
+#ifdef DFM_HAVE_CUDA
+    const char *why = NULL;
+    if (dfm_cuda_memset0(p, (size_t)n * sizeof(float), &why))
+        return dfm_fail(DFM_E_IO, "adamw: device memset failed: %s", why ? why : "?");
+    return 0;
+#else
+    return dfm_fail(DFM_E_UNSUPPORTED, "adamw: device memory, but this build has no CUDA backend");
+#endif
+}
+
+static dfm_tensor vec(float *p, int64_t n, dfm_device dev)
+{
+    int64_t s[1] = {n};
+    return dfm_tensor_view(p, DFM_F32, dev, 1, s);
+}
 
 /* ---- the flat vector's geometry ---------------------------------------------------------- */
 
@@ -82,19 +129,19 @@ static int slot_at(const int64_t *off, int n, int64_t a)
 }
 
 /* Copy between the flat range [a, a + n) of the parameters (grad 0) or gradients (grad 1) and
- * buf: to_buf 1 reads them into buf, 0 writes buf into them. Host tensors. */
-static void flat_io(dfm_adamw *o, const int64_t *off, int64_t a, int64_t n, float *buf, int grad, int to_buf)
+ * buf: to_buf 1 reads them into buf, 0 writes buf into them. Tensors and buf on dev. */
+static int flat_io(dfm_adamw *o, const int64_t *off, int64_t a, int64_t n, float *buf, int grad, int to_buf, dfm_device dev)
 {
-    if (n <= 0) return;
-    int i = slot_at(off, o->n, a);
-    while (n > 0) {
+    if (n <= 0) return 0;
+    int i = slot_at(off, o->n, a), rc = 0;
+    while (n > 0 && !rc) {
         while (off[i + 1] <= a) i++;
         int64_t seg = off[i + 1] - a < n ? off[i + 1] - a : n;
         float *t = (float *)(grad ? o->s[i].grad : o->s[i].param)->data + (a - off[i]);
-        if (to_buf) memcpy(buf, t, (size_t)seg * sizeof(float));
-        else memcpy(t, buf, (size_t)seg * sizeof(float));
+        rc = to_buf ? mcopy(buf, t, seg, dev) : mcopy(t, buf, seg, dev);
         buf += seg, a += seg, n -= seg;
     }
+    return rc;
 }
 
 /* ---- sharding ------------------------------------------------------------------------------ */
@@ -102,7 +149,8 @@ static void flat_io(dfm_adamw *o, const int64_t *off, int64_t a, int64_t n, floa
 void dfm_adamw_shard_free(dfm_adamw_sharded *sh)
 {
     if (!sh) return;
-    free(sh->off), free(sh->g), free(sh->m), free(sh->v), free(sh->buf), free(sh->piece);
+    free(sh->off);
+    for (int i = 0; i < 5; i++) dfm_tensor_free(&sh->mem[i]);
     free(sh);
 }
 
@@ -111,21 +159,22 @@ int dfm_adamw_shard(dfm_adamw *o, dfm_dist *d)
     if (!o || !d) return dfm_fail(DFM_E_ARG, "adamw_shard: NULL argument");
     if (o->sh) return dfm_fail(DFM_E_ARG, "adamw_shard: already sharded");
     if (o->step) return dfm_fail(DFM_E_ARG, "adamw_shard: shard before the first step");
-    for (int i = 0; i < o->n; i++)
-        if (o->s[i].param->device != DFM_CPU)
-            return dfm_fail(DFM_E_UNSUPPORTED, "a sharded optimizer (dist.shard_optimizer) keeps CPU parameters only for now; "
-                                               "'%s' is on the GPU", o->s[i].name);
+    for (int i = 1; i < o->n; i++)
+        if (o->s[i].param->device != o->s[0].param->device)
+            return dfm_fail(DFM_E_UNSUPPORTED, "a sharded optimizer keeps its parameters on one device; '%s' and '%s' are not",
+                            o->s[0].name, o->s[i].name);
     dfm_adamw_sharded *sh = calloc(1, sizeof *sh);
     if (!sh) return dfm_fail(DFM_E_NOMEM, "adamw_shard: out of memory");
     sh->d = d, sh->rank = dfm_dist_rank(d), sh->world = dfm_dist_size(d);
+    sh->dev = o->n ? o->s[0].param->device : DFM_CPU;
     if (!(sh->off = flat_offsets(o))) goto nomem;
     sh->total = sh->off[o->n];
     sh->len = shard_len(sh->total, sh->world, sh->rank);
-    size_t n = (size_t)(sh->len ? sh->len : 1);
-    if (!(sh->g = calloc(n, sizeof(float))) || !(sh->m = calloc(n, sizeof(float))) || !(sh->v = calloc(n, sizeof(float))) ||
-        !(sh->buf = malloc((size_t)(B + sh->world) * sizeof(float))) ||
-        !(sh->piece = malloc((size_t)(B / sh->world + 1) * sizeof(float))))
-        goto nomem;
+    int64_t sz[5] = {sh->len ? sh->len : 1, sh->len ? sh->len : 1, sh->len ? sh->len : 1, B + sh->world, B / sh->world + 1};
+    for (int i = 0; i < 5; i++)
+        if (dfm_tensor_zeros(&sh->mem[i], DFM_F32, sh->dev, 1, &sz[i])) goto nomem;
+    sh->g = sh->mem[0].data, sh->m = sh->mem[1].data, sh->v = sh->mem[2].data, sh->buf = sh->mem[3].data,
+    sh->piece = sh->mem[4].data;
     for (int i = 0; i < o->n; i++) dfm_tensor_free(&o->s[i].m), dfm_tensor_free(&o->s[i].v);
     o->sh = sh;
     return 0;
@@ -253,11 +302,12 @@ static int reduce_sharded(dfm_adamw *o)
     for (int64_t k = 0; k < nbuckets(sh->total); k++) {
         int64_t a = k * B, L = bucket_len(sh->total, k), q = piece_q(L, sh->world), plen;
         piece_lo(L, sh->world, sh->rank, &plen);
-        flat_io(o, sh->off, a, L, sh->buf, 1, 1);
-        memset(sh->buf + L, 0, (size_t)(q * sh->world - L) * sizeof(float));
-        int rc = dfm_dist_reduce_scatter(sh->d, sh->buf, sh->piece, (size_t)q, DFM_F32, DFM_CPU);
-        if (rc) return dfm_fail_ctx(rc, "reduce-scattering the gradients");
-        memcpy(sh->g + so, sh->piece, (size_t)plen * sizeof(float));
+        int rc;
+        if ((rc = flat_io(o, sh->off, a, L, sh->buf, 1, 1, sh->dev)) || (rc = mzero(sh->buf + L, q * sh->world - L, sh->dev)))
+            return rc;
+        if ((rc = dfm_dist_reduce_scatter(sh->d, sh->buf, sh->piece, (size_t)q, DFM_F32, sh->dev)))
+            return dfm_fail_ctx(rc, "reduce-scattering the gradients");
+        if ((rc = mcopy(sh->g + so, sh->piece, plen, sh->dev))) return rc;
         so += plen;
     }
     return 0;
@@ -268,8 +318,19 @@ static int reduce_sharded(dfm_adamw *o)
 double dfm_adamw_shard_grad_norm(dfm_adamw *o, int *finite)
 {
     dfm_adamw_sharded *sh = o->sh;
-    double ss = sh->len ? dfm_cpu_sumsq(sh->g, sh->len) : 0.0, t0 = dfm_now();
-    int rc = dfm_dist_allreduce(sh->d, &ss, 1, DFM_DIST_F64, DFM_CPU);
+    double ss = 0.0;
+    int rc = 0;
+    if (sh->len) {
+        dfm_tensor g = vec(sh->g, sh->len, sh->dev);
+        dfm_op_args a = {.src = {&g}};
+        if ((rc = dfm_op_run(DFM_OP_SUMSQ, &a)) < 0) {
+            if (finite) *finite = 0;
+            return NAN;
+        }
+        memcpy(&ss, &a.r[0], sizeof ss);
+    }
+    double t0 = dfm_now();
+    rc = dfm_dist_allreduce(sh->d, &ss, 1, DFM_DIST_F64, DFM_CPU);
     o->comm_s += dfm_now() - t0;
     if (rc) {
         if (finite) *finite = 0;
@@ -283,8 +344,11 @@ double dfm_adamw_shard_grad_norm(dfm_adamw *o, int *finite)
 int dfm_adamw_shard_scale(dfm_adamw *o, float coef)
 {
     dfm_adamw_sharded *sh = o->sh;
-    for (int64_t i = 0; i < sh->len; i++) sh->g[i] = sh->g[i] * coef + 0.0f; /* as DFM_OP_AFFINE: -0 becomes +0 */
-    return 0;
+    if (!sh->len) return 0;
+    dfm_tensor g = vec(sh->g, sh->len, sh->dev);
+    dfm_op_args a = {.src = {&g}, .dst = {&g}, .f = {coef, 0.0f}}; /* as the replicated scale */
+    int rc = dfm_op_run(DFM_OP_AFFINE, &a);
+    return rc < 0 ? dfm_fail_ctx(rc, "scaling the gradient shard") : 0;
 }
 
 int dfm_adamw_shard_step(dfm_adamw *o, const dfm_adamw_coef *c)
@@ -299,18 +363,22 @@ int dfm_adamw_shard_step(dfm_adamw *o, const dfm_adamw_coef *c)
         while (left > 0) {
             int i = slot_at(sh->off, o->n, x);
             int64_t seg = sh->off[i + 1] - x < left ? sh->off[i + 1] - x : left;
-            float *p = (float *)o->s[i].param->data + (x - sh->off[i]);
-            dfm_cpu_adamw(p, sh->g + gi, sh->m + gi, sh->v + gi, seg, c);
+            dfm_tensor p = vec((float *)o->s[i].param->data + (x - sh->off[i]), seg, sh->dev);
+            dfm_tensor g = vec(sh->g + gi, seg, sh->dev), m = vec(sh->m + gi, seg, sh->dev), v = vec(sh->v + gi, seg, sh->dev);
+            dfm_op_args aa = {.src = {&g}, .dst = {&p, &m, &v}, .p = c};
+            int rc = dfm_op_run(DFM_OP_ADAMW, &aa);
+            if (rc < 0) return dfm_fail_ctx(rc, "adamw_step '%s'", o->s[i].name);
             x += seg, gi += seg, left -= seg;
         }
         /* every rank's updated piece into every rank's parameters */
-        flat_io(o, sh->off, a + lo, plen, sh->piece, 0, 1);
-        memset(sh->piece + plen, 0, (size_t)(q - plen) * sizeof(float));
+        int rc;
+        if ((rc = flat_io(o, sh->off, a + lo, plen, sh->piece, 0, 1, sh->dev)) || (rc = mzero(sh->piece + plen, q - plen, sh->dev)))
+            return rc;
         double t0 = dfm_now();
-        int rc = dfm_dist_allgather(sh->d, sh->piece, sh->buf, (size_t)q, DFM_F32, DFM_CPU);
+        rc = dfm_dist_allgather(sh->d, sh->piece, sh->buf, (size_t)q, DFM_F32, sh->dev);
         o->comm_s += dfm_now() - t0;
         if (rc) return dfm_fail_ctx(rc, "all-gathering the updated parameters");
-        flat_io(o, sh->off, a, L, sh->buf, 0, 0);
+        if ((rc = flat_io(o, sh->off, a, L, sh->buf, 0, 0, sh->dev))) return rc;
         so += plen;
     }
     return 0;
@@ -378,9 +446,17 @@ int dfm_adamw_save_state(dfm_adamw *o, const char *dir)
     free(layout);
     if (!meta) return dfm_fail(DFM_E_NOMEM, "adamw_save_state: out of memory");
     float zero = 0;
-    dfm_st_entry e[2] = {{.name = "exp_avg", .dtype = DFM_F32, .ndim = 1, .shape = {sh->len}, .data = sh->len ? sh->m : &zero},
-                         {.name = "exp_avg_sq", .dtype = DFM_F32, .ndim = 1, .shape = {sh->len}, .data = sh->len ? sh->v : &zero}};
-    rc = dfm_st_write(path, e, 2, meta);
+    const void *mv[2] = {sh->m, sh->v};
+    dfm_tensor host[2] = {{0}, {0}};
+    rc = 0;
+    for (int k = 0; k < 2 && !rc && sh->len && sh->dev != DFM_CPU; k++) { /* device moments: host copies */
+        dfm_tensor t = vec(k ? sh->v : sh->m, sh->len, sh->dev);
+        if (!(rc = dfm_tensor_copy(&host[k], &t, DFM_CPU))) mv[k] = host[k].data;
+    }
+    dfm_st_entry e[2] = {{.name = "exp_avg", .dtype = DFM_F32, .ndim = 1, .shape = {sh->len}, .data = sh->len ? mv[0] : &zero},
+                         {.name = "exp_avg_sq", .dtype = DFM_F32, .ndim = 1, .shape = {sh->len}, .data = sh->len ? mv[1] : &zero}};
+    if (!rc) rc = dfm_st_write(path, e, 2, meta);
+    dfm_tensor_free(&host[0]), dfm_tensor_free(&host[1]);
     free(meta);
     return rc;
 }
@@ -551,11 +627,23 @@ int dfm_adamw_load_state(dfm_adamw *o, const char *dir)
     for (int k = 0; k < 2 && !rc; k++) {
         if (o->sh) { /* this rank's pieces */
             dfm_adamw_sharded *sh = o->sh;
-            float *dst = k ? sh->v : sh->m;
+            float *dst = k ? sh->v : sh->m, *host = dst;
+            if (sh->dev != DFM_CPU && !(host = malloc((size_t)(sh->len ? sh->len : 1) * sizeof(float)))) {
+                rc = dfm_fail(DFM_E_NOMEM, "adamw_load_state: out of memory");
+                break;
+            }
             for (int64_t kb = 0, so = 0; kb < nbuckets(sh->total); kb++) {
                 int64_t plen, lo = piece_lo(bucket_len(sh->total, kb), sh->world, sh->rank, &plen);
-                src_read(&s, o, off, k, kb * B + lo, plen, dst + so);
+                src_read(&s, o, off, k, kb * B + lo, plen, host + so);
                 so += plen;
+            }
+            if (host != dst) {
+                dfm_tensor h = vec(host, sh->len, DFM_CPU), dv = {0};
+                if (sh->len && !(rc = dfm_tensor_copy(&dv, &h, sh->dev))) { /* then into place */
+                    rc = mcopy(dst, dv.data, sh->len, sh->dev);
+                    dfm_tensor_free(&dv);
+                }
+                free(host);
             }
             continue;
         }

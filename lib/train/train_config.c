@@ -49,7 +49,7 @@ const dfm_cfg_key dfm_train_schema[] = {
      "full training: parameters not to update (\"blocks.0\", \"patch_embedding\", \"norm_out\" ...)"},
     /* dist */
     {"dist.shard_optimizer", DFM_CFG_BOOL, "false", NULL,
-     "data parallel (mpirun/srun): each rank keeps the AdamW state of its share of the parameters (ZeRO stage 2; CPU parameters for now)"},
+     "data parallel (mpirun/srun): each rank keeps the AdamW state of its share of the parameters (ZeRO stage 2)"},
     {"dist.overlap", DFM_CFG_BOOL, "true", NULL,
      "sum each block's gradients over the ranks while the earlier blocks run backward (the same results; replicated optimizer)"},
     {"dist.timeout", DFM_CFG_FLOAT, "1800", NULL,
