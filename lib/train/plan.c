@@ -42,8 +42,8 @@
  *                allocation on the heap and never trims it (lib/base/cli.c: M_MMAP_MAX 0), so the
  *                resident peak is the live peak plus what the heap's layout leaves unused between a
  *                step's differently sized tensors: the live sum is -5% to +1.3% off the measured
- *                peaks below, and the heap's share grows with the clip (~5% of the activations at
- *                5,760 tokens), so the margin is a tenth of them.
+ *                peaks below (the heap's share up to ~5% of the activations, at 5,760 tokens), so
+ *                the margin is a tenth of them.
  *   start        before the first step: the persistent rows + the UMT5 encoder (bf16 GEMM weights
  *                packed, embedding mapped) when train.caption_dropout > 0 without
  *                data.empty_prompt; the total is the larger of this and the step's peak.
@@ -59,8 +59,10 @@
  *   1,920   1        876 /  932 (869)     869 /  932 (869)    1721 / 1801 (1744)   1728 / 1801 (1744)
  *   5,760   2       2264 / 2342 (2161)   3269 / 3460 (3178)   3471 / 3659 (3497)   4481 / 4771 (4508)
  *   5,760   1       2124 / 2194 (2016)   2119 / 2194 (2016)   2782 / 2913 (2755)   2736 / 2913 (2755)
+ *   32,760  1       10015 / 10995 (10017)   (1 step: the adapters' 11 MiB of moments come after it)
  * (1,920 tokens: latent [16, 5, 32, 48], 17 frames at 256x384; 5,760: [16, 9, 40, 64], 33 frames
- * at 320x512.) The plan is 3% to 8% above every measured peak; the live sum alone -5% to +1.3%.
+ * at 320x512; 32,760: [16, 21, 60, 104], 81 frames at 480x832.) The plan is 3% to 10% above every
+ * measured peak; the live sum alone -5% to +1.3%.
  * Commands: docs/training.md "Will it fit?".
  */
 #include "train/plan.h"
