@@ -12,7 +12,8 @@ VERSION := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
 
 PKGS    := libarchive msgpack libzstd libturbojpeg libavformat libavcodec libswscale libavutil libcjson yaml-0.1
 DEPS_OK := $(shell pkg-config --exists $(PKGS) 2>/dev/null && command -v ffmpeg >/dev/null && \
-             test -e /usr/include/x86_64-linux-gnu/cblas.h -o -e /usr/include/cblas.h && echo yes)
+             test -e /usr/include/x86_64-linux-gnu/cblas.h -o -e /usr/include/cblas.h && \
+             command -v mpicc >/dev/null && echo yes)
 
 CC      ?= cc
 OPT     ?= -O2
