@@ -8,7 +8,7 @@
 #   device     the device is selected (cuda_device_query under DFM_REQUIRE_CUDA=1); on failure
 #              ("no CUDA device: ...", an old driver, a GPU this build has no code for) nothing
 #              else runs
-#   unit:X     bin/dfm-unit-tests X for X in backend cuda finite ops_text umt5 wan_vae, with
+#   unit:X     bin/dfm-unit-tests X for X in backend cuda finite ops_text umt5 wan_vae dist, with
 #              DFM_REQUIRE_CUDA=1 (a skip is a failure) and CUDA_LAUNCH_BLOCKING=1 (a kernel
 #              fault is reported by the call that launched it)
 #   memcheck   the CUDA backend tests under compute-sanitizer --tool memcheck, then
@@ -131,7 +131,7 @@ fi
 
 # ---- unit tests ----------------------------------------------------------------------------
 if [ "$device_ok" = 1 ]; then
-    for t in backend cuda finite ops_text umt5 wan_vae; do
+    for t in backend cuda finite ops_text umt5 wan_vae dist; do
         phase "unit:$t" 150 env DFM_REQUIRE_CUDA=1 CUDA_LAUNCH_BLOCKING=1 "$ut" "$t"
         show_unit "$logs/unit_$t.log"
         if grep -q '^0 passed, 0 failed' "$logs/unit_$t.log"; then
