@@ -192,10 +192,12 @@ int dfm_linear_backward(const dfm_compute *cc, const dfm_linear *l, const dfm_li
     if ((rc = alloc2(&gh, dev, m, l->rank)) || (rc = dfm_op_matmul(LORA_CC, dy, 0, &l->lora_b, 0, NULL, 0.0f, &gh)) ||
         (rc = dfm_op_affine(&gh, l->scale, 0.0f, &gh)))
         goto out;
-    if (dx) { /* dx += dropout(gh A) */
+    if (dx && !a->dropped) { /* dx += gh A, accumulated by the GEMM (beta 1): no [m, in] buffer, no add pass */
+        if ((rc = dfm_op_matmul(LORA_CC, &gh, 0, &l->lora_a, 0, NULL, 1.0f, dx))) goto out;
+    } else if (dx) { /* dx += dropout(gh A) */
         if ((rc = alloc2(&t, dev, m, l->in)) || (rc = dfm_op_matmul(LORA_CC, &gh, 0, &l->lora_a, 0, NULL, 0.0f, &t)))
             goto out;
-        if (a->dropped && (rc = dfm_op_dropout(&t, l->dropout, a->seed, a->stream, &t))) goto out;
+        if ((rc = dfm_op_dropout(&t, l->dropout, a->seed, a->stream, &t))) goto out;
         if ((rc = dfm_op_add(dx, &t, dx))) goto out;
     }
     if (g && g->lora_a.data) { /* dA += gh^T dropout(x) */
