@@ -571,6 +571,13 @@ typedef struct {
     int64_t grab;          /* units taken at a time */
 } gemm_ctx;
 
+/* c[r, q] += bias[q] for the rows x cols of a stored tile (its last k block) */
+static void tile_bias(float *c, int64_t ldc, int64_t rows, int64_t cols, const float *bias)
+{
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t q = 0; q < cols; q++) c[r * ldc + q] += bias[q];
+}
+
 /* one unit j (np panels) of segment s against the k block at pc, every row panel of the block */
 static void unit_block(const gemm_ctx *g, int64_t j, int s, int64_t pc, float *edge)
 {
@@ -582,6 +589,7 @@ static void unit_block(const gemm_ctx *g, int64_t j, int s, int64_t pc, float *e
     int64_t cols = sg->n - p0 * NR < np * NR ? sg->n - p0 * NR : np * NR;
     int64_t kc = k - pc < KC ? k - pc : KC;
     int add = g->accumulate || pc > 0;
+    const float *bias = sg->bias && pc + KC >= k ? sg->bias + p0 * NR : NULL; /* the last k block adds it */
     const char *b0 = (const char *)sg->w + (size_t)p0 * pstride + (size_t)pc * NR * es, *b1 = np > 1 ? b0 + pstride : b0;
     /* the weights that come next in memory (the next k block of these panels, or the next
      * panels): fetched into L2 a share at a time while this block runs, so the first pass over
@@ -597,12 +605,13 @@ static void unit_block(const gemm_ctx *g, int64_t j, int s, int64_t pc, float *e
         float *c = sg->y + (g->m0 + i * mr) * sg->ldy + p0 * NR;
         if (rows == mr && cols == np * NR) {
             ukr(g->ker, np, kc, a, b0, b1, g->wdt, c, sg->ldy, add);
-            continue;
+        } else {
+            ukr(g->ker, np, kc, a, b0, b1, g->wdt, edge, 2 * NR, 0);
+            for (int64_t r = 0; r < rows; r++)
+                for (int64_t q = 0; q < cols; q++)
+                    c[r * sg->ldy + q] = add ? c[r * sg->ldy + q] + edge[r * 2 * NR + q] : edge[r * 2 * NR + q];
         }
-        ukr(g->ker, np, kc, a, b0, b1, g->wdt, edge, 2 * NR, 0);
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t q = 0; q < cols; q++)
-                c[r * sg->ldy + q] = add ? c[r * sg->ldy + q] + edge[r * 2 * NR + q] : edge[r * 2 * NR + q];
+        if (bias) tile_bias(c, sg->ldy, rows, cols, bias);
     }
 }
 
@@ -637,9 +646,12 @@ int dfm_cpu_linear_strided(const float *x, int tx, int64_t ldx, int64_t m, int64
         return dfm_fail(DFM_E_UNSUPPORTED, "linear: packed weights of %s", dfm_dtype_name(wdt));
     if (m <= 0 || nseg <= 0) return 0;
     if (k == 0) {
-        if (!accumulate)
-            for (int s = 0; s < nseg; s++)
-                for (int64_t r = 0; r < m; r++) memset(seg[s].y + r * seg[s].ldy, 0, (size_t)seg[s].n * sizeof(float));
+        for (int s = 0; s < nseg; s++)
+            for (int64_t r = 0; r < m; r++) {
+                float *y = seg[s].y + r * seg[s].ldy;
+                if (!accumulate) memset(y, 0, (size_t)seg[s].n * sizeof(float));
+                if (seg[s].bias) tile_bias(y, 0, 1, seg[s].n, seg[s].bias);
+            }
         return 0;
     }
     if (nseg > DFM_CPU_LINEAR_MAXSEG)

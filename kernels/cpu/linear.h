@@ -60,12 +60,15 @@ int dfm_cpu_linear_pack(void *dst, dfm_dtype dt, const void *w, dfm_dtype wdt, i
 int dfm_cpu_linear_pack_strided(void *dst, dfm_dtype dt, const void *w, dfm_dtype wdt, int64_t n, int64_t k, int tw,
                                 int64_t ldw);
 
-/* One output of a linear: y[r, c] (+)= sum_kk x[r, kk] W[c, kk] for r < m, c < n. */
+/* One output of a linear: y[r, c] (+)= sum_kk x[r, kk] W[c, kk] (+ bias[c]) for r < m, c < n.
+ * The bias is added to each output tile as its last k block is stored, after the sum: the same
+ * bits as a separate pass y[r, c] += bias[c] after the GEMM, without that pass over y. */
 typedef struct {
     const void *w; /* packed [n, k] */
     int64_t n;
     float *y;      /* row r at y + r * ldy */
     int64_t ldy;
+    const float *bias; /* [n] F32, or NULL */
 } dfm_cpu_linear_seg;
 
 /* x [m, k] F32 row-major times every segment's packed weight (all of dtype wdt, all with the same

@@ -87,10 +87,11 @@ static void scale_range(void *arg, int64_t r0, int64_t r1)
  * split over our threads (sgemm_split). */
 static int use_packed(int bf16_compute) { return bf16_compute && dfm_cpu_use_avx512_bf16(); }
 
-/* y = beta y + op(A) op(B) on our packed kernels (linear.h): B packed as BF16 panels a block of
- * columns at a time (the panels' output columns are op(B)'s columns), A rounded to bf16 and packed
- * per row block by dfm_cpu_linear_strided. beta other than 0 or 1 scales y first. */
-static int matmul_packed(const float *a, int ta, const void *b, dfm_dtype bdt, int tb, float beta,
+/* y = beta y + op(A) op(B) (+ bias [n] f32, or NULL) on our packed kernels (linear.h): B packed as
+ * BF16 panels a block of columns at a time (the panels' output columns are op(B)'s columns), A
+ * rounded to bf16 and packed per row block by dfm_cpu_linear_strided, which adds the bias as it
+ * stores each tile's last k block. beta other than 0 or 1 scales y first. */
+static int matmul_packed(const float *a, int ta, const void *b, dfm_dtype bdt, int tb, const float *bias, float beta,
                          float *y, int64_t m, int64_t n, int64_t k, int bf16_compute)
 {
     if (beta != 0.0f && beta != 1.0f) {
@@ -111,7 +112,7 @@ static int matmul_packed(const float *a, int ta, const void *b, dfm_dtype bdt, i
         const char *w = (const char *)b + (size_t)(tb ? n0 * k : n0) * es;
         int rc = dfm_cpu_linear_pack_strided(bp, pdt, w, bdt, nn, k, !tb, tb ? k : n);
         if (rc < 0) return rc;
-        dfm_cpu_linear_seg seg = {bp, nn, y + n0, n};
+        dfm_cpu_linear_seg seg = {bp, nn, y + n0, n, bias ? bias + n0 : NULL};
         rc = dfm_cpu_linear_strided(a, ta, ta ? m : k, m, k, pdt, &seg, 1, beta != 0.0f, bf16_compute);
         if (rc < 0) return rc;
     }
@@ -173,10 +174,15 @@ int dfm_cpu_matmul(const float *a, int ta, const void *b, dfm_dtype bdt, int tb,
                    int bf16_compute)
 {
     if (m <= 0 || n <= 0) return 0;
-    if (k > 0 && use_packed(bf16_compute)) {
-        int rc = matmul_packed(a, ta, b, bdt, tb, beta, y, m, n, k, bf16_compute);
-        if (rc < 0 || !bias) return rc;
-        return add_bias(y, bias, biasdt, m, n);
+    if (k > 0 && use_packed(bf16_compute)) { /* the bias added as the GEMM stores its last k block */
+        float *bf = NULL;
+        if (bias) {
+            if (!(bf = dfm_cpu_scratch(2, (size_t)n * sizeof(float))))
+                return dfm_fail(DFM_E_NOMEM, "matmul: out of memory for scratch");
+            int rc = dfm_cpu_to_f32(bf, bias, biasdt, n, 0);
+            if (rc < 0) return rc;
+        }
+        return matmul_packed(a, ta, b, bdt, tb, bf, beta, y, m, n, k, bf16_compute);
     }
     int conv_a = bf16_compute != 0, conv_b = bdt != DFM_F32 || bf16_compute;
     int64_t kk = k > 0 ? k : 1;

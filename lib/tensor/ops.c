@@ -461,7 +461,7 @@ static int cpu_linear(dfm_op_args *a)
 {
     const dfm_packed *l = a->p;
     dfm_cpu_linear_seg seg[DFM_PACKED_MAX];
-    for (int i = 0; i < l->nw; i++) seg[i] = (dfm_cpu_linear_seg){l->packed[i], l->n[i], a->dst[i]->data, l->n[i]};
+    for (int i = 0; i < l->nw; i++) seg[i] = (dfm_cpu_linear_seg){l->packed[i], l->n[i], a->dst[i]->data, l->n[i], NULL};
     return dfm_cpu_linear(a->src[0]->data, a->src[0]->shape[0], l->k, l->dtype, seg, l->nw, (int)a->i[0], bf16(a));
 }
 
