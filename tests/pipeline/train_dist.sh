@@ -2,6 +2,7 @@
 # small Wan-architecture transformer of train.sh, with a global batch of 6 (12 examples: two
 # global batches per epoch whatever the world size):
 #   1. LoRA: 1 rank (batch 6), 2 ranks (batch 3), 3 ranks (batch 2): the same per-step losses
+#      (and eval losses, each rank evaluating its slice)
 #      and final adapter within TOL (the gradients are summed in another order); the 3-rank run
 #      twice, and with dist.overlap false, gives the same bytes; only rank 0 logs and writes
 #   2. full fine-tuning with dist.shard_optimizer on 2 and 3 ranks against 1 rank: within TOL;
@@ -75,13 +76,19 @@ run() {
   losses $dir.err > $dir.loss
 }
 
+EVAL='[shards/train-000000.tar, shards/train-000001.tar, shards/train-000002.tar, shards/train-000000.tar]'
 # ---- 1. LoRA on 1, 2, 3 ranks -----------------------------------------------------------------
-run 1 L1
-run 2 L2
+run 1 L1 --data.eval_shards "$EVAL" --eval.every 3 --eval.at_start true
+run 2 L2 --data.eval_shards "$EVAL" --eval.every 3 --eval.at_start true
 run 3 L3
 expect_grep "data parallel: 3 ranks \(mpi\), global batch 6 = 2 per rank x 3 ranks x 1 accumulated" L3.err
 expect_no_grep "rank [12]\].*info" L3.err
 expect_eq "3 ranks: one summary line" "$(grep -c '^dfm-train: steps 0\.\.6 of 6, 36 samples' L3.err)" 1
+# eval: every rank its slice of the 12 eval examples, the losses averaged: as 1 rank's
+evals() { sed -n 's/^dfm-train: info: eval at step \([0-9]*\): loss \([^ ]*\) .*/\1 \2/p' "$1"; }
+evals L1.err > L1.eval; evals L2.err > L2.eval
+[ "$(wc -l < L1.eval)" = 3 ] || { cat L1.err >&2; fail "1 rank: want 3 eval lines (steps 0, 3, 6)"; }
+close_losses L1.eval L2.eval "eval loss, 2 ranks vs 1"
 close_losses L1.loss L2.loss "LoRA 2 ranks vs 1"
 close_losses L1.loss L3.loss "LoRA 3 ranks vs 1"
 same_weights L1/step_6 L2/step_6 "LoRA 2 ranks vs 1"
