@@ -90,6 +90,11 @@ int dfm_adamw_reduce_grads(dfm_adamw *o, struct dfm_dist *d);
  * dfm_adamw_reduce_grads then starts the rest and waits. The same bits as without it. No-op
  * when sharded or with one rank. Do not touch the started gradients until reduce_grads. */
 int dfm_adamw_reduce_grads_start(dfm_adamw *o, struct dfm_dist *d, const char *prefix);
+/* Sharded: sum block `block`'s gradients ("blocks.N." parameters) into this rank's shard now
+ * (added to what earlier micro-batches of the step summed), after which their tensors may be
+ * released (dfm_wan_transformer_release_grads); reduce_grads then sums only the rest. No-op
+ * when replicated. Collective. */
+int dfm_adamw_reduce_block(dfm_adamw *o, struct dfm_dist *d, int block);
 /* Shard the optimizer over d's ranks (after the last add, before any step, save or load).
  * The parameters share one device (CPU or CUDA): the shard, its staging bucket and the update
  * live there (lib/dist sums device buffers with NCCL). */

@@ -26,6 +26,13 @@
 
 #define B DFM_ADAMW_BUCKET
 
+/* the buckets of the flat vector (buckets_build) */
+typedef struct {
+    int nb;
+    int64_t *bs;
+    int *key;
+} buckets_t;
+
 struct dfm_adamw_sharded {
     dfm_dist *d;
     dfm_device dev;   /* where the parameters, and so these vectors, live */
@@ -33,6 +40,10 @@ struct dfm_adamw_sharded {
     int64_t total;    /* elements of every trainable parameter */
     int64_t *off;     /* [n + 1]: slot i's first element in the flat vector */
     int64_t len;      /* elements of this rank's pieces */
+    buckets_t bk;     /* the buckets */
+    int64_t *so;      /* [nb]: bucket k's piece starts at so[k] in g, m, v */
+    char *done;       /* [nb]: summed into g this step already (dfm_adamw_reduce_block) */
+    int fresh;        /* g holds last step's sums: zero it before adding this step's */
     float *g, *m, *v; /* [len] on dev: summed gradient, exp_avg, exp_avg_sq of the pieces, bucket after bucket */
     float *buf;       /* [B + world] on dev: one bucket, padded to a multiple of world */
     float *piece;     /* [B / world + 1] on dev */
@@ -83,8 +94,53 @@ static dfm_tensor vec(float *p, int64_t n, dfm_device dev)
 
 /* ---- the flat vector's geometry ---------------------------------------------------------- */
 
-static int64_t nbuckets(int64_t total) { return (total + B - 1) / B; }
-static int64_t bucket_len(int64_t total, int64_t k) { return total - k * B < B ? total - k * B : B; }
+/* The buckets: the parameters in registration order, grouped by block (consecutive "blocks.N."
+ * parameters; the others between them a group each run), each group cut into chunks of at most
+ * B elements. Bucket k is [bs[k], bs[k + 1]) of the flat vector; key[k] its block (-1: none).
+ * A function of the parameters' names and sizes only, so every world size shares it. */
+
+static int name_block(const char *name)
+{
+    return !strncmp(name, "blocks.", 7) && name[7] >= '0' && name[7] <= '9' ? atoi(name + 7) : -1;
+}
+
+static void buckets_free(buckets_t *b)
+{
+    free(b->bs), free(b->key);
+    memset(b, 0, sizeof *b);
+}
+
+static int buckets_build(const dfm_adamw *o, const int64_t *off, buckets_t *b)
+{
+    memset(b, 0, sizeof *b);
+    int cap = 16;
+    b->bs = malloc((size_t)(cap + 1) * sizeof *b->bs), b->key = malloc((size_t)cap * sizeof *b->key);
+    if (!b->bs || !b->key) goto nomem;
+    for (int i = 0; i < o->n;) {
+        int key = name_block(o->s[i].name), j = i + 1;
+        while (j < o->n && name_block(o->s[j].name) == key) j++;
+        for (int64_t a = off[i]; a < off[j];) {
+            int64_t L = off[j] - a < B ? off[j] - a : B;
+            if (b->nb == cap) {
+                cap *= 2;
+                int64_t *bs = realloc(b->bs, (size_t)(cap + 1) * sizeof *bs);
+                if (bs) b->bs = bs;
+                int *k = realloc(b->key, (size_t)cap * sizeof *k);
+                if (k) b->key = k;
+                if (!bs || !k) goto nomem;
+            }
+            b->bs[b->nb] = a, b->key[b->nb] = key, b->nb++;
+            a += L;
+        }
+        i = j;
+    }
+    b->bs[b->nb] = o->n ? off[o->n] : 0;
+    return 0;
+nomem:
+    buckets_free(b);
+    return dfm_fail(DFM_E_NOMEM, "adamw: out of memory");
+}
+
 static int64_t piece_q(int64_t L, int world) { return (L + world - 1) / world; }
 /* rank r's piece of a bucket of L elements: [lo, lo + *len) within it */
 static int64_t piece_lo(int64_t L, int world, int r, int64_t *len)
@@ -95,12 +151,12 @@ static int64_t piece_lo(int64_t L, int world, int r, int64_t *len)
     *len = hi - lo;
     return lo;
 }
-/* elements rank r keeps of a flat vector of total elements over world ranks */
-static int64_t shard_len(int64_t total, int world, int r)
+/* elements rank r keeps of buckets [0, upto) over world ranks */
+static int64_t shard_len(const buckets_t *b, int world, int r, int upto)
 {
     int64_t n = 0, len;
-    for (int64_t k = 0; k < nbuckets(total); k++) {
-        piece_lo(bucket_len(total, k), world, r, &len);
+    for (int k = 0; k < upto; k++) {
+        piece_lo(b->bs[k + 1] - b->bs[k], world, r, &len);
         n += len;
     }
     return n;
@@ -149,7 +205,8 @@ static int flat_io(dfm_adamw *o, const int64_t *off, int64_t a, int64_t n, float
 void dfm_adamw_shard_free(dfm_adamw_sharded *sh)
 {
     if (!sh) return;
-    free(sh->off);
+    free(sh->off), free(sh->so), free(sh->done);
+    buckets_free(&sh->bk);
     for (int i = 0; i < 5; i++) dfm_tensor_free(&sh->mem[i]);
     free(sh);
 }
@@ -169,7 +226,11 @@ int dfm_adamw_shard(dfm_adamw *o, dfm_dist *d)
     sh->dev = o->n ? o->s[0].param->device : DFM_CPU;
     if (!(sh->off = flat_offsets(o))) goto nomem;
     sh->total = sh->off[o->n];
-    sh->len = shard_len(sh->total, sh->world, sh->rank);
+    if (buckets_build(o, sh->off, &sh->bk)) goto nomem;
+    sh->len = shard_len(&sh->bk, sh->world, sh->rank, sh->bk.nb);
+    if (!(sh->so = malloc((size_t)(sh->bk.nb + 1) * sizeof *sh->so)) || !(sh->done = calloc((size_t)sh->bk.nb + 1, 1))) goto nomem;
+    for (int k = 0; k <= sh->bk.nb; k++) sh->so[k] = shard_len(&sh->bk, sh->world, sh->rank, k);
+    sh->fresh = 1;
     int64_t sz[5] = {sh->len ? sh->len : 1, sh->len ? sh->len : 1, sh->len ? sh->len : 1, B + sh->world, B / sh->world + 1};
     for (int i = 0; i < 5; i++)
         if (dfm_tensor_zeros(&sh->mem[i], DFM_F32, sh->dev, 1, &sz[i])) goto nomem;
@@ -295,22 +356,55 @@ int dfm_adamw_reduce_grads(dfm_adamw *o, dfm_dist *d)
     return rc;
 }
 
+/* Bucket k's gradients reduce-scattered and added into this rank's shard of the step's sum. */
+static int reduce_bucket(dfm_adamw *o, int k)
+{
+    dfm_adamw_sharded *sh = o->sh;
+    int rc;
+    if (sh->fresh) { /* the first sum of a step */
+        if ((rc = mzero(sh->g, sh->len, sh->dev))) return rc;
+        sh->fresh = 0;
+    }
+    int64_t a = sh->bk.bs[k], L = sh->bk.bs[k + 1] - a, q = piece_q(L, sh->world), plen;
+    piece_lo(L, sh->world, sh->rank, &plen);
+    if ((rc = flat_io(o, sh->off, a, L, sh->buf, 1, 1, sh->dev)) || (rc = mzero(sh->buf + L, q * sh->world - L, sh->dev)))
+        return rc;
+    if ((rc = dfm_dist_reduce_scatter(sh->d, sh->buf, sh->piece, (size_t)q, DFM_F32, sh->dev)))
+        return dfm_fail_ctx(rc, "reduce-scattering the gradients");
+    if (!plen) return 0;
+    dfm_tensor g = vec(sh->g + sh->so[k], plen, sh->dev), p = vec(sh->piece, plen, sh->dev);
+    dfm_op_args ad = {.src = {&g, &p}, .dst = {&g}};
+    rc = dfm_op_run(DFM_OP_ADD, &ad);
+    return rc < 0 ? dfm_fail_ctx(rc, "adding the gradient shard") : 0;
+}
+
+/* The step's last sum: every bucket not summed by dfm_adamw_reduce_block. */
 static int reduce_sharded(dfm_adamw *o)
 {
     dfm_adamw_sharded *sh = o->sh;
-    int64_t so = 0;
-    for (int64_t k = 0; k < nbuckets(sh->total); k++) {
-        int64_t a = k * B, L = bucket_len(sh->total, k), q = piece_q(L, sh->world), plen;
-        piece_lo(L, sh->world, sh->rank, &plen);
-        int rc;
-        if ((rc = flat_io(o, sh->off, a, L, sh->buf, 1, 1, sh->dev)) || (rc = mzero(sh->buf + L, q * sh->world - L, sh->dev)))
-            return rc;
-        if ((rc = dfm_dist_reduce_scatter(sh->d, sh->buf, sh->piece, (size_t)q, DFM_F32, sh->dev)))
-            return dfm_fail_ctx(rc, "reduce-scattering the gradients");
-        if ((rc = mcopy(sh->g + so, sh->piece, plen, sh->dev))) return rc;
-        so += plen;
-    }
-    return 0;
+    int rc = 0;
+    for (int k = 0; k < sh->bk.nb && !rc; k++)
+        if (!sh->done[k]) rc = reduce_bucket(o, k);
+    if (sh->fresh && !rc) rc = mzero(sh->g, sh->len, sh->dev); /* no parameters at all */
+    memset(sh->done, 0, (size_t)sh->bk.nb);
+    sh->fresh = 1; /* the next sum is the next step's */
+    return rc;
+}
+
+int dfm_adamw_reduce_block(dfm_adamw *o, dfm_dist *d, int block)
+{
+    if (!o || !d) return dfm_fail(DFM_E_ARG, "adamw_reduce_block: NULL argument");
+    dfm_adamw_sharded *sh = o->sh;
+    if (!sh) return 0;
+    double t0 = dfm_now();
+    int rc = 0;
+    for (int k = 0; k < sh->bk.nb && !rc; k++)
+        if (sh->bk.key[k] == block) {
+            rc = reduce_bucket(o, k);
+            sh->done[k] = 1;
+        }
+    o->comm_s += dfm_now() - t0;
+    return rc;
 }
 
 /* ---- the sharded step ------------------------------------------------------------------------ */
@@ -354,12 +448,11 @@ int dfm_adamw_shard_scale(dfm_adamw *o, float coef)
 int dfm_adamw_shard_step(dfm_adamw *o, const dfm_adamw_coef *c)
 {
     dfm_adamw_sharded *sh = o->sh;
-    int64_t so = 0;
-    for (int64_t k = 0; k < nbuckets(sh->total); k++) {
-        int64_t a = k * B, L = bucket_len(sh->total, k), q = piece_q(L, sh->world), plen;
+    for (int k = 0; k < sh->bk.nb; k++) {
+        int64_t a = sh->bk.bs[k], L = sh->bk.bs[k + 1] - a, q = piece_q(L, sh->world), plen;
         int64_t lo = piece_lo(L, sh->world, sh->rank, &plen);
         /* this rank's piece of the parameters, slot by slot */
-        int64_t x = a + lo, left = plen, gi = so;
+        int64_t x = a + lo, left = plen, gi = sh->so[k];
         while (left > 0) {
             int i = slot_at(sh->off, o->n, x);
             int64_t seg = sh->off[i + 1] - x < left ? sh->off[i + 1] - x : left;
@@ -379,7 +472,6 @@ int dfm_adamw_shard_step(dfm_adamw *o, const dfm_adamw_coef *c)
         o->comm_s += dfm_now() - t0;
         if (rc) return dfm_fail_ctx(rc, "all-gathering the updated parameters");
         if ((rc = flat_io(o, sh->off, a, L, sh->buf, 0, 0, sh->dev))) return rc;
-        so += plen;
     }
     return 0;
 }
@@ -467,11 +559,13 @@ typedef struct {
     dfm_st **st;                /* [max(world, 1)] */
     const dfm_st_tensor **mv;   /* unsharded: [2 n] per slot; sharded: [2 world] */
     int64_t step;
+    buckets_t bk;               /* sharded: the buckets (the same for every world size) */
 } src_t;
 
 static void src_close(src_t *s)
 {
     for (int i = 0; s->st && i < (s->world ? s->world : 1); i++) dfm_st_close(s->st[i]);
+    buckets_free(&s->bk);
     free(s->st);
     free(s->mv);
     memset(s, 0, sizeof *s);
@@ -522,9 +616,10 @@ static int open_sharded(src_t *s, dfm_adamw *o, const char *dir, int world, cons
     s->world = world;
     if (!(s->st = calloc((size_t)world, sizeof *s->st)) || !(s->mv = calloc((size_t)(2 * world), sizeof *s->mv)))
         return dfm_fail(DFM_E_NOMEM, "adamw_load_state: out of memory");
+    int rc = buckets_build(o, off, &s->bk);
+    if (rc) return rc;
     char *layout = layout_string(o);
     if (!layout) return dfm_fail(DFM_E_NOMEM, "adamw_load_state: out of memory");
-    int rc = 0;
     int64_t total = off[o->n];
     for (int r = 0; r < world && !rc; r++) {
         char name[64], path[4096];
@@ -553,7 +648,7 @@ static int open_sharded(src_t *s, dfm_adamw *o, const char *dir, int world, cons
         else
             s->step = step;
         cJSON_Delete(j);
-        int64_t want = shard_len(total, world, r);
+        int64_t want = shard_len(&s->bk, world, r, s->bk.nb);
         for (int k = 0; k < 2 && !rc; k++) {
             const dfm_st_tensor *t = dfm_st_find(s->st[r], k ? "exp_avg_sq" : "exp_avg");
             if (!t || t->dtype != DFM_F32 || t->nbytes != (size_t)want * sizeof(float))
@@ -569,7 +664,7 @@ static int open_sharded(src_t *s, dfm_adamw *o, const char *dir, int world, cons
 /* dst[0..n) = moment k (0 exp_avg, 1 exp_avg_sq) at flat [a, a + n) of the saved vector */
 static void src_read(const src_t *s, const dfm_adamw *o, const int64_t *off, int k, int64_t a, int64_t n, float *dst)
 {
-    int64_t total = off[o->n];
+    (void)o;
     while (n > 0) {
         const float *from;
         int64_t seg;
@@ -579,12 +674,19 @@ static void src_read(const src_t *s, const dfm_adamw *o, const int64_t *off, int
             seg = off[i + 1] - a;
             from = (const float *)s->mv[2 * i + k]->data + (a - off[i]);
         } else {
-            int64_t kb = a / B, u = a - kb * B, L = bucket_len(total, kb), q = piece_q(L, s->world);
+            const buckets_t *b = &s->bk;
+            int lo_k = 0, hi_k = b->nb - 1; /* the bucket holding a */
+            while (lo_k < hi_k) {
+                int mid = (lo_k + hi_k + 1) / 2;
+                if (b->bs[mid] <= a) lo_k = mid;
+                else hi_k = mid - 1;
+            }
+            int kb = lo_k;
+            int64_t u = a - b->bs[kb], L = b->bs[kb + 1] - b->bs[kb], q = piece_q(L, s->world);
             int r = (int)(u / q);
-            int64_t plen, lo = piece_lo(L, s->world, r, &plen), full;
-            piece_lo(B, s->world, r, &full); /* every bucket before kb is full */
+            int64_t plen, lo = piece_lo(L, s->world, r, &plen);
             seg = lo + plen - u;
-            from = (const float *)s->mv[2 * r + k]->data + kb * full + (u - lo);
+            from = (const float *)s->mv[2 * r + k]->data + shard_len(b, s->world, r, kb) + (u - lo);
         }
         if (seg > n) seg = n;
         memcpy(dst, from, (size_t)seg * sizeof(float));
@@ -632,10 +734,9 @@ int dfm_adamw_load_state(dfm_adamw *o, const char *dir)
                 rc = dfm_fail(DFM_E_NOMEM, "adamw_load_state: out of memory");
                 break;
             }
-            for (int64_t kb = 0, so = 0; kb < nbuckets(sh->total); kb++) {
-                int64_t plen, lo = piece_lo(bucket_len(sh->total, kb), sh->world, sh->rank, &plen);
-                src_read(&s, o, off, k, kb * B + lo, plen, host + so);
-                so += plen;
+            for (int kb = 0; kb < sh->bk.nb; kb++) {
+                int64_t plen, lo = piece_lo(sh->bk.bs[kb + 1] - sh->bk.bs[kb], sh->world, sh->rank, &plen);
+                src_read(&s, o, off, k, sh->bk.bs[kb] + lo, plen, host + sh->so[kb]);
             }
             if (host != dst) {
                 dfm_tensor h = vec(host, sh->len, DFM_CPU), dv = {0};

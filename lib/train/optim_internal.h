@@ -24,7 +24,7 @@ struct dfm_adamw {
 };
 
 #define STATE_FORMAT "dfm-adamw-1"
-#define SHARD_FORMAT "dfm-adamw-shard-1"
+#define SHARD_FORMAT "dfm-adamw-shard-2" /* buckets by block (optim_dist.c) */
 
 /* optim.c: the moments of every slot allocated (zeros) where they are not yet */
 int dfm_adamw_state_ready(dfm_adamw *o);

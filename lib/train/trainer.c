@@ -245,6 +245,16 @@ static int block_grads_ready(void *ctx, int block)
     return dfm_adamw_reduce_grads_start(t->opt, t->o.dist, prefix);
 }
 
+/* Sharded optimizer, every micro-batch: block i's gradients are complete for this micro-batch;
+ * add their sum over the ranks into this rank's shard and free them until the next backward
+ * (only one block's full gradients live at a time: ZeRO stage 2's memory). */
+static int block_grads_shard(void *ctx, int block)
+{
+    dfm_trainer *t = ctx;
+    int rc = dfm_adamw_reduce_block(t->opt, t->o.dist, block);
+    return rc ? rc : dfm_wan_transformer_release_grads(t->m, block);
+}
+
 static uint64_t dropout_seed(const dfm_trainer *t)
 {
     /* LoRA dropout: a stream per (seed, step, micro-batch), so a resumed run draws the same masks */
@@ -280,9 +290,11 @@ int dfm_trainer_micro(dfm_trainer *t, const dfm_micro *mb, float *loss, float *s
     if ((rc = dfm_tensor_copy(&dout, &hd, t->o.device))) goto out;
     int overlap = t->o.overlap_reduce && !t->o.shard_optimizer && t->o.dist && dfm_dist_size(t->o.dist) > 1 &&
                   t->micro == t->o.grad_accum - 1;
+    int sharded = t->o.shard_optimizer && t->o.dist && dfm_dist_size(t->o.dist) > 1;
     if (overlap) dfm_wan_transformer_on_grads_ready(t->m, block_grads_ready, t);
+    if (sharded) dfm_wan_transformer_on_grads_ready(t->m, block_grads_shard, t);
     rc = dfm_wan_transformer_backward(t->m, acts, &dout, NULL, NULL);
-    if (overlap) dfm_wan_transformer_on_grads_ready(t->m, NULL, NULL);
+    if (overlap || sharded) dfm_wan_transformer_on_grads_ready(t->m, NULL, NULL);
     acts = NULL;
     if (sigmas) memcpy(sigmas, in.sigma, mb->B * sizeof(float));
     t->micro++;

@@ -5,8 +5,8 @@
 #      (and eval losses, each rank evaluating its slice)
 #      and final adapter within TOL (the gradients are summed in another order); the 3-rank run
 #      twice, and with dist.overlap false, gives the same bytes; only rank 0 logs and writes
-#   2. full fine-tuning with dist.shard_optimizer on 2 and 3 ranks against 1 rank: within TOL;
-#      each rank wrote its optimizer-rank-R-of-N file
+#   2. full fine-tuning with dist.shard_optimizer on 2 and 3 ranks (and 3 ranks x 2 accumulated
+#      micro-batches) against 1 rank: within TOL; each rank wrote its optimizer-rank-R-of-N file
 #   3. a 3-rank sharded run stopped at step 3 and resumed on 2 ranks (batch 3): the final weights
 #      of the uninterrupted 3-rank run within TOL; resumed on 1 rank without sharding: too
 #   4. SIGTERM to one rank: every rank stops after the same step with a checkpoint; resumed, the
@@ -114,6 +114,12 @@ close_losses F1.loss F2.loss "full 2 ranks sharded vs 1"
 close_losses F1.loss F3.loss "full 3 ranks sharded vs 1"
 same_weights F1/step_6 F2/step_6 "full 2 ranks sharded vs 1"
 same_weights F1/step_6 F3/step_6 "full 3 ranks sharded vs 1"
+# gradient accumulation: 3 ranks x batch 1 x 2 micro-batches; each block's sum enters the shard
+# per micro-batch and its gradients are freed until the next backward
+run 3 F3a --lora.rank 0 --dist.shard_optimizer true --data.batch_size 1 --train.grad_accum 2
+expect_grep "global batch 6 = 1 per rank x 3 ranks x 2 accumulated; optimizer state sharded" F3a.err
+close_losses F1.loss F3a.loss "full 3 ranks sharded, 2 accumulated, vs 1"
+same_weights F1/step_6 F3a/step_6 "full 3 ranks sharded, 2 accumulated, vs 1"
 
 # ---- 3. resume across world sizes ---------------------------------------------------------------
 run 3 R --lora.rank 0 --dist.shard_optimizer true --stop-after 3

@@ -48,6 +48,8 @@ typedef struct {
 typedef struct {
     char *name;
     dfm_tensor *p, *g;
+    int block;    /* blocks.N.*: N; else -1 */
+    int released; /* g's storage freed by dfm_wan_transformer_release_grads (shape kept, data NULL) */
 } param_t;
 
 struct dfm_wan_transformer {
@@ -249,7 +251,40 @@ static int add_param(dfm_wan_transformer *m, const char *name, dfm_tensor *p, df
     }
     char *nm = dfm_strdup(name);
     if (!nm) return DFM_E_NOMEM;
-    m->params[m->nparams++] = (param_t){nm, p, g};
+    int block = -1;
+    if (!strncmp(name, "blocks.", 7)) block = atoi(name + 7);
+    m->params[m->nparams++] = (param_t){nm, p, g, block, 0};
+    return 0;
+}
+
+int dfm_wan_transformer_release_grads(dfm_wan_transformer *m, int block)
+{
+    for (int i = 0; i < m->nparams; i++) {
+        param_t *q = &m->params[i];
+        if (q->block != block || !q->g || !q->g->data) continue;
+        dfm_tensor keep = *q->g;
+        dfm_tensor_free(q->g);
+        *q->g = keep;
+        q->g->data = NULL, q->g->owned = 0;
+        q->released = 1;
+    }
+    return 0;
+}
+
+/* Before block i's backward: its released gradients allocated again, zeros. */
+static int regrow_grads(dfm_wan_transformer *m, int block)
+{
+    for (int i = 0; i < m->nparams; i++) {
+        param_t *q = &m->params[i];
+        if (q->block != block || !q->released) continue;
+        dfm_tensor t = *q->g;
+        int rc = dfm_tensor_zeros(q->g, t.dtype, t.device, t.ndim, t.shape);
+        if (rc) {
+            *q->g = t;
+            return dfm_fail_ctx(rc, "the gradient of '%s'", q->name);
+        }
+        q->released = 0;
+    }
     return 0;
 }
 
@@ -1068,6 +1103,7 @@ int dfm_wan_transformer_backward(dfm_wan_transformer *m, dfm_wan_acts *a, const 
     /* blocks, last to first */
     for (int i = c->num_layers - 1; i >= 0; i--) {
         block_acts *s = &a->blocks[i];
+        if ((rc = regrow_grads(m, i))) goto out;
         if (!s->full) { /* checkpointed: run the block again, saving its activations */
             dfm_tensor tmp = {0};
             if ((rc = alloc2(&tmp, dev, M, D))) goto out;

@@ -114,6 +114,10 @@ void dfm_wan_acts_free(dfm_wan_acts *a);
  * A non-zero return ends the backward with that code. fn NULL: none. */
 typedef int (*dfm_wan_grads_ready_fn)(void *ctx, int block);
 void dfm_wan_transformer_on_grads_ready(dfm_wan_transformer *m, dfm_wan_grads_ready_fn fn, void *ctx);
+/* Free the storage of block i's parameter gradients (their tensors keep dtype, device and shape,
+ * data NULL) once a sharded optimizer has taken their sum: the next backward allocates them
+ * again (zeros) just before that block, so only one block's gradients live at a time. */
+int dfm_wan_transformer_release_grads(dfm_wan_transformer *m, int block);
 
 /* The text context as the Wan pipeline builds it: states[i] [L_i, D] F32 (the valid rows, as
  * dfm-text-encode stores them) stacked into out [n, text_len, D], each zero-padded after its rows
