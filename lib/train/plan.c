@@ -12,7 +12,9 @@
  *                rule), f32 values + f32 gradients; full: f32 gradients for every parameter (the
  *                model keeps one per parameter, frozen or not). AdamW: exp_avg + exp_avg_sq of the
  *                trained elements, divided over the ranks with dist.shard_optimizer, which also
- *                keeps a gradient shard (1/N) and two bucket buffers (2^22 + N and 2^22/N floats);
+ *                keeps a gradient shard (1/N) and two bucket buffers (2^22 + N and 2^22/N floats)
+ *                and frees each block's full gradients once summed (one block's live, and the
+ *                embedders' and head's);
  *                replicated over N > 1 ranks: the 16 MiB reduce bucket.
  *   block inputs (L + 1) M D (every block's input stays until the backward is done) + L B 6 D
  *                (the blocks' conditioning).
@@ -202,7 +204,7 @@ int dfm_plan_compute(const dfm_plan_opts *o, dfm_plan *p)
     p->tokens = (int64_t)N;
 
     /* parameters, weights, adapters and their activations (rows feeding them x r) */
-    double wbytes = 0, linear_w = 0, lora_top = 0, lora_blk = 0;
+    double wbytes = 0, linear_w = 0, lora_top = 0, lora_blk = 0, block0_params = 0;
     int text_trained = !lora; /* the context gradient is needed: full, or adapters on the text embedder */
     int fc1_lora = 0, fc2_lora = 0, attn1_lora = 0, attn2_qo_lora = 0, attn2_kv_lora = 0;
     for (int b = -1; b < c->num_layers; b++) {
@@ -212,6 +214,7 @@ int dfm_plan_compute(const dfm_plan_opts *o, dfm_plan *p)
         for (int i = 0; i < n; i++) {
             double numel = m[i].in ? (double)m[i].out * m[i].in + m[i].out : (double)m[i].out;
             p->params += (int64_t)numel;
+            if (b == 0) block0_params += numel;
             wbytes += numel * (!lora || o->weights == DFM_F32 || m[i].keep_f32 ? 4 : 2);
             if (m[i].in) linear_w += (double)m[i].out * m[i].in;
             if (!lora) { /* full: weight and bias frozen separately */
@@ -251,6 +254,9 @@ int dfm_plan_compute(const dfm_plan_opts *o, dfm_plan *p)
     if (lora && o->pack_frozen && cpu && o->compute == DFM_BF16) w += 2 * linear_w; /* dfm_wan_transformer_pack(m, 0) */
     double lora_b = 4.0 * p->lora_params;
     double grads = lora ? 4.0 * p->lora_params : 4.0 * p->params;
+    /* sharded over ranks: a block's gradients are summed into the shard and freed as soon as its
+     * backward ends (optim.h, dfm_adamw_reduce_block): the others' and one block's live */
+    if (!lora && o->shard_optimizer && o->world > 1) grads = 4.0 * (p->params - Ly * block0_params + block0_params);
     double share = o->shard_optimizer && o->world > 1 ? (double)((p->trained + o->world - 1) / o->world) : (double)p->trained;
     double moments = 8.0 * share;
     double bucket = (double)((int64_t)1 << 22);

@@ -111,7 +111,12 @@ int dfm_trainer_new(dfm_trainer **out, const dfm_trainer_opts *o)
         rc = dfm_fail(DFM_E_ARG, "trainer: nothing to train (every parameter frozen)");
         goto fail;
     }
-    if (o->shard_optimizer && o->dist && (rc = dfm_adamw_shard(t->opt, o->dist))) goto fail;
+    if (o->shard_optimizer && o->dist && dfm_dist_size(o->dist) > 1) {
+        if ((rc = dfm_adamw_shard(t->opt, o->dist))) goto fail;
+        /* the blocks' gradients are made by the backward that needs them, and freed after */
+        for (int b = 0; b < t->cfg->num_layers; b++)
+            if ((rc = dfm_wan_transformer_release_grads(t->m, b))) goto fail;
+    }
     if ((rc = dfm_wan_transformer_zero_grads(t->m))) goto fail;
     *out = t;
     return 0;
