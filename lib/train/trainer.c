@@ -96,7 +96,7 @@ int dfm_trainer_new(dfm_trainer **out, const dfm_trainer_opts *o)
     for (int i = 0; i < n; i++) {
         dfm_tensor *p, *g;
         const char *name = dfm_wan_transformer_param(t->m, i, &p, &g);
-        if (!g || !g->data) continue;
+        if (!dfm_wan_transformer_param_trained(t->m, i)) continue;
         if (lora && !strncmp(name, "patch_embedding.", 16)) {
             /* refused now, not at the first save: no consumer maps an adapter on the Conv3d */
             rc = dfm_fail(DFM_E_ARG, "LoRA on patch_embedding (a Conv3d) is not saved in any format diffusers, ComfyUI or "
@@ -385,7 +385,7 @@ static int save_params(dfm_trainer *t, const char *path)
     for (int i = 0; i < n && !rc; i++) {
         dfm_tensor *p, *g;
         const char *name = dfm_wan_transformer_param(t->m, i, &p, &g);
-        if (!g || !g->data) continue;
+        if (!dfm_wan_transformer_param_trained(t->m, i)) continue;
         const dfm_tensor *src = p;
         if (p->device != DFM_CPU) {
             if ((rc = dfm_tensor_copy(&host[k], p, DFM_CPU))) break;
@@ -414,7 +414,7 @@ static int load_params(dfm_trainer *t, const char *path, int exact_count)
     for (int i = 0; i < n && !rc; i++) {
         dfm_tensor *p, *g;
         const char *name = dfm_wan_transformer_param(t->m, i, &p, &g);
-        if (!g || !g->data) continue;
+        if (!dfm_wan_transformer_param_trained(t->m, i)) continue;
         k++;
         /* the file's shape where the model keeps another view of the same values (the patch
          * embedding's Conv3d weight [D, C, pf, ph, pw] is a [D, C pf ph pw] matrix here) */

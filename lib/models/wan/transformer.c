@@ -562,6 +562,12 @@ int dfm_wan_transformer_pack(dfm_wan_transformer *m, int drop_weights, int *coun
 }
 
 int dfm_wan_transformer_nparams(const dfm_wan_transformer *m) { return m->nparams; }
+int dfm_wan_transformer_param_trained(const dfm_wan_transformer *m, int i)
+{
+    if (i < 0 || i >= m->nparams) return 0;
+    const param_t *q = &m->params[i];
+    return q->g && (q->g->data || q->released);
+}
 
 const char *dfm_wan_transformer_param(dfm_wan_transformer *m, int i, dfm_tensor **param, dfm_tensor **grad)
 {

@@ -87,9 +87,12 @@ int dfm_wan_transformer_lora_add(dfm_wan_transformer *m, const char *const *targ
 int dfm_wan_transformer_pack(dfm_wan_transformer *m, int drop_weights, int *count);
 
 /* Named parameters (diffusers names; LoRA as "<module>.lora_A.weight" / ".lora_B.weight"): the
- * i-th of dfm_wan_transformer_nparams, its tensor and its gradient (data NULL when not trained).
+ * i-th of dfm_wan_transformer_nparams, its tensor and its gradient (data NULL when not trained, or released: see dfm_wan_transformer_param_trained).
  * For tests, optimizers and checkpoints. */
 int dfm_wan_transformer_nparams(const dfm_wan_transformer *m);
+/* 1 when parameter i has a gradient (it is trained: full training, or a LoRA adapter), whether
+ * or not its storage is released now (dfm_wan_transformer_release_grads). */
+int dfm_wan_transformer_param_trained(const dfm_wan_transformer *m, int i);
 const char *dfm_wan_transformer_param(dfm_wan_transformer *m, int i, dfm_tensor **param, dfm_tensor **grad);
 /* Zero every gradient. */
 int dfm_wan_transformer_zero_grads(dfm_wan_transformer *m);
