@@ -250,27 +250,6 @@ T_DOT static inline __m512i round_bits(__m512 x)
 
 static __mmask16 tail16(int64_t n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
 
-/* dst [ceil(M/W)][kp][W]: pair (m, t) = (src[m*ld + 2t], src[m*ld + 2t + 1]) for m < M, k < K;
- * tmp holds K + 16 uint16 rounded up to 32. Row by row: K^T and V^T as B, once per (batch, head). */
-T_DOT static void pack_across_32(const float *src, int64_t ld, int64_t M, int64_t K, uint32_t *dst, uint16_t *tmp)
-{
-    int64_t kp = (K + 1) / 2, mp = (M + NW - 1) / NW * NW;
-    const uint32_t *t32 = (const uint32_t *)(void *)tmp;
-    for (int64_t m = 0; m < mp; m++) {
-        uint32_t *d = dst + m / NW * kp * NW + m % NW;
-        if (m >= M) {
-            for (int64_t t = 0; t < kp; t++) d[t * NW] = 0;
-            continue;
-        }
-        const float *s = src + m * ld;
-        for (int64_t k = 0; k < K; k += 16) {
-            __m512i r = _mm512_srli_epi32(round_bits(_mm512_maskz_loadu_ps(tail16(K - k), s + k)), 16);
-            _mm256_storeu_si256((__m256i *)(void *)(tmp + k), _mm512_cvtepi32_epi16(r));
-        }
-        if (K & 1) tmp[K] = 0;
-        for (int64_t t = 0; t < kp; t++) d[t * NW] = t32[t];
-    }
-}
 
 /* 16 pairs (k = k0 .. k0 + 31) of a row: the bf16 of 32 floats, in order (zeros past n) */
 T_DOT static inline __m512i row_pairs(const float *s, int64_t n)
@@ -282,18 +261,74 @@ T_DOT static inline __m512i row_pairs(const float *s, int64_t n)
     return _mm512_permutex2var_epi16(a, odd, b);
 }
 
-/* The same for A (W = MR): 12 rows at a time, 16 pairs of each transposed in registers into the
- * panel's 16 contiguous [12] rows of pairs. Q_i, dO_i, P and dS: the hot packs. */
-T_DOT static void pack_across_12(const float *src, int64_t ld, int64_t M, int64_t K, uint32_t *dst)
+/* e^x for 16 floats: dfm_exp256 (simd.h) on 16 lanes, the same value in each lane */
+T_DOT static inline __m512 exp512(__m512 x)
 {
-    int64_t kp = (K + 1) / 2;
-    for (int64_t m0 = 0; m0 < M; m0 += MR) {
-        uint32_t *panel = dst + m0 / MR * kp * MR;
-        int rows = M - m0 < MR ? (int)(M - m0) : MR;
+    const __m512 hi = _mm512_set1_ps(88.72283935546875f), lo = _mm512_set1_ps(-87.3365478515625f);
+    __m512 xc = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    __m512i ni = _mm512_cvtps_epi32(n), n1 = _mm512_srai_epi32(ni, 1), n2 = _mm512_sub_epi32(ni, n1);
+    const __m512i bias = _mm512_set1_epi32(127);
+    __m512 y = _mm512_mul_ps(p, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n1, bias), 23)));
+    y = _mm512_mul_ps(y, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n2, bias), 23)));
+    y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ), _mm512_set1_ps(__builtin_inff()));
+    y = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, lo, _CMP_NLT_UQ), y);
+    return _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
+}
+
+T_DOT static float row_max_512(const float *s, int64_t n)
+{
+    __m512 m = _mm512_set1_ps(-INFINITY);
+    for (int64_t e = 0; e < n; e += 16) m = _mm512_max_ps(m, _mm512_mask_loadu_ps(m, tail16(n - e), s + e));
+    return _mm512_reduce_max_ps(m);
+}
+
+/* row_pairs of exp(s - m) (zeros past n), the f32 exps added to *acc */
+T_DOT static inline __m512i row_pairs_exp(const float *s, int64_t n, __m512 m, __m512 *acc)
+{
+    const __m512i odd = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27,
+                                         25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    __mmask16 k0 = tail16(n), k1 = tail16(n - 16);
+    __m512 x0 = _mm512_maskz_mov_ps(k0, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k0, s), m)));
+    __m512 x1 = _mm512_maskz_mov_ps(k1, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k1, s + 16), m)));
+    *acc = _mm512_add_ps(_mm512_add_ps(*acc, x0), x1);
+    return _mm512_permutex2var_epi16(round_bits(x0), odd, round_bits(x1));
+}
+
+/* dst [ceil(M/W)][kp][W]: pair (m, t) = (src[m*ld + 2t], src[m*ld + 2t + 1]) for m < M, k < K.
+ * G rows at a time (G = 12 for W = 12, 16 for W = 32), 16 pairs of each transposed in registers
+ * into 16 contiguous runs of G pairs. With mx: the pairs of exp(src - mx[m]) instead (see
+ * pack_exp_12). Q_i, dO_i, P and dS as A, K and V as B^T. */
+T_DOT static inline __attribute__((always_inline)) void pack_across_w(const float *src, int64_t ld, int64_t M,
+                                                                     int64_t K, uint32_t *dst, const int W, const int G,
+                                                                     const float *mx, float *sum)
+{
+    int64_t kp = (K + 1) / 2, mp = (M + W - 1) / W * W;
+    for (int64_t m0 = 0; m0 < mp; m0 += G) { /* G rows (12, or 16 for W = 32) of a panel at a time */
+        uint32_t *panel = dst + m0 / W * kp * W + m0 % W;
+        int rows = M - m0 < G ? (int)(M - m0 < 0 ? 0 : M - m0) : G;
+        __m512 acc[MR], vm[MR];
+        if (mx)
+            for (int i = 0; i < MR; i++) acc[i] = _mm512_setzero_ps(), vm[i] = _mm512_set1_ps(i < rows ? mx[m0 + i] : 0.0f);
         for (int64_t t0 = 0; t0 < kp; t0 += 16) {
             __m512i r[16], u[16];
             for (int i = 0; i < 16; i++)
-                r[i] = i < rows ? row_pairs(src + (m0 + i) * ld + 2 * t0, K - 2 * t0) : _mm512_setzero_si512();
+                if (i >= rows || (mx && mx[m0 + i] == -INFINITY))
+                    r[i] = _mm512_setzero_si512();
+                else if (mx)
+                    r[i] = row_pairs_exp(src + (m0 + i) * ld + 2 * t0, K - 2 * t0, vm[i], &acc[i]);
+                else
+                    r[i] = row_pairs(src + (m0 + i) * ld + 2 * t0, K - 2 * t0);
             for (int i = 0; i < 16; i += 2) {
                 u[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
                 u[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
@@ -310,47 +345,93 @@ T_DOT static void pack_across_12(const float *src, int64_t ld, int64_t M, int64_
                 __m512i c[4] = {_mm512_shuffle_i32x4(v, v2, 0x88), _mm512_shuffle_i32x4(w, w2, 0x88),
                                 _mm512_shuffle_i32x4(v, v2, 0xdd), _mm512_shuffle_i32x4(w, w2, 0xdd)};
                 for (int l = 0; l < 4; l++) /* column 4l + j: pair t0 + 4l + j of the 12 rows */
-                    if (4 * l + j < nt) _mm512_mask_storeu_epi32(panel + (t0 + 4 * l + j) * MR, 0x0fff, c[l]);
+                    if (4 * l + j < nt) _mm512_mask_storeu_epi32(panel + (t0 + 4 * l + j) * W, (__mmask16)((1u << G) - 1), c[l]);
             }
         }
+        if (mx)
+            for (int i = 0; i < rows; i++) sum[m0 + i] = mx[m0 + i] == -INFINITY ? 0.0f : _mm512_reduce_add_ps(acc[i]);
     }
 }
 
+T_DOT static void pack_across_12(const float *src, int64_t ld, int64_t M, int64_t K, uint32_t *dst)
+{
+    pack_across_w(src, ld, M, K, dst, MR, MR, NULL, NULL);
+}
+
+/* dst [ceil(M/32)][kp][32]: pair (m, t) = (src[m*ld + 2t], src[m*ld + 2t + 1]) for m < M, k < K, 16
+ * rows at a time as above: K and V as B^T, once per (batch, head) */
+T_DOT static void pack_across_32(const float *src, int64_t ld, int64_t M, int64_t K, uint32_t *dst)
+{
+    pack_across_w(src, ld, M, K, dst, NW, 16, NULL, NULL);
+}
+
+/* P = exp(s - mx[r]) of the rows of s [M, K] packed as pack_across_12 does, sum[r] the sum of the
+ * f32 exps; a row with mx[r] = -inf gives zeros and sum 0. The forward's softmax and packing in
+ * one pass over s. */
+T_DOT static void pack_exp_12(const float *src, int64_t ld, int64_t M, int64_t K, uint32_t *dst, const float *mx,
+                              float *sum)
+{
+    pack_across_w(src, ld, M, K, dst, MR, MR, mx, sum);
+}
+
 /* dst [ceil(M/W)][kp][W]: pair (m, t) = (src[2t*ld + m], src[(2t + 1)*ld + m]) for m < M, k < K;
- * tmp holds ceil(M/W)*W rounded up to 16 uint32. Pair by pair: V, K, Q_i, dO_i as B, P^T and dS^T as A. */
-T_DOT static inline __attribute__((always_inline)) void pack_down_w(const float *src, int64_t ld, int64_t M, int64_t K,
-                                                                   uint32_t *dst, const int W, uint32_t *tmp)
+ * tmp holds ceil(M/W)*W rounded up to 16 uint32. Pair by pair: V, K, Q_i, dO_i as B, P^T and dS^T as A.
+ * op 1: each source row k first becomes exp(src - x[k]), stored back (P from the scores and lse);
+ * op 2: each becomes y * (src - x[k]) with y the same place of another [K, ld] array, stored back
+ * (dS from dP, P and D). */
+T_DOT static inline __attribute__((always_inline)) void pack_down_w(float *src, int64_t ld, int64_t M, int64_t K,
+                                                                   uint32_t *dst, const int W, uint32_t *tmp,
+                                                                   const int op, const float *x, const float *y)
 {
     int64_t kp = (K + 1) / 2, panels = (M + W - 1) / W;
     const __m512i hmask = _mm512_set1_epi32((int)0xffff0000u);
     for (int64_t t = 0; t < kp; t++) {
-        const float *r0 = src + 2 * t * ld, *r1 = 2 * t + 1 < K ? r0 + ld : NULL;
+        float *r0 = src + 2 * t * ld, *r1 = 2 * t + 1 < K ? r0 + ld : NULL;
+        const float *y0 = op == 2 ? y + 2 * t * ld : NULL, *y1 = op == 2 ? y0 + ld : NULL;
+        __m512 x0 = _mm512_set1_ps(op ? x[2 * t] : 0.0f), x1 = _mm512_set1_ps(op && r1 ? x[2 * t + 1] : 0.0f);
         for (int64_t m = 0; m < panels * W; m += 16) {
             __mmask16 mk = tail16(M - m);
-            __m512i lo = _mm512_srli_epi32(round_bits(_mm512_maskz_loadu_ps(mk, r0 + m)), 16), hi = _mm512_setzero_si512();
-            if (r1) hi = _mm512_and_si512(round_bits(_mm512_maskz_loadu_ps(mk, r1 + m)), hmask);
-            _mm512_storeu_si512(tmp + m, _mm512_or_si512(lo, hi));
+            __m512 v0 = _mm512_maskz_loadu_ps(mk, r0 + m), v1 = _mm512_setzero_ps();
+            if (op == 1) v0 = exp512(_mm512_sub_ps(v0, x0));
+            if (op == 2) v0 = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, y0 + m), _mm512_sub_ps(v0, x0));
+            if (op) _mm512_mask_storeu_ps(r0 + m, mk, v0);
+            __m512i lo = _mm512_srli_epi32(round_bits(v0), 16), hi = _mm512_setzero_si512();
+            if (r1) {
+                v1 = _mm512_maskz_loadu_ps(mk, r1 + m);
+                if (op == 1) v1 = exp512(_mm512_sub_ps(v1, x1));
+                if (op == 2) v1 = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, y1 + m), _mm512_sub_ps(v1, x1));
+                if (op) _mm512_mask_storeu_ps(r1 + m, mk, v1);
+                hi = _mm512_and_si512(round_bits(v1), hmask);
+            }
+            _mm512_storeu_si512(tmp + m, _mm512_maskz_mov_epi32(mk, _mm512_or_si512(lo, hi)));
         }
         for (int64_t p = 0; p < panels; p++) memcpy(dst + (p * kp + t) * W, tmp + p * W, (size_t)W * sizeof(uint32_t));
     }
 }
 
-T_DOT static void pack_down_12(const float *src, int64_t ld, int64_t M, int64_t K, uint32_t *dst, uint32_t *tmp)
-{
-    pack_down_w(src, ld, M, K, dst, MR, tmp);
-}
-
 T_DOT static void pack_down_32(const float *src, int64_t ld, int64_t M, int64_t K, uint32_t *dst, uint32_t *tmp)
 {
-    pack_down_w(src, ld, M, K, dst, NW, tmp);
+    pack_down_w((float *)src, ld, M, K, dst, NW, tmp, 0, NULL, NULL);
 }
 
-/* D_i = sum_j P dP (in double, 16 lanes) and dS = P * (dP - D_i) in dP's place, as ds_rows below */
-T_DOT static void ds_rows_dot(const float *p, float *dp, int64_t rows, int64_t sk)
+/* p [K, M] (row stride M) = exp(p - lse[k]) and P^T packed as pack_down_12 does */
+T_DOT static void pack_down_exp_12(float *p, int64_t M, int64_t K, const float *lse, uint32_t *dst, uint32_t *tmp)
+{
+    pack_down_w(p, M, M, K, dst, MR, tmp, 1, lse, NULL);
+}
+
+/* dp [K, M] = p * (dp - di[k]) (dS) and dS^T packed as pack_down_12 does */
+T_DOT static void pack_down_ds_12(float *dp, const float *p, int64_t M, int64_t K, const float *di, uint32_t *dst,
+                                  uint32_t *tmp)
+{
+    pack_down_w(dp, M, M, K, dst, MR, tmp, 2, di, p);
+}
+
+/* D_i = sum_j P dP (in double, 16 lanes) for the rows of p and dp [rows, sk], as ds_rows below */
+T_DOT static void d_rows_dot(const float *p, const float *dp, int64_t rows, int64_t sk, float *di)
 {
     for (int64_t r = 0; r < rows; r++) {
-        const float *pr = p + r * sk;
-        float *ds = dp + r * sk;
+        const float *pr = p + r * sk, *ds = dp + r * sk;
         __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
         for (int64_t e = 0; e < sk; e += 16) {
             __mmask16 mk = tail16(sk - e);
@@ -359,14 +440,10 @@ T_DOT static void ds_rows_dot(const float *p, float *dp, int64_t rows, int64_t s
             a1 = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1))),
                                  _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(y), 1))), a1);
         }
-        __m512 di = _mm512_set1_ps((float)_mm512_reduce_add_pd(_mm512_add_pd(a0, a1)));
-        for (int64_t e = 0; e < sk; e += 16) {
-            __mmask16 mk = tail16(sk - e);
-            __m512 x = _mm512_maskz_loadu_ps(mk, pr + e), y = _mm512_maskz_loadu_ps(mk, ds + e);
-            _mm512_mask_storeu_ps(ds + e, mk, _mm512_mul_ps(x, _mm512_sub_ps(y, di)));
-        }
+        di[r] = (float)_mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
     }
 }
+
 
 /* c[mr x 32] = alpha * A B (+ c when add), over kc pairs; columns past n masked off */
 T_DOT static void ukr_dot(int64_t kc, const uint32_t *a, const uint32_t *b, float *c, int64_t ldc, int mr,
@@ -457,6 +534,30 @@ static void finish_rows(const dfm_attn_args *a, int64_t b, int64_t h, int64_t i0
 }
 
 #ifdef DFM_SIMD_X86
+/* softmax_block for mode 2, the exps packed straight into ppk as A (pack_exp_12) and not stored */
+T_DOT static void softmax_pack(const attn_ctx *c, const float *s, int64_t rows, int64_t n, int64_t j0, float *m,
+                               float *l, float *o, uint32_t *ppk)
+{
+    int64_t d = c->a->d;
+    float alpha[FWD_QB], sum[FWD_QB];
+    for (int64_t r = 0; r < rows; r++) {
+        float mb = row_max_512(s + r * n, n), mn = m[r] > mb ? m[r] : mb;
+        if (mn == -INFINITY) continue; /* nothing but -inf so far: no weight (m stays -inf) */
+        alpha[r] = expf(m[r] - mn); /* 0 while m is -inf */
+        m[r] = mn;
+        if (j0 > 0 && alpha[r] != 1.0f) {
+            __m512 va = _mm512_set1_ps(alpha[r]);
+            for (int64_t e = 0; e < d; e += 16) {
+                __mmask16 k = tail16(d - e);
+                _mm512_mask_storeu_ps(o + r * d + e, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, o + r * d + e), va));
+            }
+        }
+    }
+    pack_exp_12(s, n, rows, n, ppk, m, sum);
+    for (int64_t r = 0; r < rows; r++)
+        if (m[r] != -INFINITY) l[r] = l[r] * alpha[r] + sum[r];
+}
+
 /* mode 2: K and V of the unit's (batch, head) packed once for the run of units that share it */
 T_DOT static void fwd_range_dot(attn_ctx *c, int64_t u0, int64_t u1, float *s, float *o, float *m, float *l)
 {
@@ -480,7 +581,7 @@ T_DOT static void fwd_range_dot(attn_ctx *c, int64_t u0, int64_t u1, float *s, f
         int64_t bh = u / c->nqb, b = bh / a->heads, h = bh % a->heads;
         int64_t i0 = (u % c->nqb) * FWD_QB, rows = sq - i0 < FWD_QB ? sq - i0 : FWD_QB;
         if (bh != packed) {
-            pack_across_32(a->k + b * a->ks[0] + h * a->ks[1], a->ks[2], sk, d, kpk, (uint16_t *)tmp);
+            pack_across_32(a->k + b * a->ks[0] + h * a->ks[1], a->ks[2], sk, d, kpk);
             pack_down_32(a->v + b * a->vs[0] + h * a->vs[1], a->vs[2], d, sk, vpk, tmp);
             packed = bh;
         }
@@ -490,8 +591,7 @@ T_DOT static void fwd_range_dot(attn_ctx *c, int64_t u0, int64_t u1, float *s, f
             int64_t n = sk - j0 < kb ? sk - j0 : kb, np = (n + 1) / 2;
             if (a->bias) bias_block(a, h, i0, rows, j0, n, s);
             gemm_dot(rows, n, dp, qpk, dp * MR, kpk + j0 / NW * dp * NW, dp * NW, a->scale, s, n, a->bias != NULL);
-            softmax_block(c, s, rows, n, j0, m, l, o);
-            pack_across_12(s, n, rows, n, ppk);
+            softmax_pack(c, s, rows, n, j0, m, l, o, ppk);
             gemm_dot(rows, d, np, ppk, np * MR, vpk + j0 / 2 * NW, skp * NW, 1.0f, o, d, j0 > 0);
         }
         finish_rows(a, b, h, i0, rows, m, l, o);
@@ -616,26 +716,26 @@ T_DOT static void bwd_range_dot(attn_ctx *c, int64_t u0, int64_t u1, int64_t qb,
     size_t kt_n = (size_t)((sk + NW - 1) / NW * NW * dp2), kb_n = (size_t)((d + NW - 1) / NW * NW * skp);
     size_t qa_n = (size_t)((qb + MR - 1) / MR * MR * dp2), qb_n = (size_t)((d + NW - 1) / NW * NW * qbp);
     size_t pt_n = (size_t)((sk + MR - 1) / MR * MR * qbp), ds_n = (size_t)((qb + MR - 1) / MR * MR * skp);
-    size_t off[10], sz[10] = {kt_n, kt_n, kb_n, qa_n, qa_n, qb_n, qb_n, pt_n, ds_n, (size_t)ntmp}, tot = 0;
-    for (int i = 0; i < 10; i++) off[i] = tot, tot += al64(sz[i] * 4);
+    size_t off[11], sz[11] = {kt_n, kt_n, kb_n, qa_n, qa_n, qb_n, qb_n, pt_n, ds_n, (size_t)ntmp, (size_t)qb}, tot = 0;
+    for (int i = 0; i < 11; i++) off[i] = tot, tot += al64(sz[i] * 4);
     char *base = dfm_cpu_scratch(3, tot);
     if (!base) {
         __atomic_store_n(&c->err, 1, __ATOMIC_RELAXED);
         return;
     }
-    uint32_t *buf[10];
-    for (int i = 0; i < 10; i++) buf[i] = (uint32_t *)(void *)(base + off[i]);
+    uint32_t *buf[11];
+    for (int i = 0; i < 11; i++) buf[i] = (uint32_t *)(void *)(base + off[i]);
     uint32_t *kt = buf[0], *vt = buf[1], *kbk = buf[2], *qa = buf[3], *da = buf[4], *qbk = buf[5], *dob = buf[6];
     uint32_t *pt = buf[7], *dsa = buf[8], *tmp = buf[9];
-    uint16_t *tmp16 = (uint16_t *)(void *)tmp;
+    float *di = (float *)(void *)buf[10];
     int64_t ldq = ldim(a->qs[2], d), ldk = ldim(a->ks[2], d), ldv = ldim(a->vs[2], d);
     for (int64_t u = u0; u < u1; u++) {
         bwd_unit un = bwd_unit_at(c, u);
         int64_t h = un.h;
         const float *qh = un.q, *kh = un.k, *vh = un.v, *doh = un.dout, *lse = un.lse;
         float *dqh = un.dq, *dkh = un.dk, *dvh = un.dv;
-        pack_across_32(kh, a->ks[2], sk, d, kt, tmp16);
-        pack_across_32(vh, a->vs[2], sk, d, vt, tmp16);
+        pack_across_32(kh, a->ks[2], sk, d, kt);
+        pack_across_32(vh, a->vs[2], sk, d, vt);
         pack_down_32(kh, a->ks[2], d, sk, kbk, tmp);
         for (int64_t i0 = 0; i0 < sq; i0 += qb) {
             int64_t rows = sq - i0 < qb ? sq - i0 : qb, rp = (rows + 1) / 2;
@@ -644,19 +744,19 @@ T_DOT static void bwd_range_dot(attn_ctx *c, int64_t u0, int64_t u1, int64_t qb,
             pack_down_32(qi, a->qs[2], d, rows, qbk, tmp);
             pack_across_12(doi, a->os[2], rows, d, da);
             pack_down_32(doi, a->os[2], d, rows, dob, tmp);
-            /* P = exp(S - lse) and dP = dO_i V^T over all keys */
+            /* P = exp(S - lse) (P^T packed on the way), dV += P^T dO_i */
             if (a->bias) bias_block(a, h, i0, rows, 0, sk, p);
             gemm_dot(rows, sk, dp2, qa, dp2 * MR, kt, dp2 * NW, a->scale, p, sk, a->bias != NULL);
-            for (int64_t r = 0; r < rows; r++) row_exp(p + r * sk, sk, lse[i0 + r], c->simd);
-            gemm_dot(rows, sk, dp2, da, dp2 * MR, vt, dp2 * NW, 1.0f, dp, sk, 0);
-            ds_rows_dot(p, dp, rows, sk);
-            /* dV += P^T dO_i; dQ_i = scale dS K; dK += scale dS^T Q_i */
-            pack_down_12(p, sk, sk, rows, pt, tmp);
+            pack_down_exp_12(p, sk, rows, lse + i0, pt, tmp);
             gemm_dot(sk, d, rp, pt, rp * MR, dob, rp * NW, 1.0f, dvh, ldv, 1);
+            /* dP = dO_i V^T, D_i, dS = P (dP - D_i) (dS^T packed on the way); dK += scale dS^T Q_i,
+             * dQ_i = scale dS K */
+            gemm_dot(rows, sk, dp2, da, dp2 * MR, vt, dp2 * NW, 1.0f, dp, sk, 0);
+            d_rows_dot(p, dp, rows, sk, di);
+            pack_down_ds_12(dp, p, sk, rows, di, pt, tmp);
+            gemm_dot(sk, d, rp, pt, rp * MR, qbk, rp * NW, a->scale, dkh, ldk, 1);
             pack_across_12(dp, sk, rows, sk, dsa);
             gemm_dot(rows, d, skp, dsa, skp * MR, kbk, skp * NW, a->scale, dqh + i0 * a->qs[2], ldq, 0);
-            pack_down_12(dp, sk, sk, rows, pt, tmp);
-            gemm_dot(sk, d, rp, pt, rp * MR, qbk, rp * NW, a->scale, dkh, ldk, 1);
         }
     }
 }
