@@ -32,6 +32,8 @@ static const char usage[] =
     "  --by-bucket                 one series per bucket: DIR/WxHxF/NAME-%06d.tar\n"
     "  --overwrite                 remove an earlier run's shards of PATTERN (and index.json)\n"
     "                              first; without it such a series is refused\n"
+    "  --resume                    continue an earlier run's series: keep its complete shards,\n"
+    "                              remove its .tmp files, number on (same pattern and options)\n"
     "  --zstd-level N              compression level for .tar.zst (default 3)\n"
     "  --part K/N|auto             with -o: this is part K (from 0) of a run split N ways;\n"
     "                              its shards and index.json go to a directory of their own,\n"
@@ -54,14 +56,14 @@ static const char usage[] =
     "  -h, --help                  this help;  --version  print the version\n";
 
 enum { O_MAXC = 256, O_MAXS, O_BYB, O_ZL, O_CAT, O_LIST, O_FORMAT, O_STRICT, O_FORCE, O_VERSION,
-       O_OVERWRITE, O_PROGRESS, O_PART, O_MERGE };
+       O_OVERWRITE, O_PROGRESS, O_PART, O_MERGE, O_RESUME };
 static const struct option longopts[] = {
     {"output", 1, 0, 'o'},     {"max-count", 1, 0, O_MAXC}, {"max-size", 1, 0, O_MAXS},
     {"by-bucket", 0, 0, O_BYB}, {"zstd-level", 1, 0, O_ZL}, {"cat", 0, 0, O_CAT}, {"list", 0, 0, O_LIST},
     {"format", 1, 0, O_FORMAT}, {"strict", 0, 0, O_STRICT}, {"force", 0, 0, O_FORCE},
     {"quiet", 0, 0, 'q'},      {"help", 0, 0, 'h'},         {"version", 0, 0, O_VERSION},
     {"overwrite", 0, 0, O_OVERWRITE}, {"progress", 0, 0, O_PROGRESS}, {"part", 1, 0, O_PART},
-    {"merge-index", 1, 0, O_MERGE}, {0, 0, 0, 0}};
+    {"merge-index", 1, 0, O_MERGE}, {"resume", 0, 0, O_RESUME}, {0, 0, 0, 0}};
 
 static int put(void *ctx, const dfm_sample *s) { return dfm_sharder_put(ctx, s); }
 
@@ -93,6 +95,7 @@ int main(int argc, char **argv)
         case O_MAXS: shard_opts = 1; so.max_size = dfm_parse_size("--max-size", optarg); break;
         case O_BYB: shard_opts = 1; so.by_bucket = 1; break;
         case O_OVERWRITE: shard_opts = 1; so.overwrite = 1; break;
+        case O_RESUME: shard_opts = 1; so.resume = 1; break;
         case O_PROGRESS: progress = 1; break;
         case O_ZL: shard_opts = 1; so.zstd_level = (int)dfm_parse_long("--zstd-level", optarg, 1, 22); break;
         case O_CAT: cat = 1; break;
@@ -127,7 +130,7 @@ int main(int argc, char **argv)
             dfm_usage_error("--part auto: %s", dfm_errmsg());
     }
     if ((cat || listing) && shard_opts)
-        dfm_usage_error("--max-count, --max-size, --by-bucket, --overwrite and --zstd-level are "
+        dfm_usage_error("--max-count, --max-size, --by-bucket, --overwrite, --resume and --zstd-level are "
                         "for writing shards (-o), not for --cat or --list");
     /* --list prints text on stdout: a progress line would cut through it, unless asked for */
     dfm_progress_mode(progress ? DFM_PROGRESS_ON : listing ? DFM_PROGRESS_OFF : DFM_PROGRESS_AUTO);
@@ -157,6 +160,7 @@ int main(int argc, char **argv)
         return status;
     }
     if (!so.pattern) dfm_usage_error("no output pattern: use -o out/train-%%06d.tar");
+    if (so.resume && so.overwrite) dfm_usage_error("--resume keeps an earlier run's shards, --overwrite removes them: give one");
     char part_pattern[4096]; /* a split run's part writes a series of its own */
     if (dfm_shard_part_pattern(so.pattern, &part, part_pattern, sizeof part_pattern))
         dfm_usage_error("%s", dfm_errmsg());
@@ -175,15 +179,21 @@ int main(int argc, char **argv)
     mo.sink_ctx = sh;
     mo.sink_writes_files = 1;
     int status = dfm_stream_map(&mo, argv + optind, argc - optind, NULL, NULL, &counts);
-    int nshards = 0;
-    uint64_t in_shards = 0;
+    int nshards = 0, kept = 0;
+    uint64_t in_shards = 0, kept_samples = 0;
+    dfm_sharder_kept(sh, &kept, &kept_samples); /* --resume: the earlier run's, not counted here */
     /* a failed run (truncated input, --strict stop) keeps its complete shards, never the last */
     if (dfm_sharder_close(sh, status != 0, &nshards, &in_shards)) {
         dfm_log_error("%s", dfm_errmsg());
         status = DFM_EXIT_FAIL;
     }
-    char extra[128];
+    nshards -= kept, in_shards -= kept_samples;
+    char extra[256];
     int n = snprintf(extra, sizeof extra, "%d shard%s", nshards, nshards == 1 ? "" : "s");
+    if (kept)
+        n += snprintf(extra + n, sizeof extra - (size_t)n, ", %d shard%s (%llu sample%s) kept from "
+                      "the earlier run", kept, kept == 1 ? "" : "s", (unsigned long long)kept_samples,
+                      kept_samples == 1 ? "" : "s");
     if (in_shards < counts.written) /* they went into a shard that was not finished */
         snprintf(extra + n, sizeof extra - (size_t)n, ", %llu sample%s dropped with the unfinished shard",
                  (unsigned long long)(counts.written - in_shards),

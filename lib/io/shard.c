@@ -45,8 +45,16 @@ struct dfm_sharder {
     int ndone;
     cJSON *buckets, *fields; /* histograms over the samples of complete shards */
     uint64_t total;
+    int kept_shards;      /* --resume: of the earlier run */
+    uint64_t kept_samples;
     int ready; /* dfm_sharder_new succeeded: close writes the index */
 };
+
+static int is_zst(const char *p)
+{
+    size_t n = strlen(p);
+    return n > 8 && !strcmp(p + n - 8, ".tar.zst");
+}
 
 static int check_pattern(const char *p)
 {
@@ -128,7 +136,7 @@ static int in_series(const stem *st, const char *name)
 }
 
 /* A directory dfm_shard_bucket_name makes: WxHxF or "unbucketed". */
-static int bucket_dir(const char *name)
+int dfm_shard_is_bucket_dir(const char *name)
 {
     if (!strcmp(name, "unbucketed")) return 1;
     int w, h, f, used = 0;
@@ -162,7 +170,7 @@ static int scan(const char *dir, const stem *st, int depth, int (*fn)(void *, co
         if (mine) {
             rc = fn(ctx, path);
             count++;
-        } else if (depth == 0 && bucket_dir(nm)) {
+        } else if (depth == 0 && dfm_shard_is_bucket_dir(nm)) {
             struct stat sb;
             if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
                 int n = scan(path, st, 1, fn, ctx);
@@ -205,6 +213,9 @@ int dfm_shard_existing(const char *pattern, char *first, size_t n)
     return count;
 }
 
+static int resume_series(dfm_sharder *s);
+static int write_index(dfm_sharder *s, int complete);
+
 int dfm_sharder_new(dfm_sharder **out, const dfm_shard_opts *o)
 {
     *out = NULL;
@@ -228,6 +239,10 @@ int dfm_sharder_new(dfm_sharder **out, const dfm_shard_opts *o)
     /* never mix two runs: the series must be empty, or emptied by overwrite */
     char first[4096];
     int n = dfm_shard_existing(o->pattern, first, sizeof first);
+    if (n > 0 && o->resume) {
+        rc = resume_series(s);
+        n = 0;
+    }
     if (n > 0 && o->overwrite) {
         stem st;
         split_base(s->base, &st);
@@ -242,6 +257,7 @@ int dfm_sharder_new(dfm_sharder **out, const dfm_shard_opts *o)
                       "series '%s'", first, n - 1, s->base);
     if (!rc && n < 0) rc = n;
     if (!rc) rc = dfm_mkdirs(s->dir);
+    if (!rc) rc = write_index(s, 0); /* the options, from the start */
     if (rc) {
         dfm_sharder_close(s, 1, NULL, NULL);
         return rc;
@@ -325,6 +341,12 @@ static int write_index(dfm_sharder *s, int complete)
     cJSON_AddBoolToObject(d, "complete", complete);
     cJSON_AddItemToObject(d, "buckets", cJSON_Duplicate(s->buckets, 1));
     cJSON_AddItemToObject(d, "fields", cJSON_Duplicate(s->fields, 1));
+    /* what --resume checks: a series continued with other options would not be one run's */
+    cJSON *op = cJSON_AddObjectToObject(d, "options");
+    cJSON_AddNumberToObject(op, "max_count", (double)s->o.max_count);
+    cJSON_AddNumberToObject(op, "max_size", (double)s->o.max_size);
+    cJSON_AddBoolToObject(op, "by_bucket", s->o.by_bucket);
+    if (is_zst(s->base)) cJSON_AddNumberToObject(op, "zstd_level", s->o.zstd_level ? s->o.zstd_level : 3);
     char *txt = dfm_json_pretty(j);
     cJSON_Delete(j);
     if (!txt) return dfm_fail(DFM_E_NOMEM, "out of memory");
@@ -354,6 +376,171 @@ static void merge_hist(cJSON *into, const cJSON *from)
         if (c) cJSON_SetNumberValue(c, c->valuedouble + e->valuedouble);
         else cJSON_AddNumberToObject(into, e->string, e->valuedouble);
     }
+}
+
+/* ---- --resume: continuing an earlier run's series ------------------------------------- */
+
+typedef struct {
+    char **v;
+    int n;
+} path_list;
+
+static int collect_path(void *ctx, const char *path)
+{
+    path_list *l = ctx;
+    char **p = dfm_realloc(l->v, (size_t)(l->n + 1) * sizeof *p);
+    if (!p) return DFM_E_NOMEM;
+    l->v = p;
+    if (!(p[l->n] = dfm_strdup(path))) return DFM_E_NOMEM;
+    l->n++;
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int ends_with(const char *s, const char *suf)
+{
+    size_t n = strlen(s), m = strlen(suf);
+    return n >= m && !strcmp(s + n - m, suf);
+}
+
+/* The index an earlier run wrote must name this pattern and these options. */
+static int check_resumed(dfm_sharder *s, const cJSON *idx, const char *path)
+{
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(idx, "name");
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(idx, "dfm");
+    const cJSON *op = cJSON_GetObjectItemCaseSensitive(d, "options");
+    if (!cJSON_IsString(name) || !cJSON_IsObject(op))
+        return dfm_fail(DFM_E_ARG, "cannot resume from '%s': it records no pattern or no options "
+                        "(not written by this dfm-shard)", path);
+    if (strcmp(name->valuestring, s->base))
+        return dfm_fail(DFM_E_ARG, "cannot resume from '%s': the series was written with the pattern "
+                        "'%s', this run has '%s'", path, name->valuestring, s->base);
+    const struct {
+        const char *key, *flag;
+        double now;
+        int used;
+    } opts[] = {{"max_count", "--max-count", (double)s->o.max_count, 1},
+                {"max_size", "--max-size", (double)s->o.max_size, 1},
+                {"by_bucket", "--by-bucket", s->o.by_bucket, 1},
+                {"zstd_level", "--zstd-level", s->o.zstd_level ? s->o.zstd_level : 3, is_zst(s->base)}};
+    for (size_t i = 0; i < sizeof opts / sizeof *opts; i++) {
+        if (!opts[i].used) continue;
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(op, opts[i].key);
+        double was = cJSON_IsBool(v) ? cJSON_IsTrue(v) : cJSON_IsNumber(v) ? v->valuedouble : -1;
+        if (was == opts[i].now) continue;
+        if (!strcmp(opts[i].key, "by_bucket"))
+            return dfm_fail(DFM_E_ARG, "cannot resume from '%s': the series was written %s "
+                            "--by-bucket, this run %s it", path, was > 0 ? "with" : "without",
+                            opts[i].now > 0 ? "has" : "lacks");
+        return dfm_fail(DFM_E_ARG, "cannot resume from '%s': the series was written with %s %.0f, "
+                        "this run has %s %.0f", path, opts[i].flag, was, opts[i].flag, opts[i].now);
+    }
+    return 0;
+}
+
+/* The counts of one kept shard, read from the shard itself. */
+static int count_shard(dfm_sharder *s, const char *path, uint64_t *nsamples)
+{
+    dfm_reader *r;
+    int rc = dfm_reader_open(&r, path, 0);
+    if (rc) return rc;
+    dfm_sample x;
+    dfm_sample_init(&x);
+    char bucket[64];
+    *nsamples = 0;
+    while ((rc = dfm_reader_next(r, &x)) == 1) {
+        ++*nsamples;
+        dfm_shard_bucket_name(&x, bucket, sizeof bucket);
+        count_in(s->buckets, bucket);
+        for (int i = 0; i < x.n; i++) count_in(s->fields, x.fields[i].name);
+    }
+    dfm_sample_free(&x);
+    dfm_reader_close(r);
+    return rc < 0 ? rc : 0;
+}
+
+/* Keep the complete shards of the series on disk, remove its .tmp files, go on numbering. */
+static int resume_series(dfm_sharder *s)
+{
+    stem st;
+    split_base(s->base, &st);
+    path_list all = {0};
+    int rc = scan(s->dir, &st, 0, collect_path, &all);
+    if (rc > 0) rc = 0;
+    if (all.n > 1) qsort(all.v, (size_t)all.n, sizeof *all.v, cmp_str);
+    char ipath[4096];
+    snprintf(ipath, sizeof ipath, "%s/index.json", s->dir);
+    int kept = 0;
+    for (int i = 0; i < all.n && !rc; i++) {
+        if (ends_with(all.v[i], ".tmp")) rc = remove_file(NULL, all.v[i]); /* an unfinished shard */
+        else if (!ends_with(all.v[i], "/index.json")) all.v[kept++] = all.v[i], all.v[i] = NULL;
+    }
+    cJSON *idx = NULL;
+    dfm_buf b = {0};
+    if (!rc && access(ipath, F_OK) == 0) {
+        rc = dfm_read_file(ipath, 256u << 20, &b);
+        if (!rc && !(idx = cJSON_ParseWithLength((const char *)b.data, b.len)))
+            rc = dfm_fail(DFM_E_FORMAT, "cannot resume from '%s': not valid JSON", ipath);
+        if (!rc) rc = check_resumed(s, idx, ipath);
+    } else if (!rc && kept > 0) {
+        rc = dfm_fail(DFM_E_ARG, "cannot resume the series '%s' in '%s': it has %d complete shard%s "
+                      "but no index.json, which records the options they were written with",
+                      s->base, s->dir, kept, kept == 1 ? "" : "s");
+    }
+    /* the index's counts are used when it lists exactly the shards on disk, with their sizes */
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(idx, "dfm");
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(idx, "shardlist");
+    int trust = cJSON_GetArraySize(list) == kept;
+    for (int i = 0; i < kept && !rc; i++) {
+        const char *url = all.v[i] + strlen(s->dir) + 1, *slash = strrchr(url, '/');
+        const char *file = slash ? slash + 1 : url;
+        char bucket[256] = "";
+        if (s->o.by_bucket && slash) snprintf(bucket, sizeof bucket, "%.*s", (int)(slash - url), url);
+        series *x = find_series(s, bucket);
+        done_shard *dd = dfm_realloc(s->done, (size_t)(s->ndone + 1) * sizeof *dd);
+        if (!x || !dd) {
+            rc = DFM_E_NOMEM;
+            break;
+        }
+        s->done = dd;
+        dd = &s->done[s->ndone++];
+        memset(dd, 0, sizeof *dd);
+        dd->url = dfm_strdup(url);
+        dd->bucket = dfm_strdup(x->bucket);
+        if (!dd->url || !dd->bucket) rc = DFM_E_NOMEM;
+        int num = atoi(file + strlen(st.pre));
+        if (num + 1 > x->next_number) x->next_number = num + 1;
+        struct stat sb;
+        dd->filesize = stat(all.v[i], &sb) == 0 ? (uint64_t)sb.st_size : 0;
+        int listed = 0;
+        for (const cJSON *e = list ? list->child : NULL; e && !listed; e = e->next) {
+            const cJSON *u = cJSON_GetObjectItemCaseSensitive(e, "url");
+            const cJSON *ns = cJSON_GetObjectItemCaseSensitive(e, "nsamples");
+            const cJSON *fs = cJSON_GetObjectItemCaseSensitive(e, "filesize");
+            if (cJSON_IsString(u) && !strcmp(u->valuestring, url) && cJSON_IsNumber(ns) &&
+                cJSON_IsNumber(fs) && (uint64_t)fs->valuedouble == dd->filesize)
+                listed = 1, dd->nsamples = (uint64_t)ns->valuedouble;
+        }
+        trust = trust && listed;
+    }
+    if (!rc && trust && kept > 0) { /* the index's histograms cover exactly these shards */
+        merge_hist(s->buckets, cJSON_GetObjectItemCaseSensitive(d, "buckets"));
+        merge_hist(s->fields, cJSON_GetObjectItemCaseSensitive(d, "fields"));
+        for (int i = 0; i < s->ndone; i++) s->total += s->done[i].nsamples;
+    } else if (!rc && kept > 0) { /* a shard completed after the index was written: count them all */
+        for (int i = 0; i < s->ndone && !rc; i++) {
+            rc = count_shard(s, all.v[i], &s->done[i].nsamples);
+            s->total += s->done[i].nsamples;
+        }
+    }
+    s->kept_shards = s->ndone;
+    s->kept_samples = s->total;
+    cJSON_Delete(idx);
+    dfm_buf_free(&b);
+    for (int i = 0; i < all.n; i++) free(all.v[i]);
+    free(all.v);
+    return rc;
 }
 
 /* Close the open shard of a series; on success rename it into place and index it. A shard
@@ -454,6 +641,12 @@ int dfm_sharder_put(dfm_sharder *s, const dfm_sample *x)
     count_in(se->pend_buckets, bucket);
     for (int i = 0; i < x->n; i++) count_in(se->pend_fields, x->fields[i].name);
     return 0;
+}
+
+void dfm_sharder_kept(const dfm_sharder *s, int *nshards, uint64_t *nsamples)
+{
+    *nshards = s->kept_shards;
+    *nsamples = s->kept_samples;
 }
 
 int dfm_sharder_close(dfm_sharder *s, int failed, int *nshards, uint64_t *nsamples)

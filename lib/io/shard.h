@@ -33,13 +33,23 @@ typedef struct {
     int by_bucket;
     int zstd_level;     /* for .tar.zst patterns (default 3) */
     int overwrite;      /* remove an earlier run's series instead of refusing */
+    int resume;         /* keep an earlier run's complete shards and continue (see below) */
 } dfm_shard_opts;
 
 typedef struct dfm_sharder dfm_sharder;
 
 /* Checks the pattern (exactly one integer conversion, .tar or .tar.zst), the series on disk
- * (see above) and creates its directory. Errors are DFM_E_ARG (the pattern) / DFM_E_IO with a
- * reason (an existing series: "'PATH' already exists, from an earlier run ..."). */
+ * (see above) and creates its directory; writes index.json at once (no shard, "complete": false,
+ * with dfm.options: max_count, max_size, by_bucket, and zstd_level for .tar.zst), so that even a
+ * run killed before its first shard completes leaves the options it ran with. Errors are
+ * DFM_E_ARG (the pattern) / DFM_E_IO with a reason (an existing series: "'PATH' already exists,
+ * from an earlier run ...").
+ * resume: an existing series is continued instead of refused. Its complete shards (final names)
+ * are kept and indexed, its .tmp files removed, and each series (each bucket directory) goes on
+ * from its highest shard number + 1. The series' index.json must name the same pattern and
+ * options; any difference is DFM_E_ARG naming it (numbering and grouping would no longer be one
+ * run's), as is a series with shards and no index. The kept shards' counts come from the index
+ * when it lists exactly the shards on disk, else from reading them. No series: a fresh run. */
 int dfm_sharder_new(dfm_sharder **s, const dfm_shard_opts *o);
 /* Files of pattern's series on disk now (see above), < 0 on an error; `first` (may be NULL)
  * gets the first path in name order. */
@@ -54,6 +64,11 @@ int dfm_sharder_put(dfm_sharder *s, const dfm_sample *x);
  * — the last shard of a failed run never appears under its final name — and writes the index
  * with the complete shards and "complete": false. */
 int dfm_sharder_close(dfm_sharder *s, int failed, int *nshards, uint64_t *nsamples);
+/* With resume: the shards and samples kept from the earlier run (counted in close's totals). */
+void dfm_sharder_kept(const dfm_sharder *s, int *nshards, uint64_t *nsamples);
+
+/* 1 when name is a directory --by-bucket makes: WxHxF or "unbucketed". */
+int dfm_shard_is_bucket_dir(const char *name);
 
 /* The directory series name for a sample: "WxHxF" from json.bucket, or "unbucketed". */
 int dfm_shard_bucket_name(const dfm_sample *x, char *out, size_t n);
