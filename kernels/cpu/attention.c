@@ -277,10 +277,8 @@ T_DOT static inline __m512 exp512(__m512 x)
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
     p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    __m512i ni = _mm512_cvtps_epi32(n), n1 = _mm512_srai_epi32(ni, 1), n2 = _mm512_sub_epi32(ni, n1);
-    const __m512i bias = _mm512_set1_epi32(127);
-    __m512 y = _mm512_mul_ps(p, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n1, bias), 23)));
-    y = _mm512_mul_ps(y, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n2, bias), 23)));
+    /* p 2^n in one rounding, as dfm_exp256's p 2^(n>>1) 2^(n-(n>>1)) (whose first product is exact) */
+    __m512 y = _mm512_scalef_ps(p, n);
     y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ), _mm512_set1_ps(__builtin_inff()));
     y = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, lo, _CMP_NLT_UQ), y);
     return _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
@@ -296,13 +294,12 @@ T_DOT static float row_max_512(const float *s, int64_t n)
 /* row_pairs of exp(s - m) (zeros past n), the f32 exps added to *acc */
 T_DOT static inline __m512i row_pairs_exp(const float *s, int64_t n, __m512 m, __m512 *acc)
 {
-    const __m512i odd = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27,
-                                         25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
     __mmask16 k0 = tail16(n), k1 = tail16(n - 16);
     __m512 x0 = _mm512_maskz_mov_ps(k0, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k0, s), m)));
     __m512 x1 = _mm512_maskz_mov_ps(k1, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k1, s + 16), m)));
     *acc = _mm512_add_ps(_mm512_add_ps(*acc, x0), x1);
-    return _mm512_permutex2var_epi16(round_bits(x0), odd, round_bits(x1));
+    /* e^x is never subnormal: VCVTNE2PS2BF16 rounds as round_bits does (ties to even, NaN quiet) */
+    return (__m512i)_mm512_cvtne2ps_pbh(x1, x0);
 }
 
 /* dst [ceil(M/W)][kp][W]: pair (m, t) = (src[m*ld + 2t], src[m*ld + 2t + 1]) for m < M, k < K.
@@ -385,6 +382,8 @@ T_DOT static inline __attribute__((always_inline)) void pack_down_w(float *src, 
 {
     int64_t kp = (K + 1) / 2, panels = (M + W - 1) / W;
     const __m512i hmask = _mm512_set1_epi32((int)0xffff0000u);
+    const __m512i inter = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                                           21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     for (int64_t t = 0; t < kp; t++) {
         float *r0 = src + 2 * t * ld, *r1 = 2 * t + 1 < K ? r0 + ld : NULL;
         const float *y0 = op == 2 ? y + 2 * t * ld : NULL, *y1 = op == 2 ? y0 + ld : NULL;
@@ -395,15 +394,19 @@ T_DOT static inline __attribute__((always_inline)) void pack_down_w(float *src, 
             if (op == 1) v0 = exp512(_mm512_sub_ps(v0, x0));
             if (op == 2) v0 = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, y0 + m), _mm512_sub_ps(v0, x0));
             if (op) _mm512_mask_storeu_ps(r0 + m, mk, v0);
-            __m512i lo = _mm512_srli_epi32(round_bits(v0), 16), hi = _mm512_setzero_si512();
             if (r1) {
                 v1 = _mm512_maskz_loadu_ps(mk, r1 + m);
                 if (op == 1) v1 = exp512(_mm512_sub_ps(v1, x1));
                 if (op == 2) v1 = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, y1 + m), _mm512_sub_ps(v1, x1));
                 if (op) _mm512_mask_storeu_ps(r1 + m, mk, v1);
-                hi = _mm512_and_si512(round_bits(v1), hmask);
             }
-            _mm512_storeu_si512(tmp + m, _mm512_maskz_mov_epi32(mk, _mm512_or_si512(lo, hi)));
+            __m512i w;
+            if (op == 1) /* e^x is never subnormal: VCVTNE2PS2BF16 rounds as round_bits does; v1 is 0 without r1 */
+                w = _mm512_permutexvar_epi16(inter, (__m512i)_mm512_cvtne2ps_pbh(v1, v0));
+            else
+                w = _mm512_or_si512(_mm512_srli_epi32(round_bits(v0), 16),
+                                    r1 ? _mm512_and_si512(round_bits(v1), hmask) : _mm512_setzero_si512());
+            _mm512_storeu_si512(tmp + m, _mm512_maskz_mov_epi32(mk, w));
         }
         for (int64_t p = 0; p < panels; p++) memcpy(dst + (p * kp + t) * W, tmp + p * W, (size_t)W * sizeof(uint32_t));
     }
