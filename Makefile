@@ -10,7 +10,7 @@ SAN     ?= 0
 BUILD   := build$(if $(filter 1,$(SAN)),-san,)
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
 
-PKGS    := libarchive msgpack libzstd libturbojpeg libavformat libavcodec libswscale libavutil libcjson yaml-0.1
+PKGS    := libarchive msgpack libzstd libturbojpeg libavformat libavcodec libswscale libavutil libcjson yaml-0.1 sqlite3
 DEPS_OK := $(shell pkg-config --exists $(PKGS) 2>/dev/null && command -v ffmpeg >/dev/null && \
              test -e /usr/include/x86_64-linux-gnu/cblas.h -o -e /usr/include/cblas.h && \
              command -v mpicc >/dev/null && echo yes)

@@ -1,12 +1,14 @@
 /* dfm-shard — write a sample stream into numbered WebDataset tar shards with an index, or
  * (--cat) stream shards back out, or (--list) describe samples, or (--merge-index) write one
- * index over the parts of a split run. Thin: the work is lib/io/shard.c, lib/io/shard_merge.c
+ * index over the parts of a split run, or (--energon, --energon-prepare) make a series a prepared
+ * Megatron-Energon dataset. Thin: the work is lib/io/shard.c, lib/io/shard_merge.c, lib/io/energon.c
  * and lib/io/stream_map.c. */
 #include "base/cli.h"
 #include "base/error.h"
 #include "base/log.h"
 #include "dist/dist.h"
 #include "io/describe.h"
+#include "io/energon.h"
 #include "io/shard.h"
 #include "io/stream_map.h"
 
@@ -22,6 +24,7 @@ static const char usage[] =
     "       dfm-shard --cat [options] [SHARD...] > samples\n"
     "       dfm-shard --list [SHARD...]\n"
     "       dfm-shard --merge-index DIR [PART_DIR...]\n"
+    "       dfm-shard --energon-prepare DIR\n"
     "Split a sample stream (msgpack or tar, from INPUT files or stdin) into WebDataset tar\n"
     "shards named by PATTERN, e.g. out/train-%06d.tar or out/train-%06d.tar.zst, with\n"
     "index.json beside them; or stream shards back out with --cat.\n"
@@ -44,6 +47,14 @@ static const char usage[] =
     "  --merge-index DIR           write DIR/index.json over the parts' indexes: every\n"
     "                              DIR/part-K-of-N/index.json (all N parts, complete), or those\n"
     "                              of the PART_DIRs named\n"
+    "  --energon                   also make the output a prepared Megatron-Energon dataset:\n"
+    "                              .nv-meta/ and NAME.tar.idx beside each shard (plain .tar\n"
+    "                              only), written once the run ends cleanly; with --merge-index\n"
+    "                              over the merged DIR\n"
+    "  --energon-prepare DIR       the same for the shards DIR/index.json lists (a finished\n"
+    "                              series or a --merge-index of parts), no energon prepare run\n"
+    "  --energon-split W           train,val,test weights over the shards, e.g. 8,1,1\n"
+    "                              (default: every shard in train)\n"
     "  --cat                       read SHARD... (tar, tar.zst or msgpack; stdin when none)\n"
     "                              and write them as one stream\n"
     "  --format msgpack|tar|tar.zst  framing for --cat output (default msgpack)\n"
@@ -56,14 +67,31 @@ static const char usage[] =
     "  -h, --help                  this help;  --version  print the version\n";
 
 enum { O_MAXC = 256, O_MAXS, O_BYB, O_ZL, O_CAT, O_LIST, O_FORMAT, O_STRICT, O_FORCE, O_VERSION,
-       O_OVERWRITE, O_PROGRESS, O_PART, O_MERGE, O_RESUME };
+       O_OVERWRITE, O_PROGRESS, O_PART, O_MERGE, O_RESUME, O_ENERGON, O_EN_PREP, O_EN_SPLIT };
 static const struct option longopts[] = {
     {"output", 1, 0, 'o'},     {"max-count", 1, 0, O_MAXC}, {"max-size", 1, 0, O_MAXS},
     {"by-bucket", 0, 0, O_BYB}, {"zstd-level", 1, 0, O_ZL}, {"cat", 0, 0, O_CAT}, {"list", 0, 0, O_LIST},
     {"format", 1, 0, O_FORMAT}, {"strict", 0, 0, O_STRICT}, {"force", 0, 0, O_FORCE},
     {"quiet", 0, 0, 'q'},      {"help", 0, 0, 'h'},         {"version", 0, 0, O_VERSION},
     {"overwrite", 0, 0, O_OVERWRITE}, {"progress", 0, 0, O_PROGRESS}, {"part", 1, 0, O_PART},
-    {"merge-index", 1, 0, O_MERGE}, {"resume", 0, 0, O_RESUME}, {0, 0, 0, 0}};
+    {"merge-index", 1, 0, O_MERGE}, {"resume", 0, 0, O_RESUME},
+    {"energon", 0, 0, O_ENERGON}, {"energon-prepare", 1, 0, O_EN_PREP},
+    {"energon-split", 1, 0, O_EN_SPLIT}, {0, 0, 0, 0}};
+
+/* Write the Energon files for the series indexed in dir; 0 or DFM_EXIT_FAIL. */
+static int energon(const char *dir, const dfm_energon_opts *eo)
+{
+    dfm_energon_stats st;
+    if (dfm_energon_prepare(dir, eo, &st)) {
+        dfm_log_error("%s", dfm_errmsg());
+        return DFM_EXIT_FAIL;
+    }
+    fprintf(stderr, "%s: energon: %d shard%s (train %d, val %d, test %d), %llu sample%s, in '%s/.nv-meta'%s\n",
+            dfm_prog(), st.shards, st.shards == 1 ? "" : "s", st.split_shards[0], st.split_shards[1],
+            st.split_shards[2], (unsigned long long)st.samples, st.samples == 1 ? "" : "s", dir,
+            st.dataset_yaml_kept ? " (its dataset.yaml kept)" : "");
+    return DFM_EXIT_OK;
+}
 
 static int put(void *ctx, const dfm_sample *s) { return dfm_sharder_put(ctx, s); }
 
@@ -86,7 +114,9 @@ int main(int argc, char **argv)
     dfm_map_opts mo = {.progress = "samples"};
     int cat = 0, listing = 0, c, format = -1, shard_opts = 0, progress = 0, part_given = 0;
     dfm_part part = {0, 1, 0};
-    const char *merge = NULL;
+    const char *merge = NULL, *en_dir = NULL;
+    int en = 0, en_split = 0;
+    dfm_energon_opts eo = {{0}};
     static const char *const formats[] = {"msgpack", "tar", "tar.zst", NULL};
     while ((c = getopt_long(argc, argv, "o:qh", longopts, NULL)) != -1) {
         switch (c) {
@@ -102,6 +132,12 @@ int main(int argc, char **argv)
         case O_LIST: listing = 1; break;
         case O_PART: part = dfm_parse_part("--part", optarg), part_given = 1; break;
         case O_MERGE: merge = optarg; break;
+        case O_ENERGON: en = 1; break;
+        case O_EN_PREP: en_dir = optarg; break;
+        case O_EN_SPLIT:
+            if (dfm_energon_parse_split(optarg, eo.split)) dfm_usage_error("--energon-split: %s", dfm_errmsg());
+            en_split = 1;
+            break;
         case O_FORMAT: format = dfm_parse_choice("--format", optarg, formats); break;
         case O_STRICT: mo.strict = 1; break;
         case O_FORCE: mo.force = 1; break;
@@ -111,6 +147,14 @@ int main(int argc, char **argv)
         default: dfm_usage_bad_option(argc, argv, longopts);
         }
     }
+    if (en_split && !en && !en_dir) dfm_usage_error("--energon-split goes with --energon or --energon-prepare");
+    if (en_dir) {
+        if (so.pattern || cat || listing || shard_opts || part_given || format >= 0 || merge || en ||
+            optind < argc)
+            dfm_usage_error("--energon-prepare DIR takes no other mode, shard option or input");
+        return energon(en_dir, &eo);
+    }
+    if (en && (cat || listing)) dfm_usage_error("--energon is for writing shards (-o) or --merge-index");
     if (merge) {
         if (so.pattern || cat || listing || shard_opts || part_given || format >= 0)
             dfm_usage_error("--merge-index DIR [PART_DIR...] takes no other mode or shard option");
@@ -122,7 +166,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: merged %d part%s: %d shard%s, %llu sample%s, in '%s/index.json'\n",
                 dfm_prog(), m.parts, m.parts == 1 ? "" : "s", m.shards, m.shards == 1 ? "" : "s",
                 (unsigned long long)m.samples, m.samples == 1 ? "" : "s", merge);
-        return DFM_EXIT_OK;
+        return en ? energon(merge, &eo) : DFM_EXIT_OK;
     }
     if (part.is_auto) { /* the launcher's rank and size; 0/1 without one */
         dfm_dist_env env;
@@ -165,6 +209,9 @@ int main(int argc, char **argv)
     if (dfm_shard_part_pattern(so.pattern, &part, part_pattern, sizeof part_pattern))
         dfm_usage_error("%s", dfm_errmsg());
     so.pattern = part_pattern;
+    size_t plen = strlen(so.pattern);
+    if (en && plen > 8 && !strcmp(so.pattern + plen - 8, ".tar.zst"))
+        dfm_usage_error("--energon: Energon reads plain .tar shards only; use a .tar pattern");
     dfm_sharder *sh;
     int rc = dfm_sharder_new(&sh, &so);
     if (rc == DFM_E_ARG) dfm_usage_error("%s", dfm_errmsg());
@@ -200,5 +247,12 @@ int main(int argc, char **argv)
                  counts.written - in_shards == 1 ? "" : "s");
     counts.written = in_shards;
     dfm_summary(&counts, extra);
+    if (en && status == 0) { /* the Energon files over the whole series (index.json's directory) */
+        const char *slash = strrchr(so.pattern, '/');
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - so.pattern) + (slash == so.pattern) : 1,
+                 slash ? so.pattern : ".");
+        status = energon(dir, &eo);
+    }
     return status;
 }

@@ -6,7 +6,7 @@
 # Run as root; a non-root user is told the exact command to run instead.
 set -eu
 PKGS="build-essential pkg-config libarchive-dev libmsgpack-dev libzstd-dev libturbojpeg0-dev
-libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libcjson-dev libyaml-dev libopenblas-dev ffmpeg zstd
+libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libcjson-dev libyaml-dev libsqlite3-dev libopenblas-dev ffmpeg zstd
 python3 openmpi-bin libopenmpi-dev"
 [ "${1:-}" = --fuzz ] && PKGS="$PKGS clang libclang-rt-dev" # libFuzzer is in the latter
 missing=""
