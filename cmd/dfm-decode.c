@@ -4,6 +4,7 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "dist/dist.h"
+#include "data/bucketize.h"
 #include "data/decode_run.h"
 #include "io/stream.h"
 
@@ -46,6 +47,9 @@ static const char usage[] =
     "                              those found, in walk order: N runs with 0/N ... N-1/N decode\n"
     "                              each file once. auto: K/N from the launcher (mpirun, srun;\n"
     "                              0/1 with none)\n"
+    "  --skip-done DIR             leave out the files whose samples are all in DIR's complete\n"
+    "                              shards already (DIR as in dfm-shard -o DIR/...; with\n"
+    "                              dfm-shard --resume, a killed run goes on where it stopped)\n"
     "Output:\n"
     "  -o, --output FILE           write to FILE (atomically) instead of stdout\n"
     "  --format msgpack|tar|tar.zst  stream framing (default msgpack)\n"
@@ -57,7 +61,8 @@ static const char usage[] =
     "  -h, --help                  this help;  --version  print the version\n";
 
 enum { O_CAPTIONS = 256, O_FIELD, O_FRAMES, O_MAXF, O_CLIP, O_FPS, O_MODE, O_MAXPIX, O_STRICT,
-       O_FORMAT, O_FORCE, O_VERSION, O_MINSIZE, O_DAMAGED, O_PROGRESS, O_PART };
+       O_FORMAT, O_FORCE, O_VERSION, O_MINSIZE, O_DAMAGED, O_PROGRESS, O_PART, O_SKIPDONE,
+       O_PRESET, O_MULT };
 
 static const struct option longopts[] = {
     {"captions", 1, 0, O_CAPTIONS}, {"caption-field", 1, 0, O_FIELD}, {"frames", 1, 0, O_FRAMES},
@@ -67,6 +72,8 @@ static const struct option longopts[] = {
     {"threads", 1, 0, 'j'},         {"quiet", 0, 0, 'q'},             {"help", 0, 0, 'h'},
     {"version", 0, 0, O_VERSION},   {"min-size", 1, 0, O_MINSIZE},    {"accept-damaged", 0, 0, O_DAMAGED},
     {"null", 0, 0, '0'},            {"progress", 0, 0, O_PROGRESS},   {"part", 1, 0, O_PART},
+    {"skip-done", 1, 0, O_SKIPDONE},
+    {"preset", 1, 0, O_PRESET},     {"multiple", 1, 0, O_MULT},
     {0, 0, 0, 0}};
 
 int main(int argc, char **argv)
@@ -75,8 +82,11 @@ int main(int argc, char **argv)
     dfm_decode_opts d = {0};
     dfm_ingest_opts_default(&d.ingest);
     dfm_caption_opts *copts = &d.captions;
-    const char *output = NULL;
-    int format = 0, force = 0, nul = 0, c;
+    const char *output = NULL, *skip_done = NULL;
+    int format = 0, force = 0, nul = 0, c, multiple = 0;
+    dfm_bucket_opts hint;
+    dfm_bucket_opts_default(&hint);
+    hint.max_pixels = 0;
     static const char *const clips[] = {"spread", "begin", "middle", NULL};
     static const char *const modes[] = {"video", "frames", NULL};
     static const char *const formats[] = {"msgpack", "tar", "tar.zst", NULL};
@@ -96,6 +106,13 @@ int main(int argc, char **argv)
         case O_PROGRESS: dfm_progress_mode(DFM_PROGRESS_ON); break;
         case O_STRICT: d.strict = 1; break;
         case O_PART: d.part = dfm_parse_part("--part", optarg); break;
+        case O_PRESET:
+            if ((hint.max_pixels = dfm_bucket_preset_pixels(optarg)) < 0)
+                dfm_usage_error("unknown --preset '%s' (choose 256p, 512p, 768p, 1024p or 1536p)", optarg);
+            d.ingest.hint_name = optarg;
+            break;
+        case O_MULT: multiple = (int)dfm_parse_long("--multiple", optarg, 1, 1024); break;
+        case O_SKIPDONE: skip_done = optarg; break;
         case 'o': output = optarg; break;
         case O_FORMAT: format = dfm_parse_choice("--format", optarg, formats); break;
         case O_FORCE: force = 1; break;
@@ -112,11 +129,31 @@ int main(int argc, char **argv)
         if (dfm_dist_launcher(&env) || dfm_part_auto(&d.part, env.rank, env.size))
             dfm_usage_error("--part auto: %s", dfm_errmsg());
     }
+    dfm_bucketer *hint_b = NULL;
+    if (multiple && !hint.max_pixels) dfm_usage_error("--multiple goes with --preset");
+    if (hint.max_pixels) {
+        if (multiple) hint.multiple = multiple;
+        if (dfm_bucketer_new(&hint_b, &hint)) dfm_usage_error("--preset: %s", dfm_errmsg());
+        d.ingest.hint = hint_b;
+    }
     if (copts->manifest && access(copts->manifest, R_OK) != 0)
         dfm_usage_error("cannot read the caption manifest '%s'", copts->manifest);
 
     dfm_counts counts;
     dfm_counts_init(&counts);
+    dfm_done_keys *done = NULL; /* --skip-done: read before anything is written */
+    dfm_decode_skipped skipped = {0};
+    if (skip_done) {
+        if (dfm_done_keys_load(&done, skip_done)) {
+            dfm_log_error("--skip-done '%s': %s", skip_done, dfm_errmsg());
+            dfm_summary(&counts, NULL);
+            return DFM_EXIT_FAIL;
+        }
+        dfm_log_info("%llu samples in %d complete shard%s in '%s'", (unsigned long long)dfm_done_keys_count(done),
+                     dfm_done_keys_shards(done), dfm_done_keys_shards(done) == 1 ? "" : "s", skip_done);
+        d.done = done;
+        d.skipped_done = &skipped;
+    }
     dfm_output out;
     dfm_writer *w = NULL;
     dfm_decoder *dec = NULL;
@@ -158,6 +195,16 @@ int main(int argc, char **argv)
         dfm_log_error("%s", dfm_errmsg());
         failed = 1;
     }
-    dfm_summary(&counts, NULL);
+    char extra[256] = "";
+    if (done) {
+        int n = snprintf(extra, sizeof extra, "%llu input%s already in '%s' skipped",
+                         (unsigned long long)skipped.inputs, skipped.inputs == 1 ? "" : "s", skip_done);
+        if (skipped.samples)
+            snprintf(extra + n, sizeof extra - (size_t)n, ", %llu sample%s already there dropped",
+                     (unsigned long long)skipped.samples, skipped.samples == 1 ? "" : "s");
+    }
+    dfm_summary(&counts, done ? extra : NULL);
+    dfm_done_keys_free(done);
+    dfm_bucketer_free(hint_b);
     return failed ? DFM_EXIT_FAIL : DFM_EXIT_OK;
 }

@@ -24,6 +24,9 @@ struct dfm_decoder {
     int strict, failed;
     dfm_part part;
     uint64_t found; /* media files found so far, in every part */
+    const dfm_done_keys *done; /* --skip-done */
+    dfm_decode_skipped *skipped_done, skipped_local;
+    dfm_strset bases; /* with done: the key bases of the files seen, to tell repeats */
 };
 typedef struct dfm_decoder run;
 
@@ -35,6 +38,7 @@ typedef struct {
     dfm_captions caps;
     dfm_sample *samples;
     int n, cap, rc;
+    int filter; /* drop the samples whose key is done */
     char err[1024];
 } job;
 
@@ -97,6 +101,10 @@ static int job_done(void *ctx, void *arg)
     }
     for (int i = 0; i < j->n && !rc; i++) {
         rc = unique_key(r, &j->samples[i]);
+        if (!rc && j->filter && dfm_done_keys_has(r->done, j->samples[i].key)) {
+            r->skipped_done->samples++; /* in DIR already */
+            continue;
+        }
         if (!rc) rc = dfm_writer_put(r->out, &j->samples[i]);
         if (!rc) r->counts->written++;
         if (rc && rc != DFM_E_NOMEM && !dfm_writer_error(r->out)) { /* this sample refused; the writer goes on */
@@ -114,10 +122,38 @@ static int job_done(void *ctx, void *arg)
     return rc;
 }
 
+/* --skip-done: whether the file at source name `name` is done (skip), or must be decoded with
+ * its done samples dropped (filter); see decode_run.h. */
+static int skip_done(run *r, const char *name, int *skip, int *filter)
+{
+    char *base = dfm_key_escape(name);
+    if (!base) return dfm_fail(DFM_E_NOMEM, "out of memory");
+    size_t first;
+    int frontier;
+    size_t n = dfm_done_keys_base(r->done, base, &first, &frontier);
+    int added = dfm_strset_add(&r->bases, base);
+    int rc = added < 0 ? added : 0;
+    if (!rc && n > 0 && (frontier || added == 0)) *filter = 1;
+    else if (!rc && n > 0) { /* all done: its keys are taken, as if it had been written */
+        for (size_t i = 0; i < n && !rc; i++)
+            if (dfm_strset_add(&r->keys, dfm_done_keys_at(r->done, first + i)) < 0) rc = DFM_E_NOMEM;
+        *skip = 1;
+        r->skipped_done->inputs++;
+    }
+    free(base);
+    return rc;
+}
+
 static int on_file(void *ctx, const char *path, const char *name, dfm_media_kind kind)
 {
     run *r = ctx;
     if (!dfm_part_takes(&r->part, r->found++)) return 0; /* another part's file */
+    int filter = 0;
+    if (r->done) {
+        int skip = 0;
+        int rc = skip_done(r, name, &skip, &filter);
+        if (rc || skip) return rc;
+    }
     r->counts->read++;
     dfm_progress(r->counts->read, 0, "files");
     job *j = calloc(1, sizeof *j);
@@ -125,7 +161,7 @@ static int on_file(void *ctx, const char *path, const char *name, dfm_media_kind
         if (j) free(j->path), free(j);
         return dfm_fail(DFM_E_NOMEM, "out of memory");
     }
-    j->r = r, j->kind = kind;
+    j->r = r, j->kind = kind, j->filter = filter;
     int rc = dfm_captions_find(r->cap, path, &j->caps);
     if (rc) {
         job_free(j);
@@ -166,6 +202,8 @@ int dfm_decoder_new(dfm_decoder **out, const dfm_decode_opts *o, dfm_writer *w, 
     r->counts = counts;
     r->strict = o->strict;
     r->part = o->part;
+    r->done = o->done;
+    r->skipped_done = o->skipped_done ? o->skipped_done : &r->skipped_local;
     /* Files decode in parallel (jobs at a time); each video decoder gets the cores left over
      * (at least one thread), so the machine is busy without oversubscribing it. */
     int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -197,6 +235,7 @@ int dfm_decoder_finish(dfm_decoder *r, int *failed)
                      r->found == 1 ? "" : "s");
     dfm_captioner_free(r->cap);
     dfm_strset_free(&r->keys);
+    dfm_strset_free(&r->bases);
     free(r);
     return rc == DFM_E_PIPE ? rc : 0;
 }

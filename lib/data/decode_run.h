@@ -5,6 +5,17 @@
  * path and reason and counted as skipped; the others go through, unless strict. With a part
  * (base/part.h), only every n-th media file is captioned and decoded; the walk is the same in
  * every part, so the parts 0/N ... N-1/N together decode each file exactly once.
+ *
+ * Skipping what is done (dfm-decode --skip-done DIR, io/shard_keys.h): a file is looked up by its
+ * key's base, dfm_key_escape(source name), before its captions are found or it is decoded:
+ *   - no key of that base in DIR's complete shards: decoded as usual;
+ *   - some, and the base is not a frontier base nor a repeat of an earlier file of this run:
+ *     every sample of the file is taken to be done (a file's samples are consecutive in one
+ *     series, so only a series' last shard can hold part of a file), and the file is skipped
+ *     without being read: counted in skipped_done->inputs, not in counts->read;
+ *   - some, at the frontier or a repeat: decoded, and its samples whose (unique) key is in DIR
+ *     are dropped (skipped_done->samples); the rest are written.
+ * Skipped files' keys still count for "@dupN", so the keys are those of one uninterrupted run.
  */
 #ifndef DFM_DATA_DECODE_RUN_H
 #define DFM_DATA_DECODE_RUN_H
@@ -12,7 +23,13 @@
 #include "base/part.h"
 #include "data/captions.h"
 #include "data/ingest.h"
+#include "io/shard_keys.h"
 #include "io/stream.h"
+
+typedef struct {
+    uint64_t inputs;  /* files skipped without being read: all their samples are done */
+    uint64_t samples; /* samples dropped from files decoded again (frontier, repeats) */
+} dfm_decode_skipped;
 
 typedef struct {
     dfm_ingest_opts ingest;     /* ingest.threads is set from jobs */
@@ -22,6 +39,8 @@ typedef struct {
     dfm_part part;              /* decode only the media files of this part: the i-th file found
                                  * (0-based, in walk order over all PATHs) when i mod n == k;
                                  * zeroed: every file */
+    const dfm_done_keys *done;  /* --skip-done: the keys already in shards (see above); NULL: none */
+    dfm_decode_skipped *skipped_done; /* may be NULL: what done made the run leave out */
 } dfm_decode_opts;
 
 typedef struct dfm_decoder dfm_decoder;
