@@ -82,6 +82,20 @@ int dfm_bucketer_list(const dfm_bucketer *b, const dfm_wh **out)
     return b->n;
 }
 
+static int pick(const dfm_bucketer *b, int W, int H)
+{
+    if (b->o.method == DFM_BUCKETS_LOG) return dfm_bucket_pick_log_ar(b->ratios, b->n, W, H);
+    return dfm_bucket_pick_nearest_ar(b->buckets, b->n, W, H);
+}
+
+void dfm_bucketer_cover_size(const dfm_bucketer *b, int W, int H, int *rw, int *rh, int *id)
+{
+    int i = pick(b, W, H), left, top;
+    if (i < 0) i = 0;
+    dfm_cover_crop(W, H, b->buckets[i].w, b->buckets[i].h, rw, rh, &left, &top);
+    if (id) *id = i;
+}
+
 static int target_frames(const dfm_bucket_opts *o, int F)
 {
     switch (o->frame_rule) {
@@ -125,9 +139,7 @@ int dfm_bucketize(dfm_bucketer *b, dfm_sample *s)
         return dfm_fail(DFM_E_SKIP, "clip of %lld frames is too short", (long long)F);
     }
 
-    int id;
-    if (b->o.method == DFM_BUCKETS_LOG) id = dfm_bucket_pick_log_ar(b->ratios, b->n, (int)W, (int)H);
-    else id = dfm_bucket_pick_nearest_ar(b->buckets, b->n, (int)W, (int)H);
+    int id = pick(b, (int)W, (int)H);
     int tw = b->buckets[id].w, th = b->buckets[id].h, rw, rh, left, top;
     dfm_cover_crop((int)W, (int)H, tw, th, &rw, &rh, &left, &top);
 

@@ -38,6 +38,11 @@ void dfm_bucketer_free(dfm_bucketer *b);
 /* The bucket list (for --list-buckets and the man page). */
 int dfm_bucketer_list(const dfm_bucketer *b, const dfm_wh **out);
 
+/* The size dfm_bucketize scales W x H frames to before its centre crop ("resized_width" and
+ * "resized_height" in its json): the chosen bucket, covered. The bucket id goes to *id (may be
+ * NULL). dfm-decode's size hint (--preset) decodes straight to this size. */
+void dfm_bucketer_cover_size(const dfm_bucketer *b, int W, int H, int *rw, int *rh, int *id);
+
 /* Transform s in place. Returns 0, DFM_E_SKIP (clip too short for every frame bucket) or another
  * negative code; the reason is in dfm_errmsg(). On error s is left unchanged. */
 int dfm_bucketize(dfm_bucketer *b, dfm_sample *s);

@@ -52,7 +52,8 @@ static char *make_key(const char *name, int caption_i, int64_t frame)
 typedef struct {
     const char *name;
     const char *kind;
-    int width, height;
+    int width, height;    /* the source's displayed size (json) */
+    int fw, fh;           /* the frames' size: the same, or smaller with a size hint */
     int64_t source_frames;
     double source_fps, fps;
     const dfm_captions *caps;
@@ -85,7 +86,7 @@ static int emit_all(const meta_common *m, const uint8_t *rgb, uint8_t *npy, size
             npy = NULL;
         } else if (!rc) {
             rc = npy ? dfm_sample_set(&s, "frames.npy", npy, npy_len)
-                     : set_frames(&s, rgb, F, m->height, m->width);
+                     : set_frames(&s, rgb, F, m->fh, m->fw);
         }
         cJSON *j = rc ? NULL : cJSON_CreateObject();
         if (!rc && !j) rc = dfm_fail(DFM_E_NOMEM, "out of memory");
@@ -158,6 +159,8 @@ static int ingest_image(const dfm_ingest_opts *o, const char *path, meta_common 
     if (rc) return rc;
     m->width = img.w;
     m->height = img.h;
+    m->fw = img.w;
+    m->fh = img.h;
     m->source_frames = 1;
     cJSON_AddStringToObject(m->extra, "format", dfm_image_type_name(im.type));
     if (im.orientation > 1) cJSON_AddNumberToObject(m->extra, "exif_orientation", im.orientation);
@@ -197,6 +200,29 @@ static void video_meta(const dfm_video_info *vi, meta_common *m, const dfm_inges
         cJSON_AddNumberToObject(m->extra, "container_frames", (double)vi->container_frames);
 }
 
+/* The size hint: decode to the size dfm-bucket scales these frames to before its crop, when
+ * that is smaller than the source and dfm-bucket, seeing frames of that size, would choose the
+ * same bucket and the same size again (so its json is the exact path's; else, in a near tie
+ * between two buckets' ratios, the frames stay exact). */
+static int apply_hint(const dfm_ingest_opts *o, dfm_video *v, meta_common *m)
+{
+    int rw, rh, id, rw2, rh2, id2;
+    dfm_bucketer_cover_size(o->hint, m->width, m->height, &rw, &rh, &id);
+    if (rw > m->width || rh > m->height || (rw == m->width && rh == m->height)) return 0; /* never up */
+    dfm_bucketer_cover_size(o->hint, rw, rh, &rw2, &rh2, &id2);
+    if (id2 != id || rw2 != rw || rh2 != rh) return 0;
+    int rc = dfm_video_set_output_size(v, rw, rh);
+    if (rc < 0) return rc;
+    m->fw = rw;
+    m->fh = rh;
+    cJSON *sc = cJSON_AddObjectToObject(m->extra, "scaled");
+    if (!sc) return dfm_fail(DFM_E_NOMEM, "out of memory");
+    cJSON_AddNumberToObject(sc, "width", rw);
+    cJSON_AddNumberToObject(sc, "height", rh);
+    cJSON_AddStringToObject(sc, "hint", o->hint_name ? o->hint_name : "");
+    return 0;
+}
+
 static int ingest_video(const dfm_ingest_opts *o, const char *path, meta_common *m,
                         dfm_emit_fn emit, void *ctx)
 {
@@ -214,7 +240,13 @@ static int ingest_video(const dfm_ingest_opts *o, const char *path, meta_common 
         dfm_video_close(v);
         return rc;
     }
-    const size_t fsz = (size_t)m->width * m->height * 3;
+    m->fw = m->width;
+    m->fh = m->height;
+    if (o->hint && (rc = apply_hint(o, v, m)) < 0) {
+        dfm_video_close(v);
+        return rc;
+    }
+    const size_t fsz = (size_t)m->fw * m->fh * 3;
     int64_t *idx = NULL;
     uint8_t *npy = NULL, *rgb = NULL;
     size_t hdr = 0, total = 0;
@@ -228,7 +260,7 @@ static int ingest_video(const dfm_ingest_opts *o, const char *path, meta_common 
         if ((rc = n = plan_frames(o, v, &idx)) < 0) break;
         if (o->mode == DFM_INGEST_VIDEO) {
             /* Decode straight into the frames.npy buffer: a clip is large, copy it no more. */
-            int64_t shape[4] = {n, m->height, m->width, 3};
+            int64_t shape[4] = {n, m->fh, m->fw, 3};
             rc = dfm_npy_header(DFM_NPY_U8, 4, shape, &npy, &hdr);
             if (!rc && !dfm_mul_ok(fsz, (size_t)n, &total)) rc = dfm_fail(DFM_E_LIMIT, "%d frames are too large", n);
             uint8_t *grown = rc ? NULL : dfm_realloc(npy, hdr + total + 1);

@@ -9,6 +9,7 @@
 #ifndef DFM_DATA_INGEST_H
 #define DFM_DATA_INGEST_H
 #include <stdint.h>
+#include "data/bucketize.h"
 #include "data/captions.h"
 #include "data/discover.h"
 #include "data/frames.h"
@@ -28,6 +29,10 @@ typedef struct {
                            * "Corrupt JPEG data" / "Premature end" warnings); default: skip them */
     uint64_t max_bytes;   /* refuse image files larger than this (default 1 GiB) */
     int threads;          /* decoder threads (0 = one per core) */
+    const dfm_bucketer *hint; /* videos: the buckets dfm-bucket will use (NULL = none): each
+                           * frame is scaled down as it is decoded to the size dfm-bucket would
+                           * scale it to before its crop (never up); json "scaled" says so */
+    const char *hint_name; /* how the hint was given, for json (e.g. "512p") */
 } dfm_ingest_opts;
 
 void dfm_ingest_opts_default(dfm_ingest_opts *o);

@@ -13,7 +13,9 @@
  * numbers of frame threads, so once the decoder reports damage the read starts over on a single
  * thread: the same file gives the same frames whatever the machine or -j. The display matrix is honoured:
  * a clip tagged as rotated by 90/180/270 degrees comes out turned the way players show it
- * (info.width/height are the displayed size). A request for an index before the current
+ * (info.width/height are the displayed size). With an output size set, libswscale scales each
+ * coded frame down to it (swapped for a quarter turn) in its colour-conversion pass and the
+ * small frame is turned. A request for an index before the current
  * position reopens the file (no seeking: exact indices matter more than speed there).
  * Not here: choosing frames (data/frames.h), resizing (resample.h), audio, seeking by time,
  * hardware decoders, reading from memory (AVIO callbacks).
@@ -47,6 +49,7 @@ struct dfm_video {
     dfm_rgb_conv conv;   /* RGB conversion kept between frames */
     int cw, ch;          /* stored (coded) size, before rotation */
     int orientation;     /* EXIF-style orientation from the display matrix, 1 = none */
+    int ow, oh;          /* output size, display orientation (info's size unless scaled down) */
     int64_t next_index;  /* index of the next frame the decoder will hand out */
     int flushing, ended; /* sent the NULL packet / decoder drained */
     double *times;       /* info.nframes display times in seconds from the first, or NULL */
@@ -259,6 +262,8 @@ int dfm_video_open(dfm_video **out, const char *path, int threads, uint64_t max_
     dfm_video_info *in = &v->info;
     in->width = v->orientation >= 5 ? v->ch : v->cw;
     in->height = v->orientation >= 5 ? v->cw : v->ch;
+    v->ow = in->width;
+    v->oh = in->height;
     AVRational fr = av_guess_frame_rate(v->fmt, st, NULL);
     in->nominal_fps = fr.num > 0 && fr.den > 0 ? av_q2d(fr) : 0;
     in->container_frames = st->nb_frames > 0 ? st->nb_frames : 0;
@@ -323,21 +328,27 @@ static int next_frame(dfm_video *v)
     }
 }
 
-/* Store v->frame as display-oriented RGB at dst (info.width x info.height). */
+/* Store v->frame as display-oriented RGB at dst (ow x oh). */
 static int store_frame(dfm_video *v, uint8_t *dst)
 {
     const AVFrame *f = v->frame;
     if (v->max_pixels && (uint64_t)f->width * f->height > v->max_pixels)
         return dfm_fail(DFM_E_LIMIT, "a %dx%d frame is over the pixel limit", f->width, f->height);
+    /* the size to convert the coded frame to: the output size before the turn */
+    const int tw = v->orientation >= 5 ? v->oh : v->ow, th = v->orientation >= 5 ? v->ow : v->oh;
+    /* scaled: accurate rounding and full-resolution chroma in the output (without them the
+     * downscaled chroma of saturated edges is off by up to ~200 levels); exact size: the fast
+     * path, identical to the ffmpeg CLI's rgb24 */
+    const int scaled = tw != v->cw || th != v->ch;
     int rc;
     if (v->orientation == 1) {
-        rc = dfm_av_frame_to_rgb(f, &v->conv, 0, dst, v->cw, v->ch, NULL);
+        rc = dfm_av_frame_to_rgb(f, &v->conv, scaled, dst, tw, th, NULL);
     } else {
-        size_t n = (size_t)v->cw * v->ch * 3;
+        size_t n = (size_t)tw * th * 3;
         uint8_t *tmp = malloc(n), *rot = NULL;
         if (!tmp) return dfm_fail(DFM_E_NOMEM, "out of memory");
-        rc = dfm_av_frame_to_rgb(f, &v->conv, 0, tmp, v->cw, v->ch, NULL);
-        if (rc == 0 && (rc = dfm_rgb_orient(tmp, v->cw, v->ch, v->orientation, &rot, NULL, NULL)) == 0) {
+        rc = dfm_av_frame_to_rgb(f, &v->conv, scaled, tmp, tw, th, NULL);
+        if (rc == 0 && (rc = dfm_rgb_orient(tmp, tw, th, v->orientation, &rot, NULL, NULL)) == 0) {
             memcpy(dst, rot, n);
             free(rot);
         }
@@ -379,6 +390,17 @@ static int fell_short(dfm_video *v, int64_t want)
                     (long long)want);
 }
 
+int dfm_video_set_output_size(dfm_video *v, int w, int h)
+{
+    if (!v) return dfm_fail(DFM_E_ARG, "video output size: no video");
+    if (w < 1 || h < 1 || w > v->info.width || h > v->info.height)
+        return dfm_fail(DFM_E_ARG, "video output size %dx%d: must be within the %dx%d frames (downscaling only)",
+                        w, h, v->info.width, v->info.height);
+    v->ow = w;
+    v->oh = h;
+    return 0;
+}
+
 int dfm_video_read_into(dfm_video *v, const int64_t *idx, int n, uint8_t *buf)
 {
     if (!v || n < 0 || (n > 0 && (!idx || !buf))) return dfm_fail(DFM_E_ARG, "video read: bad arguments");
@@ -389,7 +411,7 @@ int dfm_video_read_into(dfm_video *v, const int64_t *idx, int n, uint8_t *buf)
     if (idx[n - 1] >= v->info.nframes)
         return dfm_fail(DFM_E_ARG, "video read: asked for frame %lld of a clip of %lld frames",
                         (long long)idx[n - 1], (long long)v->info.nframes);
-    size_t fsz = (size_t)v->info.width * v->info.height * 3;
+    size_t fsz = (size_t)v->ow * v->oh * 3;
     int rc = 0;
 restart:
     if (idx[0] < v->next_index || (v->damaged && !v->single)) { /* going back: start over */
@@ -429,7 +451,7 @@ int dfm_video_read(dfm_video *v, const int64_t *idx, int n, uint8_t **out)
     if (!v || !out || n < 0) return dfm_fail(DFM_E_ARG, "video read: bad arguments");
     *out = NULL;
     if (n == 0) return 0;
-    size_t fsz = (size_t)v->info.width * v->info.height * 3, total;
+    size_t fsz = (size_t)v->ow * v->oh * 3, total;
     if (!dfm_mul_ok(fsz, (size_t)n, &total)) return dfm_fail(DFM_E_LIMIT, "video read: %d frames too large", n);
     uint8_t *buf = malloc(total);
     if (!buf) return dfm_fail(DFM_E_NOMEM, "video read: out of memory for %d frames", n);

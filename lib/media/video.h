@@ -3,8 +3,11 @@
  * Open a file, read its stream info and the timestamps of its frames, then decode the frames at a
  * sorted list of indices (0-based, in display order, repeats allowed) in one forward pass with
  * multithreaded decoding.
- * Memory: the selected frames plus the decoder's own buffers; never the whole clip.
- * Not here: which frames to take (data/frames.h), resizing (resample.h).
+ * Memory: the selected frames plus the decoder's own buffers; never the whole clip. With an
+ * output size set (dfm_video_set_output_size), each frame is scaled down as it is decoded, in
+ * the same libswscale pass as the colour conversion, so the selected frames are held at that
+ * size, not the source's.
+ * Not here: which frames to take (data/frames.h), exact (Pillow-parity) resizing (resample.h).
  */
 #ifndef DFM_MEDIA_VIDEO_H
 #define DFM_MEDIA_VIDEO_H
@@ -35,12 +38,19 @@ const dfm_video_info *dfm_video_get_info(const dfm_video *v);
 /* Presentation times of the frames in display order, seconds from the first one: nframes entries,
  * or NULL when the container gives no timestamps (then frame i is at i / fps). */
 const double *dfm_video_times(const dfm_video *v);
-/* Decode frames idx[0..n) (ascending, repeats allowed) into *out: n*H*W*3 bytes, malloc'd.
+/* Frames of later reads come out w x h (display orientation, i.e. after the rotation), scaled
+ * down from info.width x info.height with libswscale's antialiased bicubic filter fused with
+ * the RGB conversion (the rotation then turns the small frame). Downscaling only: 1 <= w <=
+ * info.width and 1 <= h <= info.height, else DFM_E_ARG; w = info.width and h = info.height is
+ * the exact path (the default). */
+int dfm_video_set_output_size(dfm_video *v, int w, int h);
+/* Decode frames idx[0..n) (ascending, repeats allowed) into *out: n*H*W*3 bytes, malloc'd, H x W
+ * the output size (info's display size unless dfm_video_set_output_size changed it).
  * When the stream ends before an index (damaged packets the decoder drops, a cut file), it has
  * decoded to the end and returns DFM_E_SHORT with nframes and the times corrected to what it
  * decoded: plan again with them and read again. */
 int dfm_video_read(dfm_video *v, const int64_t *idx, int n, uint8_t **out);
-/* The same, into a caller's buffer of n*H*W*3 bytes (e.g. just after an npy header). */
+/* The same, into a caller's buffer of n*H*W*3 bytes (output size) (e.g. just after an npy header). */
 int dfm_video_read_into(dfm_video *v, const int64_t *idx, int n, uint8_t *dst);
 void dfm_video_close(dfm_video *v);
 

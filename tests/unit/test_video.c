@@ -131,6 +131,38 @@ TEST(video_display_rotation)
     dfm_video_close(v);
 }
 
+/* The same clip scaled down as it is decoded (dfm_video_set_output_size): 24x32 displayed, the
+ * quadrants where they were; sizes over the display size or under 1 are refused. */
+TEST(video_output_size_rotated)
+{
+    char path[512];
+    fixture(path, sizeof path, "clip_rot90.mp4");
+    dfm_video *v = NULL;
+    CHECK_EQ(dfm_video_open(&v, path, 0, 0), 0);
+    if (!v) return;
+    CHECK_EQ(dfm_video_set_output_size(v, 49, 64), DFM_E_ARG);
+    CHECK_EQ(dfm_video_set_output_size(v, 48, 65), DFM_E_ARG);
+    CHECK_EQ(dfm_video_set_output_size(v, 0, 32), DFM_E_ARG);
+    CHECK_EQ(dfm_video_set_output_size(v, 24, 32), 0);
+    int64_t idx[] = {1, 2};
+    uint8_t *f = NULL;
+    CHECK_EQ(dfm_video_read(v, idx, 2, &f), 0);
+    if (f) {
+        const int pts[4][2] = {{6, 8}, {18, 8}, {6, 24}, {18, 24}};
+        const int want[4][3] = {{0, 255, 0}, {255, 255, 255}, {255, 0, 0}, {0, 0, 255}};
+        for (int k = 0; k < 2; k++)
+            for (int i = 0; i < 4; i++) {
+                const uint8_t *p = f + (size_t)k * 24 * 32 * 3 + ((size_t)pts[i][1] * 24 + pts[i][0]) * 3;
+                int ok = 1;
+                for (int c = 0; c < 3; c++) ok &= abs(p[c] - want[i][c]) <= 8;
+                if (!ok) fprintf(stderr, "  frame %d quadrant %d: (%d,%d,%d)\n", k, i, p[0], p[1], p[2]);
+                CHECK(ok);
+            }
+        free(f);
+    }
+    dfm_video_close(v);
+}
+
 TEST(video_errors)
 {
     char path[512], tmp[600];
