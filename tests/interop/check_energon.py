@@ -91,8 +91,13 @@ def main():
     print(f"check_energon: energon read {len(seen)} samples, fields {sorted(fields)}, bytes equal")
 
     if a.wids:
+        import tempfile
+        os.environ["WIDS_CACHE"] = tempfile.mkdtemp()  # wids copies local shards there
         import wids
-        ds = wids.ShardListDataset(os.path.join(a.dir, "index.json"))
+        # no transformations: the fields stay bytes, compared with the tar's. No cache_dir: wids
+        # would then name its copies by file name alone, and the shards of two buckets (or parts)
+        # with the same file name would collide (WIDS_CACHE names them by the whole url).
+        ds = wids.ShardListDataset(os.path.join(a.dir, "index.json"), transformations=[])
         if len(ds) != a.expect_samples:
             fail(f"wids sees {len(ds)} samples, want {a.expect_samples}")
         got = set()
@@ -106,7 +111,9 @@ def main():
                 v = s.get("." + f)
                 if v is None:
                     fail(f"wids sample {key!r} lacks .{f}")
-                if isinstance(v, (bytes, bytearray)) and bytes(v) != ref[key][f]:
+                if hasattr(v, "read"):
+                    v = v.read()
+                if bytes(v) != ref[key][f]:
                     fail(f"wids {key!r}.{f}: bytes differ from the tar's")
         if got != set(ref):
             fail("wids keys differ from the shards' keys")
