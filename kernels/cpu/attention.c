@@ -18,10 +18,11 @@
  * bf16 (attention.h): with AVX512_BF16 the same five GEMM shapes run on our own VDPBF16PS block
  * GEMM (gemm_dot below) over operands packed once as bf16 pairs into thread-local scratch (slot
  * 3): K and V of a (batch, head) once per thread while its units run on, Q_i and dO_i once per
- * block, P and dS once per product. Elsewhere the operands are rounded into scratch (P and dS in
- * place) and the sgemm calls stay.
- * Not here: an AVX-512 exp (the exps are a few percent of the time: the GEMMs dominate), the
- * bias's gradient, splitting one (batch, head) of the backward over threads. */
+ * block, P and dS once per product. The elementwise work rides on the packing there: the forward's
+ * exp(S - m) (an AVX-512 exp) is packed as P without an f32 P (pack_exp_12); the backward computes
+ * P = exp(S - lse) while packing P^T and dS = P (dP - D_i) while packing dS^T. Elsewhere the
+ * operands are rounded into scratch (P and dS in place) and the sgemm calls stay (AVX2 exp).
+ * Not here: the bias's gradient, splitting one (batch, head) of the backward over threads. */
 #include "cpu/attention.h"
 #include "base/error.h"
 #include "cpu/cpu.h"
@@ -530,8 +531,9 @@ static void finish_rows(const dfm_attn_args *a, int64_t b, int64_t h, int64_t i0
             if (lse) lse[r] = -INFINITY;
             continue;
         }
-        float inv = 1.0f / l[r];
-        for (int64_t e = 0; e < d; e++) orow[e] = o[r * d + e] * inv;
+        float inv = 1.0f / l[r], *restrict dst = orow; /* out is never the scratch accumulator */
+        const float *restrict src = o + r * d;
+        for (int64_t e = 0; e < d; e++) dst[e] = src[e] * inv;
         if (lse) lse[r] = m[r] + logf(l[r]);
     }
 }
