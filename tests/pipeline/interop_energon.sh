@@ -1,8 +1,9 @@
 # dfm-shard --energon: megatron-energon (the real package) opens our shards as they are, with no
 # `energon prepare` run, and the wids reader opens index.json.
-#   1. dfm-decode | dfm-bucket | dfm-shard --energon --by-bucket: Energon's loader reads every
-#      sample of the train split once, with the fields and bytes Python's tarfile finds in the
-#      shards (tests/interop/check_energon.py); wids reads the same samples over index.json
+#   1. dfm-decode | dfm-bucket | dfm-shard --energon --by-bucket, one key long enough for pax
+#      headers: Energon's loader reads every sample of the train split once, with the fields and
+#      bytes Python's tarfile finds in the shards (tests/interop/check_energon.py); wids reads
+#      the same samples over index.json (without the long key: wids reads ustar names only)
 #   2. the files equal what `energon prepare` itself writes over the same shards: every
 #      SHARD.tar.idx byte for byte, the index.sqlite rows, .info.json's shard_counts
 #   3. --energon-split 1,1,1 puts a third of the shards in each split; a split part of 3 runs
@@ -20,15 +21,26 @@ wids=""
 code() { set +e; "$@" > out 2> err; echo $?; set -e; }
 
 # 1. one series per bucket, several shards each
+# one key longer than a ustar name (100 bytes): its members get pax headers, which energon
+# prepare's offsets (and ours) must count as part of the sample
+long=a_directory_with_a_name_long_enough_that_the_escaped_sample_key_needs_a_pax_header_in_the_tar
+mkdir "$long"
+cp "$(ls "$M"/images/*.jpg | head -1)" "$long/"
 dfm-decode "$M/images" 2>/dev/null | dfm-bucket --preset 256p 2>/dev/null > s.mp
+dfm-decode "$M/images" "$long" 2>/dev/null | dfm-bucket --preset 256p 2>/dev/null > sl.mp
 n=$(dfm-shard --list s.mp 2>/dev/null | wc -l | tr -d ' ')
+nl=$(dfm-shard --list sl.mp 2>/dev/null | wc -l | tr -d ' ')
 [ "$n" -ge 6 ] || fail "want at least 6 samples from the test images, got $n"
-dfm-shard -o ds/train-%06d.tar --max-count 2 --by-bucket --energon s.mp 2> err || { cat err; fail "dfm-shard --energon"; }
-expect_grep "energon: [0-9]+ shards \(train [0-9]+, val 0, test 0\), $n samples, in 'ds/.nv-meta'" err
+expect_eq "samples with the long key" "$nl" $((n + 1))
+dfm-shard -o ds/train-%06d.tar --max-count 2 --by-bucket --energon sl.mp 2> err || { cat err; fail "dfm-shard --energon"; }
+expect_grep "energon: [0-9]+ shards \(train [0-9]+, val 0, test 0\), $nl samples, in 'ds/.nv-meta'" err
 for f in .info.json split.yaml dataset.yaml index.sqlite index.uuid; do
   [ -s "ds/.nv-meta/$f" ] || fail "ds/.nv-meta/$f missing"
 done
-"$py" "$check" ds --expect-samples "$n" --expect-fields txt,json,frames.npy $wids 2> err || { cat err; fail "energon/wids read"; }
+"$py" "$check" ds --expect-samples "$nl" --expect-fields txt,json,frames.npy 2> err || { cat err; fail "energon read"; }
+# wids (its tar indexer reads the 100-byte ustar name only, not a pax path: no long key here)
+dfm-shard -o w/train-%06d.tar --max-count 2 --by-bucket --energon s.mp 2> err || { cat err; fail "dfm-shard --energon"; }
+"$py" "$check" w --expect-samples "$n" --expect-fields txt,json,frames.npy $wids 2> err || { cat err; fail "energon/wids read"; }
 
 # 2. what energon prepare writes over the same shards
 mkdir ref
@@ -42,6 +54,7 @@ for t in $(cd ds && find . -name '*.tar'); do
   k=$((k + 1))
 done
 [ "$k" -ge 3 ] || fail "want at least 3 shards, got $k"
+for t in $(cd ds && find . -name '*.tar'); do tar -tvf "ds/$t"; done | grep -q "$long" || fail "no member of the long key"
 "$py" - <<'PY' || fail "index.sqlite or .info.json differs from energon prepare's"
 import json, sqlite3
 def rows(d):
