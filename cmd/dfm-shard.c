@@ -247,12 +247,16 @@ int main(int argc, char **argv)
                  counts.written - in_shards == 1 ? "" : "s");
     counts.written = in_shards;
     dfm_summary(&counts, extra);
+    const char *slash = strrchr(so.pattern, '/');
+    char dir[4096], info[4200];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - so.pattern) + (slash == so.pattern) : 1,
+             slash ? so.pattern : ".");
     if (en && status == 0) { /* the Energon files over the whole series (index.json's directory) */
-        const char *slash = strrchr(so.pattern, '/');
-        char dir[4096];
-        snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - so.pattern) + (slash == so.pattern) : 1,
-                 slash ? so.pattern : ".");
         status = energon(dir, &eo);
+    } else if (!en && snprintf(info, sizeof info, "%s/.nv-meta/.info.json", dir) > 0 &&
+               access(info, F_OK) == 0) {
+        dfm_log_warn("'%s' describes the shards of an earlier run, not this one's", info);
+        dfm_log_hint("make it this run's: dfm-shard --energon-prepare %s", dir);
     }
     return status;
 }
