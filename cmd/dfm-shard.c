@@ -214,6 +214,12 @@ int main(int argc, char **argv)
         dfm_usage_error("--energon: Energon reads plain .tar shards only; use a .tar pattern");
     dfm_sharder *sh;
     int rc = dfm_sharder_new(&sh, &so);
+    if (rc == DFM_E_ARG && so.resume && !strncmp(dfm_errmsg(), "cannot resume", 13)) {
+        dfm_log_error("%s", dfm_errmsg());
+        dfm_log_hint("rerun with the options the series was written with (dfm.options in its "
+                     "index.json), or --overwrite to start it again");
+        return DFM_EXIT_USAGE;
+    }
     if (rc == DFM_E_ARG) dfm_usage_error("%s", dfm_errmsg());
     if (rc) {
         dfm_log_error("%s", dfm_errmsg());

@@ -137,6 +137,7 @@ dfm-shard -q -o noidx/t-%06d.tar --resume < /dev/null 2>err; rc=$?
 set -e
 expect_eq "--resume without index: exit" $rc 2
 expect_grep "no index.json" err
+expect_grep "^hint: rerun with the options the series was written with" err
 dfm-shard -q -o new/t-%06d.tar --max-count 5 --resume s 2>/dev/null
 same_as_ref new
 # --skip-done on a directory that does not exist skips nothing
