@@ -4,6 +4,7 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "dist/dist.h"
+#include "data/bucketize.h"
 #include "data/decode_run.h"
 #include "io/stream.h"
 
@@ -60,7 +61,8 @@ static const char usage[] =
     "  -h, --help                  this help;  --version  print the version\n";
 
 enum { O_CAPTIONS = 256, O_FIELD, O_FRAMES, O_MAXF, O_CLIP, O_FPS, O_MODE, O_MAXPIX, O_STRICT,
-       O_FORMAT, O_FORCE, O_VERSION, O_MINSIZE, O_DAMAGED, O_PROGRESS, O_PART, O_SKIPDONE };
+       O_FORMAT, O_FORCE, O_VERSION, O_MINSIZE, O_DAMAGED, O_PROGRESS, O_PART, O_SKIPDONE,
+       O_PRESET, O_MULT };
 
 static const struct option longopts[] = {
     {"captions", 1, 0, O_CAPTIONS}, {"caption-field", 1, 0, O_FIELD}, {"frames", 1, 0, O_FRAMES},
@@ -71,6 +73,7 @@ static const struct option longopts[] = {
     {"version", 0, 0, O_VERSION},   {"min-size", 1, 0, O_MINSIZE},    {"accept-damaged", 0, 0, O_DAMAGED},
     {"null", 0, 0, '0'},            {"progress", 0, 0, O_PROGRESS},   {"part", 1, 0, O_PART},
     {"skip-done", 1, 0, O_SKIPDONE},
+    {"preset", 1, 0, O_PRESET},     {"multiple", 1, 0, O_MULT},
     {0, 0, 0, 0}};
 
 int main(int argc, char **argv)
@@ -80,7 +83,10 @@ int main(int argc, char **argv)
     dfm_ingest_opts_default(&d.ingest);
     dfm_caption_opts *copts = &d.captions;
     const char *output = NULL, *skip_done = NULL;
-    int format = 0, force = 0, nul = 0, c;
+    int format = 0, force = 0, nul = 0, c, multiple = 0;
+    dfm_bucket_opts hint;
+    dfm_bucket_opts_default(&hint);
+    hint.max_pixels = 0;
     static const char *const clips[] = {"spread", "begin", "middle", NULL};
     static const char *const modes[] = {"video", "frames", NULL};
     static const char *const formats[] = {"msgpack", "tar", "tar.zst", NULL};
@@ -100,6 +106,12 @@ int main(int argc, char **argv)
         case O_PROGRESS: dfm_progress_mode(DFM_PROGRESS_ON); break;
         case O_STRICT: d.strict = 1; break;
         case O_PART: d.part = dfm_parse_part("--part", optarg); break;
+        case O_PRESET:
+            if ((hint.max_pixels = dfm_bucket_preset_pixels(optarg)) < 0)
+                dfm_usage_error("unknown --preset '%s' (choose 256p, 512p, 768p, 1024p or 1536p)", optarg);
+            d.ingest.hint_name = optarg;
+            break;
+        case O_MULT: multiple = (int)dfm_parse_long("--multiple", optarg, 1, 1024); break;
         case O_SKIPDONE: skip_done = optarg; break;
         case 'o': output = optarg; break;
         case O_FORMAT: format = dfm_parse_choice("--format", optarg, formats); break;
@@ -116,6 +128,13 @@ int main(int argc, char **argv)
         dfm_dist_env env;
         if (dfm_dist_launcher(&env) || dfm_part_auto(&d.part, env.rank, env.size))
             dfm_usage_error("--part auto: %s", dfm_errmsg());
+    }
+    dfm_bucketer *hint_b = NULL;
+    if (multiple && !hint.max_pixels) dfm_usage_error("--multiple goes with --preset");
+    if (hint.max_pixels) {
+        if (multiple) hint.multiple = multiple;
+        if (dfm_bucketer_new(&hint_b, &hint)) dfm_usage_error("--preset: %s", dfm_errmsg());
+        d.ingest.hint = hint_b;
     }
     if (copts->manifest && access(copts->manifest, R_OK) != 0)
         dfm_usage_error("cannot read the caption manifest '%s'", copts->manifest);
@@ -186,5 +205,6 @@ int main(int argc, char **argv)
     }
     dfm_summary(&counts, done ? extra : NULL);
     dfm_done_keys_free(done);
+    dfm_bucketer_free(hint_b);
     return failed ? DFM_EXIT_FAIL : DFM_EXIT_OK;
 }
