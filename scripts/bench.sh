@@ -1,8 +1,8 @@
 #!/bin/sh
 # make bench — dfm-decode | dfm-bucket --preset 512p against the NeMo-way Python baseline
 # (scripts/bench_baseline.py) on the same generated inputs, in one invocation. Prints
-# throughput, the ratio and peak memory. Inputs: 200 1920x1080 JPEGs (BENCH_IMAGES to change)
-# and 4 1080p H.264 clips of 49 frames.
+# throughput, the ratio and peak memory. Inputs: 200 1920x1080 JPEGs (BENCH_IMAGES to change),
+# 4 1080p H.264 clips of 49 frames and 2 4K clips of 150.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 bin="$top/bin"
@@ -51,24 +51,40 @@ for f in $(ls "$work/img" | head -n $q); do ln -sf "../img/$f" "$work/imgq/$f"; 
 set -- $(run "'$bin/dfm-decode' -q '$work/imgq' | '$bin/dfm-bucket' -q --preset 512p > /dev/null")
 echo "  memory flat in the inputs: peak $(($2 / 1024)) MiB on $q images, $((dfm_kb / 1024)) MiB on $nimg"
 echo
-nfr=$((4 * 49))
-printf "%-44s %10s %10s %9s\n" "videos: 4 x 49 frames 1080p H.264 -> 512p" "frames/s" "peak MiB" "ratio"
-set -- $(run "'$bin/dfm-decode' -q '$work/vid' | '$bin/dfm-bucket' -q --preset 512p --frame-rule none > /dev/null")
-dfm_s=$1 dfm_kb=$2
-dfm_fps=$(echo "$nfr $dfm_s" | awk '{printf "%.1f", $1/$2}')
-if [ $have_cv = 1 ]; then
-  set -- $(run "python3 '$top/scripts/bench_baseline.py' videos '$work/vid'")
-  py_s=$(cat "$work/out" | awk '{print $3}') py_kb=$2
-  py_fps=$(echo "$nfr $py_s" | awk '{printf "%.1f", $1/$2}')
-  printf "%-44s %10s %10s %9s\n" "  python OpenCV (NeMo load_video_frames)" "$py_fps" "$((py_kb / 1024))" "1.00x"
-  ratio=$(echo "$dfm_fps $py_fps" | awk '{printf "%.2fx", $1/$2}')
-else
-  ratio="n/a (pip install opencv-python-headless)"
-fi
-printf "%-44s %10s %10s %9s\n" "  dfm-decode | dfm-bucket" "$dfm_fps" "$((dfm_kb / 1024))" "$ratio"
-# The floor: FFmpeg's own H.264 decoder, all cores, no colour conversion, no resize.
-set -- $(run "for f in '$work'/vid/*.mp4; do ffmpeg -nostdin -v error -threads $(nproc) -i \$f -f null - || exit 1; done")
-printf "%-44s %10s %10s\n" "  ffmpeg CLI decode only (the floor)" "$(echo "$nfr $1" | awk '{printf "%.1f", $1/$2}')" "$(($2 / 1024))"
+# Videos: 1080p clips and 4K clips (a phone's), each through OpenCV (NeMo's loader), dfm's exact
+# path, dfm with the size hint (dfm-decode --preset 512p: frames scaled down as they are decoded,
+# memory bounded by the output size) and the FFmpeg decode floor.
+for i in 1 2; do
+  [ -f "$work/vid4k/clip$i.mp4" ] || { mkdir -p "$work/vid4k"; echo "bench: generating 4K clip $i" >&2
+    ff -f lavfi -i "testsrc2=size=3840x2160:rate=30,noise=alls=8:allf=t,hue=H=$i*t" \
+      -frames:v 150 -c:v libx264 -preset veryfast -pix_fmt yuv420p "$work/vid4k/clip$i.mp4"; }
+done
+# video_bench DIR FRAMES LABEL
+video_bench() {
+  vdir=$1 nfr=$2
+  printf "%-44s %10s %10s %9s\n" "$3" "frames/s" "peak MiB" "ratio"
+  py_fps=
+  if [ $have_cv = 1 ]; then
+    set -- $(run "python3 '$top/scripts/bench_baseline.py' videos '$vdir'")
+    py_s=$(cat "$work/out" | awk '{print $3}') py_kb=$2
+    py_fps=$(echo "$nfr $py_s" | awk '{printf "%.1f", $1/$2}')
+    printf "%-44s %10s %10s %9s\n" "  python OpenCV (NeMo load_video_frames)" "$py_fps" "$((py_kb / 1024))" "1.00x"
+  fi
+  for hint in "" "--preset 512p"; do
+    set -- $(run "'$bin/dfm-decode' -q --max-frames 1000 $hint '$vdir' | '$bin/dfm-bucket' -q --preset 512p --frame-rule none > /dev/null")
+    dfm_fps=$(echo "$nfr $1" | awk '{printf "%.1f", $1/$2}')
+    ratio=$( [ -n "$py_fps" ] && echo "$dfm_fps $py_fps" | awk '{printf "%.2fx", $1/$2}' || echo "n/a (pip install opencv-python-headless)")
+    printf "%-44s %10s %10s %9s\n" "  dfm-decode ${hint:+$hint }| dfm-bucket" "$dfm_fps" "$(($2 / 1024))" "$ratio"
+  done
+  # The floor: FFmpeg's own H.264 decoder, all cores, no colour conversion, no resize.
+  set -- $(run "for f in '$vdir'/*.mp4; do ffmpeg -nostdin -v error -threads $(nproc) -i \$f -f null - || exit 1; done")
+  floor=$(echo "$nfr $1" | awk '{printf "%.1f", $1/$2}')
+  ratio=$( [ -n "$py_fps" ] && echo "$floor $py_fps" | awk '{printf "%.2fx", $1/$2}' || echo "")
+  printf "%-44s %10s %10s %9s\n" "  ffmpeg CLI decode only (the floor)" "$floor" "$(($2 / 1024))" "$ratio"
+}
+video_bench "$work/vid" $((4 * 49)) "videos: 4 x 49 frames 1080p H.264 -> 512p"
+video_bench "$work/vid4k" $((2 * 150)) "videos: 2 x 150 frames 4K H.264 -> 512p"
+echo "  (dfm peak is the larger of the two processes; the hint's bound on the pixels: man dfm-decode)"
 
 echo
 # VAE encode against diffusers (needs torch + diffusers from PyPI; skipped without them).
@@ -149,3 +165,7 @@ if python3 -c "import numpy" 2>/dev/null; then
 else
   echo "dfm-sample: skipped (pip install numpy for the models; torch diffusers transformers imageio imageio-ffmpeg for WanPipeline)"
 fi
+echo
+# a killed preparation resumed (dfm-decode --skip-done, dfm-shard --resume): the rerun's time against
+# a full run's, and whether the shards equal the full run's byte for byte (scripts/bench-resume.sh)
+sh "$top/scripts/bench-resume.sh" "$bin"
