@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
 """The NeMo-way baseline for `make bench`: what NeMo AutoModel's preprocessing does before the
-VAE, in one Python process.
+VAE.
 
 Images (multi_tier_bucketing.py resize_and_crop): PIL open -> RGB -> nearest-aspect bucket ->
-LANCZOS resize to cover -> centre crop -> numpy uint8.
+LANCZOS resize to cover -> centre crop -> numpy uint8, in a multiprocessing pool of one worker
+per core (os.cpu_count()), as a user would run it; `images-1` is the same in one process.
+The fourth number printed for images is the peak RSS summed over the pool's processes (KiB).
 Videos (base_video.py load_video_frames): OpenCV VideoCapture, every frame, BGR->RGB, cv2.resize
 to cover with INTER_LANCZOS4 -> centre crop -> numpy.
 
-usage: bench_baseline.py images DIR | videos DIR     prints "items frames seconds"
+usage: bench_baseline.py images DIR | images-1 DIR | videos DIR
+prints "items frames seconds [peak_kib_summed]"
 """
 import math
+import multiprocessing
 import os
+import resource
 import sys
 import time
 
@@ -45,20 +50,41 @@ def pick(w, h):
     return min(BUCKETS, key=lambda b: abs(b[0] / b[1] - ar))
 
 
-def images(d):
+def one_image(f):
     from PIL import Image
-    files = sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith(".jpg"))
+    img = Image.open(f).convert("RGB")
+    tw, th = pick(*img.size)
+    s = max(tw / img.width, th / img.height)
+    nw, nh = max(tw, int(img.width * s)), max(th, int(img.height * s))
+    img = img.resize((nw, nh), Image.LANCZOS)
+    left, top = (nw - tw) // 2, (nh - th) // 2
+    arr = np.asarray(img.crop((left, top, left + tw, top + th)))
+    assert arr.shape == (th, tw, 3)
+    return os.getpid(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def image_files(d):
+    return sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith(".jpg"))
+
+
+def images1(d):
+    files = image_files(d)
     t0 = time.perf_counter()
     for f in files:
-        img = Image.open(f).convert("RGB")
-        tw, th = pick(*img.size)
-        s = max(tw / img.width, th / img.height)
-        nw, nh = max(tw, int(img.width * s)), max(th, int(img.height * s))
-        img = img.resize((nw, nh), Image.LANCZOS)
-        left, top = (nw - tw) // 2, (nh - th) // 2
-        arr = np.asarray(img.crop((left, top, left + tw, top + th)))
-        assert arr.shape == (th, tw, 3)
+        one_image(f)
     return len(files), len(files), time.perf_counter() - t0
+
+
+def images(d):
+    files = image_files(d)
+    t0 = time.perf_counter()
+    peaks = {}
+    with multiprocessing.Pool(os.cpu_count()) as pool:
+        for pid, kb in pool.imap_unordered(one_image, files, chunksize=4):
+            peaks[pid] = max(peaks.get(pid, 0), kb)
+    t = time.perf_counter() - t0
+    mine = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return len(files), len(files), t, mine + sum(peaks.values())
 
 
 def videos(d):
@@ -90,5 +116,9 @@ def videos(d):
 
 if __name__ == "__main__":
     kind, d = sys.argv[1], sys.argv[2]
-    n, f, t = images(d) if kind == "images" else videos(d)
-    print(n, f, f"{t:.3f}")
+    if kind == "images":
+        n, f, t, kb = images(d)
+        print(n, f, f"{t:.3f}", kb)
+    else:
+        n, f, t = images1(d) if kind == "images-1" else videos(d)
+        print(n, f, f"{t:.3f}")

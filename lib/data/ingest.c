@@ -7,6 +7,7 @@
 #include "base/utf8.h"
 #include "io/npy.h"
 #include "media/image.h"
+#include "media/resize.h"
 #include "media/video.h"
 
 #include <cjson/cJSON.h>
@@ -131,6 +132,63 @@ static int emit_all(const meta_common *m, const uint8_t *rgb, uint8_t *npy, size
     return 0;
 }
 
+/* The size hint: decode to the size dfm-bucket scales these frames to before its crop, when
+ * that is smaller than the source and dfm-bucket, seeing frames of that size, would choose the
+ * same bucket and the same size again (so its json is the exact path's; else, in a near tie
+ * between two buckets' ratios, the frames stay exact). 1 with that size in *rw x *rh, else 0. */
+static int hint_size(const dfm_ingest_opts *o, int W, int H, int *rw, int *rh)
+{
+    int id, rw2, rh2, id2;
+    if (!o->hint) return 0;
+    dfm_bucketer_cover_size(o->hint, W, H, rw, rh, &id);
+    if (*rw > W || *rh > H || (*rw == W && *rh == H)) return 0; /* never up */
+    dfm_bucketer_cover_size(o->hint, *rw, *rh, &rw2, &rh2, &id2);
+    return id2 == id && rw2 == *rw && rh2 == *rh;
+}
+
+/* Frames now rw x rh: json "scaled" says so (width/height stay the source's). */
+static int hint_json(const dfm_ingest_opts *o, meta_common *m, int rw, int rh)
+{
+    m->fw = rw;
+    m->fh = rh;
+    cJSON *sc = cJSON_AddObjectToObject(m->extra, "scaled");
+    if (!sc) return dfm_fail(DFM_E_NOMEM, "out of memory");
+    cJSON_AddNumberToObject(sc, "width", rw);
+    cJSON_AddNumberToObject(sc, "height", rh);
+    cJSON_AddStringToObject(sc, "hint", o->hint_name ? o->hint_name : "");
+    return 0;
+}
+
+/* Images under the size hint: a JPEG decodes at the smallest DCT scale (1/2, 1/4, 1/8) still
+ * covering the hinted size (dfm_image_decode_min), then every image is scaled to exactly that
+ * size with dfm-bucket's Lanczos, so dfm-bucket only crops. At DCT scale 1 the pixels after
+ * dfm-bucket are the exact path's, byte for byte (the resize is the same, done earlier). */
+static int hint_image(const dfm_ingest_opts *o, meta_common *m, const dfm_image_meta *im, dfm_image *img,
+                      int rw, int rh)
+{
+    int rw2, rh2;
+    if (!hint_size(o, m->width, m->height, &rw2, &rh2) || rw2 != rw || rh2 != rh || img->w < rw || img->h < rh) {
+        /* the header said otherwise than the picture: stay exact (only a full-scale decode can) */
+        if (im->scale_denom > 1) return dfm_fail(DFM_E_FORMAT, "picture size differs from its header's");
+        return 0;
+    }
+    if (img->w != rw || img->h != rh) {
+        uint8_t *small = malloc((size_t)rw * rh * 3);
+        if (!small) return dfm_fail(DFM_E_NOMEM, "out of memory for %dx%d", rw, rh);
+        int rc = dfm_resample_rgb8(img->rgb, img->w, img->h, small, rw, rh, rw, rh, 0, 0, DFM_FILTER_LANCZOS,
+                                   o->threads > 1 ? o->threads : 1);
+        if (rc < 0) {
+            free(small);
+            return rc;
+        }
+        free(img->rgb);
+        img->rgb = small;
+        img->w = rw;
+        img->h = rh;
+    }
+    return hint_json(o, m, rw, rh);
+}
+
 /* --min-size: a picture too small to be worth upscaling to a bucket is skipped. */
 static int check_min_size(const dfm_ingest_opts *o, int w, int h)
 {
@@ -152,13 +210,16 @@ static int ingest_image(const dfm_ingest_opts *o, const char *path, meta_common 
     }
     dfm_image img = {0};
     dfm_image_meta im = {0};
-    rc = dfm_image_decode_ex(file.data, file.len, o->max_pixels,
-                             o->accept_damaged ? DFM_IMAGE_ACCEPT_DAMAGED : 0, &img, &im);
+    int pw, ph, rw = 0, rh = 0;
+    if (o->hint && dfm_image_peek_size(file.data, file.len, &pw, &ph) == 1 && !hint_size(o, pw, ph, &rw, &rh))
+        rw = rh = 0;
+    rc = dfm_image_decode_min(file.data, file.len, o->max_pixels, o->accept_damaged ? DFM_IMAGE_ACCEPT_DAMAGED : 0,
+                              rw, rh, &img, &im);
     dfm_buf_free(&file);
-    if (!rc && (rc = check_min_size(o, img.w, img.h)) < 0) dfm_image_free(&img);
+    if (!rc && (rc = check_min_size(o, im.full_w, im.full_h)) < 0) dfm_image_free(&img);
     if (rc) return rc;
-    m->width = img.w;
-    m->height = img.h;
+    m->width = im.full_w;
+    m->height = im.full_h;
     m->fw = img.w;
     m->fh = img.h;
     m->source_frames = 1;
@@ -166,6 +227,10 @@ static int ingest_image(const dfm_ingest_opts *o, const char *path, meta_common 
     if (im.orientation > 1) cJSON_AddNumberToObject(m->extra, "exif_orientation", im.orientation);
     if (im.had_alpha) cJSON_AddBoolToObject(m->extra, "alpha_composited", 1);
     if (im.damage[0]) cJSON_AddStringToObject(m->extra, "decode_warning", im.damage);
+    if (rw && (rc = hint_image(o, m, &im, &img, rw, rh)) < 0) {
+        dfm_image_free(&img);
+        return rc;
+    }
     int64_t idx0 = 0;
     int count = 0;
     rc = emit_all(m, img.rgb, NULL, 0, 1, &idx0, -1, emit, ctx, &count);
@@ -200,27 +265,12 @@ static void video_meta(const dfm_video_info *vi, meta_common *m, const dfm_inges
         cJSON_AddNumberToObject(m->extra, "container_frames", (double)vi->container_frames);
 }
 
-/* The size hint: decode to the size dfm-bucket scales these frames to before its crop, when
- * that is smaller than the source and dfm-bucket, seeing frames of that size, would choose the
- * same bucket and the same size again (so its json is the exact path's; else, in a near tie
- * between two buckets' ratios, the frames stay exact). */
 static int apply_hint(const dfm_ingest_opts *o, dfm_video *v, meta_common *m)
 {
-    int rw, rh, id, rw2, rh2, id2;
-    dfm_bucketer_cover_size(o->hint, m->width, m->height, &rw, &rh, &id);
-    if (rw > m->width || rh > m->height || (rw == m->width && rh == m->height)) return 0; /* never up */
-    dfm_bucketer_cover_size(o->hint, rw, rh, &rw2, &rh2, &id2);
-    if (id2 != id || rw2 != rw || rh2 != rh) return 0;
+    int rw, rh;
+    if (!hint_size(o, m->width, m->height, &rw, &rh)) return 0;
     int rc = dfm_video_set_output_size(v, rw, rh);
-    if (rc < 0) return rc;
-    m->fw = rw;
-    m->fh = rh;
-    cJSON *sc = cJSON_AddObjectToObject(m->extra, "scaled");
-    if (!sc) return dfm_fail(DFM_E_NOMEM, "out of memory");
-    cJSON_AddNumberToObject(sc, "width", rw);
-    cJSON_AddNumberToObject(sc, "height", rh);
-    cJSON_AddStringToObject(sc, "hint", o->hint_name ? o->hint_name : "");
-    return 0;
+    return rc < 0 ? rc : hint_json(o, m, rw, rh);
 }
 
 static int ingest_video(const dfm_ingest_opts *o, const char *path, meta_common *m,

@@ -29,9 +29,11 @@ typedef struct {
                            * "Corrupt JPEG data" / "Premature end" warnings); default: skip them */
     uint64_t max_bytes;   /* refuse image files larger than this (default 1 GiB) */
     int threads;          /* decoder threads (0 = one per core) */
-    const dfm_bucketer *hint; /* videos: the buckets dfm-bucket will use (NULL = none): each
-                           * frame is scaled down as it is decoded to the size dfm-bucket would
-                           * scale it to before its crop (never up); json "scaled" says so */
+    const dfm_bucketer *hint; /* the buckets dfm-bucket will use (NULL = none): each video frame
+                           * is scaled down as it is decoded to the size dfm-bucket would scale it
+                           * to before its crop (never up); an image is decoded (JPEG: at a DCT
+                           * scale of 1/2, 1/4, 1/8 that still covers it) and resized to that
+                           * size; json "scaled" says so */
     const char *hint_name; /* how the hint was given, for json (e.g. "512p") */
 } dfm_ingest_opts;
 

@@ -2,7 +2,8 @@
  *
  * What it is: sniffing by magic bytes; JPEG through TurboJPEG 2.1 (header first, the pixel
  * limit checked before any pixel buffer exists, then a TJPF_RGB decode with the default
- * accurate DCT and fancy upsampling, as Pillow decodes) plus the EXIF orientation; PNG, WebP,
+ * accurate DCT and fancy upsampling, as Pillow decodes; with a minimum size, at a DCT scale of
+ * 1/2, 1/4 or 1/8 as Pillow's draft()) plus the EXIF orientation; PNG, WebP,
  * BMP — and JPEGs TurboJPEG refuses, such as CMYK — through libavcodec, the whole file as one
  * packet, converted with libswscale (alpha composited on white, grey and 16-bit reduced to
  * 8-bit RGB). FFmpeg's own logging is silenced so stderr carries only our messages.
@@ -379,8 +380,25 @@ static int jpeg_warning_is_damage(const char *m)
            strcasestr(m, "inconsistent progression");
 }
 
-static int decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixels, int flags, dfm_image *out,
-                       dfm_image_meta *meta)
+/* The DCT scale denominator (1, 2, 4, 8) for a w x h JPEG (as stored) whose displayed picture
+ * (transposed for orientations 5..8) must still cover min_w x min_h: the largest d with
+ * w >= d * min_w and h >= d * min_h, Pillow's draft() rule (so also ceil(w / d) >= min_w).
+ * ref: PIL.JpegImagePlugin.JpegImageFile.draft */
+static int jpeg_scale_denom(int w, int h, int orientation, int min_w, int min_h)
+{
+    if (min_w <= 0 || min_h <= 0) return 1;
+    if (orientation >= 5) {
+        int t = min_w;
+        min_w = min_h;
+        min_h = t;
+    }
+    for (int d = 8; d > 1; d /= 2)
+        if ((int64_t)w >= (int64_t)d * min_w && (int64_t)h >= (int64_t)d * min_h) return d;
+    return 1;
+}
+
+static int decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixels, int flags, int min_w, int min_h,
+                       dfm_image *out, dfm_image_meta *meta)
 {
     tjhandle tj = tjInitDecompress();
     if (!tj) return dfm_fail(DFM_E_NOMEM, "jpeg: cannot create a TurboJPEG handle");
@@ -403,12 +421,16 @@ static int decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixels, int
         snprintf(tjmsg, sizeof tjmsg, "CMYK/YCCK JPEG");
         goto fallback;
     }
-    rgb = malloc((size_t)w * h * 3);
+    const int denom = jpeg_scale_denom(w, h, min_w > 0 ? dfm_jpeg_exif_orientation(data, len) : 1, min_w, min_h);
+    const tjscalingfactor sf = {1, denom};
+    const int sw = TJSCALED(w, sf), sh = TJSCALED(h, sf);
+    rgb = malloc((size_t)sw * sh * 3);
     if (!rgb) {
         tjDestroy(tj);
-        return dfm_fail(DFM_E_NOMEM, "jpeg: out of memory for %dx%d", w, h);
+        return dfm_fail(DFM_E_NOMEM, "jpeg: out of memory for %dx%d", sw, sh);
     }
-    if (tjDecompress2(tj, data, (unsigned long)len, rgb, w, 0, h, TJPF_RGB, TJFLAG_LIMITSCANS) < 0) {
+    /* a smaller destination makes TurboJPEG pick the DCT scale that yields exactly sw x sh */
+    if (tjDecompress2(tj, data, (unsigned long)len, rgb, sw, 0, sh, TJPF_RGB, TJFLAG_LIMITSCANS) < 0) {
         const char *m = tjGetErrorStr2(tj);
         if (tjGetErrorCode(tj) == TJERR_FATAL) {
             snprintf(tjmsg, sizeof tjmsg, "%s", m);
@@ -429,13 +451,14 @@ static int decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixels, int
         }
     }
     tjDestroy(tj);
-    out->w = w;
-    out->h = h;
+    out->w = sw;
+    out->h = sh;
     out->rgb = rgb;
     if (meta) {
         meta->src_w = w;
         meta->src_h = h;
         meta->bit_depth = 8;
+        meta->scale_denom = denom;
     }
     return 0;
 fallback:
@@ -459,15 +482,44 @@ int dfm_image_decode(const uint8_t *data, size_t len, uint64_t max_pixels, dfm_i
 int dfm_image_decode_ex(const uint8_t *data, size_t len, uint64_t max_pixels, int flags, dfm_image *out,
                         dfm_image_meta *meta)
 {
+    return dfm_image_decode_min(data, len, max_pixels, flags, 0, 0, out, meta);
+}
+
+int dfm_image_peek_size(const uint8_t *data, size_t len, int *w, int *h)
+{
+    int64_t pw = 0, ph = 0;
+    dfm_img_type t = dfm_image_sniff(data, len);
+    if (t == DFM_IMG_JPEG) {
+        tjhandle tj = tjInitDecompress();
+        int jw = 0, jh = 0, sub = 0, cs = 0;
+        int ok = tj && tjDecompressHeader3(tj, data, (unsigned long)len, &jw, &jh, &sub, &cs) == 0 && jw > 0 && jh > 0;
+        if (tj) tjDestroy(tj);
+        if (!ok) return 0;
+        int o = dfm_jpeg_exif_orientation(data, len);
+        *w = o >= 5 ? jh : jw;
+        *h = o >= 5 ? jw : jh;
+        return 1;
+    }
+    if (t == DFM_IMG_UNKNOWN || peek_size(t, data, len, &pw, &ph) != 1 || pw <= 0 || ph <= 0 || pw > INT_MAX ||
+        ph > INT_MAX)
+        return 0; /* a header error is the decode's to report */
+    *w = (int)pw;
+    *h = (int)ph;
+    return 1;
+}
+
+int dfm_image_decode_min(const uint8_t *data, size_t len, uint64_t max_pixels, int flags, int min_w, int min_h,
+                         dfm_image *out, dfm_image_meta *meta)
+{
     if (!out) return dfm_fail(DFM_E_ARG, "image decode: no output");
     memset(out, 0, sizeof *out);
-    dfm_image_meta m = {.orientation = 1, .bit_depth = 8};
+    dfm_image_meta m = {.orientation = 1, .bit_depth = 8, .scale_denom = 1};
     pthread_once(&g_av_quiet_once, av_quiet);
     if (!data || len == 0) return dfm_fail(DFM_E_FORMAT, "empty image data");
     m.type = dfm_image_sniff(data, len);
     int rc;
     switch (m.type) {
-    case DFM_IMG_JPEG: rc = decode_jpeg(data, len, max_pixels, flags, out, &m); break;
+    case DFM_IMG_JPEG: rc = decode_jpeg(data, len, max_pixels, flags, min_w, min_h, out, &m); break;
     case DFM_IMG_PNG:
     case DFM_IMG_WEBP:
     case DFM_IMG_BMP: rc = decode_av(data, len, m.type, max_pixels, out, &m); break;
@@ -490,6 +542,10 @@ int dfm_image_decode_ex(const uint8_t *data, size_t len, uint64_t max_pixels, in
         }
         m.orientation = o;
     }
+    /* the displayed full-scale size: the stored one, transposed by orientations 5..8 */
+    const int tr = m.orientation >= 5;
+    m.full_w = m.scale_denom > 1 ? (tr ? m.src_h : m.src_w) : out->w;
+    m.full_h = m.scale_denom > 1 ? (tr ? m.src_w : m.src_h) : out->h;
     if (meta) *meta = m;
     return 0;
 }

@@ -30,6 +30,8 @@ typedef struct {
     int bit_depth;       /* 8 or 16 per channel as stored */
     char damage[160];    /* with DFM_IMAGE_ACCEPT_DAMAGED: the decoder's complaint about corrupt
                           * data it decoded through (empty when the data was sound) */
+    int full_w, full_h;  /* displayed size at full scale (after the orientation) */
+    int scale_denom;     /* the picture was decoded at 1/scale_denom (1, 2, 4 or 8; JPEG only) */
 } dfm_image_meta;
 
 /* Decode an image held in memory. max_pixels = 0 means no limit. Errors: DFM_E_FORMAT for
@@ -47,6 +49,19 @@ enum { DFM_IMAGE_ACCEPT_DAMAGED = 1 };
 int dfm_image_decode_ex(const uint8_t *data, size_t len, uint64_t max_pixels, int flags, dfm_image *out,
                         dfm_image_meta *meta);
 void dfm_image_free(dfm_image *img);
+
+/* The displayed size (after the EXIF orientation, for JPEG) read from the header alone, no
+ * pixel decoded: 1 found, 0 unknown or unreadable (the decode then says why). */
+int dfm_image_peek_size(const uint8_t *data, size_t len, int *w, int *h);
+/* dfm_image_decode_ex for a consumer that will scale the picture down to min_w x min_h or more
+ * (displayed orientation): a JPEG is decoded by libjpeg-turbo at the smallest of its DCT scales
+ * 1/2, 1/4, 1/8 (d) with w >= d * min_w and h >= d * min_h (output: the size divided by d,
+ * rounded up), else at full size — Pillow's Image.draft() rule; the orientation then turns the
+ * small picture. Other formats, and JPEGs TurboJPEG does not decode (CMYK), come at full size.
+ * meta->scale_denom and meta->full_w/full_h tell which. min_w = min_h = 0 is the exact path.
+ * ref: PIL.JpegImagePlugin.JpegImageFile.draft */
+int dfm_image_decode_min(const uint8_t *data, size_t len, uint64_t max_pixels, int flags, int min_w, int min_h,
+                         dfm_image *out, dfm_image_meta *meta);
 
 /* EXIF orientation (1..8) found in a JPEG's APP1 segment, 1 when absent or unreadable. */
 int dfm_jpeg_exif_orientation(const uint8_t *data, size_t len);
