@@ -473,8 +473,14 @@ static int resume_series(dfm_sharder *s)
     snprintf(ipath, sizeof ipath, "%s/index.json", s->dir);
     int kept = 0;
     for (int i = 0; i < all.n && !rc; i++) {
-        if (ends_with(all.v[i], ".tmp")) rc = remove_file(NULL, all.v[i]); /* an unfinished shard */
-        else if (!ends_with(all.v[i], "/index.json")) all.v[kept++] = all.v[i], all.v[i] = NULL;
+        char *p = all.v[i];
+        all.v[i] = NULL;
+        if (!ends_with(p, ".tmp") && !ends_with(p, "/index.json")) {
+            all.v[kept++] = p; /* a complete shard */
+            continue;
+        }
+        if (ends_with(p, ".tmp")) rc = remove_file(NULL, p); /* an unfinished shard */
+        free(p);
     }
     cJSON *idx = NULL;
     dfm_buf b = {0};
