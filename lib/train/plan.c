@@ -147,33 +147,6 @@ static int modules(const dfm_wan_transformer_config *c, int b, module *m)
     return n;
 }
 
-/* PEFT's suffix rule, as dfm_wan_transformer_lora_add matches lora.targets. */
-static int target_match(const char *name, const char *const *targets)
-{
-    size_t n = strlen(name);
-    for (const char *const *t = targets; *t; t++) {
-        size_t k = strlen(*t);
-        if (!strcmp(name, *t) || (n > k && name[n - k - 1] == '.' && !strcmp(name + n - k, *t))) return 1;
-    }
-    return 0;
-}
-
-/* train.freeze's rule (lib/train/trainer.c frozen()): the parameter, its module by suffix, or a
- * prefix ending at a dot. */
-static int frozen(const char *name, const char *const *pats)
-{
-    if (!pats) return 0;
-    size_t n = strlen(name);
-    for (const char *const *p = pats; *p; p++) {
-        size_t k = strlen(*p);
-        if (!k) continue;
-        if (!strncmp(name, *p, k) && (name[k] == '\0' || name[k] == '.')) return 1;
-        for (size_t i = 1; i + k <= n; i++)
-            if (name[i - 1] == '.' && !strncmp(name + i, *p, k) && (name[i + k] == '\0' || name[i + k] == '.')) return 1;
-    }
-    return 0;
-}
-
 /* ---- the arithmetic ------------------------------------------------------------------------------ */
 
 static double dmax(double a, double b) { return a > b ? a : b; }
@@ -219,17 +192,17 @@ int dfm_plan_compute(const dfm_plan_opts *o, dfm_plan *p)
             if (m[i].in) linear_w += (double)m[i].out * m[i].in;
             if (!lora) { /* full: weight and bias frozen separately */
                 if (!m[i].in) {
-                    if (!frozen(m[i].name, o->freeze)) p->trained += (int64_t)numel;
+                    if (!dfm_trainer_frozen(m[i].name, o->freeze)) p->trained += (int64_t)numel;
                     continue;
                 }
                 char nm[128];
                 snprintf(nm, sizeof nm, "%s.weight", m[i].name);
-                if (!frozen(nm, o->freeze)) p->trained += m[i].out * m[i].in;
+                if (!dfm_trainer_frozen(nm, o->freeze)) p->trained += m[i].out * m[i].in;
                 snprintf(nm, sizeof nm, "%s.bias", m[i].name);
-                if (!frozen(nm, o->freeze)) p->trained += m[i].out;
+                if (!dfm_trainer_frozen(nm, o->freeze)) p->trained += m[i].out;
                 continue;
             }
-            if (!m[i].in || !m[i].lora_ok || !target_match(m[i].name, targets)) continue;
+            if (!m[i].in || !m[i].lora_ok || !dfm_wan_lora_target_match(m[i].name, targets)) continue;
             p->adapters++;
             p->lora_params += (int64_t)(r * (m[i].in + m[i].out));
             double rows = m[i].rows == ROWS_TOKENS ? M : m[i].rows == ROWS_TEXT ? T : B;

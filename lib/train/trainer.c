@@ -33,10 +33,7 @@ struct dfm_trainer {
     double comm_s;      /* seconds in the step's own collectives (the optimizer counts its own) */
 };
 
-/* Full training: is parameter `name` frozen by one of the patterns? A pattern matches the
- * parameter itself, its module (PEFT's suffix rule on the name without ".weight"/".bias"), or a
- * prefix ending at a dot ("blocks.3" freezes every parameter of block 3). */
-static int frozen(const char *name, const char *const *pats)
+int dfm_trainer_frozen(const char *name, const char *const *pats)
 {
     if (!pats) return 0;
     size_t n = strlen(name);
@@ -103,7 +100,7 @@ int dfm_trainer_new(dfm_trainer **out, const dfm_trainer_opts *o)
                                      "diffusion-pipe load: leave it out of lora.targets");
             goto fail;
         }
-        if (!lora && frozen(name, o->freeze)) continue;
+        if (!lora && dfm_trainer_frozen(name, o->freeze)) continue;
         if ((rc = dfm_adamw_add(t->opt, name, p, g))) goto fail;
         t->trainable += dfm_tensor_numel(p);
     }

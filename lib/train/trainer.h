@@ -62,6 +62,12 @@ typedef struct {
 
 typedef struct dfm_trainer dfm_trainer;
 
+/* Full training: is parameter `name` frozen by one of the patterns (train.freeze, NULL-terminated;
+ * NULL: none)? A pattern matches the parameter itself, its module (PEFT's suffix rule on the name
+ * without ".weight"/".bias"), or a prefix ending at a dot ("blocks.3" freezes every parameter of
+ * block 3). */
+int dfm_trainer_frozen(const char *name, const char *const *pats);
+
 /* Load the model and set up training. Errors name the model path or the bad option. */
 int dfm_trainer_new(dfm_trainer **t, const dfm_trainer_opts *o);
 void dfm_trainer_free(dfm_trainer *t);

@@ -592,8 +592,7 @@ int dfm_wan_transformer_zero_grads(dfm_wan_transformer *m)
 
 const char *const dfm_wan_lora_default_targets[] = {"to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2", NULL};
 
-/* PEFT's rule: the module name equals the target or ends with "." + target */
-static int target_match(const char *name, const char *const *targets)
+int dfm_wan_lora_target_match(const char *name, const char *const *targets)
 {
     size_t n = strlen(name);
     for (const char *const *t = targets; *t; t++) {
@@ -654,7 +653,7 @@ int dfm_wan_transformer_lora_add(dfm_wan_transformer *m, const char *const *targ
                {"condition_embedder.text_embedder.linear_2", &m->x2, &m->g_x2},
                {"proj_out", &m->proj_out, &m->g_proj_out}};
     for (size_t i = 0; i < sizeof top / sizeof top[0] && !rc; i++, stream++)
-        if (target_match(top[i].name, targets))
+        if (dfm_wan_lora_target_match(top[i].name, targets))
             rc = lora_one(m, top[i].name, top[i].l, top[i].g, rank, alpha, dropout, seed, stream, &n);
     for (int b = 0; b < m->cfg.num_layers && !rc; b++) {
         block_t *bl = &m->blocks[b];
@@ -668,7 +667,7 @@ int dfm_wan_transformer_lora_add(dfm_wan_transformer *m, const char *const *targ
         for (int j = 0; j < 10 && !rc; j++, stream++) {
             char nm[128];
             snprintf(nm, sizeof nm, "blocks.%d.%s", b, sub[j]);
-            if (target_match(nm, targets)) rc = lora_one(m, nm, ls[j], gs[j], rank, alpha, dropout, seed, stream, &n);
+            if (dfm_wan_lora_target_match(nm, targets)) rc = lora_one(m, nm, ls[j], gs[j], rank, alpha, dropout, seed, stream, &n);
         }
     }
     if (count) *count = n;

@@ -74,6 +74,9 @@ void dfm_wan_transformer_memory(const dfm_wan_transformer *m, size_t *owned, siz
  * dfm_wan_lora_default_targets). A random (PEFT's kaiming-uniform, from seed), B zero.
  * Returns the number of adapted layers via *count. Gradients are then kept for A and B. */
 extern const char *const dfm_wan_lora_default_targets[];
+/* PEFT's rule for a target list (NULL-terminated): the module name equals a target or ends with
+ * "." + target. 1 when one matches. */
+int dfm_wan_lora_target_match(const char *name, const char *const *targets);
 int dfm_wan_transformer_lora_add(dfm_wan_transformer *m, const char *const *targets, int rank, float alpha,
                                  float dropout, uint64_t seed, int *count);
 
