@@ -115,11 +115,8 @@ int main(int argc, char **argv)
             if (!dfm_stream_opt(c, optarg, &mo, usage)) dfm_usage_bad_option(argc, argv, longopts);
         }
     }
-    if (mo.part.is_auto) { /* the launcher's rank and size; 0/1 without one */
-        dfm_dist_env env;
-        if (dfm_dist_launcher(&env) || dfm_part_auto(&mo.part, env.rank, env.size))
-            dfm_usage_error("--part auto: %s", dfm_errmsg());
-    }
+    /* --part auto: the launcher's rank and size; 0/1 without one */
+    if (dfm_dist_place(&mo.part, DFM_CPU)) dfm_usage_error("%s", dfm_errmsg());
     if (methods > 1) dfm_usage_error("--size and --ratios exclude each other");
     if (side_set && o.method != DFM_BUCKETS_LOG) dfm_usage_error("--side goes with --ratios");
     if (budget_set && o.method != DFM_BUCKETS_NEMO)

@@ -124,11 +124,8 @@ int main(int argc, char **argv)
         }
     }
     if (optind >= argc) dfm_usage_error("no PATH given (use '-' to read paths from stdin)");
-    if (d.part.is_auto) { /* the launcher's rank and size; 0/1 without one */
-        dfm_dist_env env;
-        if (dfm_dist_launcher(&env) || dfm_part_auto(&d.part, env.rank, env.size))
-            dfm_usage_error("--part auto: %s", dfm_errmsg());
-    }
+    /* --part auto: the launcher's rank and size; 0/1 without one */
+    if (dfm_dist_place(&d.part, DFM_CPU)) dfm_usage_error("%s", dfm_errmsg());
     dfm_bucketer *hint_b = NULL;
     if (multiple && !hint.max_pixels) dfm_usage_error("--multiple goes with --preset");
     if (hint.max_pixels) {

@@ -168,11 +168,8 @@ int main(int argc, char **argv)
                 (unsigned long long)m.samples, m.samples == 1 ? "" : "s", merge);
         return en ? energon(merge, &eo) : DFM_EXIT_OK;
     }
-    if (part.is_auto) { /* the launcher's rank and size; 0/1 without one */
-        dfm_dist_env env;
-        if (dfm_dist_launcher(&env) || dfm_part_auto(&part, env.rank, env.size))
-            dfm_usage_error("--part auto: %s", dfm_errmsg());
-    }
+    /* --part auto: the launcher's rank and size; 0/1 without one */
+    if (dfm_dist_place(&part, DFM_CPU)) dfm_usage_error("%s", dfm_errmsg());
     if ((cat || listing) && shard_opts)
         dfm_usage_error("--max-count, --max-size, --by-bucket, --overwrite, --resume and --zstd-level are "
                         "for writing shards (-o), not for --cat or --list");

@@ -84,17 +84,8 @@ int main(int argc, char **argv)
     }
     if (!model && !tokdir) dfm_usage_error("no --model DIR (or --tokenizer DIR and --text-encoder DIR)");
     if (!model && !encdir && !to.tokens_only) dfm_usage_error("--tokenizer needs --text-encoder DIR (or --tokens-only)");
-    if (mo.part.is_auto || uo.device == DFM_CUDA) {
-        /* the launcher's rank and size for --part auto (0/1 without one), its local rank for the
-         * GPU: one process per GPU, GPU local_rank % visible */
-        dfm_dist_env env;
-        if (dfm_dist_launcher(&env))
-            dfm_usage_error("%s: %s", mo.part.is_auto ? "--part auto" : "--device cuda", dfm_errmsg());
-        if (mo.part.is_auto && dfm_part_auto(&mo.part, env.rank, env.size))
-            dfm_usage_error("--part auto: %s", dfm_errmsg());
-        if (uo.device == DFM_CUDA && dfm_device_select(DFM_CUDA, env.local_rank))
-            dfm_usage_error("--device cuda: %s", dfm_errmsg());
-    }
+    /* --part auto's K/N and the GPU (local rank) from the launcher */
+    if (dfm_dist_place(&mo.part, uo.device)) dfm_usage_error("%s", dfm_errmsg());
     if (uo.device == DFM_CUDA && !dfm_device_available(DFM_CUDA)) dfm_usage_error("--device cuda: %s", dfm_errmsg());
     if (threads) dfm_ops_set_threads(threads);
     to.model = model ? model : encdir ? encdir : tokdir;

@@ -75,17 +75,8 @@ int main(int argc, char **argv)
         }
     }
     if (!cx.o.model) dfm_usage_error("no --model DIR (a diffusers Wan model or its vae/ directory)");
-    if (mo.part.is_auto || vo.device == DFM_CUDA) {
-        /* the launcher's rank and size for --part auto (0/1 without one), its local rank for the
-         * GPU: one process per GPU, GPU local_rank % visible */
-        dfm_dist_env env;
-        if (dfm_dist_launcher(&env))
-            dfm_usage_error("%s: %s", mo.part.is_auto ? "--part auto" : "--device cuda", dfm_errmsg());
-        if (mo.part.is_auto && dfm_part_auto(&mo.part, env.rank, env.size))
-            dfm_usage_error("--part auto: %s", dfm_errmsg());
-        if (vo.device == DFM_CUDA && dfm_device_select(DFM_CUDA, env.local_rank))
-            dfm_usage_error("--device cuda: %s", dfm_errmsg());
-    }
+    /* --part auto's K/N and the GPU (local rank) from the launcher */
+    if (dfm_dist_place(&mo.part, vo.device)) dfm_usage_error("%s", dfm_errmsg());
     if (vo.device == DFM_CUDA && !dfm_device_available(DFM_CUDA))
         dfm_usage_error("--device cuda: %s", dfm_errmsg());
     if (threads) dfm_ops_set_threads(threads);

@@ -220,6 +220,19 @@ int dfm_dist_launcher(dfm_dist_env *e)
     return 0;
 }
 
+int dfm_dist_place(dfm_part *part, dfm_device dev)
+{
+    int want_part = part && part->is_auto;
+    if (!want_part && dev != DFM_CUDA) return 0;
+    dfm_dist_env env;
+    if (dfm_dist_launcher(&env))
+        return dfm_fail(DFM_E_ARG, "%s: %s", want_part ? "--part auto" : "--device cuda", dfm_errmsg());
+    if (want_part && dfm_part_auto(part, env.rank, env.size)) return dfm_fail(DFM_E_ARG, "--part auto: %s", dfm_errmsg());
+    if (dev == DFM_CUDA && dfm_device_select(DFM_CUDA, env.local_rank))
+        return dfm_fail(DFM_E_ARG, "--device cuda: %s", dfm_errmsg());
+    return 0;
+}
+
 /* ---- the plugin ------------------------------------------------------------------------- */
 
 /* The directory of the running executable into dir (n bytes); 0, or -1. */

@@ -38,6 +38,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "base/dtype.h"
+#include "base/part.h"
 #include "tensor/tensor.h"
 
 typedef struct dfm_dist dfm_dist;
@@ -65,6 +66,12 @@ typedef struct {
     const char *launcher;
 } dfm_dist_env;
 int dfm_dist_launcher(dfm_dist_env *e);
+
+/* A stream program's place in the launcher's job: with part->is_auto (part may be NULL), K/N
+ * from the launcher (0/1 without one: dfm_part_auto); with dev DFM_CUDA, GPU local_rank % visible
+ * made current (dfm_device_select). 0, or DFM_E_ARG with the message naming the option
+ * ("--part auto: ...", "--device cuda: ..."), for the caller's usage error. */
+int dfm_dist_place(dfm_part *part, dfm_device dev);
 
 typedef struct {
     double timeout_s;   /* deadline of one collective (<= 0: 1800 s, torch.distributed's default) */
