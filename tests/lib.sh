@@ -34,3 +34,27 @@ mpirun_n() {
   ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0" \
     timeout -k 5 120 mpirun --oversubscribe --bind-to none --mca pml ob1 --mca btl self,vader -np "$_n" "$@" </dev/null
 }
+# latent_model DIR — a diffusers-layout Wan root at DIR linking the tiny VAE, tokenizer and UMT5
+# fixtures (text_dim 64): the latent chain's --model
+latent_model() {
+  mkdir -p "$1"
+  ln -s "$DFM_TOP/tests/fixtures/wan_vae/z16" "$1/vae"
+  ln -s "$DFM_TOP/tests/fixtures/tokenizer/rules" "$1/tokenizer"
+  ln -s "$DFM_TOP/tests/fixtures/umt5/tiny" "$1/text_encoder"
+  printf '%s\n' '{"_class_name": "WanPipeline", "vae": ["diffusers", "AutoencoderKLWan"],' \
+    ' "tokenizer": ["transformers", "T5TokenizerFast"], "text_encoder": ["transformers", "UMT5EncoderModel"]}' \
+    > "$1/model_index.json"
+}
+# latent_shards PART OUT [DFM-SHARD OPTION...] — the demo's chain on the generated images,
+# dfm-decode --part PART | dfm-bucket --size 32x32 | dfm-vae-encode | dfm-text-encode --dtype f32 |
+# dfm-shard --part PART -o OUT (latents [16,1,4,4], text states [L,64]; PART 0/1 is the whole run),
+# with latent_model's model/ (made when missing); fails the test naming the part
+latent_shards() {
+  _part=$1 _out=$2
+  shift 2
+  [ -d model ] || latent_model model
+  { dfm-decode -q --part "$_part" "$DFM_TEST_MEDIA/media/images" | dfm-bucket -q --size 32x32 |
+    dfm-vae-encode -q --model model | dfm-text-encode -q --model model --dtype f32 |
+    dfm-shard -q --part "$_part" -o "$_out" "$@"; } 2> latents.err ||
+    { cat latents.err >&2; fail "preparing the latent shards (--part $_part)"; }
+}

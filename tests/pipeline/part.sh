@@ -137,18 +137,7 @@ dfm-shard -q --part 2/3 -o sel/t-%d.tar s
 expect_eq "shard -o --part 2/3 keeps every sample" "$(dfm-shard --list sel/part-00002-of-00003/*.tar 2>/dev/null | wc -l | tr -d ' ')" 16
 
 # ---- 3. the latent chain in 2 parts; dfm-train reads the merged directory --------------------
-mkdir model
-ln -s "$FX/wan_vae/z16" model/vae
-ln -s "$FX/tokenizer/rules" model/tokenizer
-ln -s "$FX/umt5/tiny" model/text_encoder
-printf '%s\n' '{"_class_name": "WanPipeline", "vae": ["diffusers", "AutoencoderKLWan"],' \
-  ' "tokenizer": ["transformers", "T5TokenizerFast"], "text_encoder": ["transformers", "UMT5EncoderModel"]}' \
-  > model/model_index.json
-latents() { # latents PART OUTDIR
-  { dfm-decode -q --part "$1" "$M/images" | dfm-bucket -q --size 32x32 | dfm-vae-encode -q --model model |
-    dfm-text-encode -q --model model --dtype f32 | dfm-shard -q --part "$1" -o "$2/train-%06d.tar" --max-count 3; } 2> lat.err ||
-    { cat lat.err >&2; fail "the latent chain, --part $1"; }
-}
+latents() { latent_shards "$1" "$2/train-%06d.tar" --max-count 3; } # latents PART OUTDIR
 latents 0/1 lat1
 for k in 0 1; do latents $k/2 lat2; done
 dfm-shard --merge-index lat2 2>/dev/null || fail "--merge-index lat2"

@@ -53,16 +53,7 @@ expect_eq "--plan-shape 5,8,8 exit" "$(code dfm-train c.yaml --plan --plan-shape
 expect_grep "80 tokens" out
 awk -v a="$small" -v b="$(total 1)" 'BEGIN { exit !(b + 0 >= a + 0) }' || fail "a longer clip planned smaller: $small > $(total 1)"
 # shards: the demo chain on the generated images (latents [16,1,4,4]) with a batch of 2
-mkdir model
-ln -s "$FX/wan_vae/z16" model/vae
-ln -s "$FX/tokenizer/rules" model/tokenizer
-ln -s "$FX/umt5/tiny" model/text_encoder
-printf '%s\n' '{"_class_name": "WanPipeline", "vae": ["diffusers", "AutoencoderKLWan"],' \
-  ' "tokenizer": ["transformers", "T5TokenizerFast"], "text_encoder": ["transformers", "UMT5EncoderModel"]}' \
-  > model/model_index.json
-{ dfm-decode -q $M/images | dfm-bucket -q --size 32x32 | dfm-vae-encode -q --model model |
-  dfm-text-encode -q --model model | dfm-shard -q -o shards/train-%06d.tar; } 2> prep.err ||
-  { cat prep.err >&2; fail "preparing the latent shards"; }
+latent_shards 0/1 shards/train-%06d.tar
 expect_eq "--plan with shards exit" "$(code dfm-train c.yaml --plan --data.shards shards/ --data.batch_size 2)" 0
 expect_grep "^  clip      latent \[16, 1, 4, 4\] \(1 frame at 32x32\): 4 tokens x batch 2 per rank, text 32 rows; from data.shards: the largest of 1 bucket$" out
 # shards that are not there: said, and the assumed clip

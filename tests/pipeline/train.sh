@@ -78,16 +78,7 @@ tb_run() {
 }
 
 # ---- inputs: 11 samples of latents [16,1,4,4] and text states [L,64] in 4 shards ----------
-mkdir model
-ln -s "$FX/wan_vae/z16" model/vae
-ln -s "$FX/tokenizer/rules" model/tokenizer
-ln -s "$FX/umt5/tiny" model/text_encoder
-printf '%s\n' '{"_class_name": "WanPipeline", "vae": ["diffusers", "AutoencoderKLWan"],' \
-  ' "tokenizer": ["transformers", "T5TokenizerFast"], "text_encoder": ["transformers", "UMT5EncoderModel"]}' \
-  > model/model_index.json
-{ dfm-decode -q $M/images | dfm-bucket -q --size 32x32 | dfm-vae-encode -q --model model |
-  dfm-text-encode -q --model model --dtype f32 | dfm-shard -q -o shards/train-%06d.tar --max-count 3; } 2> prep.err ||
-  { cat prep.err >&2; fail "preparing the latent shards"; }
+latent_shards 0/1 shards/train-%06d.tar --max-count 3
 dfm-shard --list shards/*.tar > list 2>/dev/null
 expect_eq "samples with latents.npy=f2[16,1,4,4] in the shards" "$(grep -c 'latents\.npy=f2\[16,1,4,4\]' list)" 11
 expect_eq "samples with text.npy in the shards" "$(grep -c 'text\.npy=f2\[[0-9]*,64\]' list)" 11

@@ -15,7 +15,6 @@
 # Skips (77) without mpirun or the MPI plugin (mpirun_n, tests/lib.sh). About 40 s on 2 busy cores.
 . "$DFM_TOP/tests/lib.sh"
 FX="$DFM_TOP/tests/fixtures"
-M="$DFM_TEST_MEDIA/media"
 TOL=2e-5   # max |a - b| of the weights after 6 steps of lr 1e-3; measured on a Zen 4: LoRA 1.5e-7 (2 ranks),
            # 1.2e-6 (3 ranks); full sharded 3.0e-7 (2 and 3 ranks); resumed across world sizes 3e-8
 
@@ -32,16 +31,7 @@ same_weights() { # A B WHAT
 }
 
 # ---- inputs: 11 samples of latents [16,1,4,4] in 4 shards; 12 examples from 4 entries ------
-mkdir model
-ln -s "$FX/wan_vae/z16" model/vae
-ln -s "$FX/tokenizer/rules" model/tokenizer
-ln -s "$FX/umt5/tiny" model/text_encoder
-printf '%s\n' '{"_class_name": "WanPipeline", "vae": ["diffusers", "AutoencoderKLWan"],' \
-  ' "tokenizer": ["transformers", "T5TokenizerFast"], "text_encoder": ["transformers", "UMT5EncoderModel"]}' \
-  > model/model_index.json
-{ dfm-decode -q $M/images | dfm-bucket -q --size 32x32 | dfm-vae-encode -q --model model |
-  dfm-text-encode -q --model model --dtype f32 | dfm-shard -q -o shards/train-%06d.tar --max-count 3; } 2> prep.err ||
-  { cat prep.err >&2; fail "preparing the latent shards"; }
+latent_shards 0/1 shards/train-%06d.tar --max-count 3
 
 cat > c.yaml <<EOF
 seed: 7
