@@ -1,6 +1,6 @@
 /* linear.c — the linear layer with LoRA (linear.h), as a sequence of table ops.
  *
- * Forward:  y = x W^T (+ b)                      packed GEMM + bias rows, or matmul with bias
+ * Forward:  y = x W^T (+ b)                      packed GEMM with the bias in its store, or matmul with bias
  *           h = dropout(x) A^T                   [m, rank]
  *           y += (scale h) B^T                   matmul accumulating into y
  * Backward: dx = dy W (+ dropout((scale dy B) A))
@@ -39,7 +39,17 @@ int dfm_linear_pack(dfm_linear *l, dfm_dtype dt)
     if (l->packed) return 0;
     if (l->w.device != DFM_CPU) return 0; /* CUDA keeps W as is: cuBLAS reads it directly */
     const dfm_tensor *wp = &l->w;
-    return dfm_packed_create(&l->packed, &wp, 1, dt, DFM_CPU);
+    int rc = dfm_packed_create(&l->packed, &wp, 1, dt, DFM_CPU);
+    /* the packed GEMM adds an F32 bias as it stores y: a BF16/F16 one is widened once here (exact) */
+    if (!rc && l->b.data && l->b.dtype != DFM_F32) {
+        if (!(rc = dfm_tensor_alloc(&l->bias32, DFM_F32, DFM_CPU, 1, &l->out))) rc = dfm_tensor_convert(&l->bias32, &l->b);
+        if (rc) {
+            dfm_tensor_free(&l->bias32);
+            dfm_packed_free(l->packed);
+            l->packed = NULL;
+        }
+    }
+    return rc;
 }
 
 void dfm_linear_drop_weights(dfm_linear *l)
@@ -104,6 +114,7 @@ void dfm_linear_free(dfm_linear *l)
     dfm_tensor_free(&l->w);
     dfm_tensor_free(&l->b);
     dfm_packed_free(l->packed);
+    dfm_tensor_free(&l->bias32);
     dfm_tensor_free(&l->lora_a);
     dfm_tensor_free(&l->lora_b);
     memset(l, 0, sizeof *l);
@@ -130,7 +141,8 @@ int dfm_linear_forward(const dfm_compute *cc, const dfm_linear *l, const dfm_ten
     int rc;
     if (!x || !y) return dfm_fail(DFM_E_ARG, "linear: NULL argument");
     if (l->packed && x->device == DFM_CPU) {
-        if (!(rc = dfm_op_linear(cc, x, l->packed, &y, 0)) && bias_of(l)) rc = dfm_op_bias_add(y, &l->b, y);
+        const dfm_tensor *b = l->bias32.data ? &l->bias32 : bias_of(l);
+        rc = dfm_op_linear_bias(cc, x, l->packed, &y, &b, 0);
     } else if (!l->w.data) {
         return dfm_fail(DFM_E_ARG, "linear: the weights were packed for the CPU and dropped");
     } else {

@@ -32,6 +32,7 @@ typedef struct {
     dfm_tensor w;         /* [out, in] F32/BF16/F16 (owned or a view; see owns_w) */
     dfm_tensor b;         /* [out] F32/BF16/F16, or data NULL: no bias */
     dfm_packed *packed;   /* NULL, or w laid out for the forward GEMM (dfm_linear_pack) */
+    dfm_tensor bias32;    /* owned F32 copy of a BF16/F16 b for the packed GEMM's store, or data NULL */
     /* LoRA (rank 0: none) */
     int rank;
     float scale;          /* alpha / rank */

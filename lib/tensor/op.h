@@ -27,7 +27,7 @@ typedef enum {
     DFM_OP_AFFINE,            /* src x; dst y; f[0] scale, f[1] shift */
     DFM_OP_GELU_NEW,          /* src x; dst y */
     DFM_OP_MATMUL,            /* src a, b, bias|NULL; dst y; i[0] ta, i[1] tb; f[0] beta; cc */
-    DFM_OP_LINEAR,            /* src x; dst y[0..nw); p dfm_packed; i[0] accumulate; cc */
+    DFM_OP_LINEAR,            /* src x, bias[0..nw) (each |NULL); dst y[0..nw); p dfm_packed; i[0] accumulate; cc */
     DFM_OP_ATTENTION,         /* src q, k, v, bias|NULL; dst out, lse|NULL; f[0] scale; i[0] layout
                                  (0 head-major [B, H, S, D], 1 token-major [B, S, H, D]; 3-D: B = 1); cc
                                  (bf16: operands rounded to bf16 before each product) */

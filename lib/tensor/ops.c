@@ -453,6 +453,13 @@ static int check_linear(const dfm_op_args *a)
         if (overlaps(x, y)) return bad(op, "an output overlaps x", "x", x, "y", y, NULL);
         for (int j = 0; j < i; j++)
             if (overlaps(a->dst[j], y)) return bad(op, "outputs overlap", "y", a->dst[j], "y", y, NULL);
+        const dfm_tensor *b = a->src[1 + i];
+        if (b && (b->ndim != 1 || b->dtype != DFM_F32 || b->shape[0] != l->n[i] || b->device != l->device)) {
+            char why[96];
+            snprintf(why, sizeof why, "bias %d must be F32 [%lld] on the weights' device", i, (long long)l->n[i]);
+            return bad(op, why, "bias", b, NULL);
+        }
+        if (b && overlaps(b, y)) return bad(op, "a bias overlaps an output", "bias", b, "y", y, NULL);
     }
     return 0;
 }
@@ -461,17 +468,24 @@ static int cpu_linear(dfm_op_args *a)
 {
     const dfm_packed *l = a->p;
     dfm_cpu_linear_seg seg[DFM_PACKED_MAX];
-    for (int i = 0; i < l->nw; i++) seg[i] = (dfm_cpu_linear_seg){l->packed[i], l->n[i], a->dst[i]->data, l->n[i], NULL};
+    for (int i = 0; i < l->nw; i++)
+        seg[i] = (dfm_cpu_linear_seg){l->packed[i], l->n[i], a->dst[i]->data, l->n[i], ptr(a->src[1 + i])};
     return dfm_cpu_linear(a->src[0]->data, a->src[0]->shape[0], l->k, l->dtype, seg, l->nw, (int)a->i[0], bf16(a));
+}
+
+int dfm_op_linear_bias(const dfm_compute *cc, const dfm_tensor *x, const dfm_packed *l, dfm_tensor *const *y,
+                       const dfm_tensor *const *bias, int accumulate)
+{
+    if (!y || !l) return dfm_fail(DFM_E_ARG, "linear: NULL argument");
+    dfm_op_args a = {.src = {x}, .p = l, .i = {accumulate != 0}, .cc = cc};
+    for (int i = 0; i < l->nw; i++) a.dst[i] = y[i], a.src[1 + i] = bias ? bias[i] : NULL;
+    return dfm_op_run(DFM_OP_LINEAR, &a);
 }
 
 int dfm_op_linear(const dfm_compute *cc, const dfm_tensor *x, const dfm_packed *l, dfm_tensor *const *y,
                   int accumulate)
 {
-    if (!y || !l) return dfm_fail(DFM_E_ARG, "linear: NULL argument");
-    dfm_op_args a = {.src = {x}, .p = l, .i = {accumulate != 0}, .cc = cc};
-    for (int i = 0; i < l->nw; i++) a.dst[i] = y[i];
-    return dfm_op_run(DFM_OP_LINEAR, &a);
+    return dfm_op_linear_bias(cc, x, l, y, NULL, accumulate);
 }
 
 /* ---- attention: one op for both layouts, forward and backward ------------------------------- */
@@ -1403,7 +1417,7 @@ static int cuda_linear(dfm_op_args *a)
     const dfm_packed *l = a->p;
     const dfm_tensor *x = a->src[0];
     for (int i = 0; i < l->nw; i++) {
-        int rc = dfm_cuda_matmul(x->data, 0, l->dev[i].data, l->dtype, 1, NULL, DFM_F32, a->i[0] ? 1.0f : 0.0f,
+        int rc = dfm_cuda_matmul(x->data, 0, l->dev[i].data, l->dtype, 1, ptr(a->src[1 + i]), DFM_F32, a->i[0] ? 1.0f : 0.0f,
                                  a->dst[i]->data, x->shape[0], l->n[i], l->k, bf16(a));
         if (rc) return rc;
     }

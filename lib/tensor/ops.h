@@ -157,6 +157,11 @@ size_t dfm_packed_nbytes(const dfm_packed *l);
  * context x is rounded to bf16 first (store the weights as BF16 for a bf16
  * run). ref: torch.nn.functional.linear (no bias) */
 int dfm_op_linear(const dfm_compute *cc, const dfm_tensor *x, const dfm_packed *l, dfm_tensor *const *y, int accumulate);
+/* As dfm_op_linear, plus bias[i] ([n_i] F32 on the linear's device, or NULL) added to y[i] as each
+ * output tile is stored (y[i] = x W_i^T + b_i, or y[i] += x W_i^T + b_i): the same bits as
+ * dfm_op_bias_add afterwards, without its pass over y. bias may be NULL (no bias at all). */
+int dfm_op_linear_bias(const dfm_compute *cc, const dfm_tensor *x, const dfm_packed *l, dfm_tensor *const *y,
+                       const dfm_tensor *const *bias, int accumulate);
 
 /* ---- text encoders (UMT5 now; the Wan transformer and T5 reuse them) ----------------------- */
 

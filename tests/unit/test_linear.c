@@ -316,3 +316,99 @@ TEST(linear_pack_bf16_copy_path)
             }
     CHECK_EQ(bad, 0);
 }
+
+/* dfm_op_linear_bias adds each bias in the GEMM's store: the same bits as dfm_op_linear and then
+ * dfm_op_bias_add, over row counts across the block and panel edges, widths off the 16/32-column
+ * panels, k across KC blocks, F32 and BF16 panels under f32 and bf16 compute, accumulate on and off,
+ * 1 and 2 threads, and two weights of which only the first has a bias. Then its argument checks. */
+TEST(ops_linear_bias_fused)
+{
+    uint64_t s = 99;
+    const int64_t ms[] = {1, 13, 50, 401}, ns[] = {5, 33, 100}, ks[] = {3, 64, 300};
+    int fails = 0;
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 3; b++)
+            for (int c = 0; c < 3; c++)
+                for (int v = 0; v < 3; v++)
+                    for (int acc = 0; acc < 2; acc++) {
+                        int64_t m = ms[a], n[2] = {ns[b], ns[b] + 7}, k = ks[c];
+                        dfm_dtype store = v ? DFM_BF16 : DFM_F32;
+                        dfm_compute cc = {v == 2 ? DFM_BF16 : DFM_F32, NULL};
+                        dfm_tensor x = {0}, w[2] = {{0}}, bias = {0}, y0[2] = {{0}}, yr[2] = {{0}}, yf[2] = {{0}};
+                        int64_t sx[2] = {m, k};
+                        CHECK_EQ(dfm_tensor_alloc(&x, DFM_F32, DFM_CPU, 2, sx), 0);
+                        for (int64_t j = 0; j < m * k; j++) ((float *)x.data)[j] = rnd(&s);
+                        CHECK_EQ(dfm_tensor_alloc(&bias, DFM_F32, DFM_CPU, 1, &n[0]), 0);
+                        for (int64_t j = 0; j < n[0]; j++) ((float *)bias.data)[j] = rnd(&s) * 3.0f;
+                        for (int i = 0; i < 2; i++) {
+                            int64_t sw[2] = {n[i], k}, sy[2] = {m, n[i]};
+                            CHECK_EQ(dfm_tensor_alloc(&w[i], DFM_F32, DFM_CPU, 2, sw), 0);
+                            for (int64_t j = 0; j < n[i] * k; j++) ((float *)w[i].data)[j] = rnd(&s) * 0.1f;
+                            CHECK_EQ(dfm_tensor_alloc(&y0[i], DFM_F32, DFM_CPU, 2, sy), 0);
+                            CHECK_EQ(dfm_tensor_alloc(&yr[i], DFM_F32, DFM_CPU, 2, sy), 0);
+                            CHECK_EQ(dfm_tensor_alloc(&yf[i], DFM_F32, DFM_CPU, 2, sy), 0);
+                            for (int64_t j = 0; j < m * n[i]; j++) ((float *)y0[i].data)[j] = rnd(&s);
+                            memcpy(yr[i].data, y0[i].data, (size_t)(m * n[i]) * sizeof(float));
+                        }
+                        const dfm_tensor *ws[2] = {&w[0], &w[1]}, *bs[2] = {&bias, NULL};
+                        dfm_tensor *ypr[2] = {&yr[0], &yr[1]}, *ypf[2] = {&yf[0], &yf[1]};
+                        dfm_packed *l = NULL;
+                        CHECK_EQ(dfm_packed_create(&l, ws, 2, store, DFM_CPU), 0);
+                        dfm_ops_set_threads(1);
+                        CHECK_EQ(dfm_op_linear(&cc, &x, l, ypr, acc), 0);
+                        CHECK_EQ(dfm_op_bias_add(&yr[0], &bias, &yr[0]), 0);
+                        for (int th = 1; th <= 2; th++) {
+                            dfm_ops_set_threads(th);
+                            for (int i = 0; i < 2; i++)
+                                memcpy(yf[i].data, y0[i].data, (size_t)(m * n[i]) * sizeof(float));
+                            CHECK_EQ(dfm_op_linear_bias(&cc, &x, l, ypf, bs, acc), 0);
+                            for (int i = 0; i < 2; i++) {
+                                int bad = memcmp(yf[i].data, yr[i].data, (size_t)(m * n[i]) * sizeof(float)) != 0;
+                                if (bad)
+                                    fprintf(stderr, "  linear bias m %lld n %lld k %lld w%d store %s bf16c %d acc %d, %d threads: differs\n",
+                                            (long long)m, (long long)n[i], (long long)k, i, dfm_dtype_name(store),
+                                            v == 2, acc, th);
+                                fails += bad;
+                            }
+                        }
+                        dfm_packed_free(l);
+                        dfm_tensor_free(&x);
+                        dfm_tensor_free(&bias);
+                        for (int i = 0; i < 2; i++) {
+                            dfm_tensor_free(&w[i]);
+                            dfm_tensor_free(&y0[i]);
+                            dfm_tensor_free(&yr[i]);
+                            dfm_tensor_free(&yf[i]);
+                        }
+                    }
+    dfm_ops_set_threads(0);
+    CHECK_EQ(fails, 0);
+
+    /* a bias must be F32 [n_i] on the weights' device and must not overlap an output */
+    int64_t sx[2] = {4, 8}, sw[2] = {6, 8}, sy[2] = {4, 6}, nb = 6, nb5 = 5;
+    dfm_tensor x = {0}, w = {0}, y = {0}, b = {0}, b5 = {0}, bh = {0};
+    CHECK_EQ(dfm_tensor_zeros(&x, DFM_F32, DFM_CPU, 2, sx), 0);
+    CHECK_EQ(dfm_tensor_zeros(&w, DFM_F32, DFM_CPU, 2, sw), 0);
+    CHECK_EQ(dfm_tensor_zeros(&y, DFM_F32, DFM_CPU, 2, sy), 0);
+    CHECK_EQ(dfm_tensor_zeros(&b, DFM_F32, DFM_CPU, 1, &nb), 0);
+    CHECK_EQ(dfm_tensor_zeros(&b5, DFM_F32, DFM_CPU, 1, &nb5), 0);
+    CHECK_EQ(dfm_tensor_zeros(&bh, DFM_BF16, DFM_CPU, 1, &nb), 0);
+    const dfm_tensor *wp = &w, *bp = &b5;
+    dfm_tensor *yp = &y;
+    dfm_packed *l = NULL;
+    CHECK_EQ(dfm_packed_create(&l, &wp, 1, DFM_F32, DFM_CPU), 0);
+    CHECK_EQ(dfm_op_linear_bias(NULL, &x, l, &yp, &bp, 0), DFM_E_ARG);
+    CHECK(strstr(dfm_errmsg(), "bias 0 must be F32 [6]") != NULL);
+    bp = &bh;
+    CHECK_EQ(dfm_op_linear_bias(NULL, &x, l, &yp, &bp, 0), DFM_E_ARG);
+    dfm_tensor yb = dfm_tensor_view(y.data, DFM_F32, DFM_CPU, 1, &nb);
+    bp = &yb;
+    CHECK_EQ(dfm_op_linear_bias(NULL, &x, l, &yp, &bp, 0), DFM_E_ARG);
+    CHECK(strstr(dfm_errmsg(), "overlaps") != NULL);
+    bp = &b;
+    CHECK_EQ(dfm_op_linear_bias(NULL, &x, l, &yp, &bp, 0), 0);
+    CHECK_EQ(dfm_op_linear_bias(NULL, &x, l, &yp, NULL, 0), 0);
+    dfm_packed_free(l);
+    dfm_tensor *all[] = {&x, &w, &y, &b, &b5, &bh};
+    for (int i = 0; i < 6; i++) dfm_tensor_free(all[i]);
+}
