@@ -7,6 +7,7 @@
 #include "data/bucketize.h"
 #include "data/decode_run.h"
 #include "io/stream.h"
+#include "text/prompt_clean.h"
 
 #include <fcntl.h>
 #include <getopt.h>
@@ -26,6 +27,8 @@ static const char usage[] =
     "  --captions auto|FILE.jsonl  where captions come from (default auto: NAME.txt, NAME.json,\n"
     "                              meta.json, captions.json, <prefix>_internvl.json, file name)\n"
     "  --caption-field NAME        JSON field holding the caption (default: caption)\n"
+    "  --clean-captions            NeMo's Wan caption cleaning: HTML entities unescaped twice,\n"
+    "                              white space runs to one space, stripped (no ftfy)\n"
     "Frames (videos):\n"
     "  --frames N                  frames per clip (default: all, capped by --max-frames;\n"
     "                              10 in frames mode)\n"
@@ -34,6 +37,12 @@ static const char usage[] =
     "  --fps F                     first resample the clip to F frames/s by presentation time\n"
     "                              (Wan: 16)\n"
     "  --mode video|frames         one sample per clip (default) or one per selected frame\n"
+    "Length filters (videos; images pass):\n"
+    "  --min-frames N              leave out clips of fewer than N frames (counted at the --fps\n"
+    "                              rate when given, else the source's)\n"
+    "  --min-duration S            leave out clips shorter than S seconds\n"
+    "  --max-duration S            leave out clips longer than S seconds\n"
+    "  -v, --verbose               name each clip left out, with its reason\n"
     "Limits and errors:\n"
     "  --max-pixels-in N           refuse frames larger than N pixels (default 100M)\n"
     "  --min-size S                skip images and videos whose shorter side is under S pixels\n"
@@ -62,7 +71,7 @@ static const char usage[] =
 
 enum { O_CAPTIONS = 256, O_FIELD, O_FRAMES, O_MAXF, O_CLIP, O_FPS, O_MODE, O_MAXPIX, O_STRICT,
        O_FORMAT, O_FORCE, O_VERSION, O_MINSIZE, O_DAMAGED, O_PROGRESS, O_PART, O_SKIPDONE,
-       O_PRESET, O_MULT };
+       O_PRESET, O_MULT, O_CLEAN, O_MINF, O_MIND, O_MAXD };
 
 static const struct option longopts[] = {
     {"captions", 1, 0, O_CAPTIONS}, {"caption-field", 1, 0, O_FIELD}, {"frames", 1, 0, O_FRAMES},
@@ -74,6 +83,8 @@ static const struct option longopts[] = {
     {"null", 0, 0, '0'},            {"progress", 0, 0, O_PROGRESS},   {"part", 1, 0, O_PART},
     {"skip-done", 1, 0, O_SKIPDONE},
     {"preset", 1, 0, O_PRESET},     {"multiple", 1, 0, O_MULT},
+    {"clean-captions", 0, 0, O_CLEAN}, {"min-frames", 1, 0, O_MINF}, {"min-duration", 1, 0, O_MIND},
+    {"max-duration", 1, 0, O_MAXD}, {"verbose", 0, 0, 'v'},
     {0, 0, 0, 0}};
 
 int main(int argc, char **argv)
@@ -90,10 +101,15 @@ int main(int argc, char **argv)
     static const char *const clips[] = {"spread", "begin", "middle", NULL};
     static const char *const modes[] = {"video", "frames", NULL};
     static const char *const formats[] = {"msgpack", "tar", "tar.zst", NULL};
-    while ((c = getopt_long(argc, argv, "0o:j:qh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "0o:j:qvh", longopts, NULL)) != -1) {
         switch (c) {
         case O_CAPTIONS: copts->manifest = strcmp(optarg, "auto") ? optarg : NULL; break;
         case O_FIELD: copts->field = optarg; break;
+        case O_CLEAN: copts->prompt_clean = dfm_prompt_clean; break;
+        case O_MINF: d.ingest.min_frames = (int)dfm_parse_long("--min-frames", optarg, 0, 10000000); break;
+        case O_MIND: d.ingest.min_duration = dfm_parse_double("--min-duration", optarg, 0, 1e7); break;
+        case O_MAXD: d.ingest.max_duration = dfm_parse_double("--max-duration", optarg, 0.001, 1e7); break;
+        case 'v': d.verbose = 1; break;
         case O_FRAMES: d.ingest.frames = (int)dfm_parse_long("--frames", optarg, 1, 100000); break;
         case O_MAXF: d.ingest.max_frames = (int)dfm_parse_long("--max-frames", optarg, 1, 100000); break;
         case O_CLIP: d.ingest.clip = (dfm_clip_mode)dfm_parse_choice("--clip", optarg, clips); break;
@@ -124,6 +140,12 @@ int main(int argc, char **argv)
         }
     }
     if (optind >= argc) dfm_usage_error("no PATH given (use '-' to read paths from stdin)");
+    if (d.ingest.max_duration > 0 && d.ingest.min_duration > d.ingest.max_duration)
+        dfm_usage_error("--min-duration %g is above --max-duration %g: every clip would be left out",
+                        d.ingest.min_duration, d.ingest.max_duration);
+    dfm_decode_filtered filtered = {0};
+    const int filtering = d.ingest.min_frames > 0 || d.ingest.min_duration > 0 || d.ingest.max_duration > 0;
+    d.filtered = &filtered;
     /* --part auto: the launcher's rank and size; 0/1 without one */
     if (dfm_dist_place(&d.part, DFM_CPU)) dfm_usage_error("%s", dfm_errmsg());
     dfm_bucketer *hint_b = NULL;
@@ -192,15 +214,20 @@ int main(int argc, char **argv)
         dfm_log_error("%s", dfm_errmsg());
         failed = 1;
     }
-    char extra[256] = "";
+    char extra[512] = "";
+    size_t n = 0;
+    if (filtering)
+        n += (size_t)snprintf(extra, sizeof extra, "%llu filtered (too short: %llu, too long: %llu)",
+                              (unsigned long long)(filtered.too_short + filtered.too_long),
+                              (unsigned long long)filtered.too_short, (unsigned long long)filtered.too_long);
     if (done) {
-        int n = snprintf(extra, sizeof extra, "%llu input%s already in '%s' skipped",
-                         (unsigned long long)skipped.inputs, skipped.inputs == 1 ? "" : "s", skip_done);
-        if (skipped.samples)
-            snprintf(extra + n, sizeof extra - (size_t)n, ", %llu sample%s already there dropped",
+        n += (size_t)snprintf(extra + n, sizeof extra - n, "%s%llu input%s already in '%s' skipped", n ? ", " : "",
+                              (unsigned long long)skipped.inputs, skipped.inputs == 1 ? "" : "s", skip_done);
+        if (skipped.samples && n < sizeof extra)
+            snprintf(extra + n, sizeof extra - n, ", %llu sample%s already there dropped",
                      (unsigned long long)skipped.samples, skipped.samples == 1 ? "" : "s");
     }
-    dfm_summary(&counts, done ? extra : NULL);
+    dfm_summary(&counts, extra);
     dfm_done_keys_free(done);
     dfm_bucketer_free(hint_b);
     return failed ? DFM_EXIT_FAIL : DFM_EXIT_OK;

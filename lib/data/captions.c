@@ -9,7 +9,9 @@
  * on bad input. Files written on Windows read the same as any other: a UTF-8 byte order mark at
  * the start of a file (and of each JSON Lines line) is dropped before parsing, CR and CRLF end
  * lines as LF does, and a caption loses any leading U+FEFF when it is cleaned.
- * Not here: HTML unescaping / ftfy (NeMo's Wan text cleaning), tokenization.
+ * NeMo's Wan cleaning (--clean-captions) runs on the captions found, after the source is chosen,
+ * with the unescaping the program passes in (see captions.h).
+ * Not here: the HTML unescaping itself (text/prompt_clean.c), ftfy, tokenization.
  */
 #include "data/captions.h"
 #include "base/buf.h"
@@ -18,6 +20,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +64,7 @@ struct dfm_captioner {
     const char *ivl_fields[5];    /* internvl: field if given, internvl, usr, caption */
     const char *mf_fields[6];     /* manifest: field, internvl, usr, caption, text */
     char *field;
+    char *(*prompt_clean)(const char *s, size_t len); /* --clean-captions, or NULL */
     int have_manifest;
     char *mdir;                   /* the manifest's directory, absolute and normalized */
     table mf;
@@ -99,6 +103,48 @@ void dfm_caption_clean(char *s)
         *w++ = *r;
     }
     *w = 0;
+}
+
+/* Python's str.isspace() for the code point at s[i] (UTF-8); its byte length in *len (1 for a
+ * byte that does not start a valid sequence, which is not space). */
+static int py_space_at(const unsigned char *s, size_t i, int *len)
+{
+    unsigned char c = s[i];
+    *len = 1;
+    if (c < 0x80) return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20);
+    int l = c >= 0xF0 && c < 0xF5 ? 4 : c >= 0xE0 ? (c < 0xF0 ? 3 : 0) : c >= 0xC2 ? 2 : 0;
+    if (!l) return 0;
+    uint32_t cp = c & (0x7F >> l);
+    for (int k = 1; k < l; k++) {
+        if ((s[i + k] & 0xC0) != 0x80) return 0; /* also stops at the NUL */
+        cp = cp << 6 | (s[i + k] & 63);
+    }
+    *len = l;
+    if (l == 3 && cp < 0x800) return 0; /* overlong: not a character */
+    return cp == 0x85 || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 ||
+           cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
+}
+
+// ref: NeMo AutoModel tools/diffusion/processors/wan.py _whitespace_clean (re module: str.isspace)
+void dfm_caption_collapse_space(char *str)
+{
+    if (!str) return;
+    unsigned char *s = (unsigned char *)str;
+    size_t w = 0;
+    int pending = 0;
+    for (size_t r = 0; s[r];) {
+        int l;
+        if (py_space_at(s, r, &l)) {
+            pending = w > 0; /* never a leading space */
+            r += (size_t)l;
+            continue;
+        }
+        if (pending) s[w++] = ' ';
+        pending = 0;
+        memmove(s + w, s + r, (size_t)l);
+        w += (size_t)l, r += (size_t)l;
+    }
+    s[w] = 0;
 }
 
 /* ---------------------------------------------------------------- tables */
@@ -594,6 +640,7 @@ int dfm_captioner_new(dfm_captioner **out, const dfm_caption_opts *opts)
     field_list(c->ivl_fields, c->field && strcmp(c->field, "caption") ? c->field : NULL, ivl_rest);
     static const char *const mf_rest[] = {"internvl", "usr", "caption", "text", NULL};
     field_list(c->mf_fields, c->json_fields[0], mf_rest);
+    c->prompt_clean = opts ? opts->prompt_clean : NULL;
 
     if (opts && opts->manifest) {
         c->have_manifest = 1;
@@ -784,10 +831,8 @@ static char *ivl_prefix(const char *base)
     return dfm_strndup(base, last ? (size_t)(last - base) : sl);
 }
 
-int dfm_captions_find(dfm_captioner *c, const char *path, dfm_captions *out)
+static int find_raw(dfm_captioner *c, const char *path, dfm_captions *out)
 {
-    memset(out, 0, sizeof *out);
-    if (!c || !path || !*path) return dfm_fail(DFM_E_ARG, "no captioner or path");
     int rc;
     if (c->have_manifest && (rc = find_manifest(c, path, out))) return rc < 0 ? rc : 0;
     if ((rc = find_sidecar_txt(path, out))) return rc < 0 ? rc : 0;
@@ -831,6 +876,37 @@ int dfm_captions_find(dfm_captioner *c, const char *path, dfm_captions *out)
     out->n = 1;
     out->source = "filename";
     return 0;
+}
+
+/* --clean-captions on every caption found (captions.h); "" stays, with a warning. */
+static int nemo_clean(const dfm_captioner *c, const char *path, dfm_captions *caps)
+{
+    int empty = 0;
+    for (int i = 0; i < caps->n; i++) {
+        char *t = c->prompt_clean(caps->text[i], strlen(caps->text[i]));
+        if (!t) return dfm_fail(DFM_E_NOMEM, "out of memory");
+        dfm_caption_collapse_space(t);
+        empty += !*t && *caps->text[i];
+        free(caps->text[i]);
+        caps->text[i] = t;
+    }
+    if (empty == 1 && caps->n == 1)
+        dfm_log_warn("'%s': its caption (from %s) is empty after --clean-captions; written empty, "
+                     "as NeMo would encode it", path, caps->source);
+    else if (empty)
+        dfm_log_warn("'%s': %d of its %d captions (from %s) are empty after --clean-captions; "
+                     "written empty, as NeMo would encode them", path, empty, caps->n, caps->source);
+    return 0;
+}
+
+int dfm_captions_find(dfm_captioner *c, const char *path, dfm_captions *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!c || !path || !*path) return dfm_fail(DFM_E_ARG, "no captioner or path");
+    int rc = find_raw(c, path, out);
+    if (!rc && c->prompt_clean) rc = nemo_clean(c, path, out);
+    if (rc) dfm_captions_free(out);
+    return rc;
 }
 
 void dfm_captions_free(dfm_captions *caps)

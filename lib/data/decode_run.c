@@ -26,6 +26,8 @@ struct dfm_decoder {
     uint64_t found; /* media files found so far, in every part */
     const dfm_done_keys *done; /* --skip-done */
     dfm_decode_skipped *skipped_done, skipped_local;
+    dfm_decode_filtered *filtered, filtered_local;
+    int verbose;
     dfm_strset bases; /* with done: the key bases of the files seen, to tell repeats */
 };
 typedef struct dfm_decoder run;
@@ -39,6 +41,7 @@ typedef struct {
     dfm_sample *samples;
     int n, cap, rc;
     int filter; /* drop the samples whose key is done */
+    dfm_ingest_filter why; /* left out by a length filter */
     char err[1024];
 } job;
 
@@ -59,7 +62,7 @@ static int collect(void *ctx, dfm_sample *s)
 static void job_run(void *arg)
 {
     job *j = arg;
-    j->rc = dfm_ingest_file(&j->r->opts, &j->caps, j->path, j->name, j->kind, collect, j);
+    j->rc = dfm_ingest_file(&j->r->opts, &j->caps, j->path, j->name, j->kind, collect, j, &j->why);
     if (j->rc < 0) snprintf(j->err, sizeof j->err, "%s", dfm_errmsg());
 }
 
@@ -93,7 +96,11 @@ static int job_done(void *ctx, void *arg)
     run *r = ctx;
     job *j = arg;
     int rc = 0;
-    if (j->rc < 0) {
+    if (j->rc < 0 && j->why != DFM_INGEST_KEPT) { /* not a bad file */
+        if (j->why == DFM_INGEST_TOO_SHORT) r->filtered->too_short++;
+        else r->filtered->too_long++;
+        if (r->verbose) dfm_log_info("filtered '%s': %s", j->path, j->err);
+    } else if (j->rc < 0) {
         dfm_log_error("skipping '%s': %s", j->path, j->err);
         r->counts->skipped++;
         if (j->rc == DFM_E_NOMEM) rc = j->rc;
@@ -204,6 +211,8 @@ int dfm_decoder_new(dfm_decoder **out, const dfm_decode_opts *o, dfm_writer *w, 
     r->part = o->part;
     r->done = o->done;
     r->skipped_done = o->skipped_done ? o->skipped_done : &r->skipped_local;
+    r->filtered = o->filtered ? o->filtered : &r->filtered_local;
+    r->verbose = o->verbose;
     /* Files decode in parallel (jobs at a time); each video decoder gets the cores left over
      * (at least one thread), so the machine is busy without oversubscribing it. */
     int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);

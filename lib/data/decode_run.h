@@ -16,6 +16,10 @@
  *   - some, at the frontier or a repeat: decoded, and its samples whose (unique) key is in DIR
  *     are dropped (skipped_done->samples); the rest are written.
  * Skipped files' keys still count for "@dupN", so the keys are those of one uninterrupted run.
+ *
+ * Length filters (ingest.h: --min-frames, --min-duration, --max-duration): a clip they leave out
+ * is not a bad file: it is counted in counts->read and in filtered (not in counts->skipped),
+ * named with its reason on stderr only when verbose, and never stops a strict run.
  */
 #ifndef DFM_DATA_DECODE_RUN_H
 #define DFM_DATA_DECODE_RUN_H
@@ -32,6 +36,10 @@ typedef struct {
 } dfm_decode_skipped;
 
 typedef struct {
+    uint64_t too_short, too_long; /* clips the length filters left out */
+} dfm_decode_filtered;
+
+typedef struct {
     dfm_ingest_opts ingest;     /* ingest.threads is set from jobs */
     dfm_caption_opts captions;
     int jobs;                   /* files decoded at once; 0 = one per core */
@@ -41,6 +49,8 @@ typedef struct {
                                  * zeroed: every file */
     const dfm_done_keys *done;  /* --skip-done: the keys already in shards (see above); NULL: none */
     dfm_decode_skipped *skipped_done; /* may be NULL: what done made the run leave out */
+    dfm_decode_filtered *filtered; /* may be NULL: what the length filters left out */
+    int verbose;                /* name each filtered file and its reason on stderr */
 } dfm_decode_opts;
 
 typedef struct dfm_decoder dfm_decoder;

@@ -250,6 +250,49 @@ static int plan_frames(const dfm_ingest_opts *o, dfm_video *v, int64_t **idx)
     return n < 0 || n > 0 ? n : dfm_fail(DFM_E_FORMAT, "no frames selected");
 }
 
+/* The length filters (ingest.h) on the clip as v now describes it: 0 keeps it; DFM_E_SKIP with
+ * *why set leaves it out; another negative code when it cannot be judged. An empty clip is
+ * left to the "no frames" error. */
+static int check_length(const dfm_ingest_opts *o, dfm_video *v, dfm_ingest_filter *why)
+{
+    const dfm_video_info *vi = dfm_video_get_info(v);
+    if (vi->nframes <= 0) return 0;
+    if (o->min_frames > 0) {
+        int64_t n = vi->nframes;
+        char rate[96] = "";
+        if (o->fps > 0 && vi->fps > 0) { /* counted as frames.h step 1 resamples (plan_frames) */
+            int64_t *idx = NULL;
+            int k = dfm_frames_select(n, vi->vfr ? dfm_video_times(v) : NULL, vi->fps, o->fps, 0, 0,
+                                      DFM_CLIP_SPREAD, &idx);
+            free(idx);
+            if (k < 0) return k;
+            n = k;
+            snprintf(rate, sizeof rate, " at --fps %g (%lld at %.4g fps)", o->fps, (long long)vi->nframes, vi->fps);
+        }
+        if (n < o->min_frames) {
+            *why = DFM_INGEST_TOO_SHORT;
+            return dfm_fail(DFM_E_SKIP, "%lld frame%s%s, fewer than --min-frames %d", (long long)n,
+                            n == 1 ? "" : "s", rate, o->min_frames);
+        }
+    }
+    if (!(o->min_duration > 0) && !(o->max_duration > 0)) return 0;
+    if (!(vi->duration > 0))
+        return dfm_fail(DFM_E_FORMAT, "--%s-duration needs the clip's frame rate, which this file lacks",
+                        o->min_duration > 0 ? "min" : "max");
+    const double slack = 1e-6; /* n / fps of a clip at exactly the limit may round either way */
+    if (o->min_duration > 0 && vi->duration < o->min_duration - slack) {
+        *why = DFM_INGEST_TOO_SHORT;
+        return dfm_fail(DFM_E_SKIP, "%.6g s (%lld frames at %.4g fps), shorter than --min-duration %g",
+                        vi->duration, (long long)vi->nframes, vi->fps, o->min_duration);
+    }
+    if (o->max_duration > 0 && vi->duration > o->max_duration + slack) {
+        *why = DFM_INGEST_TOO_LONG;
+        return dfm_fail(DFM_E_SKIP, "%.6g s (%lld frames at %.4g fps), longer than --max-duration %g",
+                        vi->duration, (long long)vi->nframes, vi->fps, o->max_duration);
+    }
+    return 0;
+}
+
 /* Clip facts for json, as the frames finally decoded show them. */
 static void video_meta(const dfm_video_info *vi, meta_common *m, const dfm_ingest_opts *o)
 {
@@ -274,7 +317,7 @@ static int apply_hint(const dfm_ingest_opts *o, dfm_video *v, meta_common *m)
 }
 
 static int ingest_video(const dfm_ingest_opts *o, const char *path, meta_common *m,
-                        dfm_emit_fn emit, void *ctx)
+                        dfm_emit_fn emit, void *ctx, dfm_ingest_filter *why)
 {
     dfm_video *v;
     int rc = dfm_video_open(&v, path, o->threads, o->max_pixels);
@@ -286,8 +329,8 @@ static int ingest_video(const dfm_ingest_opts *o, const char *path, meta_common 
         dfm_video_close(v);
         return dfm_fail(DFM_E_FORMAT, "--fps needs the source frame rate, which this file lacks");
     }
-    if ((rc = check_min_size(o, m->width, m->height)) < 0) {
-        dfm_video_close(v);
+    if ((rc = check_min_size(o, m->width, m->height)) < 0 || (rc = check_length(o, v, why)) < 0) {
+        dfm_video_close(v); /* before a pixel is decoded */
         return rc;
     }
     m->fw = m->width;
@@ -307,6 +350,7 @@ static int ingest_video(const dfm_ingest_opts *o, const char *path, meta_common 
     for (int attempt = 0; attempt < 2; attempt++) {
         free(idx), free(npy), free(rgb);
         idx = NULL, npy = rgb = NULL;
+        if (attempt > 0 && (rc = check_length(o, v, why)) < 0) break; /* on the decoded count */
         if ((rc = n = plan_frames(o, v, &idx)) < 0) break;
         if (o->mode == DFM_INGEST_VIDEO) {
             /* Decode straight into the frames.npy buffer: a clip is large, copy it no more. */
@@ -343,15 +387,19 @@ static int ingest_video(const dfm_ingest_opts *o, const char *path, meta_common 
 }
 
 int dfm_ingest_file(const dfm_ingest_opts *o, const dfm_captions *caps, const char *path,
-                    const char *name, dfm_media_kind kind, dfm_emit_fn emit, void *ctx)
+                    const char *name, dfm_media_kind kind, dfm_emit_fn emit, void *ctx,
+                    dfm_ingest_filter *filtered)
 {
     int rc;
+    dfm_ingest_filter why_local;
+    dfm_ingest_filter *why = filtered ? filtered : &why_local;
+    *why = DFM_INGEST_KEPT;
     meta_common m = {.name = name, .kind = dfm_media_kind_name(kind), .caps = caps};
     m.extra = cJSON_CreateObject();
     if (!m.extra) return dfm_fail(DFM_E_NOMEM, "out of memory");
     cJSON_AddStringToObject(m.extra, "mode", o->mode == DFM_INGEST_FRAMES ? "frames" : "video");
     if (kind == DFM_MEDIA_IMAGE) rc = ingest_image(o, path, &m, emit, ctx);
-    else if (kind == DFM_MEDIA_VIDEO) rc = ingest_video(o, path, &m, emit, ctx);
+    else if (kind == DFM_MEDIA_VIDEO) rc = ingest_video(o, path, &m, emit, ctx, why);
     else rc = dfm_fail(DFM_E_UNSUPPORTED, "not an image or video");
     cJSON_Delete(m.extra);
     return rc;

@@ -1,9 +1,12 @@
 /* test_captions.c — caption sources: each source alone, the priority order, malformed and
  * oversized files, multi-caption captions.json, NeMo's internvl prefix rule, the JSONL
- * manifest, the per-directory cache and the text cleaning. */
+ * manifest, the per-directory cache and the text cleaning, and NeMo's Wan cleaning
+ * (--clean-captions) against Python 3.11's html.unescape twice + strip + re.sub(r"\s+", " ")
+ * + strip (the expected strings printed by Python from the inputs below). */
 #include "test.h"
 #include "base/error.h"
 #include "data/captions.h"
+#include "text/prompt_clean.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -444,4 +447,109 @@ TEST(captions_bom_and_crlf_each_source)
     char d[] = "\xEF\xBB"; /* a truncated mark is not one */
     dfm_caption_clean(d);
     CHECK_STR(d, "\xEF\xBB");
+}
+
+/* NeMo's cleaning: NeMo's _prompt_clean (no ftfy) against Python's output. */
+static const char *const k_nemo_cases[][2] = {
+    {"Tom &amp;amp; Jerry", "Tom & Jerry"},
+    {"&lt;b&gt;bold&lt;/b&gt; text", "<b>bold</b> text"},
+    {"it&#39;s &#233;t&#xE9; &#8212; ok", "it's \xc3\xa9""t\xc3\xa9"" \xe2\x80\x94"" ok"},
+    {"a\x09""b\x0a""\x0a""c\xc2\xa0""d  e\xe2\x80\x83""f\xe3\x80\x80""g", "a b c d e f g"},
+    {"  lead and trail  ", "lead and trail"},
+    {"&nbsp;", ""},
+    {"&#32;&#9;&#10;", ""},
+    {"x\x1d""y\x1c""", "x y"}, /* str.isspace(): NeMo's re, not diffusers' regex */
+    {"\x1f"" lead", "lead"},
+    {"&amp;#28;x", "x"},
+    {"&amp;amp;amp;", "&amp;"}, /* two passes, no more */
+    {"&amp&ampx", "&&x"},
+    {"caf\xc3\xa9"" \xf0\x9f\x98\x80""  smile", "caf\xc3\xa9"" \xf0\x9f\x98\x80"" smile"},
+    {"a\xc2\x85""b\xe2\x80\xa8""c\xe2\x80\xa9""d\xe2\x80\xaf""e\xe2\x81\x9f""f\xe1\x9a\x80""g", "a b c d e f g"},
+    {"zero\xe2\x80\x8b""width", "zero\xe2\x80\x8b""width"}, /* U+200B is not space */
+    {"&quot;q&quot; &apos;a&apos;", "\"q\" 'a'"},
+    {"a &amp;nbsp; b", "a b"},
+};
+
+TEST(captions_collapse_space_is_python_isspace)
+{
+    /* every code point str.isspace() takes, each between two letters, is one space */
+    static const char *const spaces[] = {"\t", "\n", "\v", "\f", "\r", "\x1c", "\x1d", "\x1e", "\x1f", " ",
+                                         "\xc2\x85", "\xc2\xa0", "\xe1\x9a\x80", "\xe2\x80\x80", "\xe2\x80\x8a",
+                                         "\xe2\x80\xa8", "\xe2\x80\xa9", "\xe2\x80\xaf", "\xe2\x81\x9f", "\xe3\x80\x80"};
+    for (size_t i = 0; i < sizeof spaces / sizeof *spaces; i++) {
+        char b[32];
+        snprintf(b, sizeof b, "%sa%s%sb%s", spaces[i], spaces[i], spaces[i], spaces[i]);
+        dfm_caption_collapse_space(b);
+        if (strcmp(b, "a b")) fprintf(stderr, "  space %zu\n", i);
+        CHECK_STR(b, "a b");
+    }
+    /* and what it does not take: U+180E, U+200B, U+FEFF, U+2060; invalid, overlong or cut bytes */
+    static const char *const kept[] = {"a\xe1\xa0\x8e""b", "a\xe2\x80\x8b""b", "a\xef\xbb\xbf""b", "a\xe2\x81\xa0""b",
+                                       "a\xc2", "a\xe0\x82\x85""b", "a\xc1\x85""b", "\xff\xfe", "a\xe2\x80"};
+    for (size_t i = 0; i < sizeof kept / sizeof *kept; i++) {
+        char b[32];
+        snprintf(b, sizeof b, "%s", kept[i]);
+        dfm_caption_collapse_space(b);
+        CHECK_STR(b, kept[i]);
+    }
+    char e[] = "";
+    dfm_caption_collapse_space(e);
+    CHECK_STR(e, "");
+    dfm_caption_collapse_space(NULL);
+}
+
+TEST(captions_nemo_clean_matches_python)
+{
+    for (size_t i = 0; i < sizeof k_nemo_cases / sizeof *k_nemo_cases; i++) {
+        char *o = dfm_prompt_clean(k_nemo_cases[i][0], strlen(k_nemo_cases[i][0]));
+        CHECK(o != NULL);
+        if (!o) continue;
+        dfm_caption_collapse_space(o);
+        if (strcmp(o, k_nemo_cases[i][1])) fprintf(stderr, "  case %zu: got '%s'\n", i, o);
+        CHECK_STR(o, k_nemo_cases[i][1]);
+        free(o);
+    }
+}
+
+/* Through dfm_captions_find: each source's caption cleaned after the source is chosen; a caption
+ * that cleans to "" stays "" (no fall-through to the file name); off by default. */
+TEST(captions_find_clean_captions)
+{
+    char dir[600];
+    mkdirs(dir, sizeof dir, "nemo_clean");
+    for (size_t i = 0; i < sizeof k_nemo_cases / sizeof *k_nemo_cases; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "t%zu.txt", i);
+        put(dir, name, k_nemo_cases[i][0]);
+    }
+    put(dir, "j.json", "{\"caption\": \"x &amp;lt;y&amp;gt;\\u00a0 z\"}");
+    put(dir, "captions.json", "{\"m.png\": [\"one &amp; two\", \"&nbsp;\", \"three\"]}");
+    dfm_caption_opts o = {.prompt_clean = dfm_prompt_clean};
+    dfm_captioner *c = NULL;
+    CHECK_EQ(dfm_captioner_new(&c, &o), 0);
+    if (!c) return;
+    for (size_t i = 0; i < sizeof k_nemo_cases / sizeof *k_nemo_cases; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "t%zu.png", i);
+        /* a caption file of white space only is passed over before cleaning (dfm's rule) */
+        expect1(c, dir, name, "txt", k_nemo_cases[i][1]);
+    }
+    expect1(c, dir, "j.mp4", "json", "x <y> z");
+    expect1(c, dir, "Rock_&amp;_Roll.png", "filename", "Rock & Roll"); /* NeMo cleans the fallback too */
+    dfm_captions caps;
+    CHECK_STR(find(c, dir, "m.png", &caps), "captions.json");
+    CHECK_EQ(caps.n, 3);
+    if (caps.n == 3) {
+        CHECK_STR(caps.text[0], "one & two");
+        CHECK_STR(caps.text[1], "");
+        CHECK_STR(caps.text[2], "three");
+    }
+    dfm_captions_free(&caps);
+    dfm_captioner_free(c);
+    /* off: only dfm's trimming */
+    CHECK_EQ(dfm_captioner_new(&c, NULL), 0);
+    if (!c) return;
+    expect1(c, dir, "t0.png", "txt", "Tom &amp;amp; Jerry");
+    expect1(c, dir, "t5.png", "txt", "&nbsp;");
+    dfm_captioner_free(c);
 }
