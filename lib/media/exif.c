@@ -1,11 +1,15 @@
-/* exif.c — the EXIF orientation of a JPEG and applying an orientation to packed RGB.
+/* exif.c — the EXIF orientation of a JPEG, PNG or WebP, and applying an orientation to packed RGB.
  *
- * What it is: a bounds-checked walk over the JPEG marker segments up to the first scan, the
- * APP1 "Exif\0\0" segment's TIFF header (either byte order) and IFD0's Orientation tag
- * (0x0112); and the eight orientation transforms of EXIF, with the meaning Pillow's
+ * What it is: one reader of IFD0's Orientation tag (0x0112) in a TIFF structure (either byte
+ * order), found by three bounds-checked container walks: a JPEG's marker segments up to the
+ * first scan (the APP1 "Exif\0\0" segment), a PNG's chunks up to IEND (the eXIf chunk: the TIFF
+ * structure itself), a WebP's RIFF chunks (the EXIF chunk of the extended format, used only when
+ * VP8X flags it, as libwebp's demuxer does; with or without an "Exif\0\0" prefix, as Pillow
+ * reads it); and the eight orientation transforms of EXIF, with the meaning Pillow's
  * ImageOps.exif_transpose gives them. Every offset read from the file is checked against the
- * segment length: the bytes are untrusted.
- * Not here: any other EXIF tag, EXIF in PNG/WebP, writing EXIF.
+ * segment or chunk length: the bytes are untrusted. A missing, cut or unreadable EXIF block is
+ * orientation 1 (the picture as stored), never an error.
+ * Not here: any other EXIF tag, XMP's tiff:Orientation, BMP (no EXIF), writing EXIF.
  */
 #include "media/image.h"
 
@@ -23,7 +27,8 @@ static uint32_t rd32(const uint8_t *p, int le)
               : (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
-/* Orientation from a TIFF structure (the APP1 payload after "Exif\0\0"); 0 if absent/invalid. */
+/* Orientation from a TIFF structure (JPEG: the APP1 payload after "Exif\0\0"; PNG, WebP: the
+ * EXIF block); 0 if absent/invalid. */
 static int tiff_orientation(const uint8_t *t, size_t len)
 {
     if (len < 8) return 0;
@@ -82,6 +87,63 @@ int dfm_jpeg_exif_orientation(const uint8_t *d, size_t n)
         p += 2 + seglen;
     }
     return 1;
+}
+
+/* An EXIF block as PNG and WebP writers store it: the TIFF structure, or (some WebP writers, and
+ * PNG writers that copy a JPEG's APP1 payload) the same behind "Exif\0\0". */
+static int exif_block_orientation(const uint8_t *p, size_t n)
+{
+    if (n >= 6 && !memcmp(p, "Exif\0\0", 6)) p += 6, n -= 6;
+    int o = tiff_orientation(p, n);
+    return o ? o : 1;
+}
+
+/* PNG: chunks (length, type, data, CRC) from the signature to IEND; the first eXIf chunk counts,
+ * wherever it is (before or after the image data, as Pillow reads it). The CRC is not checked. */
+static int png_exif_orientation(const uint8_t *d, size_t n)
+{
+    size_t p = 8;
+    while (p + 8 <= n) {
+        const size_t len = rd32(d + p, 0);
+        const uint8_t *type = d + p + 4;
+        if (len > n - p - 8) return 1; /* cut: nothing after it can be trusted */
+        if (!memcmp(type, "IEND", 4)) return 1;
+        if (!memcmp(type, "eXIf", 4)) return exif_block_orientation(d + p + 8, len);
+        if (len > n - p - 12) return 1; /* no room for the CRC */
+        p += 12 + len;
+    }
+    return 1;
+}
+
+/* WebP: RIFF chunks (fourcc, little-endian size, data padded to even) after "RIFF" size "WEBP".
+ * Only the extended format (a VP8X first chunk) carries metadata, and libwebp's demuxer (Pillow's
+ * reader) keeps the EXIF chunk only when VP8X's EXIF flag (0x08) is set and the whole padded chunk
+ * is present; the first EXIF chunk counts.
+ * ref: https://developers.google.com/speed/webp/docs/riff_container (Extended File Format)
+ * ref: libwebp src/demux/demux.c ParseVP8XChunks */
+static int webp_exif_orientation(const uint8_t *d, size_t n)
+{
+    if (n < 30 || memcmp(d + 12, "VP8X", 4) || !(d[20] & 0x08)) return 1;
+    const size_t riff = rd32(d + 4, 1);
+    if (riff < n - 8) n = riff + 8; /* bytes past the RIFF payload are not the file's */
+    size_t p = 12;
+    while (p + 8 <= n) {
+        const size_t sz = rd32(d + p + 4, 1), padded = sz + (sz & 1);
+        if (padded > n - p - 8) return 1;
+        if (!memcmp(d + p, "EXIF", 4)) return exif_block_orientation(d + p + 8, sz);
+        p += 8 + padded;
+    }
+    return 1;
+}
+
+int dfm_image_exif_orientation(const uint8_t *d, size_t n)
+{
+    switch (dfm_image_sniff(d, n)) {
+    case DFM_IMG_JPEG: return dfm_jpeg_exif_orientation(d, n);
+    case DFM_IMG_PNG: return png_exif_orientation(d, n);
+    case DFM_IMG_WEBP: return webp_exif_orientation(d, n);
+    default: return 1;
+    }
 }
 
 /* Source pixel of destination (x, y) is (ax*x + bx*y + cx, ay*x + by*y + cy). */

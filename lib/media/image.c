@@ -3,15 +3,16 @@
  * What it is: sniffing by magic bytes; JPEG through TurboJPEG 2.1 (header first, the pixel
  * limit checked before any pixel buffer exists, then a TJPF_RGB decode with the default
  * accurate DCT and fancy upsampling, as Pillow decodes; with a minimum size, at a DCT scale of
- * 1/2, 1/4 or 1/8 as Pillow's draft()) plus the EXIF orientation; PNG, WebP,
+ * 1/2, 1/4 or 1/8 as Pillow's draft()); PNG, WebP,
  * BMP — and JPEGs TurboJPEG refuses, such as CMYK — through libavcodec, the whole file as one
  * packet, converted with libswscale (alpha composited on white, grey and 16-bit reduced to
- * 8-bit RGB). FFmpeg's own logging is silenced so stderr carries only our messages.
+ * 8-bit RGB); then the EXIF orientation of any of them (exif.c) turns the picture. FFmpeg's own
+ * logging is silenced so stderr carries only our messages.
  * Policy on damaged input: an error (DFM_E_FORMAT) rather than a concealed picture: every libjpeg
  * warning that reports corrupt or missing data rejects the picture (Pillow itself only catches a
  * cut file), unless the caller accepts damage (DFM_IMAGE_ACCEPT_DAMAGED); warnings that do not
  * touch the pixels are tolerated.
- * Not here: resizing, video, file reading, EXIF orientation of PNG/WebP (JPEG only).
+ * Not here: resizing, video, file reading, parsing EXIF (exif.c).
  */
 #include "media/image.h"
 
@@ -421,7 +422,7 @@ static int decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixels, int
         snprintf(tjmsg, sizeof tjmsg, "CMYK/YCCK JPEG");
         goto fallback;
     }
-    const int denom = jpeg_scale_denom(w, h, min_w > 0 ? dfm_jpeg_exif_orientation(data, len) : 1, min_w, min_h);
+    const int denom = jpeg_scale_denom(w, h, min_w > 0 ? dfm_image_exif_orientation(data, len) : 1, min_w, min_h);
     const tjscalingfactor sf = {1, denom};
     const int sw = TJSCALED(w, sf), sh = TJSCALED(h, sf);
     rgb = malloc((size_t)sw * sh * 3);
@@ -495,16 +496,15 @@ int dfm_image_peek_size(const uint8_t *data, size_t len, int *w, int *h)
         int ok = tj && tjDecompressHeader3(tj, data, (unsigned long)len, &jw, &jh, &sub, &cs) == 0 && jw > 0 && jh > 0;
         if (tj) tjDestroy(tj);
         if (!ok) return 0;
-        int o = dfm_jpeg_exif_orientation(data, len);
-        *w = o >= 5 ? jh : jw;
-        *h = o >= 5 ? jw : jh;
-        return 1;
-    }
-    if (t == DFM_IMG_UNKNOWN || peek_size(t, data, len, &pw, &ph) != 1 || pw <= 0 || ph <= 0 || pw > INT_MAX ||
-        ph > INT_MAX)
+        pw = jw;
+        ph = jh;
+    } else if (t == DFM_IMG_UNKNOWN || peek_size(t, data, len, &pw, &ph) != 1 || pw <= 0 || ph <= 0 ||
+               pw > INT_MAX || ph > INT_MAX) {
         return 0; /* a header error is the decode's to report */
-    *w = (int)pw;
-    *h = (int)ph;
+    }
+    const int tr = dfm_image_exif_orientation(data, len) >= 5; /* turned a quarter: sides swap */
+    *w = (int)(tr ? ph : pw);
+    *h = (int)(tr ? pw : ph);
     return 1;
 }
 
@@ -526,21 +526,18 @@ int dfm_image_decode_min(const uint8_t *data, size_t len, uint64_t max_pixels, i
     default: return dfm_fail(DFM_E_FORMAT, "not an image we know (no JPEG, PNG, WebP or BMP signature)");
     }
     if (rc < 0) return rc;
-    if (m.type == DFM_IMG_JPEG) {
-        int o = dfm_jpeg_exif_orientation(data, len);
-        if (o != 1) {
-            uint8_t *rot;
-            int rw, rh;
-            if ((rc = dfm_rgb_orient(out->rgb, out->w, out->h, o, &rot, &rw, &rh)) < 0) {
-                dfm_image_free(out);
-                return rc;
-            }
-            free(out->rgb);
-            out->rgb = rot;
-            out->w = rw;
-            out->h = rh;
+    m.orientation = dfm_image_exif_orientation(data, len); /* every format; 1 for BMP */
+    if (m.orientation != 1) {
+        uint8_t *rot;
+        int rw, rh;
+        if ((rc = dfm_rgb_orient(out->rgb, out->w, out->h, m.orientation, &rot, &rw, &rh)) < 0) {
+            dfm_image_free(out);
+            return rc;
         }
-        m.orientation = o;
+        free(out->rgb);
+        out->rgb = rot;
+        out->w = rw;
+        out->h = rh;
     }
     /* the displayed full-scale size: the stored one, transposed by orientations 5..8 */
     const int tr = m.orientation >= 5;

@@ -1,8 +1,9 @@
 /* image.h — still-image decode to 8-bit RGB.
  *
- * JPEG goes through TurboJPEG (with the EXIF orientation applied); PNG, WebP and BMP through
- * libavcodec, decoded from memory. Every result is packed RGB, 3 bytes a pixel, rows
- * top-to-bottom: grey is expanded, 16-bit is reduced to 8-bit, alpha is composited on white.
+ * JPEG goes through TurboJPEG; PNG, WebP and BMP through libavcodec, decoded from memory. The EXIF
+ * orientation of a JPEG (APP1), PNG (eXIf) or WebP (EXIF chunk) is applied. Every result is
+ * packed RGB, 3 bytes a pixel, rows top-to-bottom: grey is expanded, 16-bit is reduced to 8-bit,
+ * alpha is composited on white.
  * A declared size over max_pixels is refused before any pixel buffer is allocated.
  * Not here: resizing (resample.h), video (video.h), file discovery.
  */
@@ -50,7 +51,7 @@ int dfm_image_decode_ex(const uint8_t *data, size_t len, uint64_t max_pixels, in
                         dfm_image_meta *meta);
 void dfm_image_free(dfm_image *img);
 
-/* The displayed size (after the EXIF orientation, for JPEG) read from the header alone, no
+/* The displayed size (after the EXIF orientation) read from the header alone, no
  * pixel decoded: 1 found, 0 unknown or unreadable (the decode then says why). */
 int dfm_image_peek_size(const uint8_t *data, size_t len, int *w, int *h);
 /* dfm_image_decode_ex for a consumer that will scale the picture down to min_w x min_h or more
@@ -63,7 +64,12 @@ int dfm_image_peek_size(const uint8_t *data, size_t len, int *w, int *h);
 int dfm_image_decode_min(const uint8_t *data, size_t len, uint64_t max_pixels, int flags, int min_w, int min_h,
                          dfm_image *out, dfm_image_meta *meta);
 
-/* EXIF orientation (1..8) found in a JPEG's APP1 segment, 1 when absent or unreadable. */
+/* EXIF orientation (1..8) of an image in memory, by its signature: a JPEG's APP1 "Exif" segment,
+ * a PNG's eXIf chunk, a WebP's EXIF chunk (extended format with VP8X's EXIF flag set; the TIFF
+ * structure with or without an "Exif\0\0" prefix). 1 when absent, cut, unreadable or out of
+ * range, and for BMP: never an error. ref: PIL.ImageOps.exif_transpose (Image.getexif) */
+int dfm_image_exif_orientation(const uint8_t *data, size_t len);
+/* The same for a JPEG alone (APP1), 1 for anything else. */
 int dfm_jpeg_exif_orientation(const uint8_t *data, size_t len);
 /* Apply an EXIF orientation to packed RGB: returns a new buffer (malloc'd) and the new size. */
 int dfm_rgb_orient(const uint8_t *src, int w, int h, int orientation, uint8_t **dst, int *dw, int *dh);

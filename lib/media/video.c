@@ -11,12 +11,13 @@
  * packets it drops), the read says so (DFM_E_SHORT) with the count and times corrected to what it
  * decoded, so the caller can plan again. Damaged data is concealed differently by different
  * numbers of frame threads, so once the decoder reports damage the read starts over on a single
- * thread: the same file gives the same frames whatever the machine or -j. The display matrix is honoured:
- * a clip tagged as rotated by 90/180/270 degrees comes out turned the way players show it
- * (info.width/height are the displayed size). With an output size set, libswscale scales each
- * coded frame down to it (swapped for a quarter turn) in its colour-conversion pass and the
- * small frame is turned. A request for an index before the current
- * position reopens the file (no seeking: exact indices matter more than speed there).
+ * thread: the same file gives the same frames whatever the machine or -j. The display matrix is
+ * honoured as the ffmpeg CLI's autorotate does: a clip tagged as rotated by 90/180/270 degrees,
+ * mirrored (-display_hflip / -display_vflip), or both, comes out turned and flipped the way ffmpeg
+ * shows it (info.width/height are the displayed size); other angles are left as stored. With an
+ * output size set, libswscale scales each coded frame down to it (swapped for a quarter turn) in
+ * its colour-conversion pass and the small frame is turned. A request for an index before the
+ * current position reopens the file (no seeking: exact indices matter more than speed there).
  * Not here: choosing frames (data/frames.h), resizing (resample.h), audio, seeking by time,
  * hardware decoders, reading from memory (AVIO callbacks).
  * ref: FFmpeg doc/examples/demux_decode.c (the send/receive loop and the flush at EOF)
@@ -48,7 +49,7 @@ struct dfm_video {
     AVFrame *frame;
     dfm_rgb_conv conv;   /* RGB conversion kept between frames */
     int cw, ch;          /* stored (coded) size, before rotation */
-    int orientation;     /* EXIF-style orientation from the display matrix, 1 = none */
+    int orientation;     /* EXIF-style orientation from the display matrix, 1 = none (info's too) */
     int ow, oh;          /* output size, display orientation (info's size unless scaled down) */
     int64_t next_index;  /* index of the next frame the decoder will hand out */
     int flushing, ended; /* sent the NULL packet / decoder drained */
@@ -159,18 +160,28 @@ static int open_streams(dfm_video *v)
     return 0;
 }
 
-/* Rotation from the display matrix as an EXIF orientation (ffmpeg's autorotate semantics). */
-static int stream_orientation(const AVStream *st)
+int dfm_video_display_orientation(const int32_t m[9])
 {
-    const uint8_t *m = av_stream_get_side_data(st, AV_PKT_DATA_DISPLAYMATRIX, NULL);
     if (!m) return 1;
-    double theta = -av_display_rotation_get((const int32_t *)m); /* ref: fftools cmdutils get_rotation */
+    double theta = -round(av_display_rotation_get(m)); /* ref: fftools cmdutils get_rotation */
     if (isnan(theta)) return 1;
     theta -= 360 * floor(theta / 360 + 0.9 / 360);
-    if (fabs(theta - 90) < 1) return 6;  /* turn clockwise */
-    if (fabs(theta - 180) < 1) return 3;
-    if (fabs(theta - 270) < 1) return 8; /* turn counter-clockwise */
-    return 1;                            /* flips and odd angles: left as stored */
+    /* ref: fftools ffmpeg_filter.c configure_input_video_filter (autorotate) */
+    if (fabs(theta - 90) < 1) return m[3] > 0 ? 5 : 6; /* transpose cclock_flip : clock */
+    if (fabs(theta - 180) < 1) {                        /* hflip and/or vflip */
+        const int h = m[0] < 0, v = m[4] < 0;
+        return h && v ? 3 : h ? 2 : v ? 4 : 1;
+    }
+    if (fabs(theta - 270) < 1) return m[3] < 0 ? 7 : 8; /* transpose clock_flip : cclock */
+    if (fabs(theta) < 1) return m[4] < 0 ? 4 : 1;       /* vflip */
+    return 1; /* odd angles (ffmpeg's rotate filter): left as stored */
+}
+
+static int stream_orientation(const AVStream *st)
+{
+    size_t n = 0;
+    const uint8_t *m = av_stream_get_side_data(st, AV_PKT_DATA_DISPLAYMATRIX, &n);
+    return m && n >= 9 * sizeof(int32_t) ? dfm_video_display_orientation((const int32_t *)m) : 1;
 }
 
 static int cmp_i64(const void *a, const void *b)
@@ -260,6 +271,7 @@ int dfm_video_open(dfm_video **out, const char *path, int threads, uint64_t max_
     AVStream *st = v->fmt->streams[v->stream];
     v->orientation = stream_orientation(st);
     dfm_video_info *in = &v->info;
+    in->orientation = v->orientation;
     in->width = v->orientation >= 5 ? v->ch : v->cw;
     in->height = v->orientation >= 5 ? v->cw : v->ch;
     v->ow = in->width;

@@ -29,11 +29,20 @@ typedef struct {
     double duration;          /* nframes / fps seconds (0 when fps is unknown) */
     int vfr;                  /* variable frame rate: some frame interval is off the mean by > 10% */
     char codec[32];           /* decoder name, e.g. "h264" */
+    int orientation;          /* the display matrix as an EXIF orientation (1..8), applied to
+                               * every frame: 1 none, 3/6/8 turned, 2/4 mirrored, 5/7 both */
 } dfm_video_info;
 
 /* threads: decoder threads (0 = one per core). max_pixels: refuse larger frames (0 = no limit).
  * Messages do not repeat the path (the caller names the file). */
 int dfm_video_open(dfm_video **v, const char *path, int threads, uint64_t max_pixels);
+/* A display matrix (AV_PKT_DATA_DISPLAYMATRIX: 3x3, 16.16 fixed point but for the last column)
+ * as the EXIF orientation (image.h's dfm_rgb_orient) that shows the coded frame the way the
+ * ffmpeg CLI's autorotate does: about 90/180/270 degrees, each possibly mirrored (negative
+ * determinant), to 2..8; an unrotated matrix with a vertical flip to 4; anything else
+ * (identity, odd angles, degenerate) to 1. NULL gives 1.
+ * ref: fftools ffmpeg_filter.c (transpose / hflip / vflip for the display matrix) */
+int dfm_video_display_orientation(const int32_t m[9]);
 const dfm_video_info *dfm_video_get_info(const dfm_video *v);
 /* Presentation times of the frames in display order, seconds from the first one: nframes entries,
  * or NULL when the container gives no timestamps (then frame i is at i / fps). */

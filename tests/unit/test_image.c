@@ -1,9 +1,12 @@
-/* test_image.c — image decode: every format, EXIF orientation, alpha, 16-bit, grey, limits, and
- * damaged input (empty, truncated at every length, garbage, bit flips) never crashing.
- * Fixtures: tests/fixtures/media/ from scripts/make-media-fixtures.sh. */
+/* test_image.c — image decode: every format, EXIF orientation (JPEG, PNG, WebP), alpha, 16-bit,
+ * grey, limits, and damaged input (empty, truncated at every length, garbage, bit flips) never
+ * crashing.
+ * Fixtures: tests/fixtures/media/ from scripts/make-media-fixtures.sh; PNGs and WebPs with EXIF
+ * are made here (media/encode.h's lossless encoders, then an eXIf / EXIF chunk spliced in). */
 #include "test.h"
 #include "base/buf.h"
 #include "base/error.h"
+#include "media/encode.h"
 #include "media/image.h"
 
 #include <stdint.h>
@@ -88,11 +91,11 @@ TEST(image_jpeg_exif_orientation_6)
     CHECK(im.rgb == NULL);
 }
 
-/* Minimal JPEG prefix with one APP1 Exif segment holding an IFD0 with `entries`. */
-static size_t make_exif_jpeg(uint8_t *b, int le, uint16_t tag, uint16_t type, uint32_t value, uint16_t nent,
-                             uint32_t ifd_off)
+/* A TIFF structure (either byte order) with one IFD0 of `nent` entries (one written: tag, type,
+ * count 1, value) at ifd_off: what EXIF blocks hold. Returns its length (<= 64). */
+static size_t make_tiff(uint8_t *t, int le, uint16_t tag, uint16_t type, uint32_t value, uint16_t nent,
+                        uint32_t ifd_off)
 {
-    uint8_t t[64];
     size_t n = 0;
 #define P16(v) (le ? (t[n++] = (v) & 0xff, t[n++] = (v) >> 8) : (t[n++] = (v) >> 8, t[n++] = (v) & 0xff))
 #define P32(v) (le ? (P16((v) & 0xffff), P16((v) >> 16)) : (P16((v) >> 16), P16((v) & 0xffff)))
@@ -113,6 +116,15 @@ static size_t make_exif_jpeg(uint8_t *b, int le, uint16_t tag, uint16_t type, ui
     P32(0u);
 #undef P16
 #undef P32
+    return n;
+}
+
+/* Minimal JPEG prefix with one APP1 Exif segment holding an IFD0 with `entries`. */
+static size_t make_exif_jpeg(uint8_t *b, int le, uint16_t tag, uint16_t type, uint32_t value, uint16_t nent,
+                             uint32_t ifd_off)
+{
+    uint8_t t[64];
+    size_t n = make_tiff(t, le, tag, type, value, nent, ifd_off);
     size_t m = 0;
     b[m++] = 0xFF, b[m++] = 0xD8;
     b[m++] = 0xFF, b[m++] = 0xE0, b[m++] = 0, b[m++] = 4, b[m++] = 'J', b[m++] = 'F'; /* APP0 */
@@ -499,4 +511,294 @@ TEST(image_jpeg_damage)
         free(c);
         free(j);
     }
+}
+
+/* ---- EXIF orientation of PNG (eXIf) and WebP (EXIF chunk) ------------------------------------ */
+
+/* Quadrants TL red, TR green, BL blue, BR white; w x h. */
+static uint8_t *quad_rgb(int w, int h)
+{
+    uint8_t *q = malloc((size_t)w * h * 3);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            const uint8_t c[4][3] = {{255, 0, 0}, {0, 255, 0}, {0, 0, 255}, {255, 255, 255}};
+            memcpy(q + ((size_t)y * w + x) * 3, c[(y >= h / 2) * 2 + (x >= w / 2)], 3);
+        }
+    return q;
+}
+
+/* Where the stored quadrants show for each EXIF orientation (Pillow's exif_transpose): the
+ * displayed TL, TR, BL, BR as letters of the stored red, green, blue, white. */
+static const char *const g_quad_shown[9] = {"", "RGBW", "GRWB", "WBGR", "BWRG", "RBGW", "BRWG", "WGBR", "GWRB"};
+
+/* The displayed picture's quadrants (sampled at the quadrant centres) are `want`. */
+static int quads_are(const uint8_t *rgb, int w, int h, const char *want)
+{
+    char got[5] = "????";
+    for (int i = 0; i < 4; i++) {
+        const uint8_t *p = rgb + ((size_t)(h / 4 + (i / 2) * h / 2) * w + w / 4 + (i % 2) * w / 2) * 3;
+        got[i] = p[0] == 255 && p[1] == 0 && p[2] == 0       ? 'R'
+                 : p[0] == 0 && p[1] == 255 && p[2] == 0     ? 'G'
+                 : p[0] == 0 && p[1] == 0 && p[2] == 255     ? 'B'
+                 : p[0] == 255 && p[1] == 255 && p[2] == 255 ? 'W'
+                                                             : '?';
+    }
+    if (strcmp(got, want)) fprintf(stderr, "  quadrants %s, want %s\n", got, want);
+    return !strcmp(got, want);
+}
+
+static uint32_t crc32_png(const uint8_t *p, size_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    }
+    return c ^ 0xFFFFFFFFu;
+}
+
+static void put_be32(uint8_t *p, uint32_t v) { p[0] = v >> 24, p[1] = v >> 16, p[2] = v >> 8, p[3] = (uint8_t)v; }
+static void put_le32(uint8_t *p, uint32_t v) { p[0] = (uint8_t)v, p[1] = v >> 8, p[2] = v >> 16, p[3] = v >> 24; }
+
+/* The PNG png[0..len) with an eXIf chunk holding blk[0..bn) (CRC right) inserted after IHDR
+ * (late = 0) or just before IEND (late = 1, after the image data). malloc'd, *out_len. */
+static uint8_t *png_with_exif(const uint8_t *png, size_t len, const uint8_t *blk, size_t bn, int late, size_t *out_len)
+{
+    const size_t at = late ? len - 12 : 8 + 25;
+    uint8_t *o = malloc(len + 12 + bn);
+    memcpy(o, png, at);
+    put_be32(o + at, (uint32_t)bn);
+    memcpy(o + at + 4, "eXIf", 4);
+    memcpy(o + at + 8, blk, bn);
+    put_be32(o + at + 8 + bn, crc32_png(o + at + 4, 4 + bn));
+    memcpy(o + at + 12 + bn, png + at, len - at);
+    *out_len = len + 12 + bn;
+    return o;
+}
+
+/* A simple-format WebP (RIFF, WEBP, one VP8L/VP8 chunk) rewrapped in the extended format: VP8X
+ * (EXIF flag as told), the image chunk, and an EXIF chunk holding blk[0..bn) (padded to even),
+ * after the image (first = 0) or before it (first = 1). malloc'd, *out_len. */
+static uint8_t *webp_with_exif(const uint8_t *webp, size_t len, int w, int h, const uint8_t *blk, size_t bn,
+                               int flag, int first, size_t *out_len)
+{
+    const size_t img = len - 12, ex = 8 + bn + (bn & 1), n = 12 + 18 + img + ex;
+    uint8_t *o = calloc(1, n), *p = o + 30;
+    memcpy(o, "RIFF", 4);
+    put_le32(o + 4, (uint32_t)(n - 8));
+    memcpy(o + 8, "WEBPVP8X", 8);
+    put_le32(o + 16, 10);
+    o[20] = flag ? 0x08 : 0;
+    put_le32(o + 24, (uint32_t)(w - 1)); /* 24-bit canvas width - 1, then height - 1 */
+    put_le32(o + 27, (uint32_t)(h - 1));
+    uint8_t *e = first ? p : p + img, *im = first ? p + ex : p;
+    memcpy(im, webp + 12, img);
+    memcpy(e, "EXIF", 4);
+    put_le32(e + 4, (uint32_t)bn);
+    memcpy(e + 8, blk, bn);
+    *out_len = n;
+    return o;
+}
+
+/* Decode f[0..n) and check: orientation o, the displayed size (sides swapped for 5..8), the
+ * quadrants where Pillow shows them, every pixel the source turned by dfm_rgb_orient (lossless
+ * files); the header-only size (dfm_image_peek_size) and the size-hint decode agree. */
+static void check_oriented(const uint8_t *f, size_t n, const uint8_t *src, int w, int h, int o, const char *what)
+{
+    dfm_image im;
+    dfm_image_meta m;
+    const int dw = o >= 5 ? h : w, dh = o >= 5 ? w : h;
+    int rc = dfm_image_decode(f, n, 0, &im, &m);
+    CHECK_EQ(rc, 0);
+    if (rc) {
+        fprintf(stderr, "  %s, orientation %d: %s\n", what, o, dfm_errmsg());
+        return;
+    }
+    int bad = 0;
+    CHECK_EQ(dfm_image_exif_orientation(f, n), o);
+    CHECK_EQ(m.orientation, o);
+    CHECK_EQ(im.w, dw);
+    CHECK_EQ(im.h, dh);
+    CHECK_EQ(m.src_w, w);
+    CHECK_EQ(m.src_h, h);
+    CHECK_EQ(m.full_w, dw);
+    CHECK_EQ(m.full_h, dh);
+    if (im.w == dw && im.h == dh) {
+        bad |= !quads_are(im.rgb, dw, dh, g_quad_shown[o]);
+        uint8_t *ref = NULL;
+        CHECK_EQ(dfm_rgb_orient(src, w, h, o, &ref, NULL, NULL), 0);
+        bad |= !ref || memcmp(im.rgb, ref, (size_t)w * h * 3);
+        free(ref);
+    }
+    int pw = 0, ph = 0;
+    CHECK_EQ(dfm_image_peek_size(f, n, &pw, &ph), 1);
+    CHECK(pw == dw && ph == dh);
+    dfm_image small;
+    dfm_image_meta sm;
+    CHECK_EQ(dfm_image_decode_min(f, n, 0, 0, dw / 2, dh / 2, &small, &sm), 0); /* the --preset path */
+    CHECK(small.rgb && small.w == dw && small.h == dh && !memcmp(small.rgb, im.rgb, (size_t)w * h * 3));
+    CHECK(sm.full_w == dw && sm.full_h == dh && sm.orientation == o);
+    dfm_image_free(&small);
+    if (bad) fprintf(stderr, "  %s, orientation %d: wrong pixels\n", what, o);
+    CHECK(!bad);
+    dfm_image_free(&im);
+}
+
+/* Every orientation, both TIFF byte orders, the eXIf chunk before and after the image data. */
+TEST(image_png_exif_orientations)
+{
+    const int w = 24, h = 16;
+    uint8_t *src = quad_rgb(w, h), *png = NULL;
+    size_t len = 0;
+    CHECK_EQ(dfm_encode_png_mem(src, h, w, &png, &len), 0);
+    if (!png) {
+        free(src);
+        return;
+    }
+    for (int o = 1; o <= 8; o++)
+        for (int v = 0; v < 4; v++) {
+            uint8_t t[64], *f;
+            size_t tn = make_tiff(t, v & 1, 0x0112, 3, (uint32_t)o, 1, 8), n;
+            f = png_with_exif(png, len, t, tn, v >> 1, &n);
+            check_oriented(f, n, src, w, h, o, v >> 1 ? "png, eXIf after IDAT" : "png, eXIf after IHDR");
+            free(f);
+        }
+    free(png);
+    free(src);
+}
+
+/* Every orientation, the EXIF chunk with and without "Exif\0\0", after and before the image
+ * chunk, lossless (VP8L) and lossy (VP8, quadrants within 40 of their colour: checked by centre). */
+TEST(image_webp_exif_orientations)
+{
+    const int w = 24, h = 16;
+    uint8_t *src = quad_rgb(w, h);
+    char path[600];
+    snprintf(path, sizeof path, "%s/quad.webp", dfm_test_tmpdir());
+    CHECK_EQ(dfm_encode_frames(path, src, 1, h, w, NULL), 0);
+    dfm_buf webp = {0};
+    CHECK_EQ(dfm_read_file(path, 0, &webp), 0);
+    CHECK(webp.len > 20 && !memcmp(webp.data + 12, "VP8L", 4));
+    for (int o = 1; o <= 8 && webp.len > 20; o++)
+        for (int v = 0; v < 4; v++) {
+            uint8_t blk[70], *f;
+            const int prefix = v & 1, first = v >> 1;
+            if (prefix) memcpy(blk, "Exif\0\0", 6);
+            size_t bn = (prefix ? 6 : 0) + make_tiff(blk + (prefix ? 6 : 0), o & 1, 0x0112, 3, (uint32_t)o, 1, 8), n;
+            f = webp_with_exif(webp.data, webp.len, w, h, blk, bn, 1, first, &n);
+            check_oriented(f, n, src, w, h, o, prefix ? "webp, Exif\\0\\0 prefix" : "webp, bare TIFF");
+            free(f);
+        }
+    dfm_buf_free(&webp);
+    /* lossy VP8: the same turn, colours near their quadrant's */
+    dfm_encode_opts lossy = {.webp_quality = 90};
+    CHECK_EQ(dfm_encode_frames(path, src, 1, h, w, &lossy), 0);
+    CHECK_EQ(dfm_read_file(path, 0, &webp), 0);
+    uint8_t t[64];
+    size_t tn = make_tiff(t, 1, 0x0112, 3, 8, 1, 8), n;
+    uint8_t *f = webp.len > 20 ? webp_with_exif(webp.data, webp.len, w, h, t, tn, 1, 0, &n) : NULL;
+    dfm_image im;
+    dfm_image_meta m;
+    CHECK(f && dfm_image_decode(f, n, 0, &im, &m) == 0);
+    if (f && im.rgb) {
+        CHECK(im.w == h && im.h == w && m.orientation == 8);
+        const int pts[4][2] = {{4, 6}, {12, 6}, {4, 18}, {12, 18}};
+        const int want[4][3] = {{0, 255, 0}, {255, 255, 255}, {255, 0, 0}, {0, 0, 255}}; /* GW/RB */
+        for (int i = 0; i < 4; i++)
+            CHECK(near_rgb(px(&im, pts[i][0], pts[i][1]), want[i][0], want[i][1], want[i][2], 40));
+        dfm_image_free(&im);
+    }
+    free(f);
+    dfm_buf_free(&webp);
+    free(src);
+}
+
+/* Missing, unflagged, broken or cut EXIF is orientation 1 (as stored), as for JPEG, and the
+ * picture still decodes; the walks read every truncation of a file safely. */
+TEST(image_png_webp_exif_damaged)
+{
+    const int w = 24, h = 16;
+    uint8_t *src = quad_rgb(w, h), *png = NULL;
+    size_t len = 0;
+    CHECK_EQ(dfm_encode_png_mem(src, h, w, &png, &len), 0);
+    char path[600];
+    snprintf(path, sizeof path, "%s/quad2.webp", dfm_test_tmpdir());
+    CHECK_EQ(dfm_encode_frames(path, src, 1, h, w, NULL), 0);
+    dfm_buf webp = {0};
+    CHECK_EQ(dfm_read_file(path, 0, &webp), 0);
+    if (!png || webp.len < 20) {
+        free(png), free(src);
+        dfm_buf_free(&webp);
+        return;
+    }
+    CHECK_EQ(dfm_image_exif_orientation(png, len), 1); /* no EXIF at all */
+    CHECK_EQ(dfm_image_exif_orientation(webp.data, webp.len), 1);
+    /* broken blocks: bad byte order mark, not 42, IFD past the end, value 0 and 9, another tag, a
+     * wrong type, nothing at all, "Exif\0\0" and nothing after it */
+    uint8_t t[10][72];
+    size_t tn[10];
+    for (int k = 0; k < 10; k++) tn[k] = make_tiff(t[k], k & 1, 0x0112, 3, 6, 1, 8);
+    t[0][0] = 'X';
+    t[1][2] ^= 0x55;
+    tn[2] = make_tiff(t[2], 1, 0x0112, 3, 6, 1, 0xFFFFFF00u);
+    tn[3] = make_tiff(t[3], 0, 0x0112, 3, 0, 1, 8);
+    tn[4] = make_tiff(t[4], 1, 0x0112, 3, 9, 1, 8);
+    tn[5] = make_tiff(t[5], 0, 0x0110, 3, 6, 1, 8);
+    tn[6] = make_tiff(t[6], 1, 0x0112, 5, 6, 1, 8); /* RATIONAL */
+    tn[7] = 0;
+    memcpy(t[8], "Exif\0\0", 6), tn[8] = 6;
+    tn[9] = 13; /* cut inside the IFD entry */
+    for (int k = 0; k < 10; k++) {
+        size_t n;
+        uint8_t *f = png_with_exif(png, len, t[k], tn[k], k & 1, &n);
+        check_oriented(f, n, src, w, h, 1, "png, broken eXIf");
+        free(f);
+        f = webp_with_exif(webp.data, webp.len, w, h, t[k], tn[k], 1, 0, &n);
+        check_oriented(f, n, src, w, h, 1, "webp, broken EXIF");
+        free(f);
+    }
+    /* a sound orientation 6 that must not count: WebP without VP8X's EXIF flag (libwebp's demuxer
+     * drops the chunk); a PNG whose eXIf follows IEND */
+    uint8_t six[64];
+    size_t sn = make_tiff(six, 1, 0x0112, 3, 6, 1, 8), n;
+    uint8_t *f = webp_with_exif(webp.data, webp.len, w, h, six, sn, 0, 0, &n);
+    check_oriented(f, n, src, w, h, 1, "webp, EXIF flag unset");
+    free(f);
+    uint8_t *tail = malloc(len + 12 + sn);
+    memcpy(tail, png, len);
+    put_be32(tail + len, (uint32_t)sn);
+    memcpy(tail + len + 4, "eXIf", 4);
+    memcpy(tail + len + 8, six, sn);
+    put_be32(tail + len + 8 + sn, crc32_png(tail + len + 4, 4 + sn));
+    CHECK_EQ(dfm_image_exif_orientation(tail, len + 12 + sn), 1);
+    free(tail);
+    /* chunk lengths past the end: eXIf declared longer than the file, EXIF past the RIFF size */
+    f = png_with_exif(png, len, six, sn, 0, &n);
+    put_be32(f + 33, 0x7FFFFFF0u);
+    CHECK_EQ(dfm_image_exif_orientation(f, n), 1);
+    free(f);
+    f = webp_with_exif(webp.data, webp.len, w, h, six, sn, 1, 0, &n);
+    put_le32(f + 4, (uint32_t)(n - 8 - 4)); /* RIFF ends inside the EXIF chunk */
+    CHECK_EQ(dfm_image_exif_orientation(f, n), 1);
+    free(f);
+    /* every truncation (exact-size copies, for ASan): 1, or the orientation once the block is in */
+    for (int kind = 0; kind < 2; kind++) {
+        f = kind ? webp_with_exif(webp.data, webp.len, w, h, six, sn, 1, 1, &n)
+                 : png_with_exif(png, len, six, sn, 0, &n);
+        CHECK_EQ(dfm_image_exif_orientation(f, n), 6);
+        for (size_t k = 0; k <= n; k++) {
+            uint8_t *c = malloc(k ? k : 1);
+            memcpy(c, f, k);
+            int r = dfm_image_exif_orientation(c, k), pw, ph;
+            CHECK(r == 1 || r == 6);
+            if (dfm_image_peek_size(c, k, &pw, &ph) == 1) CHECK(r == 6 ? pw == h && ph == w : pw == w && ph == h);
+            dfm_image im;
+            if (dfm_image_decode(c, k, 0, &im, NULL) == 0) dfm_image_free(&im);
+            free(c);
+        }
+        free(f);
+    }
+    dfm_buf_free(&webp);
+    free(png);
+    free(src);
 }

@@ -1,13 +1,17 @@
 /* test_video.c — video decode: stream info, frame selection (repeats, rewinds), the counting
- * pass, display-matrix rotation, errors (past the end, truncated files, limits, missing file).
+ * pass, display-matrix rotation and flips, errors (past the end, truncated files, limits, missing
+ * file).
  * Fixtures: tests/fixtures/media/clip.{mp4,mkv}, clip_rot90.mp4 from
  * scripts/make-media-fixtures.sh: 64x48, 20 frames at 10 fps, H.264 with B-frames, frame N a
- * flat colour (8 + 12 N, 200 - 8 N, 60). */
+ * flat colour (8 + 12 N, 200 - 8 N, 60). Clips with other display matrices are remuxed from
+ * clip_rot90.mp4 here (libavformat). */
 #include "test.h"
 #include "base/buf.h"
 #include "base/error.h"
 #include "media/video.h"
 
+#include <libavformat/avformat.h>
+#include <libavutil/display.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -364,4 +368,138 @@ TEST(video_open_diagnosis)
     CHECK_EQ(dfm_write_file_atomic(tmp, m, sizeof m), 0);
     CHECK_EQ(dfm_video_open(&v, tmp, 0, 0), DFM_E_FORMAT);
     CHECK(strstr(dfm_errmsg(), "cut short") != NULL);
+}
+
+/* ---- display matrix: rotations and flips ----------------------------------------------------- */
+
+/* Matrices as ffmpeg 6+'s -display_rotation R -display_hflip -display_vflip build them
+ * (av_display_rotation_set, then av_display_matrix_flip), and the EXIF orientation the ffmpeg
+ * CLI's autorotate shows them as. Reference: the ffmpeg 5.1 CLI on clip_rot90.mp4 remuxed with
+ * each matrix (`ffmpeg -i X -f rawvideo -pix_fmt rgb24`), quadrants read off its frames; 45
+ * degrees is its rotate filter, which we leave as stored. */
+static const struct {
+    double rot;
+    int hflip, vflip, want;
+} g_matrices[] = {
+    {0, 0, 0, 1},   {0, 1, 0, 2},   {0, 0, 1, 4},   {0, 1, 1, 3},   {90, 0, 0, 6},  {90, 1, 0, 5},
+    {90, 0, 1, 7},  {90, 1, 1, 8},  {180, 0, 0, 3}, {180, 1, 0, 4}, {180, 0, 1, 2}, {180, 1, 1, 1},
+    {-90, 0, 0, 8}, {-90, 1, 0, 7}, {-90, 0, 1, 5}, {-90, 1, 1, 6}, {270, 1, 0, 7}, {450, 1, 0, 5},
+    {45, 0, 0, 1},  {45, 1, 0, 1},  {90.4, 0, 0, 6}, {89.6, 1, 0, 5},
+};
+
+TEST(video_display_orientation_table)
+{
+    for (size_t i = 0; i < sizeof g_matrices / sizeof *g_matrices; i++) {
+        int32_t m[9];
+        av_display_rotation_set(m, g_matrices[i].rot);
+        av_display_matrix_flip(m, g_matrices[i].hflip, g_matrices[i].vflip);
+        int o = dfm_video_display_orientation(m);
+        if (o != g_matrices[i].want)
+            fprintf(stderr, "  rotation %g hflip %d vflip %d: %d, want %d\n", g_matrices[i].rot, g_matrices[i].hflip,
+                    g_matrices[i].vflip, o, g_matrices[i].want);
+        CHECK_EQ(o, g_matrices[i].want);
+    }
+    /* scaled matrices (non-square display) keep their orientation; degenerate ones are 1 */
+    int32_t m[9] = {0, 2 << 16, 0, 3 << 16, 0, 0, 0, 0, 1 << 30};
+    CHECK_EQ(dfm_video_display_orientation(m), 5);
+    int32_t zero[9] = {0, 0, 0, 0, 0, 0, 0, 0, 1 << 30};
+    CHECK_EQ(dfm_video_display_orientation(zero), 1);
+    CHECK_EQ(dfm_video_display_orientation(NULL), 1);
+}
+
+/* clip_rot90.mp4's stream (quadrants stored 64x48) remuxed to path with a display matrix from
+ * av_display_rotation_set(rot) + av_display_matrix_flip(hflip, vflip) in place of its own. */
+static int remux_with_matrix(const char *path, double rot, int hflip, int vflip)
+{
+    char src[512];
+    fixture(src, sizeof src, "clip_rot90.mp4");
+    AVFormatContext *in = NULL, *out = NULL;
+    AVPacket *pkt = av_packet_alloc();
+    int ok = pkt && avformat_open_input(&in, src, NULL, NULL) == 0 && avformat_find_stream_info(in, NULL) >= 0 &&
+             avformat_alloc_output_context2(&out, NULL, "mp4", path) >= 0;
+    AVStream *st = ok ? avformat_new_stream(out, NULL) : NULL;
+    ok = st && avcodec_parameters_copy(st->codecpar, in->streams[0]->codecpar) >= 0;
+    int32_t *m = ok ? (int32_t *)av_stream_new_side_data(st, AV_PKT_DATA_DISPLAYMATRIX, 9 * sizeof(int32_t)) : NULL;
+    if (m) {
+        st->codecpar->codec_tag = 0;
+        st->time_base = in->streams[0]->time_base;
+        av_display_rotation_set(m, rot);
+        av_display_matrix_flip(m, hflip, vflip);
+    }
+    ok = m && avio_open(&out->pb, path, AVIO_FLAG_WRITE) >= 0 && avformat_write_header(out, NULL) >= 0;
+    while (ok && av_read_frame(in, pkt) >= 0) {
+        if (pkt->stream_index == 0) {
+            av_packet_rescale_ts(pkt, in->streams[0]->time_base, st->time_base);
+            ok = av_interleaved_write_frame(out, pkt) >= 0;
+        }
+        av_packet_unref(pkt);
+    }
+    if (ok) ok = av_write_trailer(out) >= 0;
+    if (out) avio_closep(&out->pb);
+    avformat_free_context(out);
+    avformat_close_input(&in);
+    av_packet_free(&pkt);
+    return ok ? 0 : -1;
+}
+
+/* The quadrants of a displayed frame (w x h), sampled at their centres, as letters of the stored
+ * red, green, blue, white (H.264 at crf 8: within 8). */
+static int quads_are(const uint8_t *f, int w, int h, const char *want)
+{
+    char got[5] = "????";
+    for (int i = 0; i < 4; i++) {
+        const uint8_t *p = f + ((size_t)(h / 4 + (i / 2) * h / 2) * w + w / 4 + (i % 2) * w / 2) * 3;
+        const int c[4][3] = {{255, 0, 0}, {0, 255, 0}, {0, 0, 255}, {255, 255, 255}};
+        for (int k = 0; k < 4; k++)
+            if (abs(p[0] - c[k][0]) <= 8 && abs(p[1] - c[k][1]) <= 8 && abs(p[2] - c[k][2]) <= 8) got[i] = "RGBW"[k];
+    }
+    if (strcmp(got, want)) fprintf(stderr, "  quadrants %s, want %s\n", got, want);
+    return !strcmp(got, want);
+}
+
+/* Flipped and turned-and-flipped clips decode the way ffmpeg shows them, at the exact size and
+ * scaled down as they decode (dfm_video_set_output_size: dfm-decode --preset's path). For each
+ * EXIF orientation, the displayed TL, TR, BL, BR of the stored red, green, blue, white. */
+TEST(video_display_flips)
+{
+    static const char *const shown[9] = {"", "RGBW", "GRWB", "WBGR", "BWRG", "RBGW", "BRWG", "WGBR", "GWRB"};
+    static const struct {
+        double rot;
+        int hflip, vflip;
+    } cases[] = {{0, 1, 0},  {0, 0, 1},  {0, 1, 1},   {90, 1, 0}, {90, 0, 1},
+                 {-90, 1, 0}, {-90, 0, 1}, {180, 1, 0}, {-90, 0, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char path[600];
+        snprintf(path, sizeof path, "%s/flip%zu.mp4", dfm_test_tmpdir(), i);
+        CHECK_EQ(remux_with_matrix(path, cases[i].rot, cases[i].hflip, cases[i].vflip), 0);
+        int32_t m[9];
+        av_display_rotation_set(m, cases[i].rot);
+        av_display_matrix_flip(m, cases[i].hflip, cases[i].vflip);
+        const int o = dfm_video_display_orientation(m), w = o >= 5 ? 48 : 64, h = o >= 5 ? 64 : 48;
+        CHECK(o != 1);
+        for (int scaled = 0; scaled <= 1; scaled++) {
+            dfm_video *v = NULL;
+            CHECK_EQ(dfm_video_open(&v, path, 1, 0), 0);
+            if (!v) continue;
+            const dfm_video_info *in = dfm_video_get_info(v);
+            CHECK_EQ(in->orientation, o);
+            CHECK_EQ(in->width, w);
+            CHECK_EQ(in->height, h);
+            const int ow = scaled ? w / 2 : w, oh = scaled ? h / 2 : h;
+            if (scaled) CHECK_EQ(dfm_video_set_output_size(v, ow, oh), 0);
+            int64_t idx[] = {0, 2};
+            uint8_t *f = NULL;
+            CHECK_EQ(dfm_video_read(v, idx, 2, &f), 0);
+            if (f) {
+                for (int k = 0; k < 2; k++) {
+                    int ok = quads_are(f + (size_t)k * ow * oh * 3, ow, oh, shown[o]);
+                    if (!ok) fprintf(stderr, "  rotation %g hflip %d vflip %d, scaled %d, frame %d\n", cases[i].rot,
+                                     cases[i].hflip, cases[i].vflip, scaled, k);
+                    CHECK(ok);
+                }
+                free(f);
+            }
+            dfm_video_close(v);
+        }
+    }
 }
