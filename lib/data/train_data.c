@@ -277,6 +277,19 @@ static int resolve_spec(const char *spec, strvec *out)
     return sv_push(out, spec);
 }
 
+int dfm_train_data_resolve(const char *spec, char ***paths, int *n)
+{
+    strvec v = {0};
+    int rc = resolve_spec(spec, &v);
+    if (rc) {
+        sv_free(&v);
+        return rc;
+    }
+    *paths = v.v;
+    *n = v.n;
+    return 0;
+}
+
 /* ---- scanning and buckets -------------------------------------------------------------- */
 
 typedef struct {

@@ -105,4 +105,10 @@ int64_t dfm_train_data_skipped(const dfm_train_data *d);  /* bad samples seen so
  * out; warned about once per sample.) */
 void dfm_train_data_close(dfm_train_data *d);
 
+/* The shard files one spec names, resolved as open() resolves specs (a file, a glob, a directory
+ * with its index.json or its *.tar / *.tar.zst, an index.json), in that order: *paths is a
+ * malloc'd array of *n malloc'd paths (free each, then the array). A file is taken as it is,
+ * without opening it. Errors as open()'s for that spec (nothing matches, unreadable index). */
+int dfm_train_data_resolve(const char *spec, char ***paths, int *n);
+
 #endif
