@@ -19,7 +19,10 @@
  * the AVX2 and AVX-512 FMA kernels ~90-95% of the FMA peak (Zen 4 splits a zmm FMA into two ymm
  * halves, so AVX-512 gains little there; it does on cores with full-width units), the VDPBF16PS
  * kernel ~87% of its peak, which is twice the FMA's; scripts/bench_linear.c prints all per level.
- * Not here: the CUDA twin (lib/tensor/ops.c keeps W unpacked there), bias (callers add it).
+ * Rows of x for the VDPBF16PS kernel are rounded 32 at a time by VCVTNE2PS2BF16 and transposed
+ * into the panel 4 x 4 at a time (apack_rows_dot): the same bits as dfm_cpu_round_bf16.
+ * A bias (dfm_cpu_linear_seg.bias) is added as each output tile's last k block is stored.
+ * Not here: the CUDA twin (lib/tensor/ops.c keeps W unpacked there).
  */
 #include "cpu/linear.h"
 #include "base/error.h"
@@ -497,6 +500,60 @@ static size_t apanel_offset(int64_t i, int64_t pc, int64_t k, int64_t mp, int mr
 
 #define ROWS_MAX (MB_MAX + MR_MAX) /* rows of a block, at most */
 
+#ifdef HAVE_X86
+/* One row panel's k block for the VDPBF16PS kernel from row-major x: d[t * mr + r] = the bf16 pair
+ * (x[r, pc + 2t], x[r, pc + 2t + 1]), rows past `rows` and the odd k's partner zero. VCVTNE2PS2BF16
+ * rounds to nearest even as dfm_cpu_round_bf16 does, except that it flushes subnormals and may
+ * differ in a NaN's payload: a 32-value chunk holding either is rounded by dfm_cpu_round_bf16
+ * instead, so the bits never depend on the path. */
+T_DOT static void apack_rows_dot(const float *x, int64_t ldx, int64_t rows, int64_t kc, int mr, uint32_t *d)
+{
+    uint32_t t32[MR_MAX][(KC + 1) / 2 + 16] __attribute__((aligned(64)));
+    int64_t kp = (kc + 1) / 2;
+    for (int64_t r = 0; r < mr; r++) {
+        if (r >= rows) {
+            memset(t32[r], 0, (size_t)kp * sizeof(uint32_t));
+            continue;
+        }
+        const float *s = x + r * ldx;
+        for (int64_t e = 0; e < kc; e += 32) {
+            int64_t left = kc - e;
+            __mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1u);
+            __mmask16 m1 = left >= 32 ? 0xffff : left > 16 ? (__mmask16)((1u << (left - 16)) - 1u) : 0;
+            __m512 v0 = _mm512_maskz_loadu_ps(m0, s + e), v1 = _mm512_maskz_loadu_ps(m1, s + e + 16);
+            /* classes: QNaN 0x01, subnormal 0x20, SNaN 0x80 */
+            if (__builtin_expect(_mm512_fpclass_ps_mask(v0, 0xa1) | _mm512_fpclass_ps_mask(v1, 0xa1), 0)) {
+                float b[33] = {0};
+                dfm_cpu_round_bf16(b, s + e, (size_t)(left < 32 ? left : 32));
+                for (int64_t t = 0; t < 16 && e + 2 * t < kc; t++) t32[r][e / 2 + t] = pair_bits(b[2 * t], b[2 * t + 1]);
+                continue;
+            }
+            _mm512_storeu_si512(t32[r] + e / 2, (__m512i)_mm512_cvtne2ps_pbh(v1, v0));
+        }
+    }
+    int64_t t0 = 0;
+    if (mr % 4 == 0) /* 4 x 4 transposes of 32-bit pairs inside each 128-bit lane, stored a lane at a time */
+        for (; t0 + 16 <= kp; t0 += 16)
+            for (int g = 0; g < mr; g += 4) {
+                __m512i a0 = _mm512_load_si512(t32[g] + t0), a1 = _mm512_load_si512(t32[g + 1] + t0);
+                __m512i a2 = _mm512_load_si512(t32[g + 2] + t0), a3 = _mm512_load_si512(t32[g + 3] + t0);
+                __m512i l01 = _mm512_unpacklo_epi32(a0, a1), h01 = _mm512_unpackhi_epi32(a0, a1);
+                __m512i l23 = _mm512_unpacklo_epi32(a2, a3), h23 = _mm512_unpackhi_epi32(a2, a3);
+                __m512i q[4] = {_mm512_unpacklo_epi64(l01, l23), _mm512_unpackhi_epi64(l01, l23),
+                                _mm512_unpacklo_epi64(h01, h23), _mm512_unpackhi_epi64(h01, h23)};
+                uint32_t *o = d + t0 * mr + g; /* q[j]'s lane L: pair t0 + 4L + j of rows g..g+3 */
+                for (int j = 0; j < 4; j++) {
+                    _mm_storeu_si128((__m128i *)(void *)(o + (0 + j) * mr), _mm512_extracti32x4_epi32(q[j], 0));
+                    _mm_storeu_si128((__m128i *)(void *)(o + (4 + j) * mr), _mm512_extracti32x4_epi32(q[j], 1));
+                    _mm_storeu_si128((__m128i *)(void *)(o + (8 + j) * mr), _mm512_extracti32x4_epi32(q[j], 2));
+                    _mm_storeu_si128((__m128i *)(void *)(o + (12 + j) * mr), _mm512_extracti32x4_epi32(q[j], 3));
+                }
+            }
+    for (int64_t t = t0; t < kp; t++)
+        for (int r = 0; r < mr; r++) d[t * mr + r] = t32[r][t];
+}
+#endif
+
 static void apack_range(void *arg, int64_t i0, int64_t i1)
 {
     apack_ctx *c = arg;
@@ -533,6 +590,17 @@ static void apack_range(void *arg, int64_t i0, int64_t i1)
         }
         return;
     }
+#ifdef HAVE_X86
+    if (c->dot && c->round) { /* the VDPBF16PS kernel runs only where AVX512_BF16 is */
+        for (int64_t i = i0; i < i1; i++)
+            for (int64_t pc = 0; pc < k; pc += KC) {
+                int64_t kc = k - pc < KC ? k - pc : KC, rows = c->mb - i * mr < mr ? c->mb - i * mr : mr;
+                apack_rows_dot(c->x + (c->m0 + i * mr) * c->ldx + pc, c->ldx, rows, kc, (int)mr,
+                               (uint32_t *)((uint16_t *)c->ap + apanel_offset(i, pc, k, mp, c->mr, 1)));
+            }
+        return;
+    }
+#endif
     for (int64_t i = i0; i < i1; i++) /* x[row, kk]: each row contiguous */
         for (int64_t pc = 0; pc < k; pc += KC) {
             int64_t kc = k - pc < KC ? k - pc : KC, rows = c->mb - i * mr < mr ? c->mb - i * mr : mr;

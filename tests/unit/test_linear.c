@@ -22,6 +22,7 @@
 #include "cpu/linear.h"
 #include "tensor/ops.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -411,4 +412,69 @@ TEST(ops_linear_bias_fused)
     dfm_packed_free(l);
     dfm_tensor *all[] = {&x, &w, &y, &b, &b5, &bh};
     for (int i = 0; i < 6; i++) dfm_tensor_free(all[i]);
+}
+
+/* The VDPBF16PS path's row packing of x (VCVTNE2PS2BF16 32 values at a time, dfm_cpu_round_bf16 for
+ * a chunk holding a subnormal or a NaN) rounds exactly as dfm_cpu_round_bf16 does: through an
+ * identity W (BF16 panels, bf16 compute) y is x rounded to bf16, bit for bit, over odd and even k
+ * across the KC block, row counts off the 12-row panel, random magnitudes from 2^-60 to 2^60 with
+ * ties to even, and subnormals and NaNs among them (a subnormal product is 0 in VDPBF16PS). */
+TEST(ops_linear_bf16_row_pack_exact)
+{
+    if (!dfm_cpu_use_avx512_bf16()) {
+        printf("  skip: no AVX512_BF16 on this CPU (the VDPBF16PS path does not run)\n");
+        return;
+    }
+    const int64_t ks[] = {1, 31, 32, 33, 67, 256, 300}, ms[] = {1, 11, 29};
+    uint64_t s = 7;
+    dfm_compute cc = {DFM_BF16, NULL};
+    int fails = 0;
+    for (int a = 0; a < 7; a++)
+        for (int b = 0; b < 3; b++) {
+            int64_t k = ks[a], m = ms[b], sx[2] = {m, k}, sw[2] = {k, k};
+            dfm_tensor x = {0}, w = {0}, y = {0};
+            CHECK_EQ(dfm_tensor_alloc(&x, DFM_F32, DFM_CPU, 2, sx), 0);
+            CHECK_EQ(dfm_tensor_zeros(&w, DFM_F32, DFM_CPU, 2, sw), 0);
+            CHECK_EQ(dfm_tensor_alloc(&y, DFM_F32, DFM_CPU, 2, sx), 0);
+            float *xv = x.data;
+            for (int64_t j = 0; j < m * k; j++) {
+                float v = ldexpf(rnd(&s), (int)(rnd(&s) * 60.0f));
+                if (j % 5 == 1) { /* a tie: the dropped half is exactly 0x8000 */
+                    uint32_t u;
+                    memcpy(&u, &v, sizeof u);
+                    u = (u & 0xffff0000u) | 0x8000u;
+                    memcpy(&v, &u, sizeof v);
+                }
+                if (j % 41 == 3) v = ldexpf(rnd(&s), -130); /* subnormal */
+                if (j % 97 == 50 && j / k % 2) v = NAN; /* in odd rows only */
+                xv[j] = v;
+            }
+            for (int64_t j = 0; j < k; j++) ((float *)w.data)[j * k + j] = 1.0f;
+            const dfm_tensor *wp = &w;
+            dfm_tensor *yp = &y;
+            dfm_packed *l = NULL;
+            CHECK_EQ(dfm_packed_create(&l, &wp, 1, DFM_BF16, DFM_CPU), 0);
+            for (int th = 1; th <= 2 && l; th++) {
+                dfm_ops_set_threads(th);
+                CHECK_EQ(dfm_op_linear(&cc, &x, l, &yp, 0), 0);
+                const float *yv = y.data;
+                for (int64_t j = 0; j < m * k; j++) {
+                    int nan_row = 0; /* a NaN in x's row reaches every y of it (NaN * 0) */
+                    for (int64_t e = j / k * k; e < (j / k + 1) * k; e++) nan_row |= isnan(xv[e]);
+                    float want = nan_row ? NAN : fpclassify(xv[j]) == FP_SUBNORMAL ? 0.0f : dfm_cpu_round_bf16_1(xv[j]);
+                    int ok = isnan(want) ? isnan(yv[j]) != 0
+                             : want == 0.0f ? yv[j] == 0.0f
+                                            : memcmp(&yv[j], &want, sizeof want) == 0;
+                    if (!ok && fails++ < 5)
+                        fprintf(stderr, "  m %lld k %lld (%lld, %lld), %d threads: x %a gives %a, not %a\n", (long long)m,
+                                (long long)k, (long long)(j / k), (long long)(j % k), th, xv[j], yv[j], want);
+                }
+            }
+            dfm_ops_set_threads(0);
+            dfm_packed_free(l);
+            dfm_tensor_free(&x);
+            dfm_tensor_free(&w);
+            dfm_tensor_free(&y);
+        }
+    CHECK_EQ(fails, 0);
 }
