@@ -10,7 +10,7 @@
  * at most, those within 1 ulp of tanh (measured: 1 of 3211), and 1e-6 relative of a double
  * evaluation (measured 1.9e-7); attention_bias 2e-6 of the largest output of a double
  * evaluation (measured 1.2e-6).
- * ops_gelu_new_simd: the AVX2 gelu_new kernel against the scalar one, bit for bit (NaN as NaN),
+ * ops_gelu_new_simd: the AVX2 and (where the CPU has it) AVX-512 gelu_new kernels against the scalar one, bit for bit (NaN as NaN),
  * over 12.6 million f32 bit patterns (dense where tanh is neither u nor +-1), the special
  * values and the inputs that take the AVX2 path's scalar fallback; it prints a skip line on a
  * CPU without AVX2+FMA.
@@ -262,21 +262,29 @@ TEST(ops_gelu_new)
 
 /* Runs the kernel on the n floats with bit patterns bits[] with SIMD on (also in place) and off;
  * returns how many outputs differ (NaN matches any NaN). */
+/* every SIMD level the CPU has from AVX2 up (AVX2, AVX-512) against the scalar code */
 static int64_t gelu_simd_differ(const uint32_t *bits, int64_t n, float *x, float *a, float *b)
 {
     memcpy(x, bits, (size_t)n * 4);
     dfm_cpu_set_simd(0);
     dfm_cpu_gelu_new(x, b, n);
-    dfm_cpu_set_simd(1);
-    dfm_cpu_gelu_new(x, a, n);
-    dfm_cpu_gelu_new(x, x, n);
     int64_t differ = 0;
-    for (int64_t i = 0; i < n; i++) {
-        int same = memcmp(&a[i], &b[i], 4) == 0 || (isnan(a[i]) && isnan(b[i]));
-        same &= memcmp(&x[i], &a[i], 4) == 0;
-        if (!same && differ++ < 5)
-            fprintf(stderr, "  x bits %08x: avx2 %a, scalar %a, in place %a\n", bits[i], a[i], b[i], x[i]);
+    for (int level = DFM_CPU_AVX2; level <= DFM_CPU_AVX512; level++) {
+        dfm_cpu_set_simd(1);
+        if (dfm_cpu_simd_level() < level) break;
+        dfm_cpu_set_simd_level(level);
+        memcpy(x, bits, (size_t)n * 4);
+        dfm_cpu_gelu_new(x, a, n);
+        dfm_cpu_gelu_new(x, x, n);
+        for (int64_t i = 0; i < n; i++) {
+            int same = memcmp(&a[i], &b[i], 4) == 0 || (isnan(a[i]) && isnan(b[i]));
+            same &= memcmp(&x[i], &a[i], 4) == 0;
+            if (!same && differ++ < 5)
+                fprintf(stderr, "  x bits %08x: %s %a, scalar %a, in place %a\n", bits[i], dfm_cpu_impl(), a[i], b[i],
+                        x[i]);
+        }
     }
+    dfm_cpu_set_simd(1);
     return differ;
 }
 
@@ -332,7 +340,8 @@ TEST(ops_gelu_new_simd)
     CHECK(isnan(y[3]));
     CHECK(y[4] == FLT_MAX); /* (0.5 FLT_MAX) * 2, though x^3 overflows */
     CHECK(y[5] == 0.0f);     /* half the smallest denormal, rounded to even */
-    fprintf(stderr, "  gelu_new avx2 vs scalar: %lld inputs, %lld differ\n", (long long)total, (long long)differ);
+    fprintf(stderr, "  gelu_new avx2%s vs scalar: %lld inputs, %lld differ\n", dfm_cpu_use_avx512() ? " and avx512" : "",
+            (long long)total, (long long)differ);
     CHECK_EQ(differ, 0);
     CHECK(total > 12000000);
     free(bits), free(x), free(a), free(b);
