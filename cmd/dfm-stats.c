@@ -159,7 +159,7 @@ int main(int argc, char **argv)
     dfm_stats_opts so = {0};
     dfm_wan_vae_opts vo = {.device = DFM_CPU, .weights = DFM_F32, .load_decoder = 1};
     const char *sheet_path = NULL, *model = NULL;
-    int c, json = 0, per_bucket = 4, per_given = 0, threads = 0, device_given = 0, threads_given = 0;
+    int c, json = 0, per_bucket = 4, per_given = 0, threads = 0;
     static const char *const devices[] = {"cpu", "cuda", NULL};
     while ((c = getopt_long(argc, argv, "j:qh", longopts, NULL)) != -1) {
         switch (c) {
@@ -168,14 +168,14 @@ int main(int argc, char **argv)
         case O_SHEET: sheet_path = optarg; break;
         case O_PER: per_bucket = (int)dfm_parse_long("--per-bucket", optarg, 1, DFM_SHEET_MAX_PER_BUCKET), per_given = 1; break;
         case O_MODEL: model = optarg; break;
-        case O_DEVICE: vo.device = dfm_parse_choice("--device", optarg, devices) ? DFM_CUDA : DFM_CPU, device_given = 1; break;
-        case 'j': threads = dfm_parse_threads("--threads", optarg), threads_given = 1; break;
+        case O_DEVICE: vo.device = dfm_parse_choice("--device", optarg, devices) ? DFM_CUDA : DFM_CPU; break;
+        case 'j': threads = dfm_parse_threads("--threads", optarg); break;
         default:
             if (!dfm_stream_opt(c, optarg, &mo, usage)) dfm_usage_bad_option(argc, argv, longopts);
         }
     }
-    if (!sheet_path && (per_given || model || device_given || threads_given))
-        dfm_usage_error("--per-bucket, --model, --device and --threads are for --sheet FILE.png");
+    if (!sheet_path && (per_given || model))
+        dfm_usage_error("--per-bucket and --model are for --sheet FILE.png");
     if (sheet_path) {
         size_t n = strlen(sheet_path);
         if (n < 5 || strcasecmp(sheet_path + n - 4, ".png"))
@@ -250,7 +250,7 @@ int main(int argc, char **argv)
                                 cJSON_GetObjectItemCaseSensitive(layout, "height")->valueint);
         }
         if (!rc && !complete)
-            rc = dfm_buf_printf(&out, "incomplete: an input could not be read to its end (see the errors)\n");
+            rc = dfm_buf_printf(&out, "incomplete: the input was not read to its end (see the errors)\n");
     }
     if (rc) {
         dfm_log_error("%s", dfm_errmsg());

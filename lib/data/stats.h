@@ -6,7 +6,7 @@
  * Memory: one sample at a time (the caller's), plus one counter per distinct value of each
  * measure (caption lengths and durations take few distinct values: thousands at most), one
  * record per bucket, 16 bytes per sample for the repeated-key check (a set of 64-bit key
- * hashes: two keys that collide, about one chance in 10^8 for 10^6 samples, count as a repeat),
+ * hashes: two keys that collide, about one chance in 10^7 for 10^6 samples, count as a repeat),
  * and the first DFM_STATS_KEYS keys of each list it reports.
  *
  * What a sample's fields mean here (formats/sample-stream.md, and each tool's man page):

@@ -223,6 +223,8 @@ for args in "--bogus" "--per-bucket 0 --sheet s.png" "--per-bucket 65 --sheet s.
   expect_grep "^dfm-stats: error: " err
 done
 dfm-stats --help | grep -q -- '--per-bucket K' || fail "--help"
+dfm-stats --version | grep -Eq '^dfm-stats [0-9]+\.[0-9]+\.[0-9]+' || fail "--version"
+dfm-stats -j 0 px > /dev/null 2>&1 || fail "-j 0 (the default) without --sheet"
 set +e
 dfm-stats no-such-dir > /dev/null 2>err; rc=$?
 set -e
