@@ -9,7 +9,8 @@
  * named entities prompts carry (&amp; &lt; &gt; &quot; &apos; &nbsp; and the Latin-1, typographic
  * and a few symbol names); an unknown name is left as it is, as html.unescape leaves it.
  * White space: what the regex module's \s matches (Unicode White_Space; not U+001C..U+001F, which
- * str.isspace() would take).
+ * str.isspace() takes): runs of it become one space; basic_clean's str.strip() also removes
+ * U+001C..U+001F at the two ends.
  */
 #ifndef DFM_TEXT_PROMPT_CLEAN_H
 #define DFM_TEXT_PROMPT_CLEAN_H

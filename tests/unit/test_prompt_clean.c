@@ -21,6 +21,13 @@ TEST(prompt_clean_matches_python)
         {"&nbsp;lead\xc2""\xa0""nbsp\xe3""\x80""\x80""ideo\xe2""\x80""\x83""em", "lead nbsp ideo em"},
         {"&unknown; &; &#; &#x;", "&unknown; &; &#; &#x;"},
         {"tab\x1c""fs", "tab\x1c""fs"},
+        /* str.strip() takes U+001C..U+001F at the ends (the regex's \s does not, inside) */
+        {"\x1c""abc\x1f", "abc"},
+        {"  \x1c"" a \x1d"" ", "a"},
+        {"a\x1c"" b", "a\x1c"" b"},
+        {"\x1c", ""},
+        {" \x1c""\xc2""\xa0""x\xe3""\x80""\x80""\x1f""\xc2""\x85", "x"},
+        {"\xe2""\x80""\xa8""\x1e""q\x1e""\xe2""\x80""\xa8", "q"},
         {"&amp", "&"},
         {"&quot;quoted&quot; it&apos;s", "\"quoted\" it's"},
         {"\xc2""\x85""nel\xe2""\x80""\xa8""ls", "nel ls"},
