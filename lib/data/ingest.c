@@ -302,6 +302,7 @@ static void video_meta(const dfm_video_info *vi, meta_common *m, const dfm_inges
     cJSON_AddStringToObject(m->extra, "codec", vi->codec);
     if (vi->duration > 0) cJSON_AddNumberToObject(m->extra, "duration", vi->duration);
     if (vi->vfr) cJSON_AddBoolToObject(m->extra, "vfr", 1);
+    if (vi->orientation > 1) cJSON_AddNumberToObject(m->extra, "display_orientation", vi->orientation);
     if (vi->nominal_fps > 0 && fabs(vi->nominal_fps - vi->fps) > 0.01 * vi->fps)
         cJSON_AddNumberToObject(m->extra, "container_fps", vi->nominal_fps);
     if (vi->container_frames && vi->container_frames != vi->nframes)

@@ -81,3 +81,32 @@ for k in sorted(ed):
     print(f"  {name:14s} orientation {o}: {want[0]}x{want[1]}, hinted {sc['width']}x{sc['height']}, same after dfm-bucket")
 assert n == 16, n
 EOF
+
+# videos whose rotate tag (a display matrix) turns them by 90, 180 or 270 degrees: the frames are
+# what the ffmpeg CLI shows (autorotate), byte for byte, and json.display_orientation names the
+# turn as an EXIF orientation (none for the clip as stored)
+$FF -f lavfi -i "testsrc2=s=320x180:r=8" -frames:v 3 -pix_fmt yuv420p -c:v libx264 -preset ultrafast v.mp4
+mkdir v
+cp v.mp4 v/r0.mp4
+for r in 90 180 270; do $FF -i v.mp4 -c copy -metadata:s:v:0 rotate=$r v/r$r.mp4; done
+for r in 0 90 180 270; do $FF -i v/r$r.mp4 -frames:v 1 -f rawvideo -pix_fmt rgb24 v/r$r.rgb; done
+dfm-decode -q --frames 1 v > vid.s || fail "rotated videos"
+dfm-shard --cat --format tar vid.s > vid.tar 2>/dev/null || fail "cat vid.s"
+python3 - <<'EOF' || fail "rotated videos as the ffmpeg CLI shows them"
+import io, json, tarfile, numpy as np
+with tarfile.open("vid.tar") as t:
+    d = {m.name: t.extractfile(m).read() for m in t if m.isfile()}
+want = {"r0": None, "r90": 8, "r180": 3, "r270": 6}
+seen = 0
+for k in d:
+    if not k.endswith(".json"): continue
+    stem = k[:-5]
+    name = stem.split("%2F")[1].split("%2E")[0]
+    j = json.loads(d[k])
+    assert j.get("display_orientation") == want[name], (name, j)
+    got = np.load(io.BytesIO(d[stem + ".frames.npy"]))[0]
+    ref = np.frombuffer(open(f"v/{name}.rgb", "rb").read(), np.uint8).reshape(got.shape)
+    assert (ref == got).all(), name + ": frames differ from the ffmpeg CLI's"
+    print(f"  {name:5s} {got.shape[1]}x{got.shape[0]} display_orientation {j.get('display_orientation')}: as the ffmpeg CLI shows it")
+    seen += 1
+assert seen == 4, seen
