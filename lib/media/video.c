@@ -179,8 +179,15 @@ int dfm_video_display_orientation(const int32_t m[9])
 
 static int stream_orientation(const AVStream *st)
 {
+#if LIBAVCODEC_VERSION_INT >= AV_VERSION_INT(60, 29, 100) /* FFmpeg 6.1: the side data moved to codecpar */
+    const AVPacketSideData *sd = av_packet_side_data_get(st->codecpar->coded_side_data,
+                                                         st->codecpar->nb_coded_side_data, AV_PKT_DATA_DISPLAYMATRIX);
+    const uint8_t *m = sd ? sd->data : NULL;
+    size_t n = sd ? sd->size : 0;
+#else
     size_t n = 0;
     const uint8_t *m = av_stream_get_side_data(st, AV_PKT_DATA_DISPLAYMATRIX, &n);
+#endif
     return m && n >= 9 * sizeof(int32_t) ? dfm_video_display_orientation((const int32_t *)m) : 1;
 }
 

@@ -419,7 +419,14 @@ static int remux_with_matrix(const char *path, double rot, int hflip, int vflip)
              avformat_alloc_output_context2(&out, NULL, "mp4", path) >= 0;
     AVStream *st = ok ? avformat_new_stream(out, NULL) : NULL;
     ok = st && avcodec_parameters_copy(st->codecpar, in->streams[0]->codecpar) >= 0;
+#if LIBAVCODEC_VERSION_INT >= AV_VERSION_INT(60, 29, 100) /* FFmpeg 6.1: the side data moved to codecpar */
+    AVPacketSideData *sd = ok ? av_packet_side_data_new(&st->codecpar->coded_side_data, &st->codecpar->nb_coded_side_data,
+                                                        AV_PKT_DATA_DISPLAYMATRIX, 9 * sizeof(int32_t), 0)
+                              : NULL;
+    int32_t *m = sd ? (int32_t *)sd->data : NULL;
+#else
     int32_t *m = ok ? (int32_t *)av_stream_new_side_data(st, AV_PKT_DATA_DISPLAYMATRIX, 9 * sizeof(int32_t)) : NULL;
+#endif
     if (m) {
         st->codecpar->codec_tag = 0;
         st->time_base = in->streams[0]->time_base;
