@@ -89,8 +89,8 @@ expect_eq "decode without PATH" $rc 2
 dfm-decode "$DFM_TEST_MEDIA/media/videos" 2>err | head -c 10 > /dev/null
 expect_no_grep "Broken pipe|error" err
 
-# dfm-train, dfm-lora and dfm-sample: no stream options, their own usage
-for p in dfm-train dfm-lora dfm-sample; do
+# dfm-train, dfm-lora, dfm-sample and dfm-stats: no stream options, their own usage
+for p in dfm-train dfm-lora dfm-sample dfm-stats; do
   $p --help > h 2>/dev/null || fail "$p --help exit"
   expect_grep "^usage: $p" h
   $p --version > v || fail "$p --version exit"
@@ -101,6 +101,10 @@ for p in dfm-train dfm-lora dfm-sample; do
   expect_eq "$p bad option" $rc 2
   expect_grep "hint: try '$p --help'" err
 done
+# dfm-stats: every option and default of --help in its man page
+dfm-stats --help > h
+man_agrees dfm-stats
+[ ! -s disagree ] || { cat disagree >&2; fail "defaults in dfm-stats --help and its man page disagree"; }
 # dfm-sample: -j 0 is the default; its man page has every option and default of --help; usage
 # errors found before any model is read exit 2
 dfm-sample -j 0 --help > /dev/null 2>err || fail "dfm-sample -j 0: $(cat err)"
