@@ -169,9 +169,12 @@ echo
 # tokens), the whole run to an .mp4 at 256x256x17, peak memory (scripts/bench_sample.py; the diffusers
 # side needs torch, diffusers, transformers, imageio and imageio-ffmpeg in BENCH_PYTHON). BENCH_LONG=1:
 # also the peak memory of dfm-sample with the 30-block 1.3B model at 480x832x81, 1 step, and the
-# real-size VAE, per phase (writes 3.3 GB of random weights; hours on 2 cores).
+# real-size VAE, per phase (writes 3.3 GB of random weights; hours on 2 cores). BENCH_ROUNDS (3): rounds
+# of dfm then diffusers for the s/step, whose median ratio is printed (the machine's speed drifts by
+# several percent over minutes).
 if python3 -c "import numpy" 2>/dev/null; then
   python3 "$top/scripts/bench_sample.py" "$work" --bin "$bin" --threads "$(nproc)" --python "${BENCH_PYTHON:-python3}" \
+    --rounds "${BENCH_ROUNDS:-3}" \
     $([ "${BENCH_LONG:-0}" = 1 ] && echo "--mem-30")
 else
   echo "dfm-sample: skipped (pip install numpy for the models; torch diffusers transformers imageio imageio-ffmpeg for WanPipeline)"

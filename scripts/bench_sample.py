@@ -41,7 +41,7 @@ here the transformer's calls run under torch.autocast("cpu", bfloat16).
       the peak reached so far as a lower bound (on 2 cores the full runs take hours: the transformer
       step is ~560 TFLOP at 32,760 tokens, the VAE decode a few hundred).
 
-usage: bench_sample.py [WORKDIR] [--bin DIR] [--python PY] [--threads N] [--steps N] [--e2e-steps N]
+usage: bench_sample.py [WORKDIR] [--bin DIR] [--python PY] [--threads N] [--steps N] [--rounds N] [--e2e-steps N]
                        [--only step|e2e|mem-30] [--mem-30] [--mem-30-timeout S]
                        [--mem-30-vae-frames F ...] [--no-torch] [--keep] [-v]
        bench_sample.py worker pipe ...   (the torch side; internal)"""
@@ -308,28 +308,37 @@ def ratio(x, y):
 def bench_step(a, root, have_torch):
     W, H, F, N = 832, 480, 17, a.steps
     loads = [load_avg()]
-    d1 = dfm_sample(a, root, os.path.join(a.tmp, "s1.npy"), 1, W, H, F)
-    dN = dfm_sample(a, root, os.path.join(a.tmp, "sN.npy"), N, W, H, F)
-    loads.append(load_avg())
-    t = torch_pipe(a, root, N, W, H, F) if have_torch else None
-    loads.append(load_avg())
-    ds = (dN["denoise_s"] - d1["denoise_s"]) / (N - 1)
+    rounds = []  # (dfm s/step, dfm 1st step, dfm peak, diffusers s/step or None, 1st, peak), one per round
+    for r in range(a.rounds):  # dfm then diffusers in each round: a drift of the machine's speed hits both
+        d1 = dfm_sample(a, root, os.path.join(a.tmp, "s1.npy"), 1, W, H, F)
+        dN = dfm_sample(a, root, os.path.join(a.tmp, "sN.npy"), N, W, H, F)
+        loads.append(load_avg())
+        t = torch_pipe(a, root, N, W, H, F) if have_torch else None
+        loads.append(load_avg())
+        ds = (dN["denoise_s"] - d1["denoise_s"]) / (N - 1)
+        e = t["step_ends"] if t else None
+        rounds.append((ds, d1["denoise_s"], dN["peak_mib"], (e[-1] - e[0]) / (N - 1) if t else None,
+                       e[0] if t else None, t["peak_mib"] if t else None))
     print(f"(1) one denoising step with CFG (cond + uncond + UniPC), 480x832, 17 frames: latents [16, 5, 60, 104], "
           f"7,800 tokens, 512 text rows; {a.threads} threads")
     print("    transformer: 1.3B width, 2 of 30 blocks; text encoder: UMT5-XXL width, 1 of 24 layers; tiny VAE (unused)")
     print(f"  {'':28s} {'s/step':>8s} {'1st step':>9s} {'peak MiB':>9s}")
-    print(f"  {'dfm-sample (bf16)':28s} {ds:8.2f} {d1['denoise_s']:9.2f} {dN['peak_mib']:9.0f}")
-    if t:
-        e = t["step_ends"]
-        ts = (e[-1] - e[0]) / (N - 1)
-        print(f"  {'diffusers WanPipeline':28s} {ts:8.2f} {e[0]:9.2f} {t['peak_mib']:9.0f}")
-        print(f"  speed ratio (diffusers s/step / dfm s/step): {ratio(ts, ds)};  memory ratio (dfm / diffusers): "
-              f"{ratio(dN['peak_mib'], t['peak_mib'])}")
+    for r, (ds, d1s, dpk, ts, t1s, tpk) in enumerate(rounds):
+        tag = f" round {r + 1}" if len(rounds) > 1 else ""
+        print(f"  {'dfm-sample (bf16)' + tag:28s} {ds:8.2f} {d1s:9.2f} {dpk:9.0f}")
+        if ts is not None:
+            print(f"  {'diffusers WanPipeline' + tag:28s} {ts:8.2f} {t1s:9.2f} {tpk:9.0f}")
+            print(f"  speed ratio (diffusers s/step / dfm s/step): {ratio(ts, ds)};  memory ratio (dfm / diffusers): "
+                  f"{ratio(dpk, tpk)}")
+    if len(rounds) > 1 and rounds[0][3] is not None:
+        rs = sorted(ts / ds for ds, _, _, ts, _, _ in rounds)
+        med = rs[len(rs) // 2] if len(rs) % 2 else (rs[len(rs) // 2 - 1] + rs[len(rs) // 2]) / 2
+        print(f"  speed ratio over {len(rs)} rounds: median {med:.2f}x (min {rs[0]:.2f}x, max {rs[-1]:.2f}x)")
     print(f"  s/step: steps 2..{N}: dfm (denoising of --steps {N} - of --steps 1) / {N - 1}; diffusers (end of step {N} "
           f"- end of step 1) / {N - 1}")
     print("  (1st step: dfm's --steps 1 denoising, diffusers' first transformer call to the end of step 1); peak: max RSS")
     print(f"  of the whole process (dfm: its --steps {N} run; diffusers holds all three models at once)")
-    print(f"  load average before / after dfm / after diffusers: {' / '.join(loads)} ({os.cpu_count()} cores)")
+    print(f"  load average before / after each dfm and diffusers run: {' / '.join(loads)} ({os.cpu_count()} cores)")
 
 
 def bench_e2e(a, root, have_torch):
@@ -463,6 +472,7 @@ def main():
                     "imageio and imageio-ffmpeg")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--steps", type=int, default=3, help="(1): steps of the timed runs (>= 2)")
+    ap.add_argument("--rounds", type=int, default=1, help="(1): rounds of dfm then diffusers (median ratio printed)")
     ap.add_argument("--e2e-steps", type=int, default=10, help="(2): steps of the whole run")
     ap.add_argument("--only", choices=["step", "e2e", "mem-30"])
     ap.add_argument("--mem-30", action="store_true", help="also (3): the 30-block memory runs (writes ~3.3 GB)")
@@ -473,6 +483,8 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the temp directory")
     ap.add_argument("-v", "--verbose", action="store_true", help="echo the runs' output")
     a = ap.parse_args()
+    if a.rounds < 1:
+        ap.error("--rounds must be at least 1")
     if a.steps < 2:
         ap.error("--steps must be at least 2")
     for p in ("dfm-sample", "dfm-vae-decode"):
