@@ -38,7 +38,7 @@ ifneq ($(NVCC),)
 CU_SRC  := $(wildcard kernels/cuda/*.cu)
 CU_OBJ  := $(CU_SRC:%.cu=$(BUILD)/%.o)
 CFLAGS  += -DDFM_HAVE_CUDA=1 -I$(CUDA_HOME)/include
-LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -ldl -lstdc++ # cuBLAS: dlopen (kernels/cuda/common.cu)
 # Native code for Ampere (sm_80; also runs on sm_86/87/89), Hopper (sm_90), Blackwell (sm_100
 # data centre, sm_120 workstation), and compute_90 PTX that newer GPUs JIT-compile. A GPU without
 # code here is refused at device selection with this list (kernels/cuda/device.cu); add its sm_XY

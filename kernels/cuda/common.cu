@@ -2,7 +2,9 @@
 #include "cuda/common.cuh"
 #include "cuda/ops_cuda.h"
 
+#include <dlfcn.h>
 #include <limits.h>
+#include <stdio.h>
 
 int dfm_cuda_fail_rt(cudaError_t e, const char *call, const char *file, int line)
 {
@@ -34,21 +36,59 @@ int dfm_cuda_fail_blas(cublasStatus_t s, const char *call, const char *file, int
     int code = s == CUBLAS_STATUS_ALLOC_FAILED ? DFM_E_NOMEM
              : s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_ARCH_MISMATCH || hint ? DFM_E_UNSUPPORTED
              : DFM_E_IO;
-    return dfm_fail(code, "cublas: %s at %s:%d: %s%s%s%s%s%s", call, file, line, cublasGetStatusString(s),
+    char st[32];
+    snprintf(st, sizeof st, "status %d", (int)s);
+    return dfm_fail(code, "cublas: %s at %s:%d: %s%s%s%s%s%s", call, file, line,
+                    dfm_cublas.status_string ? dfm_cublas.status_string(s) : st,
                     e != cudaSuccess ? " (CUDA: " : "", e != cudaSuccess ? cudaGetErrorName(e) : "",
                     e != cudaSuccess ? ")" : "", hint ? ": " : "", hint ? hint : "");
 }
 
 static cublasHandle_t g_blas;
+dfm_cublas_api dfm_cublas;
+
+#define DFM_STR_(x) #x
+#define DFM_STR(x) DFM_STR_(x)
+
+// dfm_cublas from libcublas.so.<major> (the executable's run path finds CUDA's lib64), else
+// libcublas.so; every entry point or none. 0 or DFM_E_UNSUPPORTED naming what is missing.
+static int load_cublas(void)
+{
+    if (dfm_cublas.gemm_ex) return 0;
+    const char *names[] = {"libcublas.so." DFM_STR(CUBLAS_VER_MAJOR), "libcublas.so"};
+    void *lib = NULL;
+    for (int i = 0; i < 2 && !lib; i++) lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (!lib)
+        return dfm_fail(DFM_E_UNSUPPORTED, "cuda: cannot load cuBLAS (%s): %s; install CUDA's libcublas %d or put "
+                        "its directory on LD_LIBRARY_PATH", names[0], dlerror(), CUBLAS_VER_MAJOR);
+    dfm_cublas_api a;
+    a.create = (cublasStatus_t (*)(cublasHandle_t *))dlsym(lib, "cublasCreate_v2");
+    a.destroy = (cublasStatus_t (*)(cublasHandle_t))dlsym(lib, "cublasDestroy_v2");
+    a.set_math_mode = (cublasStatus_t (*)(cublasHandle_t, cublasMath_t))dlsym(lib, "cublasSetMathMode");
+    a.status_string = (const char *(*)(cublasStatus_t))dlsym(lib, "cublasGetStatusString");
+    a.gemm_ex = (decltype(a.gemm_ex))dlsym(lib, "cublasGemmEx");
+    a.gemm_strided_batched_ex = (decltype(a.gemm_strided_batched_ex))dlsym(lib, "cublasGemmStridedBatchedEx");
+    if (!a.create || !a.destroy || !a.set_math_mode || !a.status_string || !a.gemm_ex || !a.gemm_strided_batched_ex) {
+        dlclose(lib);
+        return dfm_fail(DFM_E_UNSUPPORTED, "cuda: %s lacks the cuBLAS entry points dfm uses (a cuBLAS %d is needed)",
+                        names[0], CUBLAS_VER_MAJOR);
+    }
+    dfm_cublas = a; // the library stays open for the process
+    return 0;
+}
+
+extern "C" int dfm_cuda_blas_open(void) { return load_cublas(); }
 
 int dfm_cuda_blas(cublasHandle_t *h)
 {
     if (!g_blas) {
+        int rc = load_cublas();
+        if (rc) return rc;
         cublasHandle_t b = NULL;
-        CUBLAS_CHECK(cublasCreate(&b));
-        cublasStatus_t s = cublasSetMathMode(b, CUBLAS_DEFAULT_MATH);
+        CUBLAS_CHECK(dfm_cublas.create(&b));
+        cublasStatus_t s = dfm_cublas.set_math_mode(b, CUBLAS_DEFAULT_MATH);
         if (s != CUBLAS_STATUS_SUCCESS) {
-            cublasDestroy(b);
+            dfm_cublas.destroy(b);
             return dfm_cuda_fail_blas(s, "cublasSetMathMode", __FILE__, __LINE__);
         }
         g_blas = b;

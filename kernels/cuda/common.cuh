@@ -99,8 +99,25 @@ void dfm_cuda_trim(void);
 // cuBLAS and scratch
 
 // The process's cuBLAS handle, created on first use (default math mode: no TF32, so F32 GEMMs
-// are true f32). 0 or a DFM_E_* code.
+// are true f32). 0 or a DFM_E_* code. cuBLAS itself is opened then (dlopen of
+// libcublas.so.<CUBLAS_VER_MAJOR>, the major version built against), not linked: loading it and
+// cuBLASLt costs a process ~210 MB of resident memory, which every dfm program would otherwise
+// pay at start, GPU or not. Its entry points are called through dfm_cublas.
 int dfm_cuda_blas(cublasHandle_t *h);
+typedef struct {
+    cublasStatus_t (*create)(cublasHandle_t *);
+    cublasStatus_t (*destroy)(cublasHandle_t);
+    cublasStatus_t (*set_math_mode)(cublasHandle_t, cublasMath_t);
+    const char *(*status_string)(cublasStatus_t);
+    cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void *,
+                              const void *, cudaDataType, int, const void *, cudaDataType, int, const void *, void *,
+                              cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t);
+    cublasStatus_t (*gemm_strided_batched_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int,
+                                              const void *, const void *, cudaDataType, int, long long, const void *,
+                                              cudaDataType, int, long long, const void *, void *, cudaDataType, int,
+                                              long long, int, cublasComputeType_t, cublasGemmAlgo_t);
+} dfm_cublas_api;
+extern dfm_cublas_api dfm_cublas; // filled by the first dfm_cuda_blas (all NULL before)
 
 // Scratch slots: independent device buffers that only grow (from the pool: a buffer outgrown is
 // freed in stream order, after the kernels queued on it). A pointer stays valid until the next

@@ -63,11 +63,11 @@ int dfm_cuda_gemm_rm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alph
     cublasOperation_t opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
     if (batch == 1)
-        CUBLAS_CHECK(cublasGemmEx(h, opb, opa, (int)n, (int)m, (int)k, &alpha, b, ty, (int)ldb, a, ty,
+        CUBLAS_CHECK(dfm_cublas.gemm_ex(h, opb, opa, (int)n, (int)m, (int)k, &alpha, b, ty, (int)ldb, a, ty,
                                   (int)lda, &beta, y, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F,
                                   CUBLAS_GEMM_DEFAULT));
     else
-        CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, opb, opa, (int)n, (int)m, (int)k, &alpha, b, ty,
+        CUBLAS_CHECK(dfm_cublas.gemm_strided_batched_ex(h, opb, opa, (int)n, (int)m, (int)k, &alpha, b, ty,
                                                 (int)ldb, (long long)sb, a, ty, (int)lda, (long long)sa,
                                                 &beta, y, CUDA_R_32F, (int)ldy, (long long)sy,
                                                 (int)batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));

@@ -17,6 +17,10 @@ int dfm_cuda_conv3d(const float *x, int64_t cin, int64_t t, int64_t h, int64_t w
                     int bf16_compute);
 int dfm_cuda_rms_norm_channels(const float *x, int64_t c, int64_t n, const void *gamma, dfm_dtype gdt,
                                const void *bias, dfm_dtype bdt, float *y);
+/* Open cuBLAS (dlopen; kernels/cuda/common.cu) and resolve the entry points dfm calls; no device
+ * needed. 0 (also when already open) or DFM_E_UNSUPPORTED naming what is missing. The first GEMM
+ * does this itself. */
+int dfm_cuda_blas_open(void);
 int dfm_cuda_silu(const float *x, float *y, int64_t n);
 int dfm_cuda_add(const float *a, const float *b, float *y, int64_t n);
 int dfm_cuda_clamp(const float *x, float lo, float hi, float *y, int64_t n);

@@ -13,6 +13,21 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+
+/* cuBLAS is opened with dlopen at the first GEMM, not linked (its load alone is ~210 MB of
+ * resident memory in every program): the library of the major version built against opens and
+ * every entry point dfm calls resolves, with or without a GPU. */
+TEST(cuda_cublas_dlopen)
+{
+    int rc = dfm_cuda_blas_open();
+    if (rc == DFM_E_UNSUPPORTED && strstr(dfm_errmsg(), "cannot load")) {
+        printf("  skip: %s\n", dfm_errmsg()); /* a CUDA build run where the toolkit's libraries are not */
+        return;
+    }
+    CHECK_EQ(rc, 0);
+    CHECK_EQ(dfm_cuda_blas_open(), 0); /* again: already open */
+}
 
 TEST(cuda_device_query)
 {
