@@ -655,6 +655,20 @@ TEST(nn_gelu_tanh)
         dfm_cpu_gelu_tanh_backward(dy, x, dx2, n);
         CHECK_EQ(diff_bits(dx, dx2, n), -1);
     }
+    /* every SIMD level the CPU has (AVX2, AVX-512: each its own kernel) gives the scalar bits,
+     * forward and backward, at odd lengths (the vector tails) */
+    for (int level = DFM_CPU_AVX2; level <= DFM_CPU_AVX512; level++) {
+        dfm_cpu_set_simd(1);
+        if (dfm_cpu_simd_level() < level) break;
+        dfm_cpu_set_simd_level(level);
+        for (int64_t len = n; len >= n - 15; len -= 5) {
+            dfm_cpu_gelu_tanh(x, y2, len);
+            CHECK_EQ(diff_bits(y, y2, len), -1);
+            dfm_cpu_gelu_tanh_backward(dy, x, dx2, len);
+            CHECK_EQ(diff_bits(dx, dx2, len), -1);
+        }
+    }
+    end_cfg(saved);
     /* in place over dy and over x */
     memcpy(dx2, dy, (size_t)n * 4);
     dfm_cpu_gelu_tanh_backward(dx2, x, dx2, n);
