@@ -37,16 +37,16 @@ static const char usage[] =
     "  --fps F                     first resample the clip to F frames/s by presentation time\n"
     "                              (Wan: 16)\n"
     "  --mode video|frames         one sample per clip (default) or one per selected frame\n"
-    "Length filters (videos; images pass):\n"
+    "Filters (files left out are counted, not errors):\n"
     "  --min-frames N              leave out clips of fewer than N frames (counted at the --fps\n"
-    "                              rate when given, else the source's)\n"
+    "                              rate when given, else the source's; images pass)\n"
     "  --min-duration S            leave out clips shorter than S seconds\n"
     "  --max-duration S            leave out clips longer than S seconds\n"
-    "  -v, --verbose               name each clip left out, with its reason\n"
+    "  --min-size S                leave out images and videos whose shorter side is under S\n"
+    "                              pixels (default 0: keep all)\n"
+    "  -v, --verbose               name each file left out, with its reason\n"
     "Limits and errors:\n"
     "  --max-pixels-in N           refuse frames larger than N pixels (default 100M)\n"
-    "  --min-size S                skip images and videos whose shorter side is under S pixels\n"
-    "                              (default 0: keep all)\n"
     "  --accept-damaged            keep JPEGs that decode with corrupt-data warnings (default:\n"
     "                              skip them)\n"
     "  --strict                    stop at the first bad file (exit 1)\n"
@@ -145,6 +145,7 @@ int main(int argc, char **argv)
                         d.ingest.min_duration, d.ingest.max_duration);
     dfm_decode_filtered filtered = {0};
     const int filtering = d.ingest.min_frames > 0 || d.ingest.min_duration > 0 || d.ingest.max_duration > 0;
+    const int size_filter = d.ingest.min_size > 0;
     d.filtered = &filtered;
     /* --part auto: the launcher's rank and size; 0/1 without one */
     if (dfm_dist_place(&d.part, DFM_CPU)) dfm_usage_error("%s", dfm_errmsg());
@@ -216,10 +217,13 @@ int main(int argc, char **argv)
     }
     char extra[512] = "";
     size_t n = 0;
-    if (filtering)
-        n += (size_t)snprintf(extra, sizeof extra, "%llu filtered (too short: %llu, too long: %llu)",
-                              (unsigned long long)(filtered.too_short + filtered.too_long),
-                              (unsigned long long)filtered.too_short, (unsigned long long)filtered.too_long);
+    if (filtering || size_filter) { /* the counts of the filters given */
+        unsigned long long sm = filtered.too_small, sh = filtered.too_short, lo = filtered.too_long;
+        n += (size_t)snprintf(extra, sizeof extra, "%llu filtered (", sm + sh + lo);
+        if (size_filter) n += (size_t)snprintf(extra + n, sizeof extra - n, "too small: %llu%s", sm, filtering ? ", " : "");
+        if (filtering) n += (size_t)snprintf(extra + n, sizeof extra - n, "too short: %llu, too long: %llu", sh, lo);
+        n += (size_t)snprintf(extra + n, sizeof extra - n, ")");
+    }
     if (done) {
         n += (size_t)snprintf(extra + n, sizeof extra - n, "%s%llu input%s already in '%s' skipped", n ? ", " : "",
                               (unsigned long long)skipped.inputs, skipped.inputs == 1 ? "" : "s", skip_done);

@@ -98,6 +98,7 @@ static int job_done(void *ctx, void *arg)
     int rc = 0;
     if (j->rc < 0 && j->why != DFM_INGEST_KEPT) { /* not a bad file */
         if (j->why == DFM_INGEST_TOO_SHORT) r->filtered->too_short++;
+        else if (j->why == DFM_INGEST_TOO_SMALL) r->filtered->too_small++;
         else r->filtered->too_long++;
         if (r->verbose) dfm_log_info("filtered '%s': %s", j->path, j->err);
     } else if (j->rc < 0) {

@@ -17,8 +17,8 @@
  *     are dropped (skipped_done->samples); the rest are written.
  * Skipped files' keys still count for "@dupN", so the keys are those of one uninterrupted run.
  *
- * Length filters (ingest.h: --min-frames, --min-duration, --max-duration): a clip they leave out
- * is not a bad file: it is counted in counts->read and in filtered (not in counts->skipped),
+ * Filters (ingest.h: --min-frames, --min-duration, --max-duration, --min-size): a file they leave
+ * out is not a bad file: it is counted in counts->read and in filtered (not in counts->skipped),
  * named with its reason on stderr only when verbose, and never stops a strict run.
  */
 #ifndef DFM_DATA_DECODE_RUN_H
@@ -37,6 +37,7 @@ typedef struct {
 
 typedef struct {
     uint64_t too_short, too_long; /* clips the length filters left out */
+    uint64_t too_small;           /* pictures and clips --min-size left out */
 } dfm_decode_filtered;
 
 typedef struct {

@@ -189,17 +189,20 @@ static int hint_image(const dfm_ingest_opts *o, meta_common *m, const dfm_image_
     return hint_json(o, m, rw, rh);
 }
 
-/* --min-size: a picture too small to be worth upscaling to a bucket is skipped. */
-static int check_min_size(const dfm_ingest_opts *o, int w, int h)
+/* --min-size: a picture too small to be worth upscaling to a bucket is left out (a filter: not a
+ * bad file). */
+static int check_min_size(const dfm_ingest_opts *o, int w, int h, dfm_ingest_filter *why)
 {
     int side = w < h ? w : h;
-    if (o->min_size > 0 && side < o->min_size)
+    if (o->min_size > 0 && side < o->min_size) {
+        *why = DFM_INGEST_TOO_SMALL;
         return dfm_fail(DFM_E_SKIP, "%dx%d is smaller than --min-size %d", w, h, o->min_size);
+    }
     return 0;
 }
 
 static int ingest_image(const dfm_ingest_opts *o, const char *path, meta_common *m,
-                        dfm_emit_fn emit, void *ctx)
+                        dfm_emit_fn emit, void *ctx, dfm_ingest_filter *why)
 {
     dfm_buf file = {0};
     int rc = dfm_read_file(path, o->max_bytes, &file);
@@ -210,13 +213,17 @@ static int ingest_image(const dfm_ingest_opts *o, const char *path, meta_common 
     }
     dfm_image img = {0};
     dfm_image_meta im = {0};
-    int pw, ph, rw = 0, rh = 0;
-    if (o->hint && dfm_image_peek_size(file.data, file.len, &pw, &ph) == 1 && !hint_size(o, pw, ph, &rw, &rh))
-        rw = rh = 0;
+    int pw, ph, rw = 0, rh = 0, peeked = (o->hint || o->min_size > 0) &&
+                                         dfm_image_peek_size(file.data, file.len, &pw, &ph) == 1;
+    if (peeked && (rc = check_min_size(o, pw, ph, why)) < 0) { /* before a pixel is decoded */
+        dfm_buf_free(&file);
+        return rc;
+    }
+    if (o->hint && peeked && !hint_size(o, pw, ph, &rw, &rh)) rw = rh = 0;
     rc = dfm_image_decode_min(file.data, file.len, o->max_pixels, o->accept_damaged ? DFM_IMAGE_ACCEPT_DAMAGED : 0,
                               rw, rh, &img, &im);
     dfm_buf_free(&file);
-    if (!rc && (rc = check_min_size(o, im.full_w, im.full_h)) < 0) dfm_image_free(&img);
+    if (!rc && (rc = check_min_size(o, im.full_w, im.full_h, why)) < 0) dfm_image_free(&img);
     if (rc) return rc;
     m->width = im.full_w;
     m->height = im.full_h;
@@ -330,7 +337,7 @@ static int ingest_video(const dfm_ingest_opts *o, const char *path, meta_common 
         dfm_video_close(v);
         return dfm_fail(DFM_E_FORMAT, "--fps needs the source frame rate, which this file lacks");
     }
-    if ((rc = check_min_size(o, m->width, m->height)) < 0 || (rc = check_length(o, v, why)) < 0) {
+    if ((rc = check_min_size(o, m->width, m->height, why)) < 0 || (rc = check_length(o, v, why)) < 0) {
         dfm_video_close(v); /* before a pixel is decoded */
         return rc;
     }
@@ -399,7 +406,7 @@ int dfm_ingest_file(const dfm_ingest_opts *o, const dfm_captions *caps, const ch
     m.extra = cJSON_CreateObject();
     if (!m.extra) return dfm_fail(DFM_E_NOMEM, "out of memory");
     cJSON_AddStringToObject(m.extra, "mode", o->mode == DFM_INGEST_FRAMES ? "frames" : "video");
-    if (kind == DFM_MEDIA_IMAGE) rc = ingest_image(o, path, &m, emit, ctx);
+    if (kind == DFM_MEDIA_IMAGE) rc = ingest_image(o, path, &m, emit, ctx, why);
     else if (kind == DFM_MEDIA_VIDEO) rc = ingest_video(o, path, &m, emit, ctx, why);
     else rc = dfm_fail(DFM_E_UNSUPPORTED, "not an image or video");
     cJSON_Delete(m.extra);

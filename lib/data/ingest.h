@@ -50,7 +50,7 @@ typedef struct {
 } dfm_ingest_opts;
 
 /* Why dfm_ingest_file left a file out without it being bad. */
-typedef enum { DFM_INGEST_KEPT = 0, DFM_INGEST_TOO_SHORT, DFM_INGEST_TOO_LONG } dfm_ingest_filter;
+typedef enum { DFM_INGEST_KEPT = 0, DFM_INGEST_TOO_SHORT, DFM_INGEST_TOO_LONG, DFM_INGEST_TOO_SMALL } dfm_ingest_filter;
 
 void dfm_ingest_opts_default(dfm_ingest_opts *o);
 
@@ -62,9 +62,10 @@ typedef int (*dfm_emit_fn)(void *ctx, dfm_sample *s);
  * dfm_captions_find; kept apart so that lookups, which share a cache, stay on one thread while
  * decoding runs on many). Thread-safe. Returns the number of samples emitted, or a negative code
  * with the reason in dfm_errmsg() (the file is then skipped; no sample of it was emitted).
- * A negative return from emit is passed through. A clip a length filter leaves out returns
- * DFM_E_SKIP with *filtered (may be NULL) set to the reason, and the numbers in dfm_errmsg()
- * (e.g. "12 frames, fewer than --min-frames 17"); *filtered is DFM_INGEST_KEPT otherwise. */
+ * A negative return from emit is passed through. A file a filter leaves out (a clip by a length
+ * filter, a picture or clip by --min-size) returns DFM_E_SKIP with *filtered (may be NULL) set to
+ * the reason, and the numbers in dfm_errmsg() (e.g. "12 frames, fewer than --min-frames 17");
+ * *filtered is DFM_INGEST_KEPT otherwise. */
 int dfm_ingest_file(const dfm_ingest_opts *o, const dfm_captions *caps, const char *path,
                     const char *name, dfm_media_kind kind, dfm_emit_fn emit, void *ctx,
                     dfm_ingest_filter *filtered);

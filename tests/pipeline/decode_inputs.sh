@@ -62,19 +62,26 @@ j=$(field 'u%2Fcaf%E9%2Ejpg' json l)
 echo "$j" | grep -q '"source_bytes":"u%2Fcaf%E9%2Ejpg"' || fail "source_bytes: $j"
 echo "$j" | grep -q '"source":"u/caf' || fail "source: $j"
 
-# --min-size: a 1x1 image is skipped instead of being blown up to a bucket.
+# --min-size: a 1x1 image is left out instead of being blown up to a bucket. A filter, not an
+# error: counted as filtered (too small), named with -v, never a --strict stop; with the length
+# filters the summary has all three counts.
 mkdir t
 ffmpeg -hide_banner -loglevel error -f lavfi -i color=c=red:s=16x16:d=1 -vf scale=1:1 -frames:v 1 t/dot.png
 ffmpeg -hide_banner -loglevel error -f lavfi -i color=c=red:s=64x16:d=1 -vf scale=64:1 -frames:v 1 t/line.png
 cp "$J" t/big.jpg
 dfm-decode --min-size 32 t > out 2> err
-expect_grep "skipping 't/dot.png': 1x1 is smaller than --min-size 32" err
-expect_grep "skipping 't/line.png': 64x1 is smaller than --min-size 32" err
-expect_grep 'read 3, written 1, skipped 2' err
+expect_grep 'read 3, written 1, skipped 0, .* 2 filtered \(too small: 2\)$' err
+expect_no_grep "t/dot.png|t/line.png" err
+dfm-decode -v --strict --min-size 32 t > out 2> err || fail "--strict stopped at a filtered file"
+expect_grep "filtered 't/dot.png': 1x1 is smaller than --min-size 32" err
+expect_grep "filtered 't/line.png': 64x1 is smaller than --min-size 32" err
+dfm-decode --min-size 32 --preset 256p t > out 2> err  # the size hint path: the same filter
+expect_grep 'written 1, skipped 0, .* 2 filtered \(too small: 2\)$' err
 dfm-decode --min-size 32 "$M/videos/small_square.mov" > out 2> err
 expect_grep 'written 1' err
-dfm-decode --min-size 1000 "$M/videos/small_square.mov" > out 2> err
+dfm-decode -v --min-size 1000 --min-frames 2 "$M/videos/small_square.mov" t/big.jpg > out 2> err
 expect_grep "smaller than --min-size 1000" err
+expect_grep 'read 2, written 0, skipped 0, .* 2 filtered \(too small: 2, too short: 0, too long: 0\)$' err
 
 # Zero-byte and index-less videos say what is wrong, naming the path once.
 : > d/zero.mp4
