@@ -152,23 +152,16 @@ static void gelu_back_range(void *arg, int64_t i0, int64_t i1)
     float *dx = c->dx + i0;
     int64_t n = i1 - i0, i = 0;
 #ifdef DFM_SIMD_X86
-    if (dfm_cpu_use_avx512()) {
-        i = gelu_back_avx512(dy, x, dx, n);
-        if (i < n) { /* the tail through the same vector code, so no element depends on the split */
+    int64_t (*k)(const float *, const float *, float *, int64_t) = dfm_cpu_use_avx512() ? gelu_back_avx512
+                                                                   : dfm_cpu_use_avx2() ? gelu_back_avx2
+                                                                                        : NULL;
+    if (k) {
+        i = k(dy, x, dx, n);
+        if (i < n) { /* the tail (under 16) through the same vector code, so no element depends on the split */
             float db[16] = {0}, xb[16] = {0}, ob[16];
             memcpy(db, dy + i, (size_t)(n - i) * sizeof *db);
             memcpy(xb, x + i, (size_t)(n - i) * sizeof *xb);
-            gelu_back_avx512(db, xb, ob, 16);
-            memcpy(dx + i, ob, (size_t)(n - i) * sizeof *ob);
-            i = n;
-        }
-    } else if (dfm_cpu_use_avx2()) {
-        i = gelu_back_avx2(dy, x, dx, n);
-        if (i < n) { /* the tail through the same vector code, so no element depends on the split */
-            float db[8] = {0}, xb[8] = {0}, ob[8];
-            memcpy(db, dy + i, (size_t)(n - i) * sizeof *db);
-            memcpy(xb, x + i, (size_t)(n - i) * sizeof *xb);
-            gelu_back_avx2(db, xb, ob, 8);
+            k(db, xb, ob, 16);
             memcpy(dx + i, ob, (size_t)(n - i) * sizeof *ob);
             i = n;
         }

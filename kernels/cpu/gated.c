@@ -121,21 +121,15 @@ static void gelu_range(void *arg, int64_t i0, int64_t i1)
     float *y = c->y + i0;
     int64_t n = i1 - i0, i = 0;
 #ifdef DFM_SIMD_X86
-    if (dfm_cpu_use_avx512()) {
-        i = gelu_avx512(x, y, n);
-        if (i < n) { /* the tail through the same vector code, so no element depends on the split */
+    int64_t (*k)(const float *, float *, int64_t) = dfm_cpu_use_avx512() ? gelu_avx512
+                                                    : dfm_cpu_use_avx2() ? gelu_avx2
+                                                                         : NULL;
+    if (k) {
+        i = k(x, y, n);
+        if (i < n) { /* the tail (under 16) through the same vector code, so no element depends on the split */
             float xb[16] = {0}, yb[16];
             memcpy(xb, x + i, (size_t)(n - i) * sizeof *xb);
-            gelu_avx512(xb, yb, 16);
-            memcpy(y + i, yb, (size_t)(n - i) * sizeof *yb);
-            i = n;
-        }
-    } else if (dfm_cpu_use_avx2()) {
-        i = gelu_avx2(x, y, n);
-        if (i < n) { /* the tail through the same vector code, so no element depends on the split */
-            float xb[8] = {0}, yb[8];
-            memcpy(xb, x + i, (size_t)(n - i) * sizeof *xb);
-            gelu_avx2(xb, yb, 8);
+            k(xb, yb, 16);
             memcpy(y + i, yb, (size_t)(n - i) * sizeof *yb);
             i = n;
         }
