@@ -1,11 +1,12 @@
 /* ops.c — the op set (ops.h) on the op table (op.h): for every op a check of its arguments
  * (shapes, dtypes, devices, aliasing; messages name the op and every operand as
- * "[C,T,H,W] DTYPE device"), a CPU entry calling kernels/cpu/<op>.c, a CUDA entry calling
- * kernels/cuda/<op>.cu (CUDA builds only), the typed function of ops.h, and at the end the one
- * table and the one dispatch. Not here: any arithmetic.
+ * "[C,T,H,W] DTYPE device"), a CPU entry calling kernels/cpu/<op>.c, the typed function of
+ * ops.h, and at the end the one table (with the CUDA entries of ops_cuda.c in CUDA builds) and
+ * the one dispatch. Not here: any arithmetic; the CUDA entries (ops_cuda.c).
  */
 #include "tensor/ops.h"
 #include "tensor/op.h"
+#include "tensor/ops_impl.h"
 #include "base/buf.h"
 #include "base/error.h"
 #include "cpu/adamw.h"
@@ -36,19 +37,7 @@
 #include <string.h>
 
 #ifdef DFM_HAVE_CUDA
-#include "cuda/adamw.h"
-#include "cuda/bias.h"
-#include "cuda/device.h"
-#include "cuda/act.h"
-#include "cuda/attention.h"
-#include "cuda/dropout.h"
-#include "cuda/layer_norm.h"
-#include "cuda/modulate.h"
-#include "cuda/patch.h"
-#include "cuda/reduce.h"
-#include "cuda/rms_norm.h"
-#include "cuda/rope.h"
-#include "cuda/ops_cuda.h"
+#include "cuda/ops_cuda.h" /* dfm_cuda_release_scratch; the entries are in ops_cuda.c */
 #endif
 
 void dfm_ops_set_threads(int n) { dfm_cpu_set_threads(n); }
@@ -113,8 +102,6 @@ static int overlaps(const dfm_tensor *a, const dfm_tensor *b)
     return na && nb && pa < pb + nb && pb < pa + na;
 }
 
-static int bf16(const dfm_op_args *a) { return dfm_compute_is_bf16(a->cc); }
-static void *dptr(const dfm_op_args *a, int i) { return a->dst[i] ? a->dst[i]->data : NULL; }
 
 /* t: F32 with ref's shape on ref's device (NULL passes when optional). */
 static int like(const dfm_tensor *t, const dfm_tensor *ref, int optional)
@@ -135,8 +122,6 @@ static int param(const dfm_tensor *v, int64_t n, dfm_device dev, int optional)
     return v->ndim == 1 && v->shape[0] == n && is_float(v->dtype) && v->device == dev;
 }
 
-static const void *ptr(const dfm_tensor *t) { return t ? t->data : NULL; }
-static dfm_dtype dt_or_f32(const dfm_tensor *t) { return t ? t->dtype : DFM_F32; }
 
 /* ---- conv3d -------------------------------------------------------------------------------- */
 
@@ -179,7 +164,7 @@ static int check_conv3d(const dfm_op_args *a)
 }
 
 /* The int parameters of a conv3d call. */
-static void conv3d_params(const dfm_op_args *a, int stride[3], int pad[6])
+void dfm_ops_conv3d_params(const dfm_op_args *a, int stride[3], int pad[6])
 {
     for (int i = 0; i < 3; i++) stride[i] = (int)a->i[i];
     for (int i = 0; i < 6; i++) pad[i] = (int)a->i[3 + i];
@@ -189,7 +174,7 @@ static int cpu_conv3d(dfm_op_args *a)
 {
     const dfm_tensor *x = a->src[0], *w = a->src[1], *b = a->src[2];
     int stride[3], pad[6];
-    conv3d_params(a, stride, pad);
+    dfm_ops_conv3d_params(a, stride, pad);
     return dfm_cpu_conv3d(x->data, x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->data, w->dtype,
                           w->shape[0], (int)w->shape[2], (int)w->shape[3], (int)w->shape[4], ptr(b), dt_or_f32(b),
                           a->dst[0]->data, stride, pad, bf16(a));
@@ -226,7 +211,6 @@ static int check_rms_norm_channels(const dfm_op_args *a)
 }
 
 /* [C, ...] as C rows of n */
-static int64_t per_channel(const dfm_tensor *x) { return x->shape[0] ? dfm_tensor_numel(x) / x->shape[0] : 0; }
 
 static int cpu_rms_norm_channels(dfm_op_args *a)
 {
@@ -271,10 +255,6 @@ static int check_clamp(const dfm_op_args *a)
     return 0;
 }
 
-#define X0 ((const float *)a->src[0]->data)
-#define X1 ((const float *)a->src[1]->data)
-#define Y0 ((float *)a->dst[0]->data)
-#define N0 dfm_tensor_numel(a->src[0])
 static int cpu_silu(dfm_op_args *a) { return dfm_cpu_silu(X0, Y0, N0), 0; }
 static int cpu_add(dfm_op_args *a) { return dfm_cpu_add(X0, X1, Y0, N0), 0; }
 static int cpu_mul(dfm_op_args *a) { return dfm_cpu_mul(X0, X1, Y0, N0), 0; }
@@ -330,7 +310,7 @@ static int check_matmul(const dfm_op_args *ar)
 }
 
 /* m, n, k of a checked matmul */
-static void matmul_dims(const dfm_op_args *ar, int64_t *m, int64_t *n, int64_t *k)
+void dfm_ops_matmul_dims(const dfm_op_args *ar, int64_t *m, int64_t *n, int64_t *k)
 {
     const dfm_tensor *a = ar->src[0], *b = ar->src[1];
     *m = ar->i[0] ? a->shape[1] : a->shape[0], *k = ar->i[0] ? a->shape[0] : a->shape[1];
@@ -340,7 +320,7 @@ static void matmul_dims(const dfm_op_args *ar, int64_t *m, int64_t *n, int64_t *
 static int cpu_matmul(dfm_op_args *ar)
 {
     int64_t m, n, k;
-    matmul_dims(ar, &m, &n, &k);
+    dfm_ops_matmul_dims(ar, &m, &n, &k);
     const dfm_tensor *b = ar->src[1], *bias = ar->src[2];
     return dfm_cpu_matmul(ar->src[0]->data, ar->i[0] != 0, b->data, b->dtype, ar->i[1] != 0, ptr(bias),
                           dt_or_f32(bias), ar->f[0], ar->dst[0]->data, m, n, k, bf16(ar));
@@ -355,16 +335,6 @@ int dfm_op_matmul(const dfm_compute *cc, const dfm_tensor *a, int ta, const dfm_
 
 /* ---- linear (packed weights) ---------------------------------------------------------------- */
 
-struct dfm_packed {
-    dfm_device device;
-    dfm_dtype dtype;
-    int64_t k;
-    int nw;
-    int64_t n[DFM_PACKED_MAX];
-    void *packed[DFM_PACKED_MAX]; /* CPU: dfm_cpu_linear_pack layout */
-    dfm_tensor dev[DFM_PACKED_MAX]; /* CUDA: [n, k] of dtype */
-    size_t nbytes;
-};
 
 void dfm_packed_free(dfm_packed *l)
 {
@@ -547,7 +517,7 @@ static int check_attention(const dfm_op_args *a)
 }
 
 /* The kernel's record for checked operands. */
-static dfm_attn_args attn_args(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v, const dfm_tensor *bias,
+dfm_attn_args dfm_ops_attn_args(const dfm_tensor *q, const dfm_tensor *k, const dfm_tensor *v, const dfm_tensor *bias,
                                const dfm_tensor *out, const dfm_tensor *lse, float scale, int layout)
 {
     dfm_attn_args r = {0};
@@ -566,7 +536,7 @@ static dfm_attn_args attn_args(const dfm_tensor *q, const dfm_tensor *k, const d
 
 static int cpu_attention(dfm_op_args *a)
 {
-    dfm_attn_args r = attn_args(a->src[0], a->src[1], a->src[2], a->src[3], a->dst[0], a->dst[1], a->f[0], (int)a->i[0]);
+    dfm_attn_args r = dfm_ops_attn_args(a->src[0], a->src[1], a->src[2], a->src[3], a->dst[0], a->dst[1], a->f[0], (int)a->i[0]);
     r.bf16 = bf16(a);
     return dfm_cpu_attention_fwd(&r);
 }
@@ -593,7 +563,7 @@ static int check_attention_bwd(const dfm_op_args *a)
 
 static int cpu_attention_bwd(dfm_op_args *a)
 {
-    dfm_attn_args r = attn_args(a->src[0], a->src[1], a->src[2], a->src[3], a->src[4], a->src[5], a->f[0], (int)a->i[0]);
+    dfm_attn_args r = dfm_ops_attn_args(a->src[0], a->src[1], a->src[2], a->src[3], a->src[4], a->src[5], a->f[0], (int)a->i[0]);
     r.bf16 = bf16(a);
     return dfm_cpu_attention_bwd(&r, a->src[6]->data, a->dst[0]->data, a->dst[1]->data, a->dst[2]->data);
 }
@@ -719,8 +689,6 @@ static int check_rms_norm(const dfm_op_args *a)
 }
 
 /* [..., D] as rows of D */
-static int64_t last_dim(const dfm_tensor *x) { return x->shape[x->ndim - 1]; }
-static int64_t rows_of(const dfm_tensor *x) { return last_dim(x) ? dfm_tensor_numel(x) / last_dim(x) : 0; }
 
 static int cpu_rms_norm(dfm_op_args *a)
 {
@@ -744,7 +712,6 @@ static int elem_ok(const dfm_tensor *t)
     size_t s = dfm_dtype_size(t->dtype);
     return s == 1 || s == 2 || s == 4 || s == 8;
 }
-static int esize(const dfm_tensor *t) { return (int)dfm_dtype_size(t->dtype); }
 
 static int check_transpose2d(const dfm_op_args *a)
 {
@@ -831,7 +798,7 @@ static int check_concat(const dfm_op_args *ar)
 }
 
 /* A checked concat as outer blocks of na and nb elements. */
-static void concat_blocks(const dfm_op_args *ar, int64_t *outer, int64_t *na, int64_t *nb)
+void dfm_ops_concat_blocks(const dfm_op_args *ar, int64_t *outer, int64_t *na, int64_t *nb)
 {
     const dfm_tensor *a = ar->src[0], *b = ar->src[1];
     int d = (int)(ar->i[0] < 0 ? ar->i[0] + a->ndim : ar->i[0]);
@@ -844,7 +811,7 @@ static void concat_blocks(const dfm_op_args *ar, int64_t *outer, int64_t *na, in
 static int cpu_concat(dfm_op_args *ar)
 {
     int64_t outer, na, nb, es = esize(ar->src[0]);
-    concat_blocks(ar, &outer, &na, &nb);
+    dfm_ops_concat_blocks(ar, &outer, &na, &nb);
     size_t ys = (size_t)((na + nb) * es);
     char *y = ar->dst[0]->data;
     dfm_cpu_copy_blocks(y, ys, ar->src[0]->data, (size_t)(na * es), (size_t)(na * es), outer);
@@ -880,7 +847,6 @@ static int check_frames(const dfm_op_args *a)
 }
 
 /* A frame range of [C, T, H, W] as C blocks: bytes per frame. */
-static size_t frame_bytes(const dfm_tensor *t) { return (size_t)(t->shape[2] * t->shape[3]) * dfm_dtype_size(t->dtype); }
 
 static int cpu_frames(dfm_op_args *a)
 {
@@ -945,7 +911,7 @@ static int check_count_nonfinite(const dfm_op_args *a)
     return 0;
 }
 
-static int nonfinite_applies(const dfm_tensor *x, int64_t *n)
+int dfm_ops_nonfinite_applies(const dfm_tensor *x, int64_t *n)
 {
     *n = dfm_tensor_numel(x);
     return is_float(x->dtype) && *n > 0;
@@ -955,7 +921,7 @@ static int cpu_count_nonfinite(dfm_op_args *a)
 {
     int64_t n;
     a->r[0] = 0, a->r[1] = -1;
-    if (nonfinite_applies(a->src[0], &n)) a->r[0] = dfm_cpu_count_nonfinite(a->src[0]->data, a->src[0]->dtype, n, &a->r[1]);
+    if (dfm_ops_nonfinite_applies(a->src[0], &n)) a->r[0] = dfm_cpu_count_nonfinite(a->src[0]->data, a->src[0]->dtype, n, &a->r[1]);
     return 0;
 }
 
@@ -1186,8 +1152,6 @@ static int check_gate_residual_bwd(const dfm_op_args *a)
     return 0;
 }
 /* the chunk of e [B, K, D] at index k, and its row stride */
-static float *chunk(const dfm_tensor *e, int64_t k) { return e ? (float *)e->data + k * e->shape[2] : NULL; }
-static int64_t ld_of(const dfm_tensor *e) { return e->shape[1] * e->shape[2]; }
 static int cpu_modulate(dfm_op_args *a)
 {
     const dfm_tensor *x = a->src[0], *e = a->src[1];
@@ -1380,238 +1344,15 @@ static int cpu_sumsq(dfm_op_args *a)
     return 0;
 }
 
-/* ---- the CUDA entries ------------------------------------------------------------------------ */
-
 #ifdef DFM_HAVE_CUDA
-static int cuda_conv3d(dfm_op_args *a)
-{
-    const dfm_tensor *x = a->src[0], *w = a->src[1], *b = a->src[2];
-    int stride[3], pad[6];
-    conv3d_params(a, stride, pad);
-    return dfm_cuda_conv3d(x->data, x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->data, w->dtype,
-                           w->shape[0], (int)w->shape[2], (int)w->shape[3], (int)w->shape[4], ptr(b), dt_or_f32(b),
-                           a->dst[0]->data, stride, pad, bf16(a));
-}
-static int cuda_rms_norm_channels(dfm_op_args *a)
-{
-    const dfm_tensor *x = a->src[0], *g = a->src[1], *b = a->src[2];
-    return dfm_cuda_rms_norm_channels(x->data, x->shape[0], per_channel(x), g->data, g->dtype, ptr(b), dt_or_f32(b),
-                                      a->dst[0]->data);
-}
-static int cuda_silu(dfm_op_args *a) { return dfm_cuda_silu(X0, Y0, N0); }
-static int cuda_add(dfm_op_args *a) { return dfm_cuda_add(X0, X1, Y0, N0); }
-static int cuda_mul(dfm_op_args *a) { return dfm_cuda_mul(X0, X1, Y0, N0); }
-static int cuda_gelu_new(dfm_op_args *a) { return dfm_cuda_gelu_new(X0, Y0, N0); }
-static int cuda_clamp(dfm_op_args *a) { return dfm_cuda_clamp(X0, a->f[0], a->f[1], Y0, N0); }
-static int cuda_affine(dfm_op_args *a) { return dfm_cuda_affine(X0, a->f[0], a->f[1], Y0, N0); }
-static int cuda_matmul(dfm_op_args *ar)
-{
-    int64_t m, n, k;
-    matmul_dims(ar, &m, &n, &k);
-    const dfm_tensor *b = ar->src[1], *bias = ar->src[2];
-    return dfm_cuda_matmul(ar->src[0]->data, ar->i[0] != 0, b->data, b->dtype, ar->i[1] != 0, ptr(bias),
-                           dt_or_f32(bias), ar->f[0], ar->dst[0]->data, m, n, k, bf16(ar));
-}
-static int cuda_linear(dfm_op_args *a)
-{
-    const dfm_packed *l = a->p;
-    const dfm_tensor *x = a->src[0];
-    for (int i = 0; i < l->nw; i++) {
-        int rc = dfm_cuda_matmul(x->data, 0, l->dev[i].data, l->dtype, 1, ptr(a->src[1 + i]), DFM_F32, a->i[0] ? 1.0f : 0.0f,
-                                 a->dst[i]->data, x->shape[0], l->n[i], l->k, bf16(a));
-        if (rc) return rc;
-    }
-    return 0;
-}
-static int cuda_attention(dfm_op_args *a)
-{
-    dfm_attn_args r = attn_args(a->src[0], a->src[1], a->src[2], a->src[3], a->dst[0], a->dst[1], a->f[0], (int)a->i[0]);
-    r.bf16 = bf16(a);
-    return dfm_cuda_attention_fwd(&r);
-}
-static int cuda_attention_bwd(dfm_op_args *a)
-{
-    dfm_attn_args r = attn_args(a->src[0], a->src[1], a->src[2], a->src[3], a->src[4], a->src[5], a->f[0], (int)a->i[0]);
-    r.bf16 = bf16(a);
-    return dfm_cuda_attention_bwd(&r, a->src[6]->data, a->dst[0]->data, a->dst[1]->data, a->dst[2]->data);
-}
-static int cuda_embedding(dfm_op_args *a)
-{
-    const dfm_tensor *t = a->src[0];
-    return dfm_cuda_embedding(t->data, t->dtype, t->shape[1], a->src[1]->data, a->src[1]->shape[0], a->dst[0]->data);
-}
-static int cuda_rel_bias(dfm_op_args *a)
-{
-    const dfm_tensor *t = a->src[0], *o = a->dst[0];
-    return dfm_cuda_rel_bias(t->data, t->dtype, t->shape[0], t->shape[1], a->src[1]->data, o->shape[1], o->shape[2],
-                             o->data);
-}
-static int cuda_rms_norm(dfm_op_args *a)
-{
-    const dfm_tensor *x = a->src[0], *w = a->src[1];
-    if (a->dst[1])
-        return dfm_cuda_rms_norm_save(x->data, rows_of(x), last_dim(x), w->data, w->dtype, a->f[0], a->dst[0]->data,
-                                      a->dst[1]->data);
-    return dfm_cuda_rms_norm(x->data, rows_of(x), last_dim(x), w->data, w->dtype, a->f[0], a->dst[0]->data);
-}
-static int cuda_transpose2d(dfm_op_args *a)
-{
-    const dfm_tensor *x = a->src[0];
-    return dfm_cuda_transpose2d(x->data, a->dst[0]->data, x->shape[0], x->shape[1], esize(x));
-}
-static int cuda_upsample_nearest2x(dfm_op_args *a)
-{
-    const dfm_tensor *x = a->src[0];
-    return dfm_cuda_upsample_nearest2x(x->data, a->dst[0]->data, x->shape[0], x->shape[1], x->shape[2], x->shape[3],
-                                       esize(x));
-}
-static int cuda_concat(dfm_op_args *ar)
-{
-    int64_t outer, na, nb;
-    concat_blocks(ar, &outer, &na, &nb);
-    return dfm_cuda_concat(ar->src[0]->data, na, ar->src[1]->data, nb, ar->dst[0]->data, outer, esize(ar->src[0]));
-}
-/* count blocks of `bytes`, device to device, one cudaMemcpy each. */
-static int cuda_copy_blocks(char *dst, size_t ds, const char *src, size_t ss, size_t bytes, int64_t count)
-{
-    for (int64_t i = 0; i < count && bytes; i++) {
-        const char *why = NULL;
-        if (dfm_cuda_memcpy(dst + i * ds, src + i * ss, bytes, 2, &why))
-            return dfm_fail(DFM_E_IO, "cudaMemcpy failed: %s", why ? why : "?");
-    }
-    return 0;
-}
-static int cuda_frames(dfm_op_args *a)
-{
-    const dfm_tensor *x = a->src[0], *y = a->dst[0];
-    size_t fr = frame_bytes(x), xs = fr * (size_t)x->shape[1], ys = fr * (size_t)y->shape[1];
-    return cuda_copy_blocks(y->data, ys, (const char *)x->data + (size_t)a->i[0] * fr, xs, ys, x->shape[0]);
-}
-static int cuda_put_frames(dfm_op_args *a)
-{
-    const dfm_tensor *f = a->src[0], *y = a->dst[0];
-    size_t fr = frame_bytes(y), ys = fr * (size_t)y->shape[1], fs = fr * (size_t)f->shape[1];
-    return cuda_copy_blocks((char *)y->data + (size_t)a->i[0] * fr, ys, f->data, fs, fs, y->shape[0]);
-}
-static int cuda_count_nonfinite(dfm_op_args *a)
-{
-    int64_t n;
-    a->r[0] = 0, a->r[1] = -1;
-    if (!nonfinite_applies(a->src[0], &n)) return 0;
-    return dfm_cuda_count_nonfinite(a->src[0]->data, a->src[0]->dtype, n, &a->r[0], &a->r[1]);
-}
-static int cuda_bias_add(dfm_op_args *a)
-{
-    const dfm_tensor *x = a->src[0], *b = a->src[1];
-    return dfm_cuda_bias_add(x->data, b->data, b->dtype, a->dst[0]->data, rows_of(x), last_dim(x));
-}
-static int cuda_dropout(dfm_op_args *a)
-{
-    return dfm_cuda_dropout(a->src[0]->data, a->dst[0]->data, dfm_tensor_numel(a->src[0]), a->f[0],
-                            (uint64_t)a->i[0], (uint64_t)a->i[1]);
-}
-static int cuda_rms_norm_bwd(dfm_op_args *a)
-{
-    const dfm_tensor *x = a->src[1], *w = a->src[3];
-    return dfm_cuda_rms_norm_backward(a->src[0]->data, x->data, ptr(a->src[2]), rows_of(x), last_dim(x), ptr(w),
-                                      dt_or_f32(w), a->f[0], dptr(a, 0), dptr(a, 1));
-}
-static int cuda_layer_norm(dfm_op_args *a)
-{
-    const dfm_tensor *x = a->src[0], *w = a->src[1], *b = a->src[2];
-    return dfm_cuda_layer_norm(x->data, rows_of(x), last_dim(x), ptr(w), dt_or_f32(w), ptr(b), dt_or_f32(b), a->f[0],
-                               a->dst[0]->data, dptr(a, 1), dptr(a, 2));
-}
-static int cuda_layer_norm_bwd(dfm_op_args *a)
-{
-    const dfm_tensor *x = a->src[1], *w = a->src[4];
-    return dfm_cuda_layer_norm_backward(a->src[0]->data, x->data, ptr(a->src[2]), ptr(a->src[3]), rows_of(x),
-                                        last_dim(x), ptr(w), dt_or_f32(w), a->f[0], dptr(a, 0), dptr(a, 1), dptr(a, 2));
-}
-static int cuda_gelu_tanh(dfm_op_args *a) { return dfm_cuda_gelu_tanh(a->src[0]->data, a->dst[0]->data, dfm_tensor_numel(a->src[0])); }
-static int cuda_gelu_tanh_bwd(dfm_op_args *a)
-{
-    return dfm_cuda_gelu_tanh_backward(a->src[0]->data, a->src[1]->data, a->dst[0]->data, dfm_tensor_numel(a->src[0]));
-}
-static int cuda_silu_bwd(dfm_op_args *a)
-{
-    return dfm_cuda_silu_backward(a->src[0]->data, a->src[1]->data, a->dst[0]->data, dfm_tensor_numel(a->src[0]));
-}
-static int cuda_rope(dfm_op_args *a)
-{
-    const dfm_tensor *x = a->src[0];
-    return dfm_cuda_rope(x->data, x->shape[0], x->shape[1], x->shape[2], x->shape[3], a->src[1]->data, a->src[2]->data,
-                         a->dst[0]->data);
-}
-static int cuda_rope_bwd(dfm_op_args *a)
-{
-    const dfm_tensor *x = a->src[0];
-    return dfm_cuda_rope_backward(x->data, x->shape[0], x->shape[1], x->shape[2], x->shape[3], a->src[1]->data,
-                                  a->src[2]->data, a->dst[0]->data);
-}
-static int cuda_modulate(dfm_op_args *a)
-{
-    const dfm_tensor *x = a->src[0], *e = a->src[1];
-    return dfm_cuda_modulate(x->data, x->shape[0], x->shape[1], x->shape[2], chunk(e, a->i[0]), chunk(e, a->i[1]),
-                             ld_of(e), a->dst[0]->data);
-}
-static int cuda_modulate_bwd(dfm_op_args *a)
-{
-    const dfm_tensor *x = a->src[1], *e = a->src[2], *de = a->dst[1];
-    return dfm_cuda_modulate_backward(a->src[0]->data, x->data, x->shape[0], x->shape[1], x->shape[2],
-                                      chunk(e, a->i[0]), ld_of(e), dptr(a, 0), chunk(de, a->i[0]), chunk(de, a->i[1]));
-}
-static int cuda_gate_residual(dfm_op_args *a)
-{
-    const dfm_tensor *x = a->src[0], *e = a->src[2];
-    return dfm_cuda_gate_residual(x->data, a->src[1]->data, x->shape[0], x->shape[1], x->shape[2], chunk(e, a->i[0]),
-                                  ld_of(e), a->dst[0]->data);
-}
-static int cuda_gate_residual_bwd(dfm_op_args *a)
-{
-    const dfm_tensor *dy = a->src[0], *e = a->src[2], *de = a->dst[1];
-    return dfm_cuda_gate_residual_backward(dy->data, a->src[1]->data, dy->shape[0], dy->shape[1], dy->shape[2],
-                                           chunk(e, a->i[0]), ld_of(e), dptr(a, 0), chunk(de, a->i[0]));
-}
-static int cuda_colsum(dfm_op_args *a)
-{
-    const dfm_tensor *x = a->src[0];
-    return dfm_cuda_colsum(x->data, x->shape[0], x->shape[1], a->dst[0]->data);
-}
-static int cuda_patchify(dfm_op_args *a)
-{
-    return dfm_cuda_patchify(a->src[0]->data, a->dst[0]->data, a->src[0]->shape, a->i, (int)a->i[3]);
-}
-static int cuda_unpatchify(dfm_op_args *a)
-{
-    return dfm_cuda_unpatchify(a->src[0]->data, a->dst[0]->data, a->dst[0]->shape, a->i, (int)a->i[3]);
-}
-static int cuda_adamw(dfm_op_args *a)
-{
-    return dfm_cuda_adamw(a->dst[0]->data, a->src[0]->data, a->dst[1]->data, a->dst[2]->data,
-                          dfm_tensor_numel(a->src[0]), a->p);
-}
-static int cuda_sumsq(dfm_op_args *a)
-{
-    double s;
-    int rc = dfm_cuda_sumsq(a->src[0]->data, dfm_tensor_numel(a->src[0]), &s);
-    if (rc < 0) return rc;
-    memcpy(&a->r[0], &s, sizeof s);
-    a->r[1] = 0;
-    return 0;
-}
 #define CU(f) f
 #else
 #define CU(f) NULL
 #endif
-#undef X0
-#undef X1
-#undef Y0
-#undef N0
 
 /* ---- the table and the dispatch -------------------------------------------------------------- */
 
-#define OP(id, name) [DFM_OP_##id] = {#name, check_##name, cpu_##name, CU(cuda_##name)}
+#define OP(id, name) [DFM_OP_##id] = {#name, check_##name, cpu_##name, CU(dfm_op_cuda_##name)}
 static const dfm_op_def g_ops[DFM_OP_COUNT] = {
     OP(CONV3D, conv3d),
     OP(RMS_NORM_CHANNELS, rms_norm_channels),
