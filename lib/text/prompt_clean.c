@@ -169,17 +169,16 @@ char *dfm_prompt_clean(const char *s, size_t n)
     size_t lb = unescape(a, la, b); /* basic_clean: html.unescape(html.unescape(text)), then strip */
     /* str.strip() takes what str.isspace() calls space: \s's set plus U+001C..U+001F (only at the
      * ends: the regex below leaves them inside) */
-    size_t i0 = 0, end = lb;
-    for (int l; i0 < lb; i0 += (size_t)l)
-        if (!is_space_at(b, lb, i0, &l) && !(b[i0] >= 0x1C && b[i0] <= 0x1F)) break;
-    while (end > i0) {
-        size_t j = end - 1; /* the start of the last code point */
-        while (j > i0 && ((unsigned char)b[j] & 0xC0) == 0x80 && end - j < 4) j--;
-        int l;
-        if (!(is_space_at(b, end, j, &l) && j + (size_t)l == end) && !(b[end - 1] >= 0x1C && b[end - 1] <= 0x1F))
-            break;
-        end = b[end - 1] >= 0x1C && b[end - 1] <= 0x1F ? end - 1 : j;
+    size_t i0 = lb, end = 0; /* the first and past the last character that is not such space */
+    for (size_t i = 0; i < lb;) {
+        int l, space = is_space_at(b, lb, i, &l) || (b[i] >= 0x1C && b[i] <= 0x1F);
+        if (!space) {
+            if (i0 == lb) i0 = i;
+            end = i + (size_t)l;
+        }
+        i += (size_t)l;
     }
+    if (i0 == lb) i0 = 0; /* nothing but space: end is 0 */
     /* whitespace_clean: re.sub(r"\s+", " ", text).strip() (the ends are already stripped) */
     size_t k = 0;
     int pending = 0;
